@@ -1,0 +1,166 @@
+//! Typed settings: defaults < a TOML file (`HERALD_CONFIG` or `--config`) < `HERALD_*`
+//! environment variables.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP API listens (`HERALD_LISTEN`).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (created when missing) or `postgres://…` (`HERALD_DATABASE_URL`).
+    pub database_url: String,
+    /// Connections per pool (`HERALD_DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// Requests per minute per API key unless the key says otherwise
+    /// (`HERALD_API_RATE_PER_MINUTE`).
+    pub api_rate_per_minute: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://herald.db".into(),
+            database_max_connections: 10,
+            api_rate_per_minute: 600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Env {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads the file (if any) and then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("HERALD_CONFIG").map(Into::into));
+        let base = match file {
+            Some(path) => Self::from_file(&path)?,
+            None => Self::default(),
+        };
+        base.with_env(|name| std::env::var(name).ok())
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: display,
+            source: Box::new(source),
+        })
+    }
+
+    /// Overrides fields from `HERALD_*` variables, read through `lookup`.
+    pub fn with_env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        fn parsed<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|error: T::Err| ConfigError::Env {
+                name,
+                reason: error.to_string(),
+                value,
+            })
+        }
+        if let Some(value) = lookup("HERALD_LISTEN") {
+            self.listen = parsed("HERALD_LISTEN", value)?;
+        }
+        if let Some(value) = lookup("HERALD_DATABASE_URL") {
+            self.database_url = value;
+        }
+        if let Some(value) = lookup("HERALD_DATABASE_MAX_CONNECTIONS") {
+            self.database_max_connections = parsed("HERALD_DATABASE_MAX_CONNECTIONS", value)?;
+        }
+        if let Some(value) = lookup("HERALD_API_RATE_PER_MINUTE") {
+            self.api_rate_per_minute = parsed("HERALD_API_RATE_PER_MINUTE", value)?;
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_run_on_the_embedded_database() {
+        let config = Config::default();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://herald.db");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndatabase_url = \"sqlite://file.db\"\n",
+        )
+        .unwrap();
+        let from_file = Config::from_file(&path).unwrap();
+        assert_eq!(from_file.listen.to_string(), "0.0.0.0:9000");
+        let config = from_file
+            .with_env(env(&[(
+                "HERALD_DATABASE_URL",
+                "postgres://localhost/herald",
+            )]))
+            .unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.database_url, "postgres://localhost/herald");
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let error = Config::default()
+            .with_env(env(&[("HERALD_LISTEN", "localhost")]))
+            .unwrap_err();
+        assert!(error.to_string().contains("HERALD_LISTEN"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listn = 1").unwrap();
+        assert!(matches!(
+            Config::from_file(&path),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,22 @@
+//! Herald's rules, with no I/O: nothing here knows of SQL or HTTP.
+
+/// API keys: abilities and bearer tokens stored as digests.
+pub mod auth;
+/// The campaign state machine and audiences.
+pub mod campaign;
+/// Tags and time zones of contacts.
+pub mod contact;
+/// Static and dynamic contact groups.
+pub mod group;
+/// Typed identifiers for every kind of row.
+pub mod ids;
+/// A message's lifecycle and the counters derived from it.
+pub mod message;
+/// A sender's pacing settings and the warmup ramp.
+pub mod pacing;
+/// Phone numbers in E.164.
+pub mod phone;
+/// `<<variable>>` templates, parsed once and rendered per recipient.
+pub mod template;
+/// Field-level validation errors.
+pub mod validation;

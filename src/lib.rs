@@ -1,0 +1,28 @@
+//! # Herald
+//!
+//! A self-hosted bulk campaign scheduler and sender engine. A tour, from the inside out:
+//!
+//! - [`domain`] holds the rules with no I/O: the campaign state machine, a message's lifecycle
+//!   and the counters derived from it, `<<variable>>` templates, E.164 phones, pacing settings
+//!   and API-key tokens.
+//! - [`store`] holds all SQL, as small functions over a connection or a transaction, written once
+//!   for SQLite and PostgreSQL.
+//! - [`http`] is the axum API; [`cli`] the `herald` command; [`app`] builds the application that
+//!   both `herald serve` and the tests run.
+//!
+//! `../shared/DESIGN.md` describes the architecture and its invariants.
+
+/// Building and running the application.
+pub mod app;
+/// The `herald` command line.
+pub mod cli;
+/// Time as an injectable dependency.
+pub mod clock;
+/// Typed settings from defaults, a file and the environment.
+pub mod config;
+/// Rules with no I/O.
+pub mod domain;
+/// The HTTP API.
+pub mod http;
+/// All SQL, for both dialects.
+pub mod store;

@@ -1,0 +1,318 @@
+//! Contacts, keyed by E.164 phone within a workspace. Tags live twice: as the JSON array the API
+//! shows, and as `contact_tags` rows that audiences query; both change in one transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use sqlx::types::Json;
+
+use super::sql::{Param, SqlBuilder, bind_params, contains_pattern, fetch_page};
+use super::{Conn, Page, Result, StoreError, Tx, on_conn};
+use crate::domain::ids::{ContactId, WorkspaceId};
+use crate::domain::phone::Phone;
+
+macro_rules! columns {
+    () => {
+        "id, workspace_id, phone, name, email, tags, custom_fields, timezone, opted_out_at, \
+         blocked, created_at, updated_at"
+    };
+}
+
+#[derive(Clone, Debug, PartialEq, FromRow, Serialize)]
+pub struct Contact {
+    pub id: ContactId,
+    #[serde(skip)]
+    pub workspace_id: WorkspaceId,
+    pub phone: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub tags: Json<Vec<String>>,
+    pub custom_fields: Json<BTreeMap<String, String>>,
+    pub timezone: Option<String>,
+    pub opted_out_at: Option<DateTime<Utc>>,
+    pub blocked: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A contact's editable fields, already validated (phone parsed, tags normalised, time zone
+/// known).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContactFields {
+    pub phone: Option<Phone>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub tags: Vec<String>,
+    pub custom_fields: BTreeMap<String, String>,
+    pub timezone: Option<String>,
+}
+
+impl ContactFields {
+    pub fn new(phone: Phone) -> Self {
+        Self {
+            phone: Some(phone),
+            ..Self::default()
+        }
+    }
+
+    fn phone(&self) -> Result<&str> {
+        self.phone
+            .as_ref()
+            .map(Phone::as_str)
+            .ok_or_else(|| StoreError::Corrupt("a contact needs a phone".into()))
+    }
+}
+
+impl From<&Contact> for ContactFields {
+    fn from(contact: &Contact) -> Self {
+        Self {
+            phone: Some(Phone::from_trusted(contact.phone.clone())),
+            name: contact.name.clone(),
+            email: contact.email.clone(),
+            tags: contact.tags.0.clone(),
+            custom_fields: contact.custom_fields.0.clone(),
+            timezone: contact.timezone.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ContactFilter {
+    /// Part of the name, phone or email, case-insensitive.
+    pub search: Option<String>,
+    pub tag: Option<String>,
+    pub opted_out: Option<bool>,
+    pub blocked: Option<bool>,
+}
+
+pub async fn insert(
+    tx: &mut Tx,
+    workspace: WorkspaceId,
+    fields: &ContactFields,
+    now: DateTime<Utc>,
+) -> Result<Contact> {
+    let id = ContactId::generate();
+    let phone = fields.phone()?;
+    on_conn!(tx.conn(), c => sqlx::query(
+        "INSERT INTO contacts (id, workspace_id, phone, name, email, tags, custom_fields, timezone,
+                               blocked, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(phone)
+    .bind(fields.name.as_deref())
+    .bind(fields.email.as_deref())
+    .bind(Json(&fields.tags))
+    .bind(Json(&fields.custom_fields))
+    .bind(fields.timezone.as_deref())
+    .bind(false)
+    .bind(now)
+    .execute(&mut *c)
+    .await.map(drop))?;
+    write_tags(tx.conn(), workspace, id, &fields.tags).await?;
+    get(tx.conn(), workspace, id).await
+}
+
+/// Replaces every editable field of a contact.
+pub async fn update(
+    tx: &mut Tx,
+    workspace: WorkspaceId,
+    id: ContactId,
+    fields: &ContactFields,
+    now: DateTime<Utc>,
+) -> Result<Contact> {
+    let phone = fields.phone()?;
+    let updated = on_conn!(tx.conn(), c => sqlx::query(
+        "UPDATE contacts SET phone = $3, name = $4, email = $5, tags = $6, custom_fields = $7,
+                             timezone = $8, updated_at = $9
+         WHERE id = $1 AND workspace_id = $2",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(phone)
+    .bind(fields.name.as_deref())
+    .bind(fields.email.as_deref())
+    .bind(Json(&fields.tags))
+    .bind(Json(&fields.custom_fields))
+    .bind(fields.timezone.as_deref())
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    if updated == 0 {
+        return Err(StoreError::NotFound);
+    }
+    on_conn!(tx.conn(), c => sqlx::query("DELETE FROM contact_tags WHERE contact_id = $1")
+        .bind(id)
+        .execute(&mut *c)
+        .await.map(drop))?;
+    write_tags(tx.conn(), workspace, id, &fields.tags).await?;
+    get(tx.conn(), workspace, id).await
+}
+
+async fn write_tags(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    tags: &[String],
+) -> Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut insert =
+        SqlBuilder::new("INSERT INTO contact_tags (workspace_id, tag, contact_id) VALUES ");
+    for (index, tag) in tags.iter().enumerate() {
+        if index > 0 {
+            insert.push(", ");
+        }
+        insert
+            .push("(")
+            .bind(Param::Id(workspace.0))
+            .push(", ")
+            .bind(Param::Text(tag.clone()))
+            .push(", ")
+            .bind(Param::Id(contact.0))
+            .push(")");
+    }
+    insert.push(" ON CONFLICT DO NOTHING");
+    on_conn!(conn, c => bind_params!(sqlx::query(super::sql::trusted(&insert.sql)), &insert.params)
+        .execute(&mut *c)
+        .await.map(drop))?;
+    Ok(())
+}
+
+pub async fn get(conn: Conn<'_>, workspace: WorkspaceId, id: ContactId) -> Result<Contact> {
+    on_conn!(conn, c => Ok(sqlx::query_as(concat!(
+        "SELECT ", columns!(), " FROM contacts WHERE id = $1 AND workspace_id = $2"
+    ))
+    .bind(id)
+    .bind(workspace)
+    .fetch_one(&mut *c)
+    .await?))
+}
+
+pub async fn find_by_phone(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    phone: &Phone,
+) -> Result<Option<Contact>> {
+    on_conn!(conn, c => Ok(sqlx::query_as(concat!(
+        "SELECT ", columns!(), " FROM contacts WHERE workspace_id = $1 AND phone = $2"
+    ))
+    .bind(workspace)
+    .bind(phone.as_str())
+    .fetch_optional(&mut *c)
+    .await?))
+}
+
+/// One page of a workspace's contacts, newest first, and how many match in all.
+pub async fn list(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    filter: &ContactFilter,
+    page: Page,
+) -> Result<(Vec<Contact>, i64)> {
+    let mut condition = SqlBuilder::new("FROM contacts WHERE workspace_id = ");
+    condition.bind(Param::Id(workspace.0));
+    if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
+        let pattern = contains_pattern(search.trim());
+        condition.push(" AND (LOWER(COALESCE(name, '')) LIKE ");
+        condition
+            .bind(Param::Text(pattern.clone()))
+            .push(" ESCAPE '\\'");
+        condition.push(" OR phone LIKE ");
+        condition
+            .bind(Param::Text(pattern.clone()))
+            .push(" ESCAPE '\\'");
+        condition.push(" OR LOWER(COALESCE(email, '')) LIKE ");
+        condition.bind(Param::Text(pattern)).push(" ESCAPE '\\')");
+    }
+    if let Some(tag) = &filter.tag {
+        condition.push(" AND id IN (SELECT contact_id FROM contact_tags WHERE workspace_id = ");
+        condition.bind(Param::Id(workspace.0)).push(" AND tag = ");
+        condition.bind(Param::Text(tag.trim().to_owned())).push(")");
+    }
+    match filter.opted_out {
+        Some(true) => condition.push(" AND opted_out_at IS NOT NULL"),
+        Some(false) => condition.push(" AND opted_out_at IS NULL"),
+        None => &mut condition,
+    };
+    if let Some(blocked) = filter.blocked {
+        condition.push(" AND blocked = ").bind(Param::Bool(blocked));
+    }
+
+    fetch_page(
+        conn,
+        columns!(),
+        &condition,
+        "created_at DESC, id DESC",
+        page,
+    )
+    .await
+}
+
+pub async fn delete(conn: Conn<'_>, workspace: WorkspaceId, id: ContactId) -> Result<()> {
+    let deleted = on_conn!(conn, c => sqlx::query("DELETE FROM contacts WHERE id = $1 AND workspace_id = $2")
+        .bind(id)
+        .bind(workspace)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+    if deleted == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn set_blocked(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    id: ContactId,
+    blocked: bool,
+    now: DateTime<Utc>,
+) -> Result<Contact> {
+    let updated = on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE contacts SET blocked = $3, updated_at = $4 WHERE id = $1 AND workspace_id = $2",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(blocked)
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    if updated == 0 {
+        return Err(StoreError::NotFound);
+    }
+    get(conn, workspace, id).await
+}
+
+/// Opts a contact out (`Some(time)`) or back in (`None`). Opting out twice keeps the first time.
+pub async fn set_opted_out(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    id: ContactId,
+    opted_out_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Contact> {
+    let updated = on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE contacts
+         SET opted_out_at = CASE WHEN $3 IS NULL THEN NULL ELSE COALESCE(opted_out_at, $3) END,
+             updated_at = $4
+         WHERE id = $1 AND workspace_id = $2",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(opted_out_at)
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    if updated == 0 {
+        return Err(StoreError::NotFound);
+    }
+    get(conn, workspace, id).await
+}

@@ -1,0 +1,483 @@
+//! Messages: the recipients of campaigns and single sends, and the queue sender lanes claim
+//! from. Every status change goes through the domain's `Progress::apply` and moves its
+//! campaign's counters in the same transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::campaigns;
+use super::sql::{Param, SqlBuilder, bind_params, fetch_page};
+use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
+use crate::domain::ids::{CampaignId, ContactId, MessageId, SenderId, WorkspaceId};
+use crate::domain::message::{Counters, Event, MessageStatus, Progress};
+
+macro_rules! columns {
+    () => {
+        "id, workspace_id, campaign_id, sender_id, contact_id, direction, phone, body, media_url, \
+         status, attempts, not_before, provider_message_id, error, created_at, updated_at, \
+         sent_at, delivered_at, read_at, failed_at"
+    };
+}
+
+#[derive(Clone, Debug, PartialEq, FromRow, Serialize)]
+pub struct Message {
+    pub id: MessageId,
+    #[serde(skip)]
+    pub workspace_id: WorkspaceId,
+    pub campaign_id: Option<CampaignId>,
+    pub sender_id: SenderId,
+    pub contact_id: Option<ContactId>,
+    pub direction: String,
+    #[serde(rename = "to")]
+    pub phone: String,
+    pub body: Option<String>,
+    pub media_url: Option<String>,
+    pub status: MessageStatus,
+    pub attempts: i64,
+    pub not_before: DateTime<Utc>,
+    pub provider_message_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+/// A single outbound message, rendered before it is queued.
+pub struct NewMessage<'a> {
+    pub sender_id: SenderId,
+    pub contact_id: Option<ContactId>,
+    pub phone: &'a str,
+    pub body: &'a str,
+    pub media_url: Option<&'a str>,
+    /// Not sent before this time (now, or its schedule).
+    pub not_before: DateTime<Utc>,
+}
+
+pub async fn insert_single(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    message: &NewMessage<'_>,
+    now: DateTime<Utc>,
+) -> Result<Message> {
+    let id = MessageId::generate();
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "INSERT INTO messages (id, workspace_id, sender_id, contact_id, direction, phone, body,
+                               media_url, status, attempts, not_before, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, 'pending', 0, $8, $9, $9)",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(message.sender_id)
+    .bind(message.contact_id)
+    .bind(message.phone)
+    .bind(message.body)
+    .bind(message.media_url)
+    .bind(message.not_before)
+    .bind(now)
+    .execute(&mut *c)
+    .await.map(drop))?;
+    get(conn, workspace, id).await
+}
+
+pub async fn get(conn: Conn<'_>, workspace: WorkspaceId, id: MessageId) -> Result<Message> {
+    on_conn!(conn, c => Ok(sqlx::query_as(concat!(
+        "SELECT ", columns!(), " FROM messages WHERE id = $1 AND workspace_id = $2"
+    ))
+    .bind(id)
+    .bind(workspace)
+    .fetch_one(&mut *c)
+    .await?))
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MessageFilter {
+    pub campaign: Option<CampaignId>,
+    pub status: Option<MessageStatus>,
+    pub inbound: Option<bool>,
+}
+
+/// One page of a workspace's messages, newest first.
+pub async fn list(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    filter: MessageFilter,
+    page: Page,
+) -> Result<(Vec<Message>, i64)> {
+    let mut from_where = SqlBuilder::new("FROM messages WHERE ");
+    match filter.campaign {
+        // Leading with the campaign lets the (campaign_id, status) index answer.
+        Some(campaign) => from_where
+            .push("campaign_id = ")
+            .bind(Param::Id(campaign.0))
+            .push(" AND workspace_id = "),
+        None => from_where.push("workspace_id = "),
+    };
+    from_where.bind(Param::Id(workspace.0));
+    if let Some(status) = filter.status {
+        from_where
+            .push(" AND status = ")
+            .bind(Param::Text(status.as_str().into()));
+    }
+    if let Some(inbound) = filter.inbound {
+        let direction = if inbound { "inbound" } else { "outbound" };
+        from_where
+            .push(" AND direction = ")
+            .bind(Param::Text(direction.into()));
+    }
+    let order = if filter.campaign.is_some() {
+        "id"
+    } else {
+        "created_at DESC, id DESC"
+    };
+    fetch_page(conn, columns!(), &from_where, order, page).await
+}
+
+/// Cancels a single message that is still pending: it becomes `skipped` ("canceled").
+pub async fn cancel_single(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    id: MessageId,
+    now: DateTime<Utc>,
+) -> Result<Message> {
+    let canceled = on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE messages SET status = 'skipped', error = 'canceled', updated_at = $3
+         WHERE id = $1 AND workspace_id = $2 AND campaign_id IS NULL AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    let message = get(conn, workspace, id).await?;
+    if canceled == 0 {
+        return Err(StoreError::MessageNotPending {
+            status: message.status,
+        });
+    }
+    Ok(message)
+}
+
+/// A message a lane has claimed and must now send.
+#[derive(Clone, Debug, PartialEq, FromRow)]
+pub struct Claimed {
+    pub id: MessageId,
+    pub campaign_id: Option<CampaignId>,
+    pub contact_id: Option<ContactId>,
+    pub phone: String,
+    pub body: Option<String>,
+    pub media_url: Option<String>,
+    pub attempts: i64,
+}
+
+/// Claims up to `limit` messages of `sender` that are due: single messages first, then those of
+/// the sender's running campaigns, oldest campaign first. Claimed messages are `sending` until
+/// `lease_until`; if their result is not recorded by then, [`requeue_expired`] frees them.
+/// Paused and canceled campaigns' messages are never claimed.
+pub async fn claim(
+    tx: &mut Tx,
+    sender: SenderId,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Claimed>> {
+    let mut claimed = claim_from(tx.conn(), sender, None, now, lease_until, limit).await?;
+    if claimed.len() as u32 >= limit {
+        return Ok(claimed);
+    }
+    let running: Vec<CampaignId> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+        "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id",
+    )
+    .bind(sender)
+    .fetch_all(&mut *c)
+    .await?);
+    for campaign in running {
+        let room = limit - claimed.len() as u32;
+        if room == 0 {
+            break;
+        }
+        claimed
+            .extend(claim_from(tx.conn(), sender, Some(campaign), now, lease_until, room).await?);
+    }
+    Ok(claimed)
+}
+
+async fn claim_from(
+    conn: Conn<'_>,
+    sender: SenderId,
+    campaign: Option<CampaignId>,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Claimed>> {
+    let queue = if campaign.is_some() {
+        "campaign_id = $5"
+    } else {
+        "campaign_id IS NULL"
+    };
+    // SQLite has one writer, so its claims cannot collide; PostgreSQL processes skip each
+    // other's locked rows instead of waiting on them.
+    let lock = match conn.dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let sql = format!(
+        "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_expires_at = $3,
+                             updated_at = $2
+         WHERE id IN (SELECT id FROM messages
+                      WHERE sender_id = $1 AND {queue} AND status = 'pending' AND not_before <= $2
+                      ORDER BY not_before, id LIMIT $4{lock})
+         RETURNING id, campaign_id, contact_id, phone, body, media_url, attempts"
+    );
+    let mut claimed: Vec<Claimed> = on_conn!(conn, c => {
+        let query = sqlx::query_as(super::sql::trusted(&sql))
+            .bind(sender)
+            .bind(now)
+            .bind(lease_until)
+            .bind(i64::from(limit));
+        let query = match campaign { Some(id) => query.bind(id), None => query };
+        query.fetch_all(&mut *c).await?
+    });
+    // RETURNING gives no order; ids are time-ordered, so this restores queue order.
+    claimed.sort_unstable_by_key(|message| message.id);
+    Ok(claimed)
+}
+
+/// Frees claims whose lease ran out (their process died): they become pending again and keep
+/// their id, which providers see as the idempotency key of the retry.
+pub async fn requeue_expired(conn: Conn<'_>, now: DateTime<Utc>) -> Result<u64> {
+    on_conn!(conn, c => Ok(sqlx::query(
+        "UPDATE messages SET status = 'pending', lease_expires_at = NULL, updated_at = $1
+         WHERE status = 'sending' AND lease_expires_at <= $1",
+    )
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected()))
+}
+
+/// What became of one send attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Sent {
+        provider_message_id: Option<String>,
+    },
+    /// A transient failure: try again at `not_before`.
+    Retry {
+        not_before: DateTime<Utc>,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// Records a batch of send outcomes in one transaction, moving counters and completing
+/// campaigns with nothing left to send.
+pub async fn record_outcomes(
+    tx: &mut Tx,
+    outcomes: &[(MessageId, Outcome)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let changes: Vec<Change> = outcomes
+        .iter()
+        .map(|(id, outcome)| match outcome {
+            Outcome::Sent {
+                provider_message_id,
+            } => Change {
+                id: *id,
+                event: Event::Sent { at: now },
+                provider_message_id: provider_message_id.clone(),
+                error: None,
+                not_before: None,
+            },
+            Outcome::Retry { not_before, error } => Change {
+                id: *id,
+                event: Event::Retry,
+                provider_message_id: None,
+                error: Some(error.clone()),
+                not_before: Some(*not_before),
+            },
+            Outcome::Failed { error } => Change {
+                id: *id,
+                event: Event::Failed { at: now },
+                provider_message_id: None,
+                error: Some(error.clone()),
+                not_before: None,
+            },
+        })
+        .collect();
+    apply_changes(tx, &changes, now).await
+}
+
+/// A provider's report about one message, named by Herald's id or the provider's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusReport {
+    pub reference: String,
+    pub event: Event,
+    pub error: Option<String>,
+}
+
+/// Applies provider status reports for `sender`'s messages. Reports about unknown messages are
+/// ignored; returns how many messages changed.
+pub async fn record_status_reports(
+    tx: &mut Tx,
+    sender: SenderId,
+    reports: &[StatusReport],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut changes = Vec::with_capacity(reports.len());
+    for report in reports {
+        if let Some(id) = find_by_reference(tx.conn(), sender, &report.reference).await? {
+            changes.push(Change {
+                id,
+                event: report.event,
+                provider_message_id: None,
+                error: report.error.clone(),
+                not_before: None,
+            });
+        }
+    }
+    let count = changes.len();
+    apply_changes(tx, &changes, now).await?;
+    Ok(count)
+}
+
+async fn find_by_reference(
+    conn: Conn<'_>,
+    sender: SenderId,
+    reference: &str,
+) -> Result<Option<MessageId>> {
+    let herald_id = reference.parse::<MessageId>().ok();
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "SELECT id FROM messages
+         WHERE sender_id = $1 AND (id = $2 OR provider_message_id = $3)
+         LIMIT 1",
+    )
+    .bind(sender)
+    .bind(herald_id)
+    .bind(reference)
+    .fetch_optional(&mut *c)
+    .await?))
+}
+
+struct Change {
+    id: MessageId,
+    event: Event,
+    provider_message_id: Option<String>,
+    error: Option<String>,
+    not_before: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct ProgressRow {
+    id: MessageId,
+    campaign_id: Option<CampaignId>,
+    status: MessageStatus,
+    sent_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    read_at: Option<DateTime<Utc>>,
+    failed_at: Option<DateTime<Utc>>,
+}
+
+impl ProgressRow {
+    fn progress(&self) -> Progress {
+        Progress {
+            status: self.status,
+            sent_at: self.sent_at,
+            delivered_at: self.delivered_at,
+            read_at: self.read_at,
+            failed_at: self.failed_at,
+        }
+    }
+}
+
+/// Reads a batch's current progress, applies each change through the domain's rules, writes
+/// what changed, and moves each campaign's counters by the sum of its messages' changes.
+async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> Result<()> {
+    const READ_BATCH: usize = 500;
+    let lock = match tx.conn().dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
+    };
+    let mut current: HashMap<MessageId, ProgressRow> = HashMap::with_capacity(changes.len());
+    for chunk in changes.chunks(READ_BATCH) {
+        let mut select = SqlBuilder::new(
+            "SELECT id, campaign_id, status, sent_at, delivered_at, read_at, failed_at FROM messages WHERE id IN ",
+        );
+        select
+            .bind_list(chunk.iter().map(|change| Param::Id(change.id.0)))
+            .push(lock);
+        let rows: Vec<ProgressRow> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::trusted(&select.sql)), &select.params)
+            .fetch_all(&mut *c)
+            .await?);
+        current.extend(rows.into_iter().map(|row| (row.id, row)));
+    }
+
+    let mut campaign_changes: HashMap<CampaignId, Counters> = HashMap::new();
+    for change in changes {
+        let Some(row) = current.get_mut(&change.id) else {
+            continue;
+        };
+        let before = row.progress();
+        let after = before.apply(change.event);
+        // A send result can carry news (the provider's id) even when the status stands still.
+        if after.is_none() && change.provider_message_id.is_none() {
+            continue;
+        }
+        let after = after.unwrap_or(before);
+        write_progress(tx.conn(), change, &after, now).await?;
+        if let Some(campaign) = row.campaign_id {
+            *campaign_changes.entry(campaign).or_default() += Counters::change(&before, &after);
+        }
+        row.status = after.status;
+        row.sent_at = after.sent_at;
+        row.delivered_at = after.delivered_at;
+        row.read_at = after.read_at;
+        row.failed_at = after.failed_at;
+    }
+    for (campaign, change) in campaign_changes {
+        campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
+        if change.pending < 0 {
+            campaigns::complete_if_done(tx.conn(), campaign, now).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_progress(
+    conn: Conn<'_>,
+    change: &Change,
+    after: &Progress,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE messages SET status = $2, sent_at = $3, delivered_at = $4, read_at = $5, failed_at = $6,
+                             provider_message_id = COALESCE($7, provider_message_id),
+                             error = COALESCE($8, error),
+                             not_before = COALESCE($9, not_before),
+                             lease_expires_at = CASE WHEN status = 'sending' AND $2 = 'sending'
+                                                     THEN lease_expires_at END,
+                             updated_at = $10
+         WHERE id = $1",
+    )
+    .bind(change.id)
+    .bind(after.status)
+    .bind(after.sent_at)
+    .bind(after.delivered_at)
+    .bind(after.read_at)
+    .bind(after.failed_at)
+    .bind(change.provider_message_id.as_deref())
+    .bind(change.error.as_deref())
+    .bind(change.not_before)
+    .bind(now)
+    .execute(&mut *c)
+    .await.map(drop))?;
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! All SQL lives here, as small named functions over a [`Conn`] (one statement) or a [`Tx`]
+//! (several statements that must commit together).
+//!
+//! One schema, two dialects. Statements are written once with `$1`-style placeholders, which
+//! both SQLite and PostgreSQL accept, and [`on_conn!`] runs the same text on whichever database
+//! the connection belongs to. The few places that differ by dialect ask [`Conn::dialect`].
+//! sqlx's compile-time macros check against one database only, so statements use runtime
+//! `query_as` with `FromRow`, and the tests run every function against both databases.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::domain::campaign::CampaignStatus;
+use crate::domain::message::MessageStatus;
+
+pub mod api_keys;
+pub mod audience;
+pub mod campaigns;
+pub mod contacts;
+pub mod groups;
+pub mod messages;
+pub mod senders;
+mod sql;
+pub mod templates;
+mod types;
+pub mod usage;
+pub mod workspaces;
+
+pub use sql::Page;
+
+/// Runs `$body` with `$c` bound to the concrete connection (`&mut SqliteConnection` or
+/// `&mut PgConnection`): the body is compiled once per dialect from one text.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite($c) => $body,
+            $crate::store::Conn::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write; names what already exists.
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// Another row still refers to this one.
+    #[error("still in use by other records")]
+    InUse,
+    #[error("not allowed while the campaign is {current}")]
+    InvalidTransition { current: CampaignStatus },
+    #[error("the message is {status}, no longer pending")]
+    MessageNotPending { status: MessageStatus },
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Duplicate(duplicate_subject(db.constraint(), db.message()))
+            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::InUse,
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+/// What a unique violation was about, from PostgreSQL's constraint name or SQLite's message
+/// (`UNIQUE constraint failed: contacts.workspace_id, contacts.phone`).
+fn duplicate_subject(constraint: Option<&str>, message: &str) -> String {
+    let subject = match constraint {
+        Some(name) => name.to_owned(),
+        None => message.rsplit(", ").next().unwrap_or(message).to_owned(),
+    };
+    match subject.as_str() {
+        "contacts_phone_unique" | "contacts.phone" => "a contact with this phone".into(),
+        "contact_groups_name_unique" | "contact_groups.name" => "a group with this name".into(),
+        "workspaces_name_unique" | "workspaces.name" => "a workspace with this name".into(),
+        _ => "a record with these values".into(),
+    }
+}
+
+/// Where Herald keeps its state: SQLite (one writer connection, WAL readers) or PostgreSQL.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite {
+        /// Readers run in parallel under WAL.
+        reader: SqlitePool,
+        /// The single writer: SQLite serialises writes anyway, and one connection makes that
+        /// explicit instead of a storm of SQLITE_BUSY retries.
+        writer: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// Settings for [`Db::connect`].
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Herald's migrations are tracked in their own table so that the job queue's migrations (in
+/// `_sqlx_migrations`) and Herald's never mistake each other for missing versions.
+const MIGRATIONS_TABLE: &str = "herald_migrations";
+
+impl Db {
+    /// Opens `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`). A SQLite file is
+    /// created when missing.
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Db> {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            return Ok(Db::Postgres(pool));
+        }
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                format!("unsupported database URL '{url}': use sqlite://PATH or postgres://…")
+                    .into(),
+            )));
+        }
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL sync is durable across application crashes, which is what the
+            // engine's guarantees are about; only an OS crash may lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let in_memory = connect.get_filename().to_string_lossy() == ":memory:";
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await?;
+        // An in-memory database exists once per connection: readers must share the writer's.
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect.read_only(true))
+                .await?
+        };
+        Ok(Db::Sqlite { reader, writer })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite { .. } => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Sqlite { writer, .. } => migrator(&SQLITE_MIGRATOR).run(writer).await?,
+            Db::Postgres(pool) => migrator(&POSTGRES_MIGRATOR).run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A connection for reads.
+    pub async fn read(&self) -> Result<Pooled> {
+        Ok(match self {
+            Db::Sqlite { reader, .. } => Pooled::Sqlite(reader.acquire().await?),
+            Db::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// A connection for a single write statement.
+    pub async fn write(&self) -> Result<Pooled> {
+        Ok(match self {
+            Db::Sqlite { writer, .. } => Pooled::Sqlite(writer.acquire().await?),
+            Db::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// A write transaction. Never hold one across a network call or a wait.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.read().await?;
+        on_conn!(conn.conn(), c => sqlx::query("SELECT 1").execute(&mut *c).await.map(drop))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite { reader, writer } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+fn migrator(embedded: &'static sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate::Migrator {
+        migrations: embedded.migrations.clone(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+/// A connection checked out of a pool.
+pub enum Pooled {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Pooled {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Pooled::Sqlite(c) => Conn::Sqlite(c),
+            Pooled::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+/// An open transaction; dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Postgres(tx) => Conn::Postgres(tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// A borrowed connection of either dialect: what store functions run statements on.
+pub enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+impl Conn<'_> {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// A shorter borrow, to run several statements on one connection.
+    pub fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_name_what_exists_in_both_dialects() {
+        assert_eq!(
+            duplicate_subject(Some("contacts_phone_unique"), "duplicate key value"),
+            "a contact with this phone"
+        );
+        assert_eq!(
+            duplicate_subject(
+                None,
+                "UNIQUE constraint failed: contacts.workspace_id, contacts.phone"
+            ),
+            "a contact with this phone"
+        );
+        assert_eq!(
+            duplicate_subject(None, "UNIQUE constraint failed: x.y"),
+            "a record with these values"
+        );
+    }
+}

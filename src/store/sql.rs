@@ -1,0 +1,236 @@
+//! Building statements whose shape depends on input (filters, audiences) without string-pasting
+//! any value: every value becomes a numbered `$n` parameter, valid in both dialects.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// Marks statement text as safe for sqlx. Only for text assembled from fixed fragments of this
+/// module's code and `$n` placeholders: values never enter statement text.
+pub(crate) fn trusted(sql: &str) -> sqlx::AssertSqlSafe<&str> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+/// A value bound to a `$n` placeholder.
+#[derive(Clone, Debug)]
+pub(crate) enum Param {
+    Id(Uuid),
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+/// SQL text plus its parameters, in placeholder order.
+#[derive(Debug, Default)]
+pub(crate) struct SqlBuilder {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+impl SqlBuilder {
+    pub fn new(sql: &str) -> Self {
+        Self {
+            sql: sql.to_owned(),
+            params: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder for `param`.
+    pub fn bind(&mut self, param: Param) -> &mut Self {
+        self.params.push(param);
+        self.sql.push('$');
+        self.sql.push_str(&self.params.len().to_string());
+        self
+    }
+
+    /// Appends `(p1, p2, …)`; an empty list becomes `(NULL)`, which matches nothing.
+    pub fn bind_list(&mut self, params: impl IntoIterator<Item = Param>) -> &mut Self {
+        self.sql.push('(');
+        let mut any = false;
+        for (index, param) in params.into_iter().enumerate() {
+            if index > 0 {
+                self.sql.push_str(", ");
+            }
+            self.bind(param);
+            any = true;
+        }
+        if !any {
+            self.sql.push_str("NULL");
+        }
+        self.sql.push(')');
+        self
+    }
+}
+
+/// Binds a builder's parameters onto a `sqlx::query` / `query_as` / `query_scalar`.
+macro_rules! bind_params {
+    ($query:expr, $params:expr) => {{
+        let mut query = $query;
+        for param in $params {
+            query = match param {
+                $crate::store::sql::Param::Id(value) => query.bind(*value),
+                $crate::store::sql::Param::Text(value) => query.bind(value.as_str()),
+                $crate::store::sql::Param::Int(value) => query.bind(*value),
+                $crate::store::sql::Param::Bool(value) => query.bind(*value),
+                $crate::store::sql::Param::Time(value) => query.bind(*value),
+            };
+        }
+        query
+    }};
+}
+pub(crate) use bind_params;
+
+/// `LIKE` pattern for "contains `text`", with the pattern characters in `text` escaped (used
+/// with `ESCAPE '\'`).
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for ch in text.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// A page of a list: `?page=1&per_page=50`, `per_page` 1–200.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct Page {
+    #[serde(default = "first_page")]
+    pub page: u32,
+    #[serde(default = "default_per_page")]
+    pub per_page: u32,
+}
+
+fn first_page() -> u32 {
+    1
+}
+
+fn default_per_page() -> u32 {
+    50
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            page: first_page(),
+            per_page: default_per_page(),
+        }
+    }
+}
+
+impl Page {
+    pub const MAX_PER_PAGE: u32 = 200;
+
+    pub fn is_valid(&self) -> bool {
+        self.page >= 1 && (1..=Self::MAX_PER_PAGE).contains(&self.per_page)
+    }
+
+    pub(crate) fn limit(&self) -> i64 {
+        i64::from(self.per_page.clamp(1, Self::MAX_PER_PAGE))
+    }
+
+    pub(crate) fn offset(&self) -> i64 {
+        i64::from(self.page.max(1) - 1) * self.limit()
+    }
+
+    /// Appends `LIMIT … OFFSET …` as parameters.
+    pub(crate) fn push_to(&self, builder: &mut SqlBuilder) {
+        builder
+            .push(" LIMIT ")
+            .bind(Param::Int(self.limit()))
+            .push(" OFFSET ")
+            .bind(Param::Int(self.offset()));
+    }
+}
+
+/// Runs a paged list: `SELECT {columns} {from_where} ORDER BY {order} LIMIT … OFFSET …` and the
+/// matching `COUNT(*)`, on one connection.
+pub(crate) async fn fetch_page<T>(
+    conn: super::Conn<'_>,
+    columns: &str,
+    from_where: &SqlBuilder,
+    order: &str,
+    page: Page,
+) -> super::Result<(Vec<T>, i64)>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    let count_sql = format!("SELECT COUNT(*) {}", from_where.sql);
+    let mut select = SqlBuilder {
+        sql: format!("SELECT {columns} {} ORDER BY {order}", from_where.sql),
+        params: from_where.params.clone(),
+    };
+    page.push_to(&mut select);
+    super::on_conn!(conn, c => {
+        let total: i64 = bind_params!(sqlx::query_scalar(trusted(&count_sql)), &from_where.params)
+            .fetch_one(&mut *c)
+            .await?;
+        let rows: Vec<T> = bind_params!(sqlx::query_as(trusted(&select.sql)), &select.params)
+            .fetch_all(&mut *c)
+            .await?;
+        Ok((rows, total))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let mut builder = SqlBuilder::new("SELECT * FROM t WHERE a = ");
+        builder
+            .bind(Param::Int(1))
+            .push(" AND b IN ")
+            .bind_list([Param::Int(2), Param::Int(3)])
+            .push(" AND c IN ")
+            .bind_list([]);
+        assert_eq!(
+            builder.sql,
+            "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3) AND c IN (NULL)"
+        );
+        assert_eq!(builder.params.len(), 3);
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(contains_pattern("JaNe"), "%jane%");
+    }
+
+    #[test]
+    fn pages_turn_into_limit_and_offset() {
+        let page = Page {
+            page: 3,
+            per_page: 20,
+        };
+        assert!(page.is_valid());
+        assert_eq!((page.limit(), page.offset()), (20, 40));
+        assert!(
+            !Page {
+                page: 0,
+                per_page: 20
+            }
+            .is_valid()
+        );
+        assert!(
+            !Page {
+                page: 1,
+                per_page: 201
+            }
+            .is_valid()
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Test databases: a fresh SQLite file per test, and — when `HERALD_TEST_POSTGRES_URL` is set —
+//! a fresh PostgreSQL database per test, dropped afterwards even if the test fails.
+#![allow(dead_code)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use herald::store::{Db, DbOptions};
+use sqlx::Connection;
+
+pub const POSTGRES_URL_VAR: &str = "HERALD_TEST_POSTGRES_URL";
+
+pub struct TestDb {
+    pub db: Db,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<PostgresCleanup>,
+}
+
+struct PostgresCleanup {
+    admin_url: String,
+    database: String,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let db = Db::connect(&url, &DbOptions::default())
+        .await
+        .expect("open sqlite");
+    db.migrate().await.expect("migrate sqlite");
+    TestDb {
+        db,
+        _dir: Some(dir),
+        postgres: None,
+    }
+}
+
+/// A fresh PostgreSQL database, or `None` when the variable is unset. Set but unreachable is a
+/// failure, never a skip.
+pub async fn postgres() -> Option<TestDb> {
+    let admin_url = std::env::var(POSTGRES_URL_VAR).ok()?;
+    let database = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|error| {
+            panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is unreachable: {error}")
+        });
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let url = with_database(&admin_url, &database);
+    let db = Db::connect(
+        &url,
+        &DbOptions {
+            max_connections: 5,
+            ..DbOptions::default()
+        },
+    )
+    .await
+    .expect("open test database");
+    db.migrate().await.expect("migrate postgres");
+    Some(TestDb {
+        db,
+        _dir: None,
+        postgres: Some(PostgresCleanup {
+            admin_url,
+            database,
+        }),
+    })
+}
+
+/// `admin_url` with its database name replaced.
+fn with_database(admin_url: &str, database: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{database}?{query}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(cleanup) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs outside async; a private runtime on its own thread drops the database.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&cleanup.admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    cleanup.database
+                )))
+                .execute(&mut admin)
+                .await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop a PostgreSQL test database");
+        }
+    }
+}
+
+/// Runs each named `async fn(TestDb)` once per dialect: `sqlite::name` always, `postgres::name`
+/// against `HERALD_TEST_POSTGRES_URL` when it is set.
+#[macro_export]
+macro_rules! dialect_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match $crate::common::postgres().await {
+                        Some(db) => super::$name(db).await,
+                        None => eprintln!(
+                            "{} is not set: PostgreSQL half of {} not run",
+                            $crate::common::POSTGRES_URL_VAR,
+                            stringify!($name)
+                        ),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A fixed instant for tests that need "now".
+pub fn at(year: i32, month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(year, month, day, hour, minute, 0)
+        .unwrap()
+}
+
+#[test]
+fn database_names_are_swapped_in_urls() {
+    assert_eq!(
+        with_database("postgres://u@h:5432/postgres", "x"),
+        "postgres://u@h:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://h/postgres?sslmode=disable", "x"),
+        "postgres://h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}
