@@ -354,6 +354,23 @@ mod tests {
         assert_eq!(template.render(&layered).unwrap(), "friend Cairo X");
     }
 
+    #[test]
+    fn the_example_templates_parse() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "txt") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                let template =
+                    Template::parse(&source).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!template.variables().is_empty(), "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 3);
+    }
+
     proptest! {
         #[test]
         fn parse_and_render_never_panic(source in ".{0,80}", value in ".{0,10}") {

@@ -1,0 +1,138 @@
+//! The `herald` binary as a user runs it, in an empty directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn herald(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(HERALD);
+    command
+        .current_dir(dir)
+        .env_remove("HERALD_DATABASE_URL")
+        .env_remove("HERALD_CONFIG")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// Starts `herald serve` on a free port and returns it with the address from its log line.
+fn serve(dir: &std::path::Path) -> (Running, String) {
+    let mut child = herald(dir)
+        .arg("serve")
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    let (found, address) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("address=").nth(1) {
+                let _ = found.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let address = address
+        .recv_timeout(Duration::from_secs(30))
+        .expect("herald serve logs its address within 30 s");
+    (running, address)
+}
+
+#[tokio::test]
+async fn serve_creates_the_database_and_answers_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, address) = serve(dir.path());
+    assert!(
+        dir.path().join("herald.db").exists(),
+        "the embedded database is created"
+    );
+
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{address}/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+
+    let missing = client
+        .get(format!("http://{address}/v1/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[test]
+fn api_key_create_prints_the_token_alone_on_its_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrated = herald(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let created = herald(dir.path())
+        .args([
+            "api-key",
+            "create",
+            "--name",
+            "ci",
+            "--abilities",
+            "contacts.read,campaigns.write",
+            "--workspace",
+            "acme",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let token = stdout.lines().last().unwrap();
+    assert!(
+        token.starts_with("hrl_") && !token.contains(' '),
+        "{stdout}"
+    );
+    assert!(stdout.contains("acme"));
+
+    let refused = herald(dir.path())
+        .args([
+            "api-key",
+            "create",
+            "--name",
+            "x",
+            "--abilities",
+            "contacts.delete",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown ability 'contacts.delete'"));
+}
