@@ -22,7 +22,11 @@ pub mod clock;
 pub mod config;
 /// Rules with no I/O.
 pub mod domain;
+/// Launch, sender lanes, pacing and callbacks.
+pub mod engine;
 /// The HTTP API.
 pub mod http;
+/// Where messages leave Herald: the provider trait and its implementations.
+pub mod providers;
 /// All SQL, for both dialects.
 pub mod store;

@@ -481,3 +481,34 @@ async fn write_progress(
     .await.map(drop))?;
     Ok(())
 }
+
+/// Records a message a contact sent to `sender`, linked to the contact with that phone.
+pub async fn insert_inbound(
+    conn: Conn<'_>,
+    sender: SenderId,
+    from: &str,
+    body: &str,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let phone = crate::domain::phone::Phone::parse(from)
+        .map_or_else(|_| from.trim().to_owned(), |p| p.into_string());
+    on_conn!(conn, c => sqlx::query(
+        "INSERT INTO messages (id, workspace_id, sender_id, contact_id, direction, phone, body, status,
+                               attempts, not_before, created_at, updated_at, delivered_at)
+         SELECT $1, s.workspace_id, s.id,
+                (SELECT c.id FROM contacts c WHERE c.workspace_id = s.workspace_id AND c.phone = $3),
+                'inbound', $3, $4, 'delivered', 0, $5, $6, $6, $5
+         FROM senders s WHERE s.id = $2",
+    )
+    .bind(MessageId::generate())
+    .bind(sender)
+    .bind(&phone)
+    .bind(body)
+    .bind(at)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
+    Ok(())
+}

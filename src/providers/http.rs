@@ -1,0 +1,284 @@
+//! The generic `http` provider: POSTs each message to `provider_config.url` with the configured
+//! headers and `Idempotency-Key: <message id>`. The body is API.md's
+//! `{"id", "to", "body", "media_url"}`, or `provider_config.body_template`: a handlebars template
+//! whose values are JSON-escaped, so one provider reaches any gateway's JSON shape.
+
+use std::time::Duration;
+
+use handlebars::Handlebars;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use serde_json::{Value, json};
+
+use super::{
+    Accepted, BoxFuture, Outbound, Provider, ProviderConfigError, ProviderContext, SendError,
+    number,
+};
+
+const BODY: &str = "body";
+/// How much of a refusing answer is kept as the message's error.
+const ERROR_EXCERPT: usize = 300;
+
+pub struct HttpProvider {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    body_template: Option<Handlebars<'static>>,
+    timeout: Duration,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ProviderConfigError {
+    ProviderConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl HttpProvider {
+    pub fn from_config(
+        config: &Value,
+        context: &ProviderContext,
+    ) -> Result<Self, ProviderConfigError> {
+        let url = config
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("url", "is required: the address messages are POSTed to"))?;
+        let url = reqwest::Url::parse(url).map_err(|error| invalid("url", error.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("url", "must be an http or https address"));
+        }
+        let mut headers = HeaderMap::new();
+        match config.get("headers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(pairs)) => {
+                for (name, value) in pairs {
+                    let value = value
+                        .as_str()
+                        .ok_or_else(|| invalid("headers", format!("'{name}' must be a string")))?;
+                    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        invalid("headers", format!("'{name}' is not a header name"))
+                    })?;
+                    let value = HeaderValue::from_str(value).map_err(|_| {
+                        invalid(
+                            "headers",
+                            format!("the value of '{name}' is not a valid header value"),
+                        )
+                    })?;
+                    headers.insert(name, value);
+                }
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "headers",
+                    "must be an object of header names to values",
+                ));
+            }
+        }
+        let body_template = match config.get("body_template") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(template)) => Some(compile_body_template(template)?),
+            Some(_) => return Err(invalid("body_template", "must be a string")),
+        };
+        let timeout = Duration::from_millis(
+            number(config, "timeout_ms")?
+                .map_or(10_000, |ms| ms as u64)
+                .max(1),
+        );
+        Ok(Self {
+            client: context.http.clone(),
+            url,
+            headers,
+            body_template,
+            timeout,
+        })
+    }
+
+    fn body(&self, message: &Outbound<'_>) -> Result<String, SendError> {
+        let fields = json!({
+            "id": message.id,
+            "to": message.to,
+            "body": message.body,
+            "media_url": message.media_url,
+        });
+        match &self.body_template {
+            None => Ok(fields.to_string()),
+            Some(template) => template.render(BODY, &fields).map_err(|error| {
+                SendError::Fatal(format!("body_template could not be rendered: {error}"))
+            }),
+        }
+    }
+}
+
+/// Values land inside JSON strings the template author wrote, so they are escaped as JSON
+/// string content: quotes, backslashes and control characters cannot break out.
+fn compile_body_template(template: &str) -> Result<Handlebars<'static>, ProviderConfigError> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    registry.register_escape_fn(|value| {
+        let quoted = Value::String(value.to_owned()).to_string();
+        quoted[1..quoted.len() - 1].to_owned()
+    });
+    registry
+        .register_template_string(BODY, template)
+        .map_err(|error| invalid("body_template", error.to_string()))?;
+    Ok(registry)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from APIs and treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+impl Provider for HttpProvider {
+    fn send<'a>(&'a self, message: &'a Outbound<'a>) -> BoxFuture<'a, Result<Accepted, SendError>> {
+        Box::pin(async move {
+            let body = self.body(message)?;
+            let response = self
+                .client
+                .post(self.url.clone())
+                .headers(self.headers.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .header("Idempotency-Key", message.id.to_string())
+                .timeout(self.timeout)
+                .body(body)
+                .send()
+                .await
+                .map_err(|error| SendError::retryable(format!("request failed: {error}")))?;
+            let status = response.status();
+            if status.is_success() {
+                let answer: Option<Value> = response.json().await.ok();
+                let provider_message_id = answer
+                    .as_ref()
+                    .and_then(|answer| answer.get("id"))
+                    .and_then(|id| match id {
+                        Value::String(id) => Some(id.clone()),
+                        Value::Number(id) => Some(id.to_string()),
+                        _ => None,
+                    });
+                return Ok(Accepted {
+                    provider_message_id,
+                });
+            }
+            let after = retry_after(response.headers());
+            let text = response.text().await.unwrap_or_default();
+            let excerpt: String = text.chars().take(ERROR_EXCERPT).collect();
+            let reason = format!("HTTP {}: {}", status.as_u16(), excerpt.trim());
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(SendError::Retryable {
+                    after,
+                    reason,
+                    throttled: true,
+                });
+            }
+            if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+                return Err(SendError::Retryable {
+                    after,
+                    reason,
+                    throttled: false,
+                });
+            }
+            Err(SendError::Fatal(reason))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::MessageId;
+
+    fn provider(config: Value) -> Result<HttpProvider, ProviderConfigError> {
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        HttpProvider::from_config(
+            &config,
+            &ProviderContext::new(reqwest::Client::new(), events, None),
+        )
+    }
+
+    #[test]
+    fn the_default_body_is_the_api_wire_format() {
+        let http = provider(json!({"url": "http://127.0.0.1:9/send"})).unwrap();
+        let id = MessageId::generate();
+        let message = Outbound {
+            id,
+            to: "+15551234567",
+            body: "Hi Jane",
+            media_url: None,
+        };
+        let body: Value = serde_json::from_str(&http.body(&message).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"id": id.to_string(), "to": "+15551234567", "body": "Hi Jane", "media_url": null})
+        );
+    }
+
+    #[test]
+    fn body_templates_escape_values_as_json() {
+        let http = provider(json!({
+            "url": "http://127.0.0.1:9/send",
+            "body_template": "{\"number\": \"{{to}}\", \"message\": \"{{body}}\"}"
+        }))
+        .unwrap();
+        let tricky = "He said \"hi\" \\ then\nleft\", \"admin\": true, \"x\": \"";
+        let message = Outbound {
+            id: MessageId::generate(),
+            to: "+15551234567",
+            body: tricky,
+            media_url: None,
+        };
+        let body: Value = serde_json::from_str(&http.body(&message).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"number": "+15551234567", "message": tricky}),
+            "no key was injected"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_field() {
+        for (config, field) in [
+            (json!({}), "url"),
+            (json!({"url": "ftp://x"}), "url"),
+            (json!({"url": "http://x", "headers": {"X": 1}}), "headers"),
+            (
+                json!({"url": "http://x", "headers": {"bad header": "v"}}),
+                "headers",
+            ),
+            (
+                json!({"url": "http://x", "body_template": "{{#if}}"}),
+                "body_template",
+            ),
+            (
+                json!({"url": "http://x", "timeout_ms": "soon"}),
+                "timeout_ms",
+            ),
+        ] {
+            match provider(config.clone()) {
+                Err(ProviderConfigError::Invalid { field: got, .. }) => {
+                    assert_eq!(got, field, "{config}")
+                }
+                Err(other) => panic!("{config}: {other:?}"),
+                Ok(_) => panic!("{config} was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2026 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! The sandbox: a simulated provider, so the whole engine runs with no account anywhere. It
+//! takes `latency_ms`, `fail_rate`, `transient_rate`, `deliver_rate`, `read_rate`,
+//! `deliver_after_ms` and `read_after_ms` from `provider_config`, and reports deliveries and reads
+//! through the same ingestion path as real provider callbacks.
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+
+use super::{
+    Accepted, BoxFuture, EventSink, Outbound, Provider, ProviderConfigError, ProviderContext,
+    SendError, number,
+};
+use crate::domain::ids::SenderId;
+use crate::engine::callbacks::{CallbackEvent, SenderEvents, StatusKind};
+
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    latency: Duration,
+    fail_rate: f64,
+    transient_rate: f64,
+    deliver_rate: f64,
+    read_rate: f64,
+    deliver_after: Duration,
+    read_after: Duration,
+    events: EventSink,
+    sender: Option<SenderId>,
+}
+
+fn rate(config: &Value, field: &'static str, default: f64) -> Result<f64, ProviderConfigError> {
+    let value = number(config, field)?.unwrap_or(default);
+    if value > 1.0 {
+        return Err(ProviderConfigError::Invalid {
+            field,
+            message: "is a fraction between 0 and 1".into(),
+        });
+    }
+    Ok(value)
+}
+
+fn millis(
+    config: &Value,
+    field: &'static str,
+    default: u64,
+) -> Result<Duration, ProviderConfigError> {
+    Ok(Duration::from_millis(
+        number(config, field)?.map_or(default, |ms| ms as u64),
+    ))
+}
+
+impl Sandbox {
+    pub fn from_config(
+        config: &Value,
+        context: &ProviderContext,
+    ) -> Result<Self, ProviderConfigError> {
+        if !(config.is_object() || config.is_null()) {
+            return Err(ProviderConfigError::Invalid {
+                field: "sandbox",
+                message: "must be an object".into(),
+            });
+        }
+        Ok(Self {
+            latency: millis(config, "latency_ms", 0)?,
+            fail_rate: rate(config, "fail_rate", 0.0)?,
+            transient_rate: rate(config, "transient_rate", 0.0)?,
+            deliver_rate: rate(config, "deliver_rate", 0.95)?,
+            read_rate: rate(config, "read_rate", 0.6)?,
+            deliver_after: millis(config, "deliver_after_ms", 800)?,
+            read_after: millis(config, "read_after_ms", 2500)?,
+            events: context.events.clone(),
+            sender: context.sender,
+        })
+    }
+
+    /// Decides now what will become of an accepted message, and reports it when it happens.
+    fn report_later(&self, provider_id: String) {
+        let Some(sender) = self.sender else { return };
+        let mut rng = rand::rng();
+        if !rng.random_bool(self.deliver_rate) {
+            return;
+        }
+        let read = rng.random_bool(self.read_rate);
+        let deliver_in = jitter(&mut rng, self.deliver_after);
+        let read_in = deliver_in + jitter(&mut rng, self.read_after);
+        let events = self.events.clone();
+        let emit = move |kind: StatusKind| {
+            let at = chrono::Utc::now();
+            let _ = events.send(SenderEvents {
+                sender,
+                events: vec![CallbackEvent::Status {
+                    reference: provider_id.clone(),
+                    kind,
+                    at,
+                    error: None,
+                }],
+            });
+        };
+        if deliver_in.is_zero() && read_in.is_zero() {
+            emit(StatusKind::Delivered);
+            if read {
+                emit(StatusKind::Read);
+            }
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(deliver_in).await;
+            emit(StatusKind::Delivered);
+            if read {
+                tokio::time::sleep(read_in - deliver_in).await;
+                emit(StatusKind::Read);
+            }
+        });
+    }
+}
+
+/// Between half and one and a half of `around`: simulated networks are not metronomes.
+fn jitter(rng: &mut impl Rng, around: Duration) -> Duration {
+    if around.is_zero() {
+        return around;
+    }
+    around.mul_f64(rng.random_range(0.5..1.5))
+}
+
+impl Provider for Sandbox {
+    fn send<'a>(&'a self, message: &'a Outbound<'a>) -> BoxFuture<'a, Result<Accepted, SendError>> {
+        Box::pin(async move {
+            if !self.latency.is_zero() {
+                tokio::time::sleep(self.latency).await;
+            }
+            let (failed, transient) = {
+                let mut rng = rand::rng();
+                (
+                    rng.random_bool(self.fail_rate),
+                    rng.random_bool(self.transient_rate),
+                )
+            };
+            if failed {
+                return Err(SendError::Fatal(
+                    "sandbox: simulated rejection (invalid number)".into(),
+                ));
+            }
+            if transient {
+                return Err(SendError::retryable("sandbox: simulated timeout"));
+            }
+            let provider_id = format!("sbx-{}", message.id.0.simple());
+            self.report_later(provider_id.clone());
+            Ok(Accepted {
+                provider_message_id: Some(provider_id),
+            })
+        })
+    }
+
+    fn typing<'a>(&'a self, _to: &'a str) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::ids::MessageId;
+
+    fn sandbox(config: Value) -> (Sandbox, tokio::sync::mpsc::UnboundedReceiver<SenderEvents>) {
+        let (events, received) = tokio::sync::mpsc::unbounded_channel();
+        let context =
+            ProviderContext::new(reqwest::Client::new(), events, Some(SenderId::generate()));
+        (Sandbox::from_config(&config, &context).unwrap(), received)
+    }
+
+    fn message() -> Outbound<'static> {
+        Outbound {
+            id: MessageId::generate(),
+            to: "+14155552671",
+            body: "hi",
+            media_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn certain_delivery_and_read_are_reported_in_order() {
+        let (sandbox, mut events) = sandbox(
+            json!({"deliver_rate": 1, "read_rate": 1, "deliver_after_ms": 0, "read_after_ms": 0}),
+        );
+        let accepted = sandbox.send(&message()).await.unwrap();
+        let provider_id = accepted.provider_message_id.unwrap();
+        for expected in [StatusKind::Delivered, StatusKind::Read] {
+            let batch = events.recv().await.unwrap();
+            match &batch.events[0] {
+                CallbackEvent::Status {
+                    reference, kind, ..
+                } => {
+                    assert_eq!((reference, *kind), (&provider_id, expected));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn failure_rates_decide_the_error_kind() {
+        let (always_fails, _) = sandbox(json!({"fail_rate": 1}));
+        assert!(matches!(
+            always_fails.send(&message()).await,
+            Err(SendError::Fatal(_))
+        ));
+        let (flaky, _) = sandbox(json!({"transient_rate": 1}));
+        assert!(matches!(
+            flaky.send(&message()).await,
+            Err(SendError::Retryable { .. })
+        ));
+        let (silent, mut events) = sandbox(json!({"deliver_rate": 0}));
+        silent.send(&message()).await.unwrap();
+        assert!(
+            events.try_recv().is_err(),
+            "nothing delivered, nothing reported"
+        );
+    }
+
+    #[test]
+    fn rates_are_fractions() {
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let context = ProviderContext::new(reqwest::Client::new(), events, None);
+        assert!(Sandbox::from_config(&json!({"read_rate": 1.5}), &context).is_err());
+        assert!(Sandbox::from_config(&json!("fast"), &context).is_err());
+    }
+}
