@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::engine::{self, EngineHandle};
+use crate::providers::EventSink;
 use crate::store::{Db, DbOptions};
 
 /// What every request handler shares.
@@ -17,11 +19,15 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
+    /// Where provider callbacks hand their events to the engine.
+    pub events: EventSink,
 }
 
+/// The API and the engine, sharing one database: what `herald serve` runs.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    engine: EngineHandle,
 }
 
 impl Application {
@@ -35,12 +41,23 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let engine = engine::start(
+            db.clone(),
+            clock.clone(),
+            reqwest::Client::new(),
+            config.engine(),
+        );
         let state = AppState {
             db,
             config: Arc::new(config),
             clock,
+            events: engine.events(),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            engine,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -51,19 +68,21 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then lets requests in progress finish.
+    /// Serves until `shutdown` completes, then lets requests in progress finish and the engine
+    /// record its sends in flight.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
         let router = crate::http::router(self.state);
-        axum::serve(self.listener, router)
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")?;
+            .await;
+        // Sends in flight finish and are recorded before the database closes.
+        self.engine.shutdown().await;
         db.close().await;
-        Ok(())
+        served.context("HTTP server failed")
     }
 }
 

@@ -18,6 +18,11 @@ pub struct Config {
     /// Requests per minute per API key unless the key says otherwise
     /// (`HERALD_API_RATE_PER_MINUTE`).
     pub api_rate_per_minute: u32,
+    /// How long a claimed message waits, if its process dies, before another lane sends it
+    /// again (`HERALD_CLAIM_LEASE_MS`).
+    pub claim_lease_ms: u64,
+    /// How often the engine looks for due launches and senders with work (`HERALD_ENGINE_TICK_MS`).
+    pub engine_tick_ms: u64,
 }
 
 impl Default for Config {
@@ -27,6 +32,8 @@ impl Default for Config {
             database_url: "sqlite://herald.db".into(),
             database_max_connections: 10,
             api_rate_per_minute: 600,
+            claim_lease_ms: 120_000,
+            engine_tick_ms: 250,
         }
     }
 }
@@ -103,7 +110,24 @@ impl Config {
         if let Some(value) = lookup("HERALD_API_RATE_PER_MINUTE") {
             self.api_rate_per_minute = parsed("HERALD_API_RATE_PER_MINUTE", value)?;
         }
+        if let Some(value) = lookup("HERALD_CLAIM_LEASE_MS") {
+            self.claim_lease_ms = parsed("HERALD_CLAIM_LEASE_MS", value)?;
+        }
+        if let Some(value) = lookup("HERALD_ENGINE_TICK_MS") {
+            self.engine_tick_ms = parsed("HERALD_ENGINE_TICK_MS", value)?;
+        }
         Ok(self)
+    }
+
+    /// The engine settings this configuration implies.
+    pub fn engine(&self) -> crate::engine::EngineConfig {
+        let claim_lease = std::time::Duration::from_millis(self.claim_lease_ms.max(1));
+        crate::engine::EngineConfig {
+            tick: std::time::Duration::from_millis(self.engine_tick_ms.max(1)),
+            claim_lease,
+            requeue_every: claim_lease.min(std::time::Duration::from_secs(5)),
+            ..crate::engine::EngineConfig::default()
+        }
     }
 }
 

@@ -1,7 +1,257 @@
 //! The dispatch engine: launching campaigns at their time, sender lanes that pace and send,
 //! and the ingestion of what providers report back.
+//!
+//! One [`Engine`] runs in every `herald serve` process. Each tick it requeues claims whose
+//! process died, launches campaigns whose time has come, and starts a lane for every sender with
+//! work whose lease it can take. Lanes, not jobs, do the sending: a lane keeps its sender's pacing
+//! state in memory, and its lease guarantees it is the only one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::domain::ids::SenderId;
+use crate::providers::ProviderContext;
+use crate::store::{self, Db};
 
 /// Provider callbacks: verification and the one ingestion path.
 pub mod callbacks;
+mod lane;
 /// The pacing gates as exact functions of time.
 pub mod pacing;
+/// Rendering claimed messages with compiled templates.
+pub mod render;
+/// Retry decisions and back-off.
+pub mod retry;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How often the engine looks for due launches and senders with work.
+    pub tick: Duration,
+    /// How long a lane's lease on its sender lasts without renewal.
+    pub lease: Duration,
+    /// How long a claimed message stays claimed before another lane may send it again.
+    pub claim_lease: Duration,
+    /// How often claims whose lease ran out are put back in the queue.
+    pub requeue_every: Duration,
+    /// Messages a lane claims at once when nothing spaces its sends.
+    pub batch_size: u32,
+    /// Sends in flight at once per lane when nothing spaces its sends.
+    pub concurrency: usize,
+    /// A lane with nothing to send for this long gives its sender up.
+    pub idle_exit: Duration,
+    /// The wait before the first retry of a transient failure, doubled for each further one.
+    pub retry_base: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(250),
+            lease: Duration::from_secs(30),
+            claim_lease: Duration::from_secs(120),
+            requeue_every: Duration::from_secs(5),
+            batch_size: 256,
+            concurrency: 64,
+            idle_exit: Duration::from_secs(2),
+            retry_base: retry::DEFAULT_BASE,
+        }
+    }
+}
+
+/// What the engine's tasks share.
+pub(crate) struct Shared {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    providers: ProviderContext,
+    config: EngineConfig,
+    /// This process's name in lane leases.
+    owner: String,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A running engine; [`EngineHandle::shutdown`] stops it after in-flight sends are recorded.
+pub struct EngineHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    events: crate::providers::EventSink,
+}
+
+impl EngineHandle {
+    /// Where providers and the callback endpoint hand in events.
+    pub fn events(&self) -> crate::providers::EventSink {
+        self.events.clone()
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "engine task failed");
+        }
+    }
+}
+
+/// Starts the engine on the current runtime.
+pub fn start(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+    config: EngineConfig,
+) -> EngineHandle {
+    let (stop, shutdown) = watch::channel(false);
+    let (events, received) = mpsc::unbounded_channel();
+    let owner = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let shared = Arc::new(Shared {
+        db,
+        clock,
+        providers: ProviderContext::new(http, events.clone(), None),
+        config,
+        owner,
+        shutdown,
+    });
+    let task = tokio::spawn(run(shared, received));
+    EngineHandle { stop, task, events }
+}
+
+async fn run(shared: Arc<Shared>, events: mpsc::UnboundedReceiver<callbacks::SenderEvents>) {
+    tracing::info!(owner = %shared.owner, "engine started");
+    let ingesting = tokio::spawn(ingest_events(shared.clone(), events));
+    let mut lanes: HashMap<SenderId, JoinHandle<()>> = HashMap::new();
+    let mut shutdown = shared.shutdown.clone();
+    let mut next_requeue = shared.clock.now();
+    loop {
+        if let Err(error) = tick(&shared, &mut lanes, &mut next_requeue).await {
+            tracing::error!(%error, "engine tick failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(shared.config.tick) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    for (_, lane) in lanes {
+        let _ = lane.await;
+    }
+    ingesting.abort();
+    tracing::info!("engine stopped");
+}
+
+async fn tick(
+    shared: &Arc<Shared>,
+    lanes: &mut HashMap<SenderId, JoinHandle<()>>,
+    next_requeue: &mut chrono::DateTime<chrono::Utc>,
+) -> store::Result<()> {
+    let now = shared.clock.now();
+    lanes.retain(|_, lane| !lane.is_finished());
+    if now >= *next_requeue {
+        let mut conn = shared.db.write().await?;
+        let requeued = store::messages::requeue_expired(conn.conn(), now).await?;
+        if requeued > 0 {
+            tracing::warn!(requeued, "claims whose lease ran out are back in the queue");
+        }
+        *next_requeue = now + pacing::to_chrono(shared.config.requeue_every);
+    }
+    launch_due(shared).await?;
+    let candidates = {
+        let mut conn = shared.db.read().await?;
+        store::lanes::senders_with_work(conn.conn(), now).await?
+    };
+    for sender in candidates {
+        if lanes.contains_key(&sender) || shared.is_shutting_down() {
+            continue;
+        }
+        let until = now + pacing::to_chrono(shared.config.lease);
+        let acquired = {
+            let mut conn = shared.db.write().await?;
+            store::lanes::acquire(conn.conn(), sender, &shared.owner, now, until).await?
+        };
+        if let Some(last_send_at) = acquired {
+            lanes.insert(
+                sender,
+                tokio::spawn(run_lane(shared.clone(), sender, last_send_at)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Launches scheduled campaigns whose time has come. The launch is a compare-and-set, so when
+/// several processes see the same campaign, one launches it and the others are refused.
+async fn launch_due(shared: &Shared) -> store::Result<()> {
+    let now = shared.clock.now();
+    let due = {
+        let mut conn = shared.db.read().await?;
+        store::campaigns::due(conn.conn(), now, 16).await?
+    };
+    for (workspace, campaign) in due {
+        let mut tx = shared.db.begin().await?;
+        match store::campaigns::launch(&mut tx, workspace, campaign, now).await {
+            Ok(launched) => {
+                tx.commit().await?;
+                tracing::info!(campaign_id = %campaign, recipients = launched.total_count, "campaign launched");
+            }
+            Err(store::StoreError::InvalidTransition { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+async fn run_lane(
+    shared: Arc<Shared>,
+    sender: SenderId,
+    last_send_at: Option<chrono::DateTime<chrono::Utc>>,
+) {
+    let mut lane = match lane::Lane::start(shared.clone(), sender, last_send_at).await {
+        Ok(lane) => lane,
+        Err(error) => {
+            tracing::error!(sender_id = %sender, %error, "lane could not start");
+            return;
+        }
+    };
+    tracing::debug!(sender_id = %lane.sender_id(), "lane started");
+    match lane.run().await {
+        Ok(()) => tracing::debug!(sender_id = %sender, "lane idle, stopping"),
+        Err(error) => tracing::warn!(sender_id = %sender, %error, "lane stopped"),
+    }
+    lane.release().await;
+}
+
+/// Applies events from providers, batching what arrives together per sender.
+async fn ingest_events(
+    shared: Arc<Shared>,
+    mut events: mpsc::UnboundedReceiver<callbacks::SenderEvents>,
+) {
+    const BATCH: usize = 512;
+    while let Some(first) = events.recv().await {
+        let mut by_sender: HashMap<SenderId, Vec<callbacks::CallbackEvent>> = HashMap::new();
+        by_sender
+            .entry(first.sender)
+            .or_default()
+            .extend(first.events);
+        let mut taken = 1;
+        while taken < BATCH {
+            let Ok(more) = events.try_recv() else { break };
+            by_sender
+                .entry(more.sender)
+                .or_default()
+                .extend(more.events);
+            taken += 1;
+        }
+        for (sender, events) in by_sender {
+            let batch = callbacks::SenderEvents { sender, events };
+            if let Err(error) = callbacks::ingest(&shared.db, &batch, shared.clock.now()).await {
+                tracing::error!(sender_id = %sender, %error, "provider events could not be applied");
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 
+mod callbacks;
 /// The error envelope and its status codes.
 pub mod error;
 mod health;
@@ -13,6 +14,7 @@ mod health;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(callbacks::router())
         .fallback(unknown_route)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

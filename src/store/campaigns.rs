@@ -125,6 +125,30 @@ pub async fn get(conn: Conn<'_>, workspace: WorkspaceId, id: CampaignId) -> Resu
     .await?))
 }
 
+/// A campaign by id alone, for the engine, which works across workspaces.
+pub async fn get_unscoped(conn: Conn<'_>, id: CampaignId) -> Result<Campaign> {
+    on_conn!(conn, c => Ok(sqlx::query_as(concat!("SELECT ", columns!(), " FROM campaigns WHERE id = $1"))
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await?))
+}
+
+/// Scheduled campaigns whose time has come, oldest first.
+pub async fn due(
+    conn: Conn<'_>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(WorkspaceId, CampaignId)>> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT workspace_id, id FROM campaigns WHERE status = 'scheduled' AND scheduled_at <= $1
+         ORDER BY scheduled_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
 pub async fn list(
     conn: Conn<'_>,
     workspace: WorkspaceId,

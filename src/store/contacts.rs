@@ -316,3 +316,26 @@ pub async fn set_opted_out(
     }
     get(conn, workspace, id).await
 }
+
+/// What rendering a message needs of a contact.
+#[derive(Clone, Debug, PartialEq, FromRow)]
+pub struct RenderFields {
+    pub id: ContactId,
+    pub phone: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub custom_fields: Json<BTreeMap<String, String>>,
+}
+
+/// The render fields of `ids` (any that still exist), in one query.
+pub async fn render_fields(conn: Conn<'_>, ids: &[ContactId]) -> Result<Vec<RenderFields>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut select =
+        SqlBuilder::new("SELECT id, phone, name, email, custom_fields FROM contacts WHERE id IN ");
+    select.bind_list(ids.iter().map(|id| Param::Id(id.0)));
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query_as(super::sql::trusted(&select.sql)), &select.params)
+        .fetch_all(&mut *c)
+        .await?))
+}

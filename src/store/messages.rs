@@ -191,12 +191,18 @@ pub async fn claim(
     if claimed.len() as u32 >= limit {
         return Ok(claimed);
     }
-    let running: Vec<CampaignId> = on_conn!(tx.conn(), c => sqlx::query_scalar(
-        "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id",
-    )
-    .bind(sender)
-    .fetch_all(&mut *c)
-    .await?);
+    // The campaign rows are share-locked on PostgreSQL: a pause or cancel waits for this claim
+    // to commit, and a claim after it sees the new status. So once a pause has returned, no
+    // message of that campaign is claimed, which is to say no new send of it starts. SQLite's
+    // single writer gives the same order.
+    let running_sql = match tx.conn().dialect() {
+        Dialect::Sqlite => RUNNING_CAMPAIGNS,
+        Dialect::Postgres => RUNNING_CAMPAIGNS_LOCKED,
+    };
+    let running: Vec<CampaignId> = on_conn!(tx.conn(), c => sqlx::query_scalar(running_sql)
+        .bind(sender)
+        .fetch_all(&mut *c)
+        .await?);
     for campaign in running {
         let room = limit - claimed.len() as u32;
         if room == 0 {
@@ -207,6 +213,10 @@ pub async fn claim(
     }
     Ok(claimed)
 }
+
+const RUNNING_CAMPAIGNS: &str =
+    "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id";
+const RUNNING_CAMPAIGNS_LOCKED: &str = "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id FOR SHARE";
 
 async fn claim_from(
     conn: Conn<'_>,

@@ -25,6 +25,7 @@ pub mod audience;
 pub mod campaigns;
 pub mod contacts;
 pub mod groups;
+pub mod lanes;
 pub mod messages;
 pub mod senders;
 mod sql;

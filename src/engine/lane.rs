@@ -1,0 +1,416 @@
+//! A sender lane: the one task, in one process, that sends for a sender.
+//!
+//! Each turn passes the gates of DESIGN.md with nothing claimed — send window, spacing (rate
+//! limit, shift interval, provider holds) — then, in one short transaction, reserves from the
+//! daily cap and claims exactly what it will send now. Claiming is the start of a send: it only
+//! takes messages of running campaigns, so a pause or cancel stops new sends at once. Then it
+//! renders, shows typing, sends (many in flight when nothing spaces the sends), and records the
+//! outcomes in one transaction. No transaction or pooled connection is held while it waits or
+//! sends.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use futures::StreamExt;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::Shared;
+use super::pacing::{
+    Pacer, local_day, next_local_midnight, spaces_sends, to_chrono, typing_delay, warmup_day,
+    window_opens_at,
+};
+use super::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
+use super::retry::{Next, after_failure};
+use crate::domain::ids::{CampaignId, MessageId, SenderId};
+use crate::domain::template::Template;
+use crate::providers::{self, Outbound, Provider, SendError};
+use crate::store::messages::{Claimed, Outcome};
+use crate::store::senders::Sender;
+use crate::store::{self, StoreError};
+
+/// Why a lane stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LaneError {
+    #[error("the lease was taken over")]
+    LeaseLost,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sender's provider: {0}")]
+    Provider(#[from] providers::ProviderConfigError),
+}
+
+enum Claim {
+    Messages(Vec<Claimed>),
+    /// The daily cap is spent until this instant.
+    CapSpentUntil(DateTime<Utc>),
+}
+
+struct Prepared {
+    id: MessageId,
+    to: String,
+    body: String,
+    media_url: Option<String>,
+    attempts: i64,
+}
+
+pub(super) struct Lane {
+    shared: Arc<Shared>,
+    sender: Sender,
+    tz: Tz,
+    provider: Arc<dyn Provider>,
+    pacer: Pacer,
+    rng: StdRng,
+    campaigns: CampaignCache,
+    renew_at: DateTime<Utc>,
+    idle_since: Option<DateTime<Utc>>,
+}
+
+impl Lane {
+    pub(super) async fn start(
+        shared: Arc<Shared>,
+        sender: SenderId,
+        last_send_at: Option<DateTime<Utc>>,
+    ) -> Result<Self, LaneError> {
+        let sender = {
+            let mut conn = shared.db.read().await?;
+            store::senders::get_unscoped(conn.conn(), sender).await?
+        };
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let provider = providers::build(
+            &sender.provider,
+            &sender.provider_config.0,
+            &shared.providers.for_sender(sender.id),
+        )?;
+        let pacer = Pacer::new(
+            sender.pacing(),
+            shared.clock.clone(),
+            last_send_at,
+            &mut rng,
+        );
+        let tz = sender.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let renew_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
+        Ok(Self {
+            shared,
+            sender,
+            tz,
+            provider,
+            pacer,
+            rng,
+            campaigns: CampaignCache::default(),
+            renew_at,
+            idle_since: None,
+        })
+    }
+
+    pub(super) fn sender_id(&self) -> SenderId {
+        self.sender.id
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
+    pub(super) async fn run(&mut self) -> Result<(), LaneError> {
+        loop {
+            if self.shared.is_shutting_down() {
+                return Ok(());
+            }
+            self.keep_lease().await?;
+            let now = self.now();
+            if let Some(opens) = self
+                .pacer
+                .pacing()
+                .send_window
+                .as_ref()
+                .and_then(|w| window_opens_at(w, self.tz, now))
+            {
+                tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
+                self.wait_until(opens).await?;
+                continue;
+            }
+            let spaced = spaces_sends(self.pacer.pacing());
+            if spaced && let Some(at) = self.pacer.next_send_at() {
+                self.wait_until(at).await?;
+                continue;
+            }
+            let wanted = if spaced {
+                1
+            } else {
+                self.shared.config.batch_size
+            };
+            match self.claim(wanted).await? {
+                Claim::CapSpentUntil(until) => {
+                    tracing::info!(sender_id = %self.sender.id, %until, "daily cap reached");
+                    self.wait_until(until).await?;
+                }
+                Claim::Messages(batch) if batch.is_empty() => {
+                    let idle_since = *self.idle_since.get_or_insert(now);
+                    if now - idle_since >= to_chrono(self.shared.config.idle_exit) {
+                        return Ok(());
+                    }
+                    self.wait_until(now + to_chrono(self.shared.config.tick))
+                        .await?;
+                }
+                Claim::Messages(batch) => {
+                    self.idle_since = None;
+                    self.send(batch, spaced).await?;
+                }
+            }
+        }
+    }
+
+    /// Reserves from today's cap and claims up to that many messages, in one transaction.
+    async fn claim(&mut self, wanted: u32) -> Result<Claim, LaneError> {
+        let now = self.now();
+        let pacing = self.pacer.pacing();
+        let day = local_day(now, self.tz);
+        let cap = pacing
+            .daily_cap(warmup_day(self.sender.warmup_started_on, day))
+            .map(i64::from);
+        let lease_until = now + to_chrono(self.shared.config.claim_lease);
+        let mut tx = self.shared.db.begin().await?;
+        let granted = match cap {
+            Some(_) => {
+                store::usage::reserve(
+                    &mut tx,
+                    self.sender.workspace_id,
+                    self.sender.id,
+                    day,
+                    i64::from(wanted),
+                    cap,
+                )
+                .await?
+            }
+            None => i64::from(wanted),
+        };
+        if granted == 0 {
+            return Ok(Claim::CapSpentUntil(next_local_midnight(now, self.tz)));
+        }
+        let claimed =
+            store::messages::claim(&mut tx, self.sender.id, now, lease_until, granted as u32)
+                .await?;
+        let unused = granted - claimed.len() as i64;
+        if cap.is_some() && unused > 0 {
+            store::usage::release(tx.conn(), self.sender.id, day, unused).await?;
+        }
+        tx.commit().await?;
+        Ok(Claim::Messages(claimed))
+    }
+
+    async fn send(&mut self, batch: Vec<Claimed>, spaced: bool) -> Result<(), LaneError> {
+        let (prepared, mut outcomes) = self.render(batch).await?;
+        let started_at = self.now();
+        if spaced {
+            self.pacer.sent(&mut self.rng);
+            if let Some(message) = prepared.first() {
+                let delay = typing_delay(self.pacer.pacing(), message.body.chars().count());
+                if !delay.is_zero() {
+                    if let Err(error) = self.provider.typing(&message.to).await {
+                        tracing::debug!(%error, "typing indicator failed");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        let provider = self.provider.clone();
+        let results: Vec<_> = futures::stream::iter(prepared)
+            .map(|message| {
+                let provider = provider.clone();
+                async move {
+                    let outbound = Outbound {
+                        id: message.id,
+                        to: &message.to,
+                        body: &message.body,
+                        media_url: message.media_url.as_deref(),
+                    };
+                    let result = provider.send(&outbound).await;
+                    (message.id, message.attempts, result)
+                }
+            })
+            .buffer_unordered(self.shared.config.concurrency)
+            .collect()
+            .await;
+        let now = self.now();
+        for (id, attempts, result) in results {
+            outcomes.push((id, self.outcome(result, attempts, now)));
+        }
+        let mut tx = self.shared.db.begin().await?;
+        store::messages::record_outcomes(&mut tx, &outcomes, now).await?;
+        store::lanes::record_send(tx.conn(), self.sender.id, &self.shared.owner, started_at)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn outcome(
+        &mut self,
+        result: Result<providers::Accepted, SendError>,
+        attempts: i64,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let error = match result {
+            Ok(accepted) => {
+                return Outcome::Sent {
+                    provider_message_id: accepted.provider_message_id,
+                };
+            }
+            Err(error) => error,
+        };
+        if let SendError::Retryable {
+            after,
+            throttled: true,
+            ..
+        } = &error
+        {
+            let hold = after.unwrap_or(Duration::from_secs(30));
+            self.pacer.hold_until(now + to_chrono(hold));
+            tracing::warn!(sender_id = %self.sender.id, ?hold, "provider throttled the sender");
+        }
+        match after_failure(
+            &error,
+            attempts,
+            self.shared.config.retry_base,
+            &mut self.rng,
+        ) {
+            Next::RetryIn(wait) => Outcome::Retry {
+                not_before: now + to_chrono(wait),
+                error: error.to_string(),
+            },
+            Next::GiveUp => Outcome::Failed {
+                error: error.to_string(),
+            },
+        }
+    }
+
+    /// Renders a batch; messages that cannot be rendered fail with the reason.
+    async fn render(
+        &mut self,
+        batch: Vec<Claimed>,
+    ) -> Result<(Vec<Prepared>, Vec<(MessageId, Outcome)>), LaneError> {
+        let missing: HashSet<CampaignId> = batch
+            .iter()
+            .filter_map(|m| m.campaign_id)
+            .filter(|id| self.campaigns.get(id).is_none())
+            .collect();
+        let contact_ids: Vec<_> = batch
+            .iter()
+            .filter(|m| m.campaign_id.is_some())
+            .filter_map(|m| m.contact_id)
+            .collect();
+        let contacts: ContactIndex = {
+            let mut conn = self.shared.db.read().await?;
+            for id in missing {
+                let campaign = store::campaigns::get_unscoped(conn.conn(), id).await?;
+                let compiled = CompiledCampaign {
+                    template: Template::parse(&campaign.content),
+                    variables: campaign.variables.0,
+                    media_url: campaign.media_url,
+                };
+                self.campaigns.insert(id, compiled);
+            }
+            store::contacts::render_fields(conn.conn(), &contact_ids)
+                .await?
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect()
+        };
+        let mut prepared = Vec::with_capacity(batch.len());
+        let mut failed = Vec::new();
+        for message in batch {
+            let (body, media_url) = match (message.campaign_id, message.body) {
+                (None, body) => (body.unwrap_or_default(), message.media_url),
+                (Some(campaign), _) => {
+                    let compiled = self.campaigns.get(&campaign).ok_or(StoreError::NotFound)?;
+                    let contact = message.contact_id.and_then(|id| contacts.get(&id));
+                    let mut body = String::new();
+                    if let Err(error) = render(&compiled, contact, &mut body) {
+                        failed.push((message.id, Outcome::Failed { error }));
+                        continue;
+                    }
+                    (
+                        body,
+                        message.media_url.or_else(|| compiled.media_url.clone()),
+                    )
+                }
+            };
+            prepared.push(Prepared {
+                id: message.id,
+                to: message.phone,
+                body,
+                media_url,
+                attempts: message.attempts,
+            });
+        }
+        Ok((prepared, failed))
+    }
+
+    /// Renews the lease when due, and picks up changed sender settings then.
+    async fn keep_lease(&mut self) -> Result<(), LaneError> {
+        let now = self.now();
+        if now < self.renew_at {
+            return Ok(());
+        }
+        let until = now + to_chrono(self.shared.config.lease);
+        let mut conn = self.shared.db.write().await?;
+        if !store::lanes::renew(conn.conn(), self.sender.id, &self.shared.owner, until).await? {
+            return Err(LaneError::LeaseLost);
+        }
+        drop(conn);
+        self.renew_at = now + to_chrono(self.shared.config.lease / 3);
+        let fresh = {
+            let mut conn = self.shared.db.read().await?;
+            store::senders::get_unscoped(conn.conn(), self.sender.id).await?
+        };
+        if fresh.updated_at != self.sender.updated_at {
+            tracing::info!(sender_id = %fresh.id, "sender settings changed");
+            self.provider = providers::build(
+                &fresh.provider,
+                &fresh.provider_config.0,
+                &self.shared.providers.for_sender(fresh.id),
+            )?;
+            self.pacer = Pacer::new(
+                fresh.pacing(),
+                self.shared.clock.clone(),
+                Some(now),
+                &mut self.rng,
+            );
+            self.tz = fresh.timezone.parse().unwrap_or(chrono_tz::UTC);
+            self.sender = fresh;
+        }
+        Ok(())
+    }
+
+    /// Waits until `until`, renewing the lease meanwhile; returns early on shutdown.
+    async fn wait_until(&mut self, until: DateTime<Utc>) -> Result<(), LaneError> {
+        loop {
+            let now = self.now();
+            if now >= until || self.shared.is_shutting_down() {
+                return Ok(());
+            }
+            let step = (until - now)
+                .min(self.renew_at - now)
+                .max(chrono::Duration::milliseconds(1));
+            let mut shutdown = self.shared.shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(step.to_std().unwrap_or(Duration::from_millis(1))) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+            self.keep_lease().await?;
+        }
+    }
+
+    pub(super) async fn release(&self) {
+        let now = self.now();
+        let released = async {
+            let mut conn = self.shared.db.write().await?;
+            store::lanes::release(conn.conn(), self.sender.id, &self.shared.owner, now).await
+        };
+        if let Err(error) = released.await {
+            tracing::warn!(sender_id = %self.sender.id, %error, "could not release the lane's lease");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! What to do after a send attempt failed.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::providers::SendError;
+
+/// Attempts before a transient failure becomes the message's final one.
+pub const MAX_ATTEMPTS: i64 = 5;
+/// The first retry's wait, doubled for each further one.
+pub const DEFAULT_BASE: Duration = Duration::from_secs(2);
+const CAP: Duration = Duration::from_secs(300);
+
+/// The wait before attempt `attempt + 1`: exponential (2 s, 4 s, 8 s, …, at most 5 min, from the
+/// default base), with jitter between half and all of it so that a burst of failures does not
+/// retry in lockstep.
+pub fn backoff(base: Duration, attempt: i64, rng: &mut impl Rng) -> Duration {
+    let exponent = u32::try_from(attempt.clamp(1, 20) - 1).unwrap_or(0);
+    let ceiling = base.saturating_mul(2u32.saturating_pow(exponent)).min(CAP);
+    ceiling.mul_f64(rng.random_range(0.5..=1.0))
+}
+
+/// The decision for a failed attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    RetryIn(Duration),
+    GiveUp,
+}
+
+pub fn after_failure(error: &SendError, attempts: i64, base: Duration, rng: &mut impl Rng) -> Next {
+    match error {
+        SendError::Fatal(_) => Next::GiveUp,
+        SendError::Retryable { .. } if attempts >= MAX_ATTEMPTS => Next::GiveUp,
+        SendError::Retryable {
+            after: Some(after), ..
+        } => Next::RetryIn(*after),
+        SendError::Retryable { after: None, .. } => Next::RetryIn(backoff(base, attempts, rng)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for (attempt, ceiling) in [(1, 2), (2, 4), (3, 8), (4, 16), (12, 300)] {
+            for _ in 0..50 {
+                let wait = backoff(DEFAULT_BASE, attempt, &mut rng);
+                let ceiling = Duration::from_secs(ceiling);
+                assert!(
+                    wait >= ceiling / 2 && wait <= ceiling,
+                    "attempt {attempt}: {wait:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn transient_errors_retry_until_the_last_attempt_and_fatal_ones_never() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let transient = SendError::retryable("503");
+        assert!(matches!(
+            after_failure(&transient, 1, DEFAULT_BASE, &mut rng),
+            Next::RetryIn(_)
+        ));
+        assert_eq!(
+            after_failure(&transient, MAX_ATTEMPTS, DEFAULT_BASE, &mut rng),
+            Next::GiveUp
+        );
+        assert_eq!(
+            after_failure(&SendError::Fatal("400".into()), 1, DEFAULT_BASE, &mut rng),
+            Next::GiveUp
+        );
+        let told = SendError::Retryable {
+            after: Some(Duration::from_secs(7)),
+            reason: "429".into(),
+            throttled: true,
+        };
+        assert_eq!(
+            after_failure(&told, 2, DEFAULT_BASE, &mut rng),
+            Next::RetryIn(Duration::from_secs(7)),
+            "the provider's word wins"
+        );
+    }
+}

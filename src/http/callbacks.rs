@@ -1,0 +1,66 @@
+//! `POST /v1/callbacks/{sender_id}`: a provider's status reports and inbound messages, signed
+//! with the sender's callback secret (see API.md). Authenticated by signature, not by token.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use crate::app::AppState;
+use crate::domain::ids::SenderId;
+use crate::engine::callbacks::{self, CallbackPayload, SenderEvents};
+use crate::store::{self, StoreError};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/callbacks/{sender_id}", post(receive))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(sender_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let sender_id: SenderId = sender_id.parse().map_err(|_| ApiError::NotFound)?;
+    let sender = {
+        let mut conn = state.db.read().await?;
+        match store::senders::get_unscoped(conn.conn(), sender_id).await {
+            Ok(sender) => sender,
+            // Unknown senders are refused like bad signatures: no probing for ids.
+            Err(StoreError::NotFound) => return Err(ApiError::Unauthenticated),
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let now = state.clock.now();
+    callbacks::verify_signature(
+        &sender.callback_secret,
+        header("x-herald-timestamp"),
+        header("x-herald-signature"),
+        &body,
+        now,
+    )
+    .map_err(|error| {
+        tracing::warn!(sender_id = %sender.id, %error, "callback refused");
+        ApiError::Unauthenticated
+    })?;
+    let payload: CallbackPayload = serde_json::from_slice(&body).map_err(|error| {
+        if error.is_syntax() || error.is_eof() {
+            ApiError::InvalidJson(format!("the body is not valid JSON: {error}"))
+        } else {
+            ApiError::validation("events", error.to_string())
+        }
+    })?;
+    let batch = SenderEvents {
+        sender: sender.id,
+        events: payload.events,
+    };
+    let ingested = callbacks::ingest(&state.db, &batch, now).await?;
+    Ok(Json(json!({
+        "applied": ingested.statuses_applied,
+        "inbound": ingested.inbound_recorded,
+    })))
+}

@@ -1,0 +1,99 @@
+//! Sender lanes' leases: at any moment one lane, in one process, owns a sender.
+
+use chrono::{DateTime, Utc};
+
+use super::{Conn, Result, on_conn};
+use crate::domain::ids::SenderId;
+
+/// Takes the lease of `sender` for `owner` until `until`, if it is free, expired, or already
+/// `owner`'s. Returns the sender's last send time when the lease was taken, `None` otherwise.
+pub async fn acquire(
+    conn: Conn<'_>,
+    sender: SenderId,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Option<Option<DateTime<Utc>>>> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "INSERT INTO sender_lanes (sender_id, owner, lease_expires_at) VALUES ($1, $2, $4)
+         ON CONFLICT (sender_id) DO UPDATE SET owner = excluded.owner, lease_expires_at = excluded.lease_expires_at
+         WHERE sender_lanes.lease_expires_at <= $3 OR sender_lanes.owner = excluded.owner
+         RETURNING last_send_at",
+    )
+    .bind(sender)
+    .bind(owner)
+    .bind(now)
+    .bind(until)
+    .fetch_optional(&mut *c)
+    .await?))
+}
+
+/// Extends `owner`'s lease; `false` when the lease is no longer `owner`'s.
+pub async fn renew(
+    conn: Conn<'_>,
+    sender: SenderId,
+    owner: &str,
+    until: DateTime<Utc>,
+) -> Result<bool> {
+    let renewed = on_conn!(conn, c => sqlx::query(
+        "UPDATE sender_lanes SET lease_expires_at = $3 WHERE sender_id = $1 AND owner = $2",
+    )
+    .bind(sender)
+    .bind(owner)
+    .bind(until)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(renewed == 1)
+}
+
+/// Gives the lease up at once, so another process can take the sender without waiting.
+pub async fn release(
+    conn: Conn<'_>,
+    sender: SenderId,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE sender_lanes SET lease_expires_at = $3 WHERE sender_id = $1 AND owner = $2",
+    )
+    .bind(sender)
+    .bind(owner)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
+    Ok(())
+}
+
+/// Records when `owner`'s lane last started a send.
+pub async fn record_send(
+    conn: Conn<'_>,
+    sender: SenderId,
+    owner: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE sender_lanes SET last_send_at = $3 WHERE sender_id = $1 AND owner = $2",
+    )
+    .bind(sender)
+    .bind(owner)
+    .bind(at)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
+    Ok(())
+}
+
+/// Senders with something to send: a running campaign with messages left, or a single message
+/// that is due.
+pub async fn senders_with_work(conn: Conn<'_>, now: DateTime<Utc>) -> Result<Vec<SenderId>> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "SELECT sender_id FROM campaigns WHERE status = 'running' AND pending_count > 0
+         UNION
+         SELECT sender_id FROM messages WHERE campaign_id IS NULL AND status = 'pending' AND not_before <= $1",
+    )
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?))
+}

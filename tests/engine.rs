@@ -1,0 +1,529 @@
+//! The engine end to end: campaigns launched in the store, sent by lanes through the http
+//! provider to a mock gateway on 127.0.0.1, on SQLite and (with HERALD_TEST_POSTGRES_URL)
+//! PostgreSQL.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::TestDb;
+use herald::clock::SystemClock;
+use herald::domain::campaign::{Audience, CampaignStatus};
+use herald::domain::ids::{CampaignId, SenderId, WorkspaceId};
+use herald::domain::message::{Counters, MessageStatus};
+use herald::domain::pacing::Pacing;
+use herald::domain::phone::Phone;
+use herald::engine::{self, EngineConfig, EngineHandle};
+use herald::store::campaigns::{self, CampaignFields};
+use herald::store::contacts::{self, ContactFields};
+use herald::store::messages::{self, MessageFilter};
+use herald::store::senders::{self, SenderFields};
+use herald::store::{Page, usage, workspaces};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_partial_json, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+fn fast() -> EngineConfig {
+    EngineConfig {
+        tick: Duration::from_millis(20),
+        lease: Duration::from_secs(5),
+        claim_lease: Duration::from_secs(5),
+        requeue_every: Duration::from_millis(100),
+        batch_size: 16,
+        concurrency: 8,
+        idle_exit: Duration::from_millis(100),
+        retry_base: Duration::from_millis(10),
+    }
+}
+
+fn phone(n: u32) -> String {
+    format!("+2010{n:08}")
+}
+
+struct Scenario {
+    db: TestDb,
+    ws: WorkspaceId,
+    sender: SenderId,
+    campaign: CampaignId,
+    engine: Option<EngineHandle>,
+}
+
+impl Scenario {
+    async fn new(db: TestDb, gateway: &MockServer, pacing: Pacing, recipients: u32) -> Self {
+        let now = Utc::now();
+        let ws = {
+            let mut conn = db.write().await.unwrap();
+            workspaces::ensure(conn.conn(), "acme", now)
+                .await
+                .unwrap()
+                .id
+        };
+        let mut tx = db.begin().await.unwrap();
+        for n in 0..recipients {
+            let mut fields = ContactFields::new(Phone::from_trusted(phone(n)));
+            fields.name = Some(format!("Contact {n}"));
+            contacts::insert(&mut tx, ws, &fields, now).await.unwrap();
+        }
+        let config = json!({"url": format!("{}/send", gateway.uri()), "headers": {"X-Key": "k"}});
+        let fields = SenderFields {
+            name: "Support line",
+            provider: "http",
+            provider_config: &config,
+            timezone: "UTC",
+            pacing: &pacing,
+            warmup_started_on: None,
+        };
+        let sender = senders::insert(&mut tx, ws, &fields, "secret", now)
+            .await
+            .unwrap()
+            .id;
+        tx.commit().await.unwrap();
+        let fields = CampaignFields {
+            name: "Spring sale".into(),
+            sender_id: sender,
+            template_id: None,
+            content: "Hi <<name|there>>, code <<code>>".into(),
+            media_url: None,
+            audience: Audience::All,
+            variables: BTreeMap::from([("code".to_string(), "X1".to_string())]),
+        };
+        let campaign = {
+            let mut conn = db.write().await.unwrap();
+            campaigns::insert(conn.conn(), ws, &fields, now)
+                .await
+                .unwrap()
+                .id
+        };
+        Self {
+            db,
+            ws,
+            sender,
+            campaign,
+            engine: None,
+        }
+    }
+
+    async fn launch(&mut self) {
+        let mut tx = self.db.begin().await.unwrap();
+        campaigns::launch(&mut tx, self.ws, self.campaign, Utc::now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        self.engine = Some(engine::start(
+            self.db.db.clone(),
+            Arc::new(SystemClock),
+            reqwest::Client::new(),
+            fast(),
+        ));
+    }
+
+    async fn campaign(&self) -> campaigns::Campaign {
+        let mut conn = self.db.read().await.unwrap();
+        campaigns::get(conn.conn(), self.ws, self.campaign)
+            .await
+            .unwrap()
+    }
+
+    async fn truth(&self) -> Counters {
+        let mut conn = self.db.read().await.unwrap();
+        campaigns::counted_from_messages(conn.conn(), self.campaign)
+            .await
+            .unwrap()
+    }
+
+    async fn messages(&self) -> Vec<messages::Message> {
+        let mut conn = self.db.read().await.unwrap();
+        let filter = MessageFilter {
+            campaign: Some(self.campaign),
+            ..MessageFilter::default()
+        };
+        messages::list(
+            conn.conn(),
+            self.ws,
+            filter,
+            Page {
+                page: 1,
+                per_page: 200,
+            },
+        )
+        .await
+        .unwrap()
+        .0
+    }
+
+    /// Messages a lane has taken: each one's send has started.
+    async fn claimed(&self) -> usize {
+        self.messages()
+            .await
+            .iter()
+            .filter(|m| m.attempts > 0)
+            .count()
+    }
+
+    async fn wait_for_status(&self, status: CampaignStatus) -> campaigns::Campaign {
+        for _ in 0..500 {
+            let campaign = self.campaign().await;
+            if campaign.status == status {
+                return campaign;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "campaign never became {status}: {:?}",
+            self.campaign().await.counters()
+        );
+    }
+
+    async fn wait_until_sent(&self, at_least: i64) {
+        for _ in 0..500 {
+            if self.campaign().await.sent_count >= at_least {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("fewer than {at_least} sent");
+    }
+
+    async fn stop(mut self) -> TestDb {
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown().await;
+        }
+        self.db
+    }
+}
+
+async fn requests(gateway: &MockServer) -> Vec<Request> {
+    gateway.received_requests().await.unwrap_or_default()
+}
+
+fn body(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+async fn accepting_gateway() -> MockServer {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/send"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw-1"})))
+        .mount(&gateway)
+        .await;
+    gateway
+}
+
+async fn a_campaign_reaches_every_recipient_through_the_http_provider(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 40).await;
+    scenario.launch().await;
+    let done = scenario.wait_for_status(CampaignStatus::Completed).await;
+    assert_eq!(
+        done.counters(),
+        Counters {
+            total: 40,
+            sent: 40,
+            ..Counters::default()
+        }
+    );
+    assert_eq!(done.counters(), scenario.truth().await);
+
+    let received = requests(&gateway).await;
+    assert_eq!(received.len(), 40, "each recipient once");
+    let mut seen = HashMap::new();
+    for request in &received {
+        let body = body(request);
+        let key = request
+            .headers
+            .get("idempotency-key")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            body["id"], key,
+            "Herald's message id is the idempotency key"
+        );
+        assert_eq!(request.headers.get("x-key").unwrap(), "k");
+        let to = body["to"].as_str().unwrap().to_owned();
+        let n: u32 = to[5..].parse().unwrap();
+        assert_eq!(body["body"], format!("Hi Contact {n}, code X1"));
+        assert_eq!(body["media_url"], Value::Null);
+        assert!(seen.insert(to, key.to_owned()).is_none());
+    }
+    let messages = scenario.messages().await;
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.provider_message_id.as_deref() == Some("gw-1") && m.sent_at.is_some())
+    );
+    scenario.stop().await;
+}
+
+async fn transient_failures_retry_and_fatal_ones_fail_at_once(db: TestDb) {
+    let gateway = MockServer::start().await;
+    let answer = |to: String, response: ResponseTemplate| {
+        Mock::given(method("POST"))
+            .and(path("/send"))
+            .and(body_partial_json(json!({"to": to})))
+            .respond_with(response)
+    };
+    answer(
+        phone(0),
+        ResponseTemplate::new(400).set_body_string("invalid number"),
+    )
+    .mount(&gateway)
+    .await;
+    answer(phone(1), ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&gateway)
+        .await;
+    answer(phone(2), ResponseTemplate::new(503).set_body_string("down"))
+        .mount(&gateway)
+        .await;
+    answer(
+        phone(3),
+        ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+    )
+    .up_to_n_times(1)
+    .with_priority(1)
+    .mount(&gateway)
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/send"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(10)
+        .mount(&gateway)
+        .await;
+
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 5).await;
+    scenario.launch().await;
+    let done = scenario.wait_for_status(CampaignStatus::Completed).await;
+    assert_eq!(
+        done.counters(),
+        Counters {
+            total: 5,
+            sent: 3,
+            failed: 2,
+            ..Counters::default()
+        }
+    );
+    assert_eq!(done.counters(), scenario.truth().await);
+
+    let by_phone: HashMap<String, messages::Message> = scenario
+        .messages()
+        .await
+        .into_iter()
+        .map(|m| (m.phone.clone(), m))
+        .collect();
+    let rejected = &by_phone[&phone(0)];
+    assert_eq!(
+        (rejected.status, rejected.attempts),
+        (MessageStatus::Failed, 1),
+        "4xx fails at once"
+    );
+    assert_eq!(
+        rejected.error.as_deref(),
+        Some("HTTP 400: invalid number"),
+        "the answer is kept"
+    );
+    let recovered = &by_phone[&phone(1)];
+    assert_eq!(
+        (recovered.status, recovered.attempts),
+        (MessageStatus::Sent, 3)
+    );
+    let down = &by_phone[&phone(2)];
+    assert_eq!(
+        (down.status, down.attempts),
+        (MessageStatus::Failed, 5),
+        "five attempts, then failed"
+    );
+    assert_eq!(down.error.as_deref(), Some("HTTP 503: down"));
+    let throttled = &by_phone[&phone(3)];
+    assert_eq!(
+        (throttled.status, throttled.attempts),
+        (MessageStatus::Sent, 2),
+        "429 retried after Retry-After"
+    );
+    let sends_to_down = requests(&gateway)
+        .await
+        .iter()
+        .filter(|r| body(r)["to"] == phone(2))
+        .count();
+    assert_eq!(sends_to_down, 5);
+    scenario.stop().await;
+}
+
+async fn pause_stops_new_sends_and_resume_continues_where_it_stopped(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let spaced = Pacing {
+        shift_min_ms: Some(15),
+        shift_max_ms: Some(15),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, spaced, 20).await;
+    scenario.launch().await;
+    scenario.wait_until_sent(4).await;
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        campaigns::pause(conn.conn(), scenario.ws, scenario.campaign, Utc::now())
+            .await
+            .unwrap();
+    }
+    let started_before_pause = scenario.claimed().await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        scenario.claimed().await,
+        started_before_pause,
+        "no new send starts after the pause returned"
+    );
+    assert_eq!(
+        requests(&gateway).await.len(),
+        started_before_pause,
+        "sends in flight finished, none began"
+    );
+    assert!(started_before_pause < 20);
+
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        campaigns::resume(conn.conn(), scenario.ws, scenario.campaign, Utc::now())
+            .await
+            .unwrap();
+    }
+    let done = scenario.wait_for_status(CampaignStatus::Completed).await;
+    assert_eq!(
+        done.counters(),
+        Counters {
+            total: 20,
+            sent: 20,
+            ..Counters::default()
+        }
+    );
+    let received = requests(&gateway).await;
+    assert_eq!(
+        received.len(),
+        20,
+        "resume continued exactly where it stopped: nobody twice, nobody missed"
+    );
+    let mut keys: Vec<_> = received
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 20);
+    scenario.stop().await;
+}
+
+async fn cancel_skips_what_is_left(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let spaced = Pacing {
+        shift_min_ms: Some(15),
+        shift_max_ms: Some(15),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, spaced, 20).await;
+    scenario.launch().await;
+    scenario.wait_until_sent(3).await;
+    {
+        let mut tx = scenario.db.begin().await.unwrap();
+        campaigns::cancel(&mut tx, scenario.ws, scenario.campaign, Utc::now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let started = scenario.claimed().await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let campaign = scenario.campaign().await;
+    assert_eq!(campaign.status, CampaignStatus::Canceled);
+    assert_eq!(requests(&gateway).await.len(), started);
+    let counters = campaign.counters();
+    assert_eq!(
+        (
+            counters.sent as usize,
+            counters.skipped as usize,
+            counters.pending
+        ),
+        (started, 20 - started, 0)
+    );
+    assert_eq!(counters, scenario.truth().await);
+    scenario.stop().await;
+}
+
+async fn the_daily_cap_holds(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let capped = Pacing {
+        daily_limit: Some(5),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, capped, 12).await;
+    scenario.launch().await;
+    scenario.wait_until_sent(5).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let campaign = scenario.campaign().await;
+    assert_eq!(
+        (campaign.status, campaign.sent_count, campaign.pending_count),
+        (CampaignStatus::Running, 5, 7)
+    );
+    assert_eq!(requests(&gateway).await.len(), 5);
+    let today = Utc::now().date_naive();
+    let mut conn = scenario.db.read().await.unwrap();
+    assert_eq!(
+        usage::sent_on(conn.conn(), scenario.sender, today)
+            .await
+            .unwrap(),
+        5,
+        "counted in the database"
+    );
+    drop(conn);
+    scenario.stop().await;
+}
+
+async fn a_restarted_engine_keeps_the_gap_after_the_last_send(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let slow = Pacing {
+        rate_per_minute: Some(120),
+        ..Pacing::default()
+    }; // one each 500 ms
+    let mut scenario = Scenario::new(db, &gateway, slow, 3).await;
+    scenario.launch().await;
+    scenario.wait_until_sent(1).await;
+    let db = scenario.stop().await;
+    let first = Utc::now();
+    let restarted = engine::start(
+        db.db.clone(),
+        Arc::new(SystemClock),
+        reqwest::Client::new(),
+        fast(),
+    );
+    for _ in 0..300 {
+        if requests(&gateway).await.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let received = requests(&gateway).await;
+    assert!(received.len() >= 2, "the restarted engine sends");
+    let gap = Utc::now() - first;
+    assert!(
+        gap >= chrono::Duration::milliseconds(300),
+        "the rate gap survived the restart ({gap})"
+    );
+    restarted.shutdown().await;
+}
+
+dialect_tests!(
+    a_campaign_reaches_every_recipient_through_the_http_provider,
+    transient_failures_retry_and_fatal_ones_fail_at_once,
+    pause_stops_new_sends_and_resume_continues_where_it_stopped,
+    cancel_skips_what_is_left,
+    the_daily_cap_holds,
+    a_restarted_engine_keeps_the_gap_after_the_last_send,
+);
