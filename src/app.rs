@@ -21,6 +21,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Where provider callbacks hand their events to the engine.
     pub events: EventSink,
+    /// Where launches are queued.
+    pub jobs: crate::engine::jobs::JobQueue,
 }
 
 /// The API and the engine, sharing one database: what `herald serve` runs.
@@ -46,12 +48,15 @@ impl Application {
             clock.clone(),
             reqwest::Client::new(),
             config.engine(),
-        );
+        )
+        .await
+        .context("cannot start the engine")?;
         let state = AppState {
             db,
             config: Arc::new(config),
             clock,
             events: engine.events(),
+            jobs: engine.jobs(),
         };
         Ok(Self {
             listener,

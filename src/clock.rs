@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
@@ -13,8 +13,10 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Microseconds: what PostgreSQL's `timestamptz` keeps, so a time reads back as written on
+    /// either database.
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now().trunc_subsecs(6)
     }
 }
 
@@ -57,6 +59,11 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn system_time_has_microsecond_precision() {
+        assert_eq!(SystemClock.now().timestamp_subsec_nanos() % 1000, 0);
+    }
 
     #[test]
     fn a_manual_clock_moves_only_when_told() {

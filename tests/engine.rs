@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use common::TestDb;
 use herald::clock::SystemClock;
 use herald::domain::campaign::{Audience, CampaignStatus};
@@ -36,6 +36,7 @@ fn fast() -> EngineConfig {
         concurrency: 8,
         idle_exit: Duration::from_millis(100),
         retry_base: Duration::from_millis(10),
+        sweep_every: Duration::from_millis(50),
     }
 }
 
@@ -112,12 +113,17 @@ impl Scenario {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        self.engine = Some(engine::start(
+        self.start_engine(fast()).await;
+    }
+
+    async fn start_engine(&mut self, config: EngineConfig) {
+        let engine = engine::start(
             self.db.db.clone(),
             Arc::new(SystemClock),
             reqwest::Client::new(),
-            fast(),
-        ));
+            config,
+        );
+        self.engine = Some(engine.await.unwrap());
     }
 
     async fn campaign(&self) -> campaigns::Campaign {
@@ -502,7 +508,9 @@ async fn a_restarted_engine_keeps_the_gap_after_the_last_send(db: TestDb) {
         Arc::new(SystemClock),
         reqwest::Client::new(),
         fast(),
-    );
+    )
+    .await
+    .unwrap();
     for _ in 0..300 {
         if requests(&gateway).await.len() >= 2 {
             break;
@@ -519,7 +527,75 @@ async fn a_restarted_engine_keeps_the_gap_after_the_last_send(db: TestDb) {
     restarted.shutdown().await;
 }
 
+async fn a_scheduled_campaign_launches_at_its_time_through_the_job_queue(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 3).await;
+    // No sweep: only the queued launch job can start it.
+    scenario
+        .start_engine(EngineConfig {
+            sweep_every: Duration::from_secs(3600),
+            ..fast()
+        })
+        .await;
+    let at = (Utc::now() + chrono::Duration::milliseconds(1200)).trunc_subsecs(6);
+    let queue = scenario.engine.as_ref().unwrap().jobs();
+    let scheduled = engine::schedule_campaign(
+        &scenario.db,
+        &queue,
+        scenario.ws,
+        scenario.campaign,
+        at,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (scheduled.status, scheduled.scheduled_at),
+        (CampaignStatus::Scheduled, Some(at))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        scenario.campaign().await.status,
+        CampaignStatus::Scheduled,
+        "not before its time"
+    );
+    let done = scenario.wait_for_status(CampaignStatus::Completed).await;
+    let started = done.started_at.unwrap();
+    assert!(started >= at, "launched at {started}, scheduled for {at}");
+    assert!(
+        started - at < chrono::Duration::milliseconds(2500),
+        "launched within about a second: {started} vs {at}"
+    );
+    assert_eq!(done.sent_count, 3);
+    scenario.stop().await;
+}
+
+async fn a_campaign_whose_launch_job_was_lost_is_launched_by_the_sweep(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 3).await;
+    {
+        // Scheduled and committed, but the process died before queueing the job.
+        let mut conn = scenario.db.write().await.unwrap();
+        campaigns::schedule(
+            conn.conn(),
+            scenario.ws,
+            scenario.campaign,
+            Utc::now(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    scenario.start_engine(fast()).await;
+    let done = scenario.wait_for_status(CampaignStatus::Completed).await;
+    assert_eq!(done.sent_count, 3);
+    assert_eq!(requests(&gateway).await.len(), 3, "launched once");
+    scenario.stop().await;
+}
+
 dialect_tests!(
+    a_scheduled_campaign_launches_at_its_time_through_the_job_queue,
+    a_campaign_whose_launch_job_was_lost_is_launched_by_the_sweep,
     a_campaign_reaches_every_recipient_through_the_http_provider,
     transient_failures_retry_and_fatal_ones_fail_at_once,
     pause_stops_new_sends_and_resume_continues_where_it_stopped,

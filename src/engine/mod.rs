@@ -20,6 +20,8 @@ use crate::store::{self, Db};
 
 /// Provider callbacks: verification and the one ingestion path.
 pub mod callbacks;
+/// The job queue: launches at their time.
+pub mod jobs;
 mod lane;
 /// The pacing gates as exact functions of time.
 pub mod pacing;
@@ -46,6 +48,10 @@ pub struct EngineConfig {
     pub idle_exit: Duration,
     /// The wait before the first retry of a transient failure, doubled for each further one.
     pub retry_base: Duration,
+    /// How often scheduled campaigns past their time are looked for. Launch jobs start them on
+    /// time; this catches one whose job was never queued (its process died between the
+    /// schedule's commit and the push).
+    pub sweep_every: Duration,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +65,7 @@ impl Default for EngineConfig {
             concurrency: 64,
             idle_exit: Duration::from_secs(2),
             retry_base: retry::DEFAULT_BASE,
+            sweep_every: Duration::from_secs(15),
         }
     }
 }
@@ -84,10 +91,17 @@ impl Shared {
 pub struct EngineHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    worker: JoinHandle<()>,
     events: crate::providers::EventSink,
+    jobs: jobs::JobQueue,
 }
 
 impl EngineHandle {
+    /// The job queue, for scheduling launches.
+    pub fn jobs(&self) -> jobs::JobQueue {
+        self.jobs.clone()
+    }
+
     /// Where providers and the callback endpoint hand in events.
     pub fn events(&self) -> crate::providers::EventSink {
         self.events.clone()
@@ -95,19 +109,22 @@ impl EngineHandle {
 
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "engine task failed");
+        for task in [self.task, self.worker] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "engine task failed");
+            }
         }
     }
 }
 
-/// Starts the engine on the current runtime.
-pub fn start(
+/// Starts the engine on the current runtime: lanes, the launch worker and provider events.
+pub async fn start(
     db: Db,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
     config: EngineConfig,
-) -> EngineHandle {
+) -> Result<EngineHandle, jobs::JobError> {
+    let queue = jobs::JobQueue::open(&db).await?;
     let (stop, shutdown) = watch::channel(false);
     let (events, received) = mpsc::unbounded_channel();
     let owner = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
@@ -119,8 +136,40 @@ pub fn start(
         owner,
         shutdown,
     });
+    let worker = jobs::spawn_worker(queue.clone(), shared.clone());
     let task = tokio::spawn(run(shared, received));
-    EngineHandle { stop, task, events }
+    Ok(EngineHandle {
+        stop,
+        task,
+        worker,
+        events,
+        jobs: queue,
+    })
+}
+
+/// Schedules a draft (or reschedules a scheduled) campaign for `at` and queues its launch. The
+/// status change commits first; should the process die before the job is queued, the sweep
+/// launches the campaign.
+pub async fn schedule_campaign(
+    db: &Db,
+    queue: &jobs::JobQueue,
+    workspace: crate::domain::ids::WorkspaceId,
+    campaign: crate::domain::ids::CampaignId,
+    at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> store::Result<store::campaigns::Campaign> {
+    let scheduled = {
+        let mut conn = db.write().await?;
+        store::campaigns::schedule(conn.conn(), workspace, campaign, at, now).await?
+    };
+    let job = jobs::LaunchCampaign {
+        workspace_id: workspace,
+        campaign_id: campaign,
+    };
+    if let Err(error) = queue.schedule_launch(job, at).await {
+        tracing::warn!(campaign_id = %campaign, %error, "launch job not queued; the sweep will launch it");
+    }
+    Ok(scheduled)
 }
 
 async fn run(shared: Arc<Shared>, events: mpsc::UnboundedReceiver<callbacks::SenderEvents>) {
@@ -129,8 +178,9 @@ async fn run(shared: Arc<Shared>, events: mpsc::UnboundedReceiver<callbacks::Sen
     let mut lanes: HashMap<SenderId, JoinHandle<()>> = HashMap::new();
     let mut shutdown = shared.shutdown.clone();
     let mut next_requeue = shared.clock.now();
+    let mut next_sweep = shared.clock.now();
     loop {
-        if let Err(error) = tick(&shared, &mut lanes, &mut next_requeue).await {
+        if let Err(error) = tick(&shared, &mut lanes, &mut next_requeue, &mut next_sweep).await {
             tracing::error!(%error, "engine tick failed");
         }
         tokio::select! {
@@ -149,6 +199,7 @@ async fn tick(
     shared: &Arc<Shared>,
     lanes: &mut HashMap<SenderId, JoinHandle<()>>,
     next_requeue: &mut chrono::DateTime<chrono::Utc>,
+    next_sweep: &mut chrono::DateTime<chrono::Utc>,
 ) -> store::Result<()> {
     let now = shared.clock.now();
     lanes.retain(|_, lane| !lane.is_finished());
@@ -160,7 +211,10 @@ async fn tick(
         }
         *next_requeue = now + pacing::to_chrono(shared.config.requeue_every);
     }
-    launch_due(shared).await?;
+    if now >= *next_sweep {
+        launch_due(shared).await?;
+        *next_sweep = now + pacing::to_chrono(shared.config.sweep_every);
+    }
     let candidates = {
         let mut conn = shared.db.read().await?;
         store::lanes::senders_with_work(conn.conn(), now).await?
@@ -184,8 +238,8 @@ async fn tick(
     Ok(())
 }
 
-/// Launches scheduled campaigns whose time has come. The launch is a compare-and-set, so when
-/// several processes see the same campaign, one launches it and the others are refused.
+/// Launches scheduled campaigns past their time that no job launched. The launch is a
+/// compare-and-set, so when several processes (or a job) try, one wins and the rest are refused.
 async fn launch_due(shared: &Shared) -> store::Result<()> {
     let now = shared.clock.now();
     let due = {

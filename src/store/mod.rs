@@ -115,6 +115,8 @@ pub enum Db {
         /// The single writer: SQLite serialises writes anyway, and one connection makes that
         /// explicit instead of a storm of SQLITE_BUSY retries.
         writer: SqlitePool,
+        /// The job queue's own connections: apalis sets its own pragmas on them.
+        jobs: SqlitePool,
     },
     Postgres(PgPool),
 }
@@ -177,17 +179,28 @@ impl Db {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        // An in-memory database exists once per connection: readers must share the writer's.
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(options.max_connections.max(1))
-                .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect.read_only(true))
-                .await?
-        };
-        Ok(Db::Sqlite { reader, writer })
+        // An in-memory database exists once per connection: every pool must share the writer's.
+        if in_memory {
+            return Ok(Db::Sqlite {
+                reader: writer.clone(),
+                jobs: writer.clone(),
+                writer,
+            });
+        }
+        let jobs = SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect.clone());
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.read_only(true))
+            .await?;
+        Ok(Db::Sqlite {
+            reader,
+            writer,
+            jobs,
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -238,7 +251,12 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { reader, writer } => {
+            Db::Sqlite {
+                reader,
+                writer,
+                jobs,
+            } => {
+                jobs.close().await;
                 reader.close().await;
                 writer.close().await;
             }

@@ -1,0 +1,187 @@
+//! The job queue (apalis) for coarse work that must happen at a time: launching a campaign at
+//! its `scheduled_at`. Jobs live in the same database, so one whose process died is run by the
+//! next process that polls. Recipients are rows, never jobs (see DESIGN.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::Shared;
+use crate::domain::ids::{CampaignId, WorkspaceId};
+use crate::store::{self, Db};
+
+/// Launch a scheduled campaign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchCampaign {
+    pub workspace_id: WorkspaceId,
+    pub campaign_id: CampaignId,
+}
+
+/// How often workers look for due jobs. Run-at times have one-second granularity, so a
+/// campaign starts within about a second of its time.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+/// Finished jobs are kept this long, then vacuumed: on SQLite, acks slow down as they pile up.
+const KEEP_FINISHED: Duration = Duration::from_secs(3600);
+
+#[derive(Clone)]
+pub enum JobQueue {
+    Sqlite(SqliteStorage<LaunchCampaign>),
+    Postgres(PostgresStorage<LaunchCampaign>),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("job queue: {0}")]
+pub struct JobError(String);
+
+impl JobQueue {
+    /// Opens the queue in Herald's database, creating its tables when missing.
+    pub async fn open(db: &Db) -> Result<Self, JobError> {
+        let (queue, batch) = ("herald.launch", 16);
+        match db {
+            Db::Sqlite { jobs, .. } => {
+                SqliteStorage::setup(jobs)
+                    .await
+                    .map_err(|e| JobError(e.to_string()))?;
+                let settings = apalis_sqlite::Config::default()
+                    .queue(queue)
+                    .batch_size(batch);
+                Ok(Self::Sqlite(SqliteStorage::new(jobs).with_config(settings)))
+            }
+            Db::Postgres(pool) => {
+                PostgresStorage::setup(pool)
+                    .await
+                    .map_err(|e| JobError(e.to_string()))?;
+                let settings = apalis_postgres::Config::default()
+                    .queue(queue)
+                    .batch_size(batch);
+                Ok(Self::Postgres(
+                    PostgresStorage::new(pool).with_config(settings),
+                ))
+            }
+        }
+    }
+
+    /// Queues the launch of a campaign at `at`.
+    pub async fn schedule_launch(
+        &self,
+        job: LaunchCampaign,
+        at: DateTime<Utc>,
+    ) -> Result<(), JobError> {
+        // Whole seconds, rounded up: never before the campaign's time.
+        let seconds = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+        let task = TaskBuilder::new(job)
+            .run_at_timestamp(seconds.max(0) as u64)
+            .build();
+        let pushed = match self.clone() {
+            Self::Sqlite(mut storage) => storage.push_task(task).await.map_err(|e| e.to_string()),
+            Self::Postgres(mut storage) => storage.push_task(task).await.map_err(|e| e.to_string()),
+        };
+        pushed.map_err(JobError)
+    }
+
+    /// Removes jobs that finished more than an hour ago. Not apalis' own `vacuum_before`: on
+    /// SQLite it ends with a `VACUUM` of the whole database file, which would rewrite every
+    /// message row and stall the writer; PostgreSQL's storage has none.
+    async fn vacuum(&self, now: DateTime<Utc>) -> Result<u64, JobError> {
+        let before = now - chrono::Duration::from_std(KEEP_FINISHED).unwrap_or_default();
+        let deleted = match self {
+            Self::Sqlite(storage) => sqlx::query(
+                "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < $1",
+            )
+            .bind(before.timestamp())
+            .execute(storage.pool())
+            .await
+            .map(|done| done.rows_affected()),
+            Self::Postgres(storage) => sqlx::query(
+                "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < $1",
+            )
+            .bind(before)
+            .execute(storage.pool())
+            .await
+            .map(|done| done.rows_affected()),
+        };
+        deleted.map_err(|e| JobError(e.to_string()))
+    }
+}
+
+async fn launch(job: LaunchCampaign, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
+    let now = shared.clock.now();
+    let mut tx = shared.db.begin().await?;
+    let campaign = store::campaigns::get(tx.conn(), job.workspace_id, job.campaign_id).await;
+    match campaign {
+        // Rescheduled later: the job queued with the new time launches it.
+        Ok(campaign) if campaign.scheduled_at.is_some_and(|at| at > now) => return Ok(()),
+        Ok(_) => {}
+        // Deleted since: nothing to launch.
+        Err(store::StoreError::NotFound) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    }
+    match store::campaigns::launch(&mut tx, job.workspace_id, job.campaign_id, now).await {
+        Ok(launched) => {
+            tx.commit().await?;
+            tracing::info!(campaign_id = %job.campaign_id, recipients = launched.total_count, "campaign launched");
+            Ok(())
+        }
+        // Started by hand, canceled, or launched by another process: nothing to do.
+        Err(store::StoreError::InvalidTransition { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Runs the launch worker and the vacuum of finished jobs until the engine shuts down.
+pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let name = format!("herald-launch-{}", shared.owner);
+        let mut shutdown = shared.shutdown.clone();
+        let stop = async move {
+            let _ = shutdown.changed().await;
+            Ok::<(), std::io::Error>(())
+        };
+        let vacuuming = tokio::spawn({
+            let queue = queue.clone();
+            let shared = shared.clone();
+            let mut shutdown = shared.shutdown.clone();
+            async move {
+                loop {
+                    match queue.vacuum(shared.clock.now()).await {
+                        Ok(0) => {}
+                        Ok(removed) => tracing::debug!(removed, "finished jobs vacuumed"),
+                        Err(error) => tracing::warn!(%error, "job vacuum failed"),
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(600)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        });
+        let result = match queue {
+            JobQueue::Sqlite(storage) => {
+                WorkerBuilder::new(name.as_str())
+                    .backend(storage.poll_with_interval(POLL_EVERY))
+                    .data(shared.clone())
+                    .build(launch)
+                    .run_until(stop)
+                    .await
+            }
+            JobQueue::Postgres(storage) => {
+                WorkerBuilder::new(name.as_str())
+                    .backend(storage.poll_with_interval(POLL_EVERY))
+                    .data(shared.clone())
+                    .build(launch)
+                    .run_until(stop)
+                    .await
+            }
+        };
+        vacuuming.abort();
+        if let Err(error) = result {
+            tracing::error!(%error, "launch worker stopped");
+        }
+    })
+}
