@@ -31,6 +31,8 @@ pub enum Command {
     Serve,
     /// Create or update the database schema, then exit.
     Migrate,
+    /// Send a demo campaign through the sandbox provider and show it live.
+    Demo(crate::demo::DemoArgs),
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -62,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Demo(args) => crate::demo::run(config, args).await,
         Command::Migrate => {
             let db = open_database(&config).await?;
             db.close().await;

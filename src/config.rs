@@ -23,6 +23,9 @@ pub struct Config {
     pub claim_lease_ms: u64,
     /// How often the engine looks for due launches and senders with work (`HERALD_ENGINE_TICK_MS`).
     pub engine_tick_ms: u64,
+    /// How long a lane holds its sender without renewing; after a crash, another process takes
+    /// the sender over once it runs out (`HERALD_LANE_LEASE_MS`).
+    pub lane_lease_ms: u64,
 }
 
 impl Default for Config {
@@ -34,6 +37,7 @@ impl Default for Config {
             api_rate_per_minute: 600,
             claim_lease_ms: 120_000,
             engine_tick_ms: 250,
+            lane_lease_ms: 30_000,
         }
     }
 }
@@ -116,6 +120,9 @@ impl Config {
         if let Some(value) = lookup("HERALD_ENGINE_TICK_MS") {
             self.engine_tick_ms = parsed("HERALD_ENGINE_TICK_MS", value)?;
         }
+        if let Some(value) = lookup("HERALD_LANE_LEASE_MS") {
+            self.lane_lease_ms = parsed("HERALD_LANE_LEASE_MS", value)?;
+        }
         Ok(self)
     }
 
@@ -125,6 +132,7 @@ impl Config {
         crate::engine::EngineConfig {
             tick: std::time::Duration::from_millis(self.engine_tick_ms.max(1)),
             claim_lease,
+            lease: std::time::Duration::from_millis(self.lane_lease_ms.max(3)),
             requeue_every: claim_lease.min(std::time::Duration::from_secs(5)),
             ..crate::engine::EngineConfig::default()
         }

@@ -20,6 +20,8 @@ pub mod cli;
 pub mod clock;
 /// Typed settings from defaults, a file and the environment.
 pub mod config;
+/// `herald demo`: a campaign through the sandbox, shown live.
+pub mod demo;
 /// Rules with no I/O.
 pub mod domain;
 /// Launch, sender lanes, pacing and callbacks.

@@ -593,7 +593,55 @@ async fn a_campaign_whose_launch_job_was_lost_is_launched_by_the_sweep(db: TestD
     scenario.stop().await;
 }
 
+async fn the_sandbox_reports_deliveries_and_reads_through_the_callback_path(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 25).await;
+    let sandbox =
+        json!({"deliver_rate": 1, "read_rate": 1, "deliver_after_ms": 0, "read_after_ms": 0});
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        let current = senders::get(conn.conn(), scenario.ws, scenario.sender)
+            .await
+            .unwrap();
+        let fields = SenderFields {
+            name: &current.name,
+            provider: "sandbox",
+            provider_config: &sandbox,
+            timezone: "UTC",
+            pacing: &Pacing::default(),
+            warmup_started_on: None,
+        };
+        senders::update(
+            conn.conn(),
+            scenario.ws,
+            scenario.sender,
+            &fields,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    scenario.launch().await;
+    scenario.wait_for_status(CampaignStatus::Completed).await;
+    for _ in 0..300 {
+        if scenario.campaign().await.read_count == 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = scenario.campaign().await.stats();
+    assert_eq!((stats.sent, stats.delivered, stats.read), (25, 25, 25));
+    assert_eq!((stats.delivery_rate, stats.read_rate), (100.0, 100.0));
+    assert_eq!(scenario.campaign().await.counters(), scenario.truth().await);
+    assert!(
+        requests(&gateway).await.is_empty(),
+        "the sandbox sends nowhere"
+    );
+    scenario.stop().await;
+}
+
 dialect_tests!(
+    the_sandbox_reports_deliveries_and_reads_through_the_callback_path,
     a_scheduled_campaign_launches_at_its_time_through_the_job_queue,
     a_campaign_whose_launch_job_was_lost_is_launched_by_the_sweep,
     a_campaign_reaches_every_recipient_through_the_http_provider,

@@ -55,6 +55,18 @@ pub struct CallbackPayload {
 pub struct SenderEvents {
     pub sender: SenderId,
     pub events: Vec<CallbackEvent>,
+    /// How many times these events were already tried without finding their message.
+    pub attempt: u32,
+}
+
+impl SenderEvents {
+    pub fn new(sender: SenderId, events: Vec<CallbackEvent>) -> Self {
+        Self {
+            sender,
+            events,
+            attempt: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,10 +138,12 @@ impl StatusKind {
 }
 
 /// What ingesting a batch did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ingested {
     pub statuses_applied: usize,
     pub inbound_recorded: usize,
+    /// Status reports that named no message yet, to be tried again.
+    pub unmatched: Vec<CallbackEvent>,
 }
 
 /// Applies one sender's events in one transaction: statuses move messages forward (and their
@@ -155,15 +169,25 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
         }
     }
     let mut tx = db.begin().await?;
-    let statuses_applied =
+    let unmatched =
         store::messages::record_status_reports(&mut tx, batch.sender, &reports, now).await?;
     for (from, body, at) in &inbound {
         store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now).await?;
     }
     tx.commit().await?;
+    let unmatched: Vec<CallbackEvent> = batch
+        .events
+        .iter()
+        .filter(|event| {
+            matches!(event, CallbackEvent::Status { reference, .. }
+                if unmatched.iter().any(|report| &report.reference == reference))
+        })
+        .cloned()
+        .collect();
     Ok(Ingested {
-        statuses_applied,
+        statuses_applied: reports.len() - unmatched.len(),
         inbound_recorded: inbound.len(),
+        unmatched,
     })
 }
 

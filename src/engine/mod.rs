@@ -280,32 +280,69 @@ async fn run_lane(
     lane.release().await;
 }
 
-/// Applies events from providers, batching what arrives together per sender.
+/// Tries for a report whose message is not known yet, a second apart, then more: long enough
+/// for a lane to record the provider's answer that the report overtook.
+const UNMATCHED_ATTEMPTS: u32 = 5;
+
+/// Applies events from providers, batching what arrives together per sender. Reports naming no
+/// message yet go round again after a delay.
 async fn ingest_events(
     shared: Arc<Shared>,
     mut events: mpsc::UnboundedReceiver<callbacks::SenderEvents>,
 ) {
     const BATCH: usize = 512;
     while let Some(first) = events.recv().await {
-        let mut by_sender: HashMap<SenderId, Vec<callbacks::CallbackEvent>> = HashMap::new();
+        let mut by_sender: HashMap<(SenderId, u32), Vec<callbacks::CallbackEvent>> = HashMap::new();
         by_sender
-            .entry(first.sender)
+            .entry((first.sender, first.attempt))
             .or_default()
             .extend(first.events);
         let mut taken = 1;
         while taken < BATCH {
             let Ok(more) = events.try_recv() else { break };
             by_sender
-                .entry(more.sender)
+                .entry((more.sender, more.attempt))
                 .or_default()
                 .extend(more.events);
             taken += 1;
         }
-        for (sender, events) in by_sender {
-            let batch = callbacks::SenderEvents { sender, events };
-            if let Err(error) = callbacks::ingest(&shared.db, &batch, shared.clock.now()).await {
-                tracing::error!(sender_id = %sender, %error, "provider events could not be applied");
+        for ((sender, attempt), events) in by_sender {
+            let batch = callbacks::SenderEvents {
+                sender,
+                events,
+                attempt,
+            };
+            match callbacks::ingest(&shared.db, &batch, shared.clock.now()).await {
+                Ok(ingested) if !ingested.unmatched.is_empty() => {
+                    retry_unmatched(&shared, sender, ingested.unmatched, attempt + 1);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(sender_id = %sender, %error, "provider events could not be applied")
+                }
             }
         }
     }
+}
+
+/// Hands reports that matched no message back to the ingestion queue after a delay.
+pub(crate) fn retry_unmatched(
+    shared: &Shared,
+    sender: SenderId,
+    events: Vec<callbacks::CallbackEvent>,
+    attempt: u32,
+) {
+    if attempt >= UNMATCHED_ATTEMPTS {
+        tracing::warn!(sender_id = %sender, count = events.len(), "status reports for unknown messages dropped");
+        return;
+    }
+    let queue = shared.providers.events.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        let _ = queue.send(callbacks::SenderEvents {
+            sender,
+            events,
+            attempt,
+        });
+    });
 }

@@ -54,13 +54,18 @@ async fn receive(
             ApiError::validation("events", error.to_string())
         }
     })?;
-    let batch = SenderEvents {
-        sender: sender.id,
-        events: payload.events,
-    };
+    let batch = SenderEvents::new(sender.id, payload.events);
     let ingested = callbacks::ingest(&state.db, &batch, now).await?;
+    let deferred = ingested.unmatched.len();
+    if deferred > 0 {
+        // A report can overtake the record of the send it reports on: the engine tries again.
+        let mut later = SenderEvents::new(sender.id, ingested.unmatched);
+        later.attempt = 1;
+        let _ = state.events.send(later);
+    }
     Ok(Json(json!({
         "applied": ingested.statuses_applied,
         "inbound": ingested.inbound_recorded,
+        "deferred": deferred,
     })))
 }

@@ -12,7 +12,7 @@ use super::{
     Accepted, BoxFuture, EventSink, Outbound, Provider, ProviderConfigError, ProviderContext,
     SendError, number,
 };
-use crate::domain::ids::SenderId;
+use crate::domain::ids::{MessageId, SenderId};
 use crate::engine::callbacks::{CallbackEvent, SenderEvents, StatusKind};
 
 #[derive(Clone, Debug)]
@@ -73,8 +73,10 @@ impl Sandbox {
         })
     }
 
-    /// Decides now what will become of an accepted message, and reports it when it happens.
-    fn report_later(&self, provider_id: String) {
+    /// Decides now what will become of an accepted message, and reports it when it happens,
+    /// naming it by Herald's id.
+    fn report_later(&self, message: MessageId) {
+        let reference = message.to_string();
         let Some(sender) = self.sender else { return };
         let mut rng = rand::rng();
         if !rng.random_bool(self.deliver_rate) {
@@ -86,15 +88,15 @@ impl Sandbox {
         let events = self.events.clone();
         let emit = move |kind: StatusKind| {
             let at = chrono::Utc::now();
-            let _ = events.send(SenderEvents {
+            let _ = events.send(SenderEvents::new(
                 sender,
-                events: vec![CallbackEvent::Status {
-                    reference: provider_id.clone(),
+                vec![CallbackEvent::Status {
+                    reference: reference.clone(),
                     kind,
                     at,
                     error: None,
                 }],
-            });
+            ));
         };
         if deliver_in.is_zero() && read_in.is_zero() {
             emit(StatusKind::Delivered);
@@ -144,7 +146,7 @@ impl Provider for Sandbox {
                 return Err(SendError::retryable("sandbox: simulated timeout"));
             }
             let provider_id = format!("sbx-{}", message.id.0.simple());
-            self.report_later(provider_id.clone());
+            self.report_later(message.id);
             Ok(Accepted {
                 provider_message_id: Some(provider_id),
             })
@@ -161,7 +163,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::ids::MessageId;
 
     fn sandbox(config: Value) -> (Sandbox, tokio::sync::mpsc::UnboundedReceiver<SenderEvents>) {
         let (events, received) = tokio::sync::mpsc::unbounded_channel();
@@ -184,15 +185,16 @@ mod tests {
         let (sandbox, mut events) = sandbox(
             json!({"deliver_rate": 1, "read_rate": 1, "deliver_after_ms": 0, "read_after_ms": 0}),
         );
-        let accepted = sandbox.send(&message()).await.unwrap();
-        let provider_id = accepted.provider_message_id.unwrap();
+        let message = message();
+        sandbox.send(&message).await.unwrap();
+        let herald_id = message.id.to_string();
         for expected in [StatusKind::Delivered, StatusKind::Read] {
             let batch = events.recv().await.unwrap();
             match &batch.events[0] {
                 CallbackEvent::Status {
                     reference, kind, ..
                 } => {
-                    assert_eq!((reference, *kind), (&provider_id, expected));
+                    assert_eq!((reference, *kind), (&herald_id, expected));
                 }
                 other => panic!("unexpected {other:?}"),
             }

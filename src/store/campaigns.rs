@@ -61,7 +61,38 @@ pub struct Campaign {
     pub updated_at: DateTime<Utc>,
 }
 
+/// `GET /v1/campaigns/{id}/stats`, as API.md defines it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CampaignStats {
+    pub status: CampaignStatus,
+    pub total: i64,
+    pub pending: i64,
+    pub sent: i64,
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub delivery_rate: f64,
+    pub read_rate: f64,
+}
+
 impl Campaign {
+    pub fn stats(&self) -> CampaignStats {
+        let counters = self.counters();
+        CampaignStats {
+            status: self.status,
+            total: counters.total,
+            pending: counters.pending,
+            sent: counters.sent,
+            delivered: counters.delivered,
+            read: counters.read,
+            failed: counters.failed,
+            skipped: counters.skipped,
+            delivery_rate: counters.delivery_rate(),
+            read_rate: counters.read_rate(),
+        }
+    }
+
     pub fn counters(&self) -> Counters {
         Counters {
             total: self.total_count,

@@ -339,3 +339,56 @@ pub async fn render_fields(conn: Conn<'_>, ids: &[ContactId]) -> Result<Vec<Rend
         .fetch_all(&mut *c)
         .await?))
 }
+
+/// Inserts many contacts in a few statements, leaving phones the workspace already has as they
+/// are. Returns how many were new.
+pub async fn insert_new_batch(
+    tx: &mut Tx,
+    workspace: WorkspaceId,
+    contacts: &[ContactFields],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    // 10 parameters a row keeps a chunk well under both databases' parameter limits.
+    const CHUNK: usize = 500;
+    let mut created = 0;
+    for chunk in contacts.chunks(CHUNK) {
+        let mut insert = SqlBuilder::new(
+            "INSERT INTO contacts (id, workspace_id, phone, name, email, tags, custom_fields, timezone,
+                                   created_at, updated_at) VALUES ",
+        );
+        for (index, fields) in chunk.iter().enumerate() {
+            if index > 0 {
+                insert.push(", ");
+            }
+            insert.push("(").bind(Param::Id(ContactId::generate().0));
+            for param in [
+                Param::Id(workspace.0),
+                Param::Text(fields.phone()?.to_owned()),
+                Param::OptText(fields.name.clone()),
+                Param::OptText(fields.email.clone()),
+                Param::Json(serde_json::json!(fields.tags)),
+                Param::Json(serde_json::json!(fields.custom_fields)),
+                Param::OptText(fields.timezone.clone()),
+                Param::Time(now),
+                Param::Time(now),
+            ] {
+                insert.push(", ").bind(param);
+            }
+            insert.push(")");
+        }
+        insert.push(" ON CONFLICT (workspace_id, phone) DO NOTHING RETURNING id, phone");
+        let inserted: Vec<(ContactId, String)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::trusted(&insert.sql)), &insert.params)
+            .fetch_all(&mut *c)
+            .await?);
+        created += inserted.len() as u64;
+        for (id, phone) in inserted {
+            if let Some(fields) = chunk
+                .iter()
+                .find(|f| f.phone.as_ref().is_some_and(|p| p.as_str() == phone))
+            {
+                write_tags(tx.conn(), workspace, id, &fields.tags).await?;
+            }
+        }
+    }
+    Ok(created)
+}

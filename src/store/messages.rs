@@ -334,29 +334,31 @@ pub struct StatusReport {
     pub error: Option<String>,
 }
 
-/// Applies provider status reports for `sender`'s messages. Reports about unknown messages are
-/// ignored; returns how many messages changed.
+/// Applies provider status reports for `sender`'s messages. Returns the reports that name no
+/// message of the sender: a provider's callback can overtake the record of its own answer, so
+/// the caller may try those again shortly.
 pub async fn record_status_reports(
     tx: &mut Tx,
     sender: SenderId,
     reports: &[StatusReport],
     now: DateTime<Utc>,
-) -> Result<usize> {
+) -> Result<Vec<StatusReport>> {
     let mut changes = Vec::with_capacity(reports.len());
+    let mut unmatched = Vec::new();
     for report in reports {
-        if let Some(id) = find_by_reference(tx.conn(), sender, &report.reference).await? {
-            changes.push(Change {
+        match find_by_reference(tx.conn(), sender, &report.reference).await? {
+            Some(id) => changes.push(Change {
                 id,
                 event: report.event,
                 provider_message_id: None,
                 error: report.error.clone(),
                 not_before: None,
-            });
+            }),
+            None => unmatched.push(report.clone()),
         }
     }
-    let count = changes.len();
     apply_changes(tx, &changes, now).await?;
-    Ok(count)
+    Ok(unmatched)
 }
 
 async fn find_by_reference(

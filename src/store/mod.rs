@@ -115,7 +115,9 @@ pub enum Db {
         /// The single writer: SQLite serialises writes anyway, and one connection makes that
         /// explicit instead of a storm of SQLITE_BUSY retries.
         writer: SqlitePool,
-        /// The job queue's own connections: apalis sets its own pragmas on them.
+        /// The job queue's own connection: apalis sets its own pragmas on it. One, because with
+        /// two the queue's poll was seen to miss due jobs (a connection still reading an old
+        /// snapshot), and SQLite has one writer anyway.
         jobs: SqlitePool,
     },
     Postgres(PgPool),
@@ -188,7 +190,7 @@ impl Db {
             });
         }
         let jobs = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
         let reader = SqlitePoolOptions::new()

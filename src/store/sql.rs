@@ -16,6 +16,10 @@ pub(crate) fn trusted(sql: &str) -> sqlx::AssertSqlSafe<&str> {
 pub(crate) enum Param {
     Id(Uuid),
     Text(String),
+    /// Text or NULL.
+    OptText(Option<String>),
+    /// Text in SQLite, `jsonb` in PostgreSQL.
+    Json(serde_json::Value),
     Int(i64),
     Bool(bool),
     Time(DateTime<Utc>),
@@ -76,6 +80,8 @@ macro_rules! bind_params {
             query = match param {
                 $crate::store::sql::Param::Id(value) => query.bind(*value),
                 $crate::store::sql::Param::Text(value) => query.bind(value.as_str()),
+                $crate::store::sql::Param::OptText(value) => query.bind(value.as_deref()),
+                $crate::store::sql::Param::Json(value) => query.bind(sqlx::types::Json(value)),
                 $crate::store::sql::Param::Int(value) => query.bind(*value),
                 $crate::store::sql::Param::Bool(value) => query.bind(*value),
                 $crate::store::sql::Param::Time(value) => query.bind(*value),

@@ -10,6 +10,8 @@ pub const POSTGRES_URL_VAR: &str = "HERALD_TEST_POSTGRES_URL";
 
 pub struct TestDb {
     pub db: Db,
+    /// Where the database is, for a `herald` process to open it too.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     postgres: Option<PostgresCleanup>,
 }
@@ -35,6 +37,7 @@ pub async fn sqlite() -> TestDb {
     db.migrate().await.expect("migrate sqlite");
     TestDb {
         db,
+        url,
         _dir: Some(dir),
         postgres: None,
     }
@@ -68,6 +71,7 @@ pub async fn postgres() -> Option<TestDb> {
     db.migrate().await.expect("migrate postgres");
     Some(TestDb {
         db,
+        url,
         _dir: None,
         postgres: Some(PostgresCleanup {
             admin_url,

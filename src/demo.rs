@@ -1,0 +1,209 @@
+//! `herald demo`: the whole engine on the embedded database with the sandbox provider — demo
+//! contacts, a sender with visible pacing, one campaign sent live, and its final statistics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::app::open_database;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::domain::campaign::{Audience, CampaignStatus};
+use crate::domain::pacing::Pacing;
+use crate::domain::phone::Phone;
+use crate::engine;
+use crate::store::campaigns::{self, Campaign, CampaignFields};
+use crate::store::contacts::{self, ContactFields};
+use crate::store::senders::{self, SenderFields};
+use crate::store::{Db, workspaces};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many demo contacts receive the campaign.
+    #[arg(long, default_value_t = 200)]
+    pub contacts: u32,
+    /// Every pacing gate off and no simulated latency: a throughput run.
+    #[arg(long)]
+    pub no_pacing: bool,
+}
+
+const NAMES: &[&str] = &[
+    "Amira", "Ben", "Chen", "Dana", "Elif", "Farid", "Grace", "Hugo", "Ines", "Jamal", "Kofi",
+    "Lea",
+];
+const CITIES: &[&str] = &["Cairo", "Haifa", "Lagos", "Lisbon", "Osaka"];
+
+pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    let db = open_database(&config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = engine::start(
+        db.clone(),
+        clock.clone(),
+        reqwest::Client::new(),
+        config.engine(),
+    )
+    .await
+    .context("cannot start the engine")?;
+    let outcome = send_demo_campaign(&db, clock.as_ref(), &args).await;
+    engine.shutdown().await;
+    db.close().await;
+    outcome
+}
+
+async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyhow::Result<()> {
+    let now = clock.now();
+    let workspace_name = format!("demo-{}", now.format("%Y%m%d-%H%M%S%.3f"));
+    let mut tx = db.begin().await?;
+    let workspace = workspaces::ensure(tx.conn(), &workspace_name, now)
+        .await?
+        .id;
+    let people: Vec<ContactFields> = (0..args.contacts)
+        .map(|n| {
+            let mut fields = ContactFields::new(Phone::from_trusted(format!("+2010{n:08}")));
+            fields.name = Some(NAMES[n as usize % NAMES.len()].to_owned());
+            fields.tags = vec!["demo".into()];
+            fields.custom_fields = BTreeMap::from([(
+                "city".to_owned(),
+                CITIES[n as usize % CITIES.len()].to_owned(),
+            )]);
+            fields
+        })
+        .collect();
+    contacts::insert_new_batch(&mut tx, workspace, &people, now).await?;
+
+    let (pacing, provider_config) = if args.no_pacing {
+        (
+            Pacing::default(),
+            json!({"latency_ms": 0, "deliver_after_ms": 0, "read_after_ms": 0}),
+        )
+    } else {
+        let visible = Pacing {
+            shift_min_ms: Some(10),
+            shift_max_ms: Some(40),
+            typing_enabled: true,
+            typing_cps: Some(4000),
+            typing_min_ms: Some(5),
+            typing_max_ms: Some(30),
+            ..Pacing::default()
+        };
+        (
+            visible,
+            json!({"latency_ms": 15, "fail_rate": 0.02, "deliver_after_ms": 600, "read_after_ms": 1500}),
+        )
+    };
+    let sender = SenderFields {
+        name: "Demo sandbox",
+        provider: "sandbox",
+        provider_config: &provider_config,
+        timezone: "UTC",
+        pacing: &pacing,
+        warmup_started_on: None,
+    };
+    let sender = senders::insert(
+        &mut tx,
+        workspace,
+        &sender,
+        &crate::domain::auth::random_secret(),
+        now,
+    )
+    .await?;
+    let campaign = CampaignFields {
+        name: "Spring sale".into(),
+        sender_id: sender.id,
+        template_id: None,
+        content: "Hi <<name|there>>! Our spring sale reaches <<city|your city>> today: <<discount|20%>> off with code <<code>>.".into(),
+        media_url: None,
+        audience: Audience::Tags { tags: vec!["demo".into()] },
+        variables: BTreeMap::from([("code".to_owned(), "SPRING".to_owned())]),
+    };
+    let campaign = campaigns::insert(tx.conn(), workspace, &campaign, now).await?;
+    tx.commit().await?;
+
+    println!(
+        "Workspace {workspace_name}: {} contacts, sandbox sender, campaign \"{}\".",
+        args.contacts, campaign.name
+    );
+    let started = Instant::now();
+    let mut tx = db.begin().await?;
+    let launched = campaigns::launch(&mut tx, workspace, campaign.id, clock.now()).await?;
+    tx.commit().await?;
+    let launch_time = started.elapsed();
+
+    let progress = ProgressBar::new(launched.total_count.max(0) as u64);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} sent · {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let current = |db: &Db| {
+        let db = db.clone();
+        async move {
+            let mut conn = db.read().await?;
+            campaigns::get(conn.conn(), workspace, campaign.id).await
+        }
+    };
+    let show = |campaign: &Campaign| {
+        let c = campaign.counters();
+        progress.set_position((c.sent + c.failed + c.skipped).max(0) as u64);
+        progress.set_message(format!(
+            "delivered {} · read {} · failed {}",
+            c.delivered, c.read, c.failed
+        ));
+    };
+    let mut latest = current(db).await?;
+    while !latest.status.is_finished() {
+        show(&latest);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        latest = current(db).await?;
+    }
+    let send_time = started.elapsed();
+    // Deliveries and reads keep arriving after the last send: wait until they settle.
+    let mut quiet_since = Instant::now();
+    let settle_deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < settle_deadline && quiet_since.elapsed() < Duration::from_millis(1500) {
+        show(&latest);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let next = current(db).await?;
+        if next.counters() != latest.counters() {
+            quiet_since = Instant::now();
+        }
+        latest = next;
+    }
+    show(&latest);
+    progress.finish();
+
+    let stats = latest.stats();
+    let sends = (stats.sent + stats.failed) as f64;
+    println!();
+    println!(
+        "Campaign {}: {} recipients, launched in {:.0} ms, sent in {:.2} s ({:.0} sends/s).",
+        if latest.status == CampaignStatus::Completed {
+            "completed"
+        } else {
+            "finished"
+        },
+        stats.total,
+        launch_time.as_secs_f64() * 1000.0,
+        send_time.as_secs_f64(),
+        sends / send_time.as_secs_f64().max(f64::EPSILON),
+    );
+    println!(
+        "  sent {}  delivered {} ({:.2}%)  read {} ({:.2}%)  failed {}  skipped {}  pending {}",
+        stats.sent,
+        stats.delivered,
+        stats.delivery_rate,
+        stats.read,
+        stats.read_rate,
+        stats.failed,
+        stats.skipped,
+        stats.pending
+    );
+    println!("{}", serde_json::to_string(&stats)?);
+    Ok(())
+}
