@@ -136,3 +136,39 @@ fn api_key_create_prints_the_token_alone_on_its_last_line() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown ability 'contacts.delete'"));
 }
+
+#[test]
+fn demo_sends_a_campaign_and_prints_correct_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = herald(dir.path())
+        .args(["demo", "--contacts", "25"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(stats["status"], "completed");
+    assert_eq!(
+        (stats["total"].as_i64(), stats["pending"].as_i64()),
+        (Some(25), Some(0))
+    );
+    let (sent, failed) = (
+        stats["sent"].as_i64().unwrap(),
+        stats["failed"].as_i64().unwrap(),
+    );
+    assert_eq!(sent + failed, 25, "every recipient ended sent or failed");
+    let delivered = stats["delivered"].as_i64().unwrap();
+    assert!(delivered <= sent && stats["read"].as_i64().unwrap() <= delivered);
+    let expected_rate = if sent == 0 {
+        0.0
+    } else {
+        (delivered as f64 * 10_000.0 / sent as f64).round() / 100.0
+    };
+    assert_eq!(stats["delivery_rate"].as_f64(), Some(expected_rate));
+    assert!(dir.path().join("herald.db").exists());
+}

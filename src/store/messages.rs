@@ -343,11 +343,17 @@ pub async fn record_status_reports(
     reports: &[StatusReport],
     now: DateTime<Utc>,
 ) -> Result<Vec<StatusReport>> {
+    let found = resolve_references(
+        tx.conn(),
+        sender,
+        reports.iter().map(|r| r.reference.as_str()),
+    )
+    .await?;
     let mut changes = Vec::with_capacity(reports.len());
     let mut unmatched = Vec::new();
     for report in reports {
-        match find_by_reference(tx.conn(), sender, &report.reference).await? {
-            Some(id) => changes.push(Change {
+        match found.get(report.reference.as_str()) {
+            Some(&id) => changes.push(Change {
                 id,
                 event: report.event,
                 provider_message_id: None,
@@ -361,22 +367,58 @@ pub async fn record_status_reports(
     Ok(unmatched)
 }
 
-async fn find_by_reference(
-    conn: Conn<'_>,
+/// Finds `sender`'s messages named by Herald's id or the provider's, a few hundred per query:
+/// Herald ids through the primary key, provider ids through their own index. (One query with
+/// `id = … OR provider_message_id = …` reads the whole table on SQLite.)
+async fn resolve_references<'r>(
+    mut conn: Conn<'_>,
     sender: SenderId,
-    reference: &str,
-) -> Result<Option<MessageId>> {
-    let herald_id = reference.parse::<MessageId>().ok();
-    on_conn!(conn, c => Ok(sqlx::query_scalar(
-        "SELECT id FROM messages
-         WHERE sender_id = $1 AND (id = $2 OR provider_message_id = $3)
-         LIMIT 1",
-    )
-    .bind(sender)
-    .bind(herald_id)
-    .bind(reference)
-    .fetch_optional(&mut *c)
-    .await?))
+    references: impl Iterator<Item = &'r str>,
+) -> Result<HashMap<&'r str, MessageId>> {
+    const CHUNK: usize = 500;
+    let mut by_herald_id: HashMap<MessageId, &'r str> = HashMap::new();
+    let mut by_provider_id: HashMap<&'r str, &'r str> = HashMap::new();
+    for reference in references {
+        match reference.parse::<MessageId>() {
+            Ok(id) => by_herald_id.insert(id, reference),
+            Err(_) => by_provider_id.insert(reference, reference),
+        };
+    }
+    let mut found = HashMap::with_capacity(by_herald_id.len() + by_provider_id.len());
+    let herald_ids: Vec<MessageId> = by_herald_id.keys().copied().collect();
+    for chunk in herald_ids.chunks(CHUNK) {
+        let mut select = SqlBuilder::new("SELECT id FROM messages WHERE id IN ");
+        select
+            .bind_list(chunk.iter().map(|id| Param::Id(id.0)))
+            .push(" AND sender_id = ")
+            .bind(Param::Id(sender.0));
+        let ids: Vec<MessageId> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_scalar(super::sql::trusted(&select.sql)), &select.params)
+            .fetch_all(&mut *c)
+            .await?);
+        found.extend(
+            ids.into_iter()
+                .filter_map(|id| by_herald_id.get(&id).map(|reference| (*reference, id))),
+        );
+    }
+    let provider_ids: Vec<&str> = by_provider_id.keys().copied().collect();
+    for chunk in provider_ids.chunks(CHUNK) {
+        let mut select = SqlBuilder::new(
+            "SELECT id, provider_message_id FROM messages WHERE provider_message_id IN ",
+        );
+        select
+            .bind_list(chunk.iter().map(|id| Param::Text((*id).to_owned())))
+            .push(" AND sender_id = ")
+            .bind(Param::Id(sender.0));
+        let rows: Vec<(MessageId, String)> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_as(super::sql::trusted(&select.sql)), &select.params)
+            .fetch_all(&mut *c)
+            .await?);
+        for (id, provider_id) in rows {
+            if let Some(reference) = by_provider_id.get(provider_id.as_str()) {
+                found.insert(*reference, id);
+            }
+        }
+    }
+    Ok(found)
 }
 
 struct Change {
