@@ -640,7 +640,158 @@ async fn the_sandbox_reports_deliveries_and_reads_through_the_callback_path(db: 
     scenario.stop().await;
 }
 
+/// A manual clock shared with the engine: days pass when the test says so.
+async fn sent_by_now(scenario: &Scenario, expected: i64) {
+    for _ in 0..400 {
+        if scenario.campaign().await.sent_count >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Nothing beyond the cap goes out while the clock stands still.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(scenario.campaign().await.sent_count, expected);
+}
+
+fn manual_config() -> EngineConfig {
+    // Lanes re-read the clock at least every lease / 3.
+    EngineConfig {
+        lease: Duration::from_millis(300),
+        ..fast()
+    }
+}
+
+async fn warmup_days_roll_over_at_local_midnight_across_a_dst_change(db: TestDb) {
+    use herald::clock::{Clock, ManualClock};
+    let gateway = accepting_gateway().await;
+    let warmup = Pacing {
+        warmup_enabled: true,
+        warmup_start_limit: Some(2),
+        warmup_max_limit: Some(6),
+        warmup_days: Some(3),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, warmup.clone(), 30).await;
+    let new_york = |day: u32, hour: u32| {
+        chrono::TimeZone::with_ymd_and_hms(&chrono_tz::America::New_York, 2026, 3, day, hour, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        let current = senders::get(conn.conn(), scenario.ws, scenario.sender)
+            .await
+            .unwrap();
+        let config = current.provider_config.0.clone();
+        let fields = SenderFields {
+            name: &current.name,
+            provider: "http",
+            provider_config: &config,
+            timezone: "America/New_York",
+            pacing: &warmup,
+            warmup_started_on: chrono::NaiveDate::from_ymd_opt(2026, 3, 7),
+        };
+        senders::update(
+            conn.conn(),
+            scenario.ws,
+            scenario.sender,
+            &fields,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    // Saturday 2026-03-07, 23:00 in New York: warmup day 1, cap 2.
+    let clock = ManualClock::new(new_york(7, 23));
+    {
+        let mut tx = scenario.db.begin().await.unwrap();
+        campaigns::launch(&mut tx, scenario.ws, scenario.campaign, clock.now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let engine = engine::start(
+        scenario.db.db.clone(),
+        Arc::new(clock.clone()),
+        reqwest::Client::new(),
+        manual_config(),
+    );
+    scenario.engine = Some(engine.await.unwrap());
+    sent_by_now(&scenario, 2).await;
+    // 23:59 is still day 1.
+    clock.set(new_york(7, 23) + chrono::Duration::minutes(59));
+    sent_by_now(&scenario, 2).await;
+    // Local midnight: day 2 (the 23-hour day clocks spring forward), cap 4.
+    clock.set(new_york(8, 0));
+    sent_by_now(&scenario, 6).await;
+    // 23:30 on the short day is still day 2.
+    clock.set(new_york(8, 23) + chrono::Duration::minutes(30));
+    sent_by_now(&scenario, 6).await;
+    // Day 3, the last warmup day: the max, 6.
+    clock.set(new_york(9, 9));
+    sent_by_now(&scenario, 12).await;
+    // After warmup, with no daily limit, the max holds.
+    clock.set(new_york(10, 9));
+    sent_by_now(&scenario, 18).await;
+    let mut conn = scenario.db.read().await.unwrap();
+    for (day, sent) in [(7, 2), (8, 4), (9, 6), (10, 6)] {
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 3, day).unwrap();
+        assert_eq!(
+            usage::sent_on(conn.conn(), scenario.sender, date)
+                .await
+                .unwrap(),
+            sent,
+            "March {day}"
+        );
+    }
+    drop(conn);
+    scenario.stop().await;
+}
+
+async fn nothing_is_sent_outside_the_send_window(db: TestDb) {
+    use herald::clock::{Clock, ManualClock};
+    use herald::domain::pacing::SendWindow;
+    let gateway = accepting_gateway().await;
+    let weekdays = Pacing {
+        send_window: Some(SendWindow {
+            days: vec![1, 2, 3, 4, 5],
+            start: "09:00".into(),
+            end: "17:00".into(),
+        }),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, weekdays, 5).await;
+    // Saturday 2026-11-21 10:00 UTC: closed all weekend.
+    let saturday = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 21, 10, 0, 0).unwrap();
+    let clock = ManualClock::new(saturday);
+    {
+        let mut tx = scenario.db.begin().await.unwrap();
+        campaigns::launch(&mut tx, scenario.ws, scenario.campaign, clock.now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let engine = engine::start(
+        scenario.db.db.clone(),
+        Arc::new(clock.clone()),
+        reqwest::Client::new(),
+        manual_config(),
+    );
+    scenario.engine = Some(engine.await.unwrap());
+    sent_by_now(&scenario, 0).await;
+    assert_eq!(scenario.claimed().await, 0, "nothing claimed while closed");
+    // Monday 08:59: still closed.
+    clock.set(saturday + chrono::Duration::hours(46) + chrono::Duration::minutes(59));
+    sent_by_now(&scenario, 0).await;
+    // Monday 09:00: open.
+    clock.set(saturday + chrono::Duration::hours(47));
+    sent_by_now(&scenario, 5).await;
+    scenario.stop().await;
+}
+
 dialect_tests!(
+    warmup_days_roll_over_at_local_midnight_across_a_dst_change,
+    nothing_is_sent_outside_the_send_window,
     the_sandbox_reports_deliveries_and_reads_through_the_callback_path,
     a_scheduled_campaign_launches_at_its_time_through_the_job_queue,
     a_campaign_whose_launch_job_was_lost_is_launched_by_the_sweep,
