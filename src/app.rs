@@ -43,14 +43,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let engine = engine::start(
-            db.clone(),
-            clock.clone(),
-            reqwest::Client::new(),
-            config.engine(),
-        )
-        .await
-        .context("cannot start the engine")?;
+        let engine = start_engine(&config, &db, clock.clone()).await?;
         let state = AppState {
             db,
             config: Arc::new(config),
@@ -102,6 +95,17 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
         .with_context(|| format!("cannot open database {}", redact(&config.database_url)))?;
     db.migrate().await.context("cannot migrate the database")?;
     Ok(db)
+}
+
+/// Starts the engine on `db` with the configuration's settings.
+pub async fn start_engine(
+    config: &Config,
+    db: &Db,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<EngineHandle> {
+    engine::start(db.clone(), clock, reqwest::Client::new(), config.engine())
+        .await
+        .context("cannot start the engine")
 }
 
 /// A database URL fit for logs: any password replaced.

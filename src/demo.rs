@@ -5,18 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::app::open_database;
+use crate::app::{open_database, start_engine};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::campaign::{Audience, CampaignStatus};
 use crate::domain::pacing::Pacing;
 use crate::domain::phone::Phone;
-use crate::engine;
 use crate::store::campaigns::{self, Campaign, CampaignFields};
 use crate::store::contacts::{self, ContactFields};
 use crate::store::senders::{self, SenderFields};
@@ -41,14 +39,7 @@ const CITIES: &[&str] = &["Cairo", "Haifa", "Lagos", "Lisbon", "Osaka"];
 pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine = engine::start(
-        db.clone(),
-        clock.clone(),
-        reqwest::Client::new(),
-        config.engine(),
-    )
-    .await
-    .context("cannot start the engine")?;
+    let engine = start_engine(&config, &db, clock.clone()).await?;
     let outcome = send_demo_campaign(&db, clock.as_ref(), &args).await;
     engine.shutdown().await;
     db.close().await;
@@ -179,7 +170,7 @@ async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyh
     progress.finish();
 
     let stats = latest.stats();
-    let sends = (stats.sent + stats.failed) as f64;
+    let sends = (stats.counters.sent + stats.counters.failed) as f64;
     println!();
     println!(
         "Campaign {}: {} recipients, launched in {:.0} ms, sent in {:.2} s ({:.0} sends/s).",
@@ -188,21 +179,21 @@ async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyh
         } else {
             "finished"
         },
-        stats.total,
+        stats.counters.total,
         launch_time.as_secs_f64() * 1000.0,
         send_time.as_secs_f64(),
         sends / send_time.as_secs_f64().max(f64::EPSILON),
     );
     println!(
         "  sent {}  delivered {} ({:.2}%)  read {} ({:.2}%)  failed {}  skipped {}  pending {}",
-        stats.sent,
-        stats.delivered,
+        stats.counters.sent,
+        stats.counters.delivered,
         stats.delivery_rate,
-        stats.read,
+        stats.counters.read,
         stats.read_rate,
-        stats.failed,
-        stats.skipped,
-        stats.pending
+        stats.counters.failed,
+        stats.counters.skipped,
+        stats.counters.pending
     );
     println!("{}", serde_json::to_string(&stats)?);
     Ok(())

@@ -171,7 +171,12 @@ async fn signed_callbacks_move_messages_and_counters_and_bad_ones_are_refused() 
         .unwrap()
         .stats();
     assert_eq!(
-        (stats.sent, stats.delivered, stats.read, stats.failed),
+        (
+            stats.counters.sent,
+            stats.counters.delivered,
+            stats.counters.read,
+            stats.counters.failed
+        ),
         (3, 2, 1, 1)
     );
     assert_eq!((stats.delivery_rate, stats.read_rate), (66.67, 50.0));

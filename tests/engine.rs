@@ -126,6 +126,23 @@ impl Scenario {
         self.engine = Some(engine.await.unwrap());
     }
 
+    /// Launches the campaign and starts an engine that reads time from `clock`.
+    async fn launch_on(&mut self, clock: &herald::clock::ManualClock) {
+        use herald::clock::Clock;
+        let mut tx = self.db.begin().await.unwrap();
+        campaigns::launch(&mut tx, self.ws, self.campaign, clock.now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let engine = engine::start(
+            self.db.db.clone(),
+            Arc::new(clock.clone()),
+            reqwest::Client::new(),
+            manual_config(),
+        );
+        self.engine = Some(engine.await.unwrap());
+    }
+
     async fn campaign(&self) -> campaigns::Campaign {
         let mut conn = self.db.read().await.unwrap();
         campaigns::get(conn.conn(), self.ws, self.campaign)
@@ -630,7 +647,14 @@ async fn the_sandbox_reports_deliveries_and_reads_through_the_callback_path(db: 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stats = scenario.campaign().await.stats();
-    assert_eq!((stats.sent, stats.delivered, stats.read), (25, 25, 25));
+    assert_eq!(
+        (
+            stats.counters.sent,
+            stats.counters.delivered,
+            stats.counters.read
+        ),
+        (25, 25, 25)
+    );
     assert_eq!((stats.delivery_rate, stats.read_rate), (100.0, 100.0));
     assert_eq!(scenario.campaign().await.counters(), scenario.truth().await);
     assert!(
@@ -662,7 +686,7 @@ fn manual_config() -> EngineConfig {
 }
 
 async fn warmup_days_roll_over_at_local_midnight_across_a_dst_change(db: TestDb) {
-    use herald::clock::{Clock, ManualClock};
+    use herald::clock::ManualClock;
     let gateway = accepting_gateway().await;
     let warmup = Pacing {
         warmup_enabled: true,
@@ -703,20 +727,7 @@ async fn warmup_days_roll_over_at_local_midnight_across_a_dst_change(db: TestDb)
     }
     // Saturday 2026-03-07, 23:00 in New York: warmup day 1, cap 2.
     let clock = ManualClock::new(new_york(7, 23));
-    {
-        let mut tx = scenario.db.begin().await.unwrap();
-        campaigns::launch(&mut tx, scenario.ws, scenario.campaign, clock.now())
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    }
-    let engine = engine::start(
-        scenario.db.db.clone(),
-        Arc::new(clock.clone()),
-        reqwest::Client::new(),
-        manual_config(),
-    );
-    scenario.engine = Some(engine.await.unwrap());
+    scenario.launch_on(&clock).await;
     sent_by_now(&scenario, 2).await;
     // 23:59 is still day 1.
     clock.set(new_york(7, 23) + chrono::Duration::minutes(59));
@@ -749,7 +760,7 @@ async fn warmup_days_roll_over_at_local_midnight_across_a_dst_change(db: TestDb)
 }
 
 async fn nothing_is_sent_outside_the_send_window(db: TestDb) {
-    use herald::clock::{Clock, ManualClock};
+    use herald::clock::ManualClock;
     use herald::domain::pacing::SendWindow;
     let gateway = accepting_gateway().await;
     let weekdays = Pacing {
@@ -764,20 +775,7 @@ async fn nothing_is_sent_outside_the_send_window(db: TestDb) {
     // Saturday 2026-11-21 10:00 UTC: closed all weekend.
     let saturday = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 21, 10, 0, 0).unwrap();
     let clock = ManualClock::new(saturday);
-    {
-        let mut tx = scenario.db.begin().await.unwrap();
-        campaigns::launch(&mut tx, scenario.ws, scenario.campaign, clock.now())
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    }
-    let engine = engine::start(
-        scenario.db.db.clone(),
-        Arc::new(clock.clone()),
-        reqwest::Client::new(),
-        manual_config(),
-    );
-    scenario.engine = Some(engine.await.unwrap());
+    scenario.launch_on(&clock).await;
     sent_by_now(&scenario, 0).await;
     assert_eq!(scenario.claimed().await, 0, "nothing claimed while closed");
     // Monday 08:59: still closed.

@@ -26,6 +26,10 @@ pub struct LaunchCampaign {
 /// How often workers look for due jobs. Run-at times have one-second granularity, so a
 /// campaign starts within about a second of its time.
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// apalis 1.0 can lose the wake-up of its poll when a fetch completes at once (it parks the
+/// waker without polling the tick stream again); its heartbeat timer wakes the worker too, so a
+/// short heartbeat bounds how long a due launch can wait.
+const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Finished jobs are kept this long, then vacuumed: on SQLite, acks slow down as they pile up.
 const KEEP_FINISHED: Duration = Duration::from_secs(3600);
 
@@ -50,7 +54,8 @@ impl JobQueue {
                     .map_err(|e| JobError(e.to_string()))?;
                 let settings = apalis_sqlite::Config::default()
                     .queue(queue)
-                    .batch_size(batch);
+                    .batch_size(batch)
+                    .heartbeat_interval(HEARTBEAT);
                 Ok(Self::Sqlite(SqliteStorage::new(jobs).with_config(settings)))
             }
             Db::Postgres(pool) => {
@@ -59,7 +64,8 @@ impl JobQueue {
                     .map_err(|e| JobError(e.to_string()))?;
                 let settings = apalis_postgres::Config::default()
                     .queue(queue)
-                    .batch_size(batch);
+                    .batch_size(batch)
+                    .heartbeat_interval(HEARTBEAT);
                 Ok(Self::Postgres(
                     PostgresStorage::new(pool).with_config(settings),
                 ))

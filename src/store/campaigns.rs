@@ -65,13 +65,8 @@ pub struct Campaign {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CampaignStats {
     pub status: CampaignStatus,
-    pub total: i64,
-    pub pending: i64,
-    pub sent: i64,
-    pub delivered: i64,
-    pub read: i64,
-    pub failed: i64,
-    pub skipped: i64,
+    #[serde(flatten)]
+    pub counters: Counters,
     pub delivery_rate: f64,
     pub read_rate: f64,
 }
@@ -81,13 +76,7 @@ impl Campaign {
         let counters = self.counters();
         CampaignStats {
             status: self.status,
-            total: counters.total,
-            pending: counters.pending,
-            sent: counters.sent,
-            delivered: counters.delivered,
-            read: counters.read,
-            failed: counters.failed,
-            skipped: counters.skipped,
+            counters,
             delivery_rate: counters.delivery_rate(),
             read_rate: counters.read_rate(),
         }
