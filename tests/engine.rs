@@ -787,7 +787,99 @@ async fn nothing_is_sent_outside_the_send_window(db: TestDb) {
     scenario.stop().await;
 }
 
+async fn typing_delays_each_send_by_its_length(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    // 1 character a millisecond, clamped to exactly 150 ms for these short messages.
+    let typing = Pacing {
+        typing_enabled: true,
+        typing_cps: Some(1000),
+        typing_min_ms: Some(150),
+        typing_max_ms: Some(150),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, typing, 3).await;
+    scenario.launch().await;
+    scenario.wait_for_status(CampaignStatus::Completed).await;
+    let mut claimed: Vec<_> = scenario
+        .messages()
+        .await
+        .iter()
+        .map(|m| m.sent_at.unwrap())
+        .collect();
+    claimed.sort();
+    for pair in claimed.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= chrono::Duration::milliseconds(150),
+            "typing spaces sends: {pair:?}"
+        );
+    }
+    scenario.stop().await;
+}
+
+async fn a_pause_under_load_stops_every_new_send(db: TestDb) {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(5)))
+        .mount(&gateway)
+        .await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 1500).await;
+    scenario.launch().await;
+    scenario.wait_until_sent(200).await;
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        campaigns::pause(conn.conn(), scenario.ws, scenario.campaign, Utc::now())
+            .await
+            .unwrap();
+    }
+    let claimed_at_pause = claimed_count(&scenario).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        claimed_count(&scenario).await,
+        claimed_at_pause,
+        "no claim after the pause returned"
+    );
+    assert_eq!(
+        requests(&gateway).await.len() as i64,
+        claimed_at_pause,
+        "every started send finished, none began"
+    );
+    assert!(claimed_at_pause < 1500, "paused mid-campaign");
+    let paused = scenario.campaign().await;
+    assert_eq!(paused.counters(), scenario.truth().await);
+    assert_eq!(paused.sent_count, claimed_at_pause);
+    scenario.stop().await;
+}
+
+/// Messages whose send has started (claimed at least once), counted in SQL.
+async fn claimed_count(scenario: &Scenario) -> i64 {
+    let counters = scenario.truth().await;
+    counters.total - counters.pending + in_flight(scenario).await
+}
+
+async fn in_flight(scenario: &Scenario) -> i64 {
+    let mut conn = scenario.db.read().await.unwrap();
+    let filter = MessageFilter {
+        campaign: Some(scenario.campaign),
+        status: Some(MessageStatus::Sending),
+        ..MessageFilter::default()
+    };
+    messages::list(
+        conn.conn(),
+        scenario.ws,
+        filter,
+        Page {
+            page: 1,
+            per_page: 1,
+        },
+    )
+    .await
+    .unwrap()
+    .1
+}
+
 dialect_tests!(
+    typing_delays_each_send_by_its_length,
+    a_pause_under_load_stops_every_new_send,
     warmup_days_roll_over_at_local_midnight_across_a_dst_change,
     nothing_is_sent_outside_the_send_window,
     the_sandbox_reports_deliveries_and_reads_through_the_callback_path,
