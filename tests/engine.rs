@@ -177,13 +177,34 @@ impl Scenario {
         .0
     }
 
-    /// Messages a lane has taken: each one's send has started.
-    async fn claimed(&self) -> usize {
-        self.messages()
+    /// Messages whose send has started: sent or failed, or in flight (skipped ones never were).
+    async fn started(&self) -> usize {
+        let counters = self.truth().await;
+        let mut conn = self.db.read().await.unwrap();
+        let in_flight = MessageFilter {
+            campaign: Some(self.campaign),
+            status: Some(MessageStatus::Sending),
+            ..MessageFilter::default()
+        };
+        let (_, sending) = messages::list(
+            conn.conn(),
+            self.ws,
+            in_flight,
+            Page {
+                page: 1,
+                per_page: 1,
+            },
+        )
+        .await
+        .unwrap();
+        (counters.total - counters.pending - counters.skipped + sending) as usize
+    }
+
+    async fn pause(&self) {
+        let mut conn = self.db.write().await.unwrap();
+        campaigns::pause(conn.conn(), self.ws, self.campaign, Utc::now())
             .await
-            .iter()
-            .filter(|m| m.attempts > 0)
-            .count()
+            .unwrap();
     }
 
     async fn wait_for_status(&self, status: CampaignStatus) -> campaigns::Campaign {
@@ -387,16 +408,11 @@ async fn pause_stops_new_sends_and_resume_continues_where_it_stopped(db: TestDb)
     let mut scenario = Scenario::new(db, &gateway, spaced, 20).await;
     scenario.launch().await;
     scenario.wait_until_sent(4).await;
-    {
-        let mut conn = scenario.db.write().await.unwrap();
-        campaigns::pause(conn.conn(), scenario.ws, scenario.campaign, Utc::now())
-            .await
-            .unwrap();
-    }
-    let started_before_pause = scenario.claimed().await;
+    scenario.pause().await;
+    let started_before_pause = scenario.started().await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(
-        scenario.claimed().await,
+        scenario.started().await,
         started_before_pause,
         "no new send starts after the pause returned"
     );
@@ -462,7 +478,7 @@ async fn cancel_skips_what_is_left(db: TestDb) {
             .unwrap();
         tx.commit().await.unwrap();
     }
-    let started = scenario.claimed().await;
+    let started = scenario.started().await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     let campaign = scenario.campaign().await;
     assert_eq!(campaign.status, CampaignStatus::Canceled);
@@ -777,7 +793,7 @@ async fn nothing_is_sent_outside_the_send_window(db: TestDb) {
     let clock = ManualClock::new(saturday);
     scenario.launch_on(&clock).await;
     sent_by_now(&scenario, 0).await;
-    assert_eq!(scenario.claimed().await, 0, "nothing claimed while closed");
+    assert_eq!(scenario.started().await, 0, "nothing claimed while closed");
     // Monday 08:59: still closed.
     clock.set(saturday + chrono::Duration::hours(46) + chrono::Duration::minutes(59));
     sent_by_now(&scenario, 0).await;
@@ -825,56 +841,24 @@ async fn a_pause_under_load_stops_every_new_send(db: TestDb) {
     let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 1500).await;
     scenario.launch().await;
     scenario.wait_until_sent(200).await;
-    {
-        let mut conn = scenario.db.write().await.unwrap();
-        campaigns::pause(conn.conn(), scenario.ws, scenario.campaign, Utc::now())
-            .await
-            .unwrap();
-    }
-    let claimed_at_pause = claimed_count(&scenario).await;
+    scenario.pause().await;
+    let claimed_at_pause = scenario.started().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        claimed_count(&scenario).await,
+        scenario.started().await,
         claimed_at_pause,
         "no claim after the pause returned"
     );
     assert_eq!(
-        requests(&gateway).await.len() as i64,
+        requests(&gateway).await.len(),
         claimed_at_pause,
         "every started send finished, none began"
     );
     assert!(claimed_at_pause < 1500, "paused mid-campaign");
     let paused = scenario.campaign().await;
     assert_eq!(paused.counters(), scenario.truth().await);
-    assert_eq!(paused.sent_count, claimed_at_pause);
+    assert_eq!(paused.sent_count as usize, claimed_at_pause);
     scenario.stop().await;
-}
-
-/// Messages whose send has started (claimed at least once), counted in SQL.
-async fn claimed_count(scenario: &Scenario) -> i64 {
-    let counters = scenario.truth().await;
-    counters.total - counters.pending + in_flight(scenario).await
-}
-
-async fn in_flight(scenario: &Scenario) -> i64 {
-    let mut conn = scenario.db.read().await.unwrap();
-    let filter = MessageFilter {
-        campaign: Some(scenario.campaign),
-        status: Some(MessageStatus::Sending),
-        ..MessageFilter::default()
-    };
-    messages::list(
-        conn.conn(),
-        scenario.ws,
-        filter,
-        Page {
-            page: 1,
-            per_page: 1,
-        },
-    )
-    .await
-    .unwrap()
-    .1
 }
 
 dialect_tests!(
