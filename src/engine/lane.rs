@@ -43,6 +43,9 @@ pub enum LaneError {
     Provider(#[from] providers::ProviderConfigError),
 }
 
+/// Tries to record a batch's outcomes before the lane gives up (and the claims expire).
+const RECORD_ATTEMPTS: u32 = 5;
+
 enum Claim {
     Messages(Vec<Claimed>),
     /// The daily cap is spent until this instant.
@@ -238,12 +241,34 @@ impl Lane {
         for (id, attempts, result) in results {
             outcomes.push((id, self.outcome(result, attempts, now)));
         }
+        // These sends happened: a passing store error must not leave them claimed, to be sent
+        // again when their lease runs out.
+        let mut attempt = 0;
+        loop {
+            match self.record(&outcomes, started_at, now).await {
+                Ok(()) => break,
+                Err(error) if attempt < RECORD_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::warn!(sender_id = %self.sender.id, %error, attempt, "recording sends failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        outcomes: &[(MessageId, Outcome)],
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.shared.db.begin().await?;
-        store::messages::record_outcomes(&mut tx, &outcomes, now).await?;
+        store::messages::record_outcomes(&mut tx, outcomes, now).await?;
         store::lanes::record_send(tx.conn(), self.sender.id, &self.shared.owner, started_at)
             .await?;
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
     fn outcome(

@@ -239,7 +239,10 @@ impl Db {
     /// A write transaction. Never hold one across a network call or a wait.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            // IMMEDIATE takes the write lock up front, waiting under busy_timeout. A deferred
+            // transaction that reads first fails at once (SQLITE_BUSY_SNAPSHOT) when it comes
+            // to write after another connection — the job queue's — committed in between.
+            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
