@@ -439,14 +439,6 @@ async fn pause_stops_new_sends_and_resume_continues_where_it_stopped(db: TestDb)
         }
     );
     let received = requests(&gateway).await;
-    if received.len() != 20 {
-        for m in scenario.messages().await.iter().filter(|m| m.attempts > 1) {
-            eprintln!(
-                "RETRIED {} attempts {} error {:?}",
-                m.id, m.attempts, m.error
-            );
-        }
-    }
     assert_eq!(
         received.len(),
         20,

@@ -175,12 +175,16 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
         store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now).await?;
     }
     tx.commit().await?;
+    let unmatched_references: std::collections::HashSet<&str> = unmatched
+        .iter()
+        .map(|report| report.reference.as_str())
+        .collect();
     let unmatched: Vec<CallbackEvent> = batch
         .events
         .iter()
         .filter(|event| {
             matches!(event, CallbackEvent::Status { reference, .. }
-                if unmatched.iter().any(|report| &report.reference == reference))
+                if unmatched_references.contains(reference.as_str()))
         })
         .cloned()
         .collect();

@@ -132,7 +132,6 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, EngineClock, NoOpMiddleware<
 pub struct Pacer {
     clock: Arc<dyn Clock>,
     limiter: Option<Limiter>,
-    rate_interval: Duration,
     /// No send before this: the shift gap after the last send, or a provider's 429.
     not_before: Option<DateTime<Utc>>,
     pacing: Pacing,
@@ -162,7 +161,6 @@ impl Pacer {
         Self {
             clock,
             limiter,
-            rate_interval,
             not_before,
             pacing,
         }
@@ -198,10 +196,6 @@ impl Pacer {
     /// Holds every send of this sender until `until` (a provider's 429 with `Retry-After`).
     pub fn hold_until(&mut self, until: DateTime<Utc>) {
         self.not_before = Some(self.not_before.map_or(until, |at| at.max(until)));
-    }
-
-    pub fn rate_interval(&self) -> Duration {
-        self.rate_interval
     }
 }
 

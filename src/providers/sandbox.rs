@@ -152,10 +152,6 @@ impl Provider for Sandbox {
             })
         })
     }
-
-    fn typing<'a>(&'a self, _to: &'a str) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[cfg(test)]
