@@ -21,8 +21,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Where provider callbacks hand their events to the engine.
     pub events: EventSink,
-    /// Where launches are queued.
+    /// Where launches and imports are queued.
     pub jobs: crate::engine::jobs::JobQueue,
+    /// Each API key's request budget.
+    pub api_limits: Arc<crate::http::auth::ApiLimits>,
 }
 
 /// The API and the engine, sharing one database: what `herald serve` runs.
@@ -50,6 +52,7 @@ impl Application {
             clock,
             events: engine.events(),
             jobs: engine.jobs(),
+            api_limits: Arc::default(),
         };
         Ok(Self {
             listener,

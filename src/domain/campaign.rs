@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{ContactId, GroupId};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     Draft,
@@ -101,7 +101,7 @@ impl FromStr for CampaignStatus {
 
 /// Who a campaign is sent to. Opted-out and blocked contacts are always left out, and a contact
 /// reached by several routes receives one message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Audience {
     All,

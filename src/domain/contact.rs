@@ -29,9 +29,52 @@ pub fn parse_timezone(name: &str) -> Result<Tz, UnknownTimeZone> {
         .map_err(|_| UnknownTimeZone(name.to_owned()))
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not an email address")]
+pub struct BadEmail(pub String);
+
+/// An email address as stored: trimmed, with a local part, one `@` and a dotted domain. Whether
+/// it receives mail is not Herald's to know.
+pub fn parse_email(text: &str) -> Result<String, BadEmail> {
+    let email = text.trim();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.split('.').count() >= 2
+                && domain.split('.').all(|label| !label.is_empty())
+        });
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(BadEmail(text.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_need_a_local_part_and_a_dotted_domain() {
+        assert_eq!(
+            parse_email(" jane@example.com ").unwrap(),
+            "jane@example.com"
+        );
+        for bad in [
+            "",
+            "jane",
+            "jane@",
+            "@example.com",
+            "jane@example",
+            "a@b@c.com",
+            "a b@c.com",
+            "jane@.com",
+        ] {
+            assert!(parse_email(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn tags_are_trimmed_deduplicated_and_keep_their_order() {

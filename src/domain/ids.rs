@@ -10,8 +10,12 @@ use uuid::Uuid;
 macro_rules! id_types {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+            utoipa::ToSchema,
+        )]
         #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
         pub struct $name(pub Uuid);
 
         impl $name {
@@ -55,6 +59,8 @@ id_types! {
     CampaignId,
     /// Also the idempotency key Herald gives providers.
     MessageId,
+    /// A CSV import of contacts.
+    ImportId,
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::validation::FieldErrors;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pacing {
     pub daily_limit: Option<u32>,
@@ -28,7 +28,7 @@ pub struct Pacing {
 
 /// Allowed ISO weekdays (1 = Monday … 7 = Sunday) and local hours. A window whose end is
 /// earlier than its start runs over midnight (22:00–06:00).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendWindow {
     pub days: Vec<u8>,

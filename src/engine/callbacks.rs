@@ -14,7 +14,7 @@ use crate::store::{self, Db};
 /// Signatures older or newer than this are refused, so a captured request cannot be replayed.
 pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusKind {
     Sent,
@@ -23,7 +23,7 @@ pub enum StatusKind {
     Failed,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CallbackEvent {
     Status {
@@ -45,7 +45,7 @@ pub enum CallbackEvent {
     },
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 pub struct CallbackPayload {
     pub events: Vec<CallbackEvent>,
 }

@@ -13,8 +13,22 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use super::Shared;
-use crate::domain::ids::{CampaignId, WorkspaceId};
+use crate::domain::ids::{CampaignId, ImportId, WorkspaceId};
 use crate::store::{self, Db};
+
+/// A unit of coarse work. Untagged, so launches queued before imports existed still decode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Job {
+    Launch(LaunchCampaign),
+    Import(ImportContacts),
+}
+
+/// Import an uploaded CSV of contacts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportContacts {
+    pub import_id: ImportId,
+}
 
 /// Launch a scheduled campaign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +49,8 @@ const KEEP_FINISHED: Duration = Duration::from_secs(3600);
 
 #[derive(Clone)]
 pub enum JobQueue {
-    Sqlite(SqliteStorage<LaunchCampaign>),
-    Postgres(PostgresStorage<LaunchCampaign>),
+    Sqlite(SqliteStorage<Job>),
+    Postgres(PostgresStorage<Job>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +95,24 @@ impl JobQueue {
     ) -> Result<(), JobError> {
         // Whole seconds, rounded up: never before the campaign's time.
         let seconds = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
-        let task = TaskBuilder::new(job)
-            .run_at_timestamp(seconds.max(0) as u64)
-            .build();
+        self.push(Job::Launch(job), Some(seconds.max(0) as u64))
+            .await
+    }
+
+    /// Queues an import to run now.
+    pub async fn queue_import(&self, import_id: ImportId) -> Result<(), JobError> {
+        self.push(Job::Import(ImportContacts { import_id }), None)
+            .await
+    }
+
+    /// Pushes `job`, to run at `run_at` (unix seconds) or now.
+    async fn push(&self, job: Job, run_at: Option<u64>) -> Result<(), JobError> {
+        let builder = TaskBuilder::new(job);
+        let task = match run_at {
+            Some(seconds) => builder.run_at_timestamp(seconds),
+            None => builder,
+        }
+        .build();
         let pushed = match self.clone() {
             Self::Sqlite(mut storage) => storage.push_task(task).await.map_err(|e| e.to_string()),
             Self::Postgres(mut storage) => storage.push_task(task).await.map_err(|e| e.to_string()),
@@ -116,7 +145,17 @@ impl JobQueue {
     }
 }
 
-async fn launch(job: LaunchCampaign, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
+async fn run(job: Job, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
+    match job {
+        Job::Launch(launch_job) => launch(launch_job, &shared).await,
+        Job::Import(import) => {
+            super::import::run(&shared.db, shared.clock.as_ref(), import.import_id).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn launch(job: LaunchCampaign, shared: &Shared) -> Result<(), BoxDynError> {
     let now = shared.clock.now();
     let mut tx = shared.db.begin().await?;
     let campaign = store::campaigns::get(tx.conn(), job.workspace_id, job.campaign_id).await;
@@ -172,7 +211,7 @@ pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<(
                 WorkerBuilder::new(name.as_str())
                     .backend(storage.poll_with_interval(POLL_EVERY))
                     .data(shared.clone())
-                    .build(launch)
+                    .build(run)
                     .run_until(stop)
                     .await
             }
@@ -180,7 +219,7 @@ pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<(
                 WorkerBuilder::new(name.as_str())
                     .backend(storage.poll_with_interval(POLL_EVERY))
                     .data(shared.clone())
-                    .build(launch)
+                    .build(run)
                     .run_until(stop)
                     .await
             }

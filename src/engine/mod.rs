@@ -21,6 +21,7 @@ use crate::store::{self, Db};
 /// Provider callbacks: verification and the one ingestion path.
 pub mod callbacks;
 /// The job queue: launches at their time.
+mod import;
 pub mod jobs;
 mod lane;
 /// The pacing gates as exact functions of time.
@@ -213,6 +214,13 @@ async fn tick(
     }
     if now >= *next_sweep {
         launch_due(shared).await?;
+        let purged = {
+            let mut conn = shared.db.write().await?;
+            store::idempotency::purge_expired(conn.conn(), now).await?
+        };
+        if purged > 0 {
+            tracing::debug!(purged, "expired idempotency keys purged");
+        }
         *next_sweep = now + pacing::to_chrono(shared.config.sweep_every);
     }
     let candidates = {

@@ -54,6 +54,31 @@ pub fn render(
     result.map_err(|missing| format!("template: {missing}"))
 }
 
+/// Renders `template` once, for a preview or a single message: contact fields first, then
+/// `variables`. Fails with every required variable that is left without a value.
+pub fn render_once(
+    template: &Template,
+    contact: Option<&RenderFields>,
+    variables: &BTreeMap<String, String>,
+) -> Result<String, Vec<String>> {
+    let fields = contact.map(ContactVariables);
+    let mut sources: Vec<&dyn Variables> = Vec::with_capacity(2);
+    if let Some(fields) = &fields {
+        sources.push(fields);
+    }
+    sources.push(variables);
+    let layered = Layered(&sources);
+    let missing: Vec<String> = template
+        .required_variables()
+        .filter(|name| layered.get(name).is_none())
+        .map(str::to_owned)
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    template.render(&layered).map_err(|missing| vec![missing.0])
+}
+
 /// Templates of the campaigns a lane is sending, compiled on first use.
 #[derive(Default)]
 pub struct CampaignCache(HashMap<CampaignId, Arc<CompiledCampaign>>);

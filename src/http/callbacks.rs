@@ -1,12 +1,14 @@
 //! `POST /v1/callbacks/{sender_id}`: a provider's status reports and inbound messages, signed
 //! with the sender's callback secret (see API.md). Authenticated by signature, not by token.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use crate::app::AppState;
@@ -14,16 +16,39 @@ use crate::domain::ids::SenderId;
 use crate::engine::callbacks::{self, CallbackPayload, SenderEvents};
 use crate::store::{self, StoreError};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/callbacks/{sender_id}", post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
 }
 
+#[derive(Serialize, ToSchema)]
+struct Received {
+    /// Status reports that changed a message.
+    applied: usize,
+    /// Inbound messages recorded.
+    inbound: usize,
+    /// Reports about messages whose send is not recorded yet; the engine retries them.
+    deferred: usize,
+}
+
+/// Receive a provider's status reports and inbound messages
+///
+/// Signed with the sender's `callback_secret`: `X-Herald-Timestamp` (unix seconds) and
+/// `X-Herald-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{raw body}">`, at most five
+/// minutes old.
+#[utoipa::path(post, path = "/v1/callbacks/{sender_id}", tag = "callbacks", security(()),
+    params(("sender_id" = SenderId, Path, description = "The sender the provider reports for"),
+           ("X-Herald-Timestamp" = String, Header, description = "Unix seconds"),
+           ("X-Herald-Signature" = String, Header, description = "`sha256=<hex>`")),
+    request_body(content = CallbackPayload, content_type = "application/json"),
+    responses((status = 200, description = "Ingested", body = Received),
+              (status = 401, description = "`unauthenticated`: bad or stale signature, or unknown sender",
+               body = super::error::ErrorEnvelope)))]
 async fn receive(
     State(state): State<AppState>,
     Path(sender_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Received>> {
     let sender_id: SenderId = sender_id.parse().map_err(|_| ApiError::NotFound)?;
     let sender = {
         let mut conn = state.db.read().await?;
@@ -63,9 +88,9 @@ async fn receive(
         later.attempt = 1;
         let _ = state.events.send(later);
     }
-    Ok(Json(json!({
-        "applied": ingested.statuses_applied,
-        "inbound": ingested.inbound_recorded,
-        "deferred": deferred,
-    })))
+    Ok(Json(Received {
+        applied: ingested.statuses_applied,
+        inbound: ingested.inbound_recorded,
+        deferred,
+    }))
 }

@@ -2,17 +2,41 @@
 //! `{"error": {"code", "message", "details"}}` with the matching status.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::domain::validation::FieldErrors;
 use crate::store::StoreError;
 
+/// The shape of every error response, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// A machine code: `invalid_json`, `invalid_idempotency_key`, `unauthenticated`,
+    /// `insufficient_ability`, `not_found`, `invalid_transition`, `duplicate`,
+    /// `idempotency_in_progress`, `idempotency_key_reused`, `in_use`, `validation_failed`,
+    /// `rate_limited`, `method_not_allowed`, `unavailable`, `internal_error`.
+    code: String,
+    /// What went wrong, for a human.
+    message: String,
+    /// `required_ability`, `status`, `errors` (`{field: [messages]}`), `retry_after`.
+    #[schema(value_type = Object)]
+    details: serde_json::Value,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     InvalidJson(String),
+    #[error("{0}")]
+    InvalidIdempotencyKey(&'static str),
     #[error("missing or invalid bearer token")]
     Unauthenticated,
     #[error("this API key lacks the '{0}' ability")]
@@ -21,10 +45,20 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    #[error("still in use: {0}")]
+    InUse(&'static str),
     #[error("not allowed while the campaign is {status}")]
     InvalidTransition { status: String },
     #[error("validation failed: {0}")]
     Validation(FieldErrors),
+    #[error("a request with this Idempotency-Key is still running; retry when it has finished")]
+    IdempotencyInProgress,
+    #[error("this Idempotency-Key was first used with a different request; use a new key")]
+    IdempotencyKeyReused,
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    #[error("too many requests; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -41,6 +75,11 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, Value) {
         match self {
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json", json!({})),
+            Self::InvalidIdempotencyKey(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                json!({}),
+            ),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", json!({})),
             Self::InsufficientAbility(ability) => (
                 StatusCode::FORBIDDEN,
@@ -49,6 +88,7 @@ impl ApiError {
             ),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", json!({})),
             Self::Conflict(_) => (StatusCode::CONFLICT, "duplicate", json!({})),
+            Self::InUse(_) => (StatusCode::CONFLICT, "in_use", json!({})),
             Self::InvalidTransition { status } => (
                 StatusCode::CONFLICT,
                 "invalid_transition",
@@ -58,6 +98,22 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
                 json!({ "errors": errors }),
+            ),
+            Self::IdempotencyInProgress => {
+                (StatusCode::CONFLICT, "idempotency_in_progress", json!({}))
+            }
+            Self::IdempotencyKeyReused => {
+                (StatusCode::CONFLICT, "idempotency_key_reused", json!({}))
+            }
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                json!({}),
+            ),
+            Self::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                json!({ "retry_after": retry_after }),
             ),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!({})),
             Self::Internal(_) => (
@@ -78,7 +134,13 @@ impl IntoResponse for ApiError {
         let (status, code, details) = self.parts();
         let body =
             json!({ "error": { "code": code, "message": self.to_string(), "details": details } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        response
     }
 }
 
@@ -87,7 +149,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => Self::NotFound,
             StoreError::Duplicate(what) => Self::Conflict(format!("{what} already exists")),
-            StoreError::InUse => Self::Conflict("still in use by other records".into()),
+            StoreError::InUse => Self::InUse("campaigns or messages refer to it"),
             StoreError::InvalidTransition { current } => Self::InvalidTransition {
                 status: current.to_string(),
             },

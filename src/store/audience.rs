@@ -94,6 +94,32 @@ pub async fn count(mut conn: Conn<'_>, workspace: WorkspaceId, audience: &Audien
         .await?))
 }
 
+/// Whether any contact `audience` reaches has a non-empty value for template variable
+/// `variable` (`name`, `phone`, `email` or a custom field).
+pub async fn any_can_fill(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    audience: &Audience,
+    variable: &str,
+) -> Result<bool> {
+    let mut query = SqlBuilder::new("SELECT 1 FROM contacts c WHERE ");
+    push_predicate(conn.reborrow(), &mut query, workspace, audience).await?;
+    match variable {
+        "phone" => &mut query,
+        "name" => query.push(" AND COALESCE(c.name, '') <> ''"),
+        "email" => query.push(" AND COALESCE(c.email, '') <> ''"),
+        field => query
+            .push(" AND COALESCE(c.custom_fields ->> ")
+            .bind(Param::Text(field.to_owned()))
+            .push(", '') <> ''"),
+    };
+    query.push(" LIMIT 1");
+    let found: Option<i32> = on_conn!(conn, c => bind_params!(sqlx::query_scalar(super::sql::trusted(&query.sql)), &query.params)
+        .fetch_optional(&mut *c)
+        .await?);
+    Ok(found.is_some())
+}
+
 /// The contacts `audience` reaches now, in id order.
 pub async fn contact_ids(
     mut conn: Conn<'_>,

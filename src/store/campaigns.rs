@@ -25,7 +25,7 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize)]
+#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Campaign {
     pub id: CampaignId,
     #[serde(skip)]
@@ -35,7 +35,9 @@ pub struct Campaign {
     pub template_id: Option<TemplateId>,
     pub content: String,
     pub media_url: Option<String>,
+    #[schema(value_type = Audience)]
     pub audience: Json<Audience>,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub variables: Json<BTreeMap<String, String>>,
     pub status: CampaignStatus,
     pub scheduled_at: Option<DateTime<Utc>>,
@@ -62,7 +64,7 @@ pub struct Campaign {
 }
 
 /// `GET /v1/campaigns/{id}/stats`, as API.md defines it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CampaignStats {
     pub status: CampaignStatus,
     #[serde(flatten)]

@@ -1,7 +1,7 @@
 //! Contacts, keyed by E.164 phone within a workspace. Tags live twice: as the JSON array the API
 //! shows, and as `contact_tags` rows that audiences query; both change in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -20,7 +20,7 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize)]
+#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Contact {
     pub id: ContactId,
     #[serde(skip)]
@@ -28,7 +28,9 @@ pub struct Contact {
     pub phone: String,
     pub name: Option<String>,
     pub email: Option<String>,
+    #[schema(value_type = Vec<String>)]
     pub tags: Json<Vec<String>>,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub custom_fields: Json<BTreeMap<String, String>>,
     pub timezone: Option<String>,
     pub opted_out_at: Option<DateTime<Utc>>,
@@ -75,6 +77,28 @@ impl From<&Contact> for ContactFields {
             custom_fields: contact.custom_fields.0.clone(),
             timezone: contact.timezone.clone(),
         }
+    }
+}
+
+impl ContactFields {
+    /// Takes what an imported row says about an existing contact: the name, email and time
+    /// zone it gives replace the old ones, its tags are added, its custom fields set.
+    pub fn absorb(&mut self, row: ContactFields) {
+        if row.name.is_some() {
+            self.name = row.name;
+        }
+        if row.email.is_some() {
+            self.email = row.email;
+        }
+        if row.timezone.is_some() {
+            self.timezone = row.timezone;
+        }
+        for tag in row.tags {
+            if !self.tags.contains(&tag) {
+                self.tags.push(tag);
+            }
+        }
+        self.custom_fields.extend(row.custom_fields);
     }
 }
 
@@ -391,4 +415,69 @@ pub async fn insert_new_batch(
         }
     }
     Ok(created)
+}
+
+/// What [`upsert_batch`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Upserted {
+    pub created: u64,
+    pub updated: u64,
+}
+
+/// Writes a batch of imported contacts: new phones become contacts, and a phone the workspace
+/// already has updates its contact (see [`ContactFields::absorb`]). Phones must be unique
+/// within `rows`.
+pub async fn upsert_batch(
+    tx: &mut Tx,
+    workspace: WorkspaceId,
+    rows: Vec<ContactFields>,
+    now: DateTime<Utc>,
+) -> Result<Upserted> {
+    const CHUNK: usize = 500;
+    let mut existing: HashMap<String, Contact> = HashMap::new();
+    for chunk in rows.chunks(CHUNK) {
+        let mut select = SqlBuilder::new(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM contacts WHERE workspace_id = "
+        ));
+        select
+            .bind(Param::Id(workspace.0))
+            .push(" AND phone IN ")
+            .bind_list(
+                chunk
+                    .iter()
+                    .map(|row| Param::Text(phone_of(row).to_owned())),
+            );
+        let found: Vec<Contact> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::trusted(&select.sql)), &select.params)
+            .fetch_all(&mut *c)
+            .await?);
+        existing.extend(
+            found
+                .into_iter()
+                .map(|contact| (contact.phone.clone(), contact)),
+        );
+    }
+    let (known, fresh): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|row| existing.contains_key(phone_of(row)));
+    let created = insert_new_batch(tx, workspace, &fresh, now).await?;
+    let mut updated = 0;
+    for row in known {
+        let Some(contact) = existing.get(phone_of(&row)) else {
+            continue;
+        };
+        let before = ContactFields::from(contact);
+        let mut fields = before.clone();
+        fields.absorb(row);
+        if fields != before {
+            update(tx, workspace, contact.id, &fields, now).await?;
+        }
+        updated += 1;
+    }
+    Ok(Upserted { created, updated })
+}
+
+fn phone_of(row: &ContactFields) -> &str {
+    row.phone.as_ref().map(Phone::as_str).unwrap_or_default()
 }

@@ -16,7 +16,7 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize)]
+#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Group {
     pub id: GroupId,
     #[serde(skip)]
@@ -24,6 +24,7 @@ pub struct Group {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: GroupKind,
+    #[schema(value_type = GroupFilters)]
     pub filters: Json<GroupFilters>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -22,7 +22,7 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize)]
+#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: MessageId,
     #[serde(skip)]

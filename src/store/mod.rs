@@ -25,6 +25,8 @@ pub mod audience;
 pub mod campaigns;
 pub mod contacts;
 pub mod groups;
+pub mod idempotency;
+pub mod imports;
 pub mod lanes;
 pub mod messages;
 pub mod senders;

@@ -15,7 +15,7 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize)]
+#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
 pub struct TemplateRecord {
     pub id: TemplateId,
     #[serde(skip)]
@@ -23,6 +23,8 @@ pub struct TemplateRecord {
     pub name: String,
     pub content: String,
     pub media_url: Option<String>,
+    /// The variables the content uses, in order of first use.
+    #[schema(value_type = Vec<String>)]
     pub variables: Json<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

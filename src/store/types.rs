@@ -53,7 +53,8 @@ uuid_sql_type!(
     TemplateId,
     SenderId,
     CampaignId,
-    MessageId
+    MessageId,
+    ImportId
 );
 
 /// Enums stored as their text name (`'draft'`, `'pending'`, …), checked by the schema.

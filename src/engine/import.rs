@@ -1,0 +1,236 @@
+//! Running a CSV import of contacts: rows are read in batches, each batch written in one
+//! transaction together with the import's progress, so a rerun after a crash resumes after the
+//! last batch written. A bad row is reported with its line and never stops the good ones.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::clock::Clock;
+use crate::domain::contact::{normalize_tags, parse_email, parse_timezone};
+use crate::domain::ids::{ImportId, WorkspaceId};
+use crate::domain::phone::Phone;
+use crate::store::contacts::{self, ContactFields};
+use crate::store::imports::{self, MAX_ERRORS_KEPT, Progress, RowError};
+use crate::store::{Db, StoreError};
+
+/// Rows written per transaction.
+const BATCH: usize = 1000;
+
+/// Runs import `id` to its end. An import already finished (or deleted) is left alone.
+pub async fn run(db: &Db, clock: &dyn Clock, id: ImportId) -> Result<(), StoreError> {
+    let started = {
+        let mut conn = db.write().await?;
+        imports::start(conn.conn(), id, clock.now()).await
+    };
+    let (import, csv) = match started {
+        Ok(started) => started,
+        Err(StoreError::NotFound) => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let mut run = ImportRun {
+        db,
+        clock,
+        id,
+        workspace: import.workspace_id,
+        progress: Progress::from(&import),
+        batch: Vec::new(),
+        phones_in_batch: HashSet::new(),
+    };
+    let completed = match run.rows(&csv).await {
+        Ok(()) => true,
+        Err(RowsError::File(message)) => {
+            run.progress.errors.push(RowError { line: 1, message });
+            false
+        }
+        Err(RowsError::Store(error)) => return Err(error),
+    };
+    let mut conn = db.write().await?;
+    imports::finish(conn.conn(), id, &run.progress, completed, clock.now()).await?;
+    tracing::info!(
+        import_id = %id,
+        total = run.progress.total,
+        created = run.progress.created,
+        updated = run.progress.updated,
+        failed = run.progress.failed,
+        "contact import finished"
+    );
+    Ok(())
+}
+
+enum RowsError {
+    /// The file as a whole cannot be imported (no header, no phone column).
+    File(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for RowsError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+struct ImportRun<'a> {
+    db: &'a Db,
+    clock: &'a dyn Clock,
+    id: ImportId,
+    workspace: WorkspaceId,
+    progress: Progress,
+    batch: Vec<ContactFields>,
+    phones_in_batch: HashSet<String>,
+}
+
+impl ImportRun<'_> {
+    async fn rows(&mut self, csv: &[u8]) -> Result<(), RowsError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(csv);
+        let columns = Columns::read(&mut reader).map_err(RowsError::File)?;
+        // Rows a previous run already wrote (and counted) are skipped.
+        let done = u64::try_from(self.progress.total).unwrap_or_default();
+        let mut record = csv::StringRecord::new();
+        let mut index = 0u64;
+        loop {
+            let line = reader.position().line();
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) if record.iter().all(str::is_empty) => continue,
+                Ok(true) => {
+                    index += 1;
+                    if index <= done {
+                        continue;
+                    }
+                    self.progress.total += 1;
+                    match columns.contact(&record) {
+                        Ok(fields) => self.push(fields).await?,
+                        Err(message) => self.fail(line, message),
+                    }
+                }
+                Err(error) => {
+                    index += 1;
+                    if index <= done {
+                        continue;
+                    }
+                    self.progress.total += 1;
+                    let line = error.position().map_or(line, csv::Position::line);
+                    self.fail(line, format!("unreadable row: {error}"));
+                }
+            }
+            if self.batch.len() >= BATCH {
+                self.flush().await?;
+            }
+        }
+        self.flush().await?;
+        Ok(())
+    }
+
+    async fn push(&mut self, fields: ContactFields) -> Result<(), StoreError> {
+        let phone = fields
+            .phone
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        // The same phone twice in a file: the later row updates what the earlier one wrote.
+        if self.phones_in_batch.contains(&phone) {
+            self.flush().await?;
+        }
+        self.phones_in_batch.insert(phone);
+        self.batch.push(fields);
+        Ok(())
+    }
+
+    fn fail(&mut self, line: u64, message: String) {
+        self.progress.failed += 1;
+        if self.progress.errors.len() < MAX_ERRORS_KEPT {
+            self.progress.errors.push(RowError { line, message });
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let rows = std::mem::take(&mut self.batch);
+        self.phones_in_batch.clear();
+        let now = self.clock.now();
+        let mut tx = self.db.begin().await?;
+        let written = contacts::upsert_batch(&mut tx, self.workspace, rows, now).await?;
+        self.progress.created += i64::try_from(written.created).unwrap_or(i64::MAX);
+        self.progress.updated += i64::try_from(written.updated).unwrap_or(i64::MAX);
+        imports::record_progress(tx.conn(), self.id, &self.progress, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Where each field is in a row, from the header: `phone`, `name`, `email`, `tags` (separated
+/// by `;`), `timezone`; any other column is a custom field.
+struct Columns {
+    phone: usize,
+    name: Option<usize>,
+    email: Option<usize>,
+    tags: Option<usize>,
+    timezone: Option<usize>,
+    custom: Vec<(usize, String)>,
+}
+
+impl Columns {
+    fn read(reader: &mut csv::Reader<&[u8]>) -> Result<Self, String> {
+        let header = reader
+            .headers()
+            .map_err(|error| format!("the header row cannot be read: {error}"))?
+            .clone();
+        let mut columns = Columns {
+            phone: usize::MAX,
+            name: None,
+            email: None,
+            tags: None,
+            timezone: None,
+            custom: Vec::new(),
+        };
+        for (index, title) in header.iter().enumerate() {
+            let title = title.trim_start_matches('\u{feff}').trim();
+            match title.to_ascii_lowercase().as_str() {
+                "phone" => columns.phone = index,
+                "name" => columns.name = Some(index),
+                "email" => columns.email = Some(index),
+                "tags" => columns.tags = Some(index),
+                "timezone" => columns.timezone = Some(index),
+                "" => {}
+                _ => columns.custom.push((index, title.to_owned())),
+            }
+        }
+        if columns.phone == usize::MAX {
+            return Err("the header row has no 'phone' column".into());
+        }
+        Ok(columns)
+    }
+
+    fn contact(&self, record: &csv::StringRecord) -> Result<ContactFields, String> {
+        let cell = |index: Option<usize>| {
+            index
+                .and_then(|index| record.get(index))
+                .filter(|value| !value.is_empty())
+        };
+        let phone = cell(Some(self.phone)).ok_or("phone is empty")?;
+        let phone = Phone::parse(phone).map_err(|error| error.to_string())?;
+        let email = cell(self.email)
+            .map(parse_email)
+            .transpose()
+            .map_err(|error| error.to_string())?;
+        let timezone = cell(self.timezone)
+            .map(|zone| parse_timezone(zone).map(|_| zone.to_owned()))
+            .transpose()
+            .map_err(|error| error.to_string())?;
+        let tags = cell(self.tags).map_or_else(Vec::new, |tags| normalize_tags(tags.split(';')));
+        let custom_fields: BTreeMap<String, String> = self
+            .custom
+            .iter()
+            .filter_map(|(index, name)| Some((name.clone(), cell(Some(*index))?.to_owned())))
+            .collect();
+        Ok(ContactFields {
+            phone: Some(phone),
+            name: cell(self.name).map(str::to_owned),
+            email,
+            tags,
+            custom_fields,
+            timezone,
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! `/v1/messages`: single messages, sent now or at `scheduled_at`, paced like any other send;
+//! and every message of the workspace, inbound and outbound.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::List;
+use super::auth::{Authorized, can};
+use super::error::{ApiError, ApiResult};
+use super::extract::{Id, JsonBody, PageParams, Query};
+use super::templates::{check_content, check_media_url, missing_variables};
+use crate::app::AppState;
+use crate::domain::ids::{MessageId, SenderId, TemplateId};
+use crate::domain::message::MessageStatus;
+use crate::domain::phone::Phone;
+use crate::domain::validation::FieldErrors;
+use crate::engine::render::render_once;
+use crate::store::messages::{self, Message, MessageFilter, NewMessage};
+use crate::store::{StoreError, contacts, senders, templates};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send, list))
+        .routes(routes!(show, cancel))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct NewSingleMessage {
+    sender_id: SenderId,
+    /// The recipient's phone, in any common spelling.
+    to: String,
+    /// The text (may use `<<variables>>`)…
+    content: Option<String>,
+    /// …or a template's.
+    template_id: Option<TemplateId>,
+    media_url: Option<String>,
+    /// Values for variables the recipient's contact (if any) does not supply.
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    /// Not sent before this instant; now when absent.
+    scheduled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Accepted {
+    id: MessageId,
+    status: MessageStatus,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct MessageQuery {
+    status: Option<MessageStatus>,
+    direction: Option<Direction>,
+}
+
+/// Send one message
+///
+/// Rendered now, with the fields of the contact that has this phone, if any; queued behind the
+/// sender's pacing.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = NewSingleMessage,
+    responses((status = 202, description = "Queued", body = Accepted)))]
+async fn send(
+    auth: Authorized<can::MessagesSend>,
+    State(state): State<AppState>,
+    JsonBody(new): JsonBody<NewSingleMessage>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let now = state.clock.now();
+    let mut errors = FieldErrors::new();
+    let phone = Phone::parse(&new.to)
+        .map_err(|error| errors.add("to", error.to_string()))
+        .ok();
+    if new.scheduled_at.is_some_and(|at| at < now) {
+        errors.add("scheduled_at", "is in the past");
+    }
+    let mut conn = state.db.read().await?;
+    match senders::get(conn.conn(), auth.workspace, new.sender_id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => errors.add("sender_id", "no such sender"),
+        Err(error) => return Err(error.into()),
+    }
+    let (content, template_media) = match (new.template_id, new.content) {
+        (Some(_), Some(_)) | (None, None) => {
+            errors.add("content", "give template_id or content, not both");
+            (None, None)
+        }
+        (None, Some(content)) => (Some(content), None),
+        (Some(id), None) => match templates::get(conn.conn(), auth.workspace, id).await {
+            Ok(template) => (Some(template.content), template.media_url),
+            Err(StoreError::NotFound) => {
+                errors.add("template_id", "no such template");
+                (None, None)
+            }
+            Err(error) => return Err(error.into()),
+        },
+    };
+    let template = content
+        .as_deref()
+        .and_then(|content| check_content(content, "content", &mut errors));
+    let media_url = new.media_url.or(template_media);
+    check_media_url(media_url.as_deref(), &mut errors);
+    errors.into_result().map_err(ApiError::Validation)?;
+    let (Some(phone), Some(template)) = (phone, template) else {
+        return Err(ApiError::validation("content", "cannot be parsed"));
+    };
+
+    let contact = contacts::find_by_phone(conn.conn(), auth.workspace, &phone).await?;
+    if let Some(contact) = &contact {
+        if contact.blocked {
+            return Err(ApiError::validation("to", "this contact is blocked"));
+        }
+        if contact.opted_out_at.is_some() {
+            return Err(ApiError::validation("to", "this contact has opted out"));
+        }
+    }
+    let fields = match &contact {
+        Some(contact) => contacts::render_fields(conn.conn(), &[contact.id])
+            .await?
+            .pop(),
+        None => None,
+    };
+    drop(conn);
+    let body = render_once(&template, fields.as_ref(), &new.variables)
+        .map_err(|missing| missing_variables(&missing))?;
+    let message = NewMessage {
+        sender_id: new.sender_id,
+        contact_id: contact.as_ref().map(|contact| contact.id),
+        phone: phone.as_str(),
+        body: &body,
+        media_url: media_url.as_deref(),
+        not_before: new.scheduled_at.unwrap_or(now).max(now),
+    };
+    let mut conn = state.db.write().await?;
+    let message = messages::insert_single(conn.conn(), auth.workspace, &message, now).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id: message.id,
+            status: message.status,
+        }),
+    ))
+}
+
+/// List messages, newest first
+#[utoipa::path(get, path = "/v1/messages", tag = "messages", params(PageParams, MessageQuery),
+    responses((status = 200, description = "A page of messages", body = inline(List<Message>))))]
+async fn list(
+    auth: Authorized<can::MessagesRead>,
+    State(state): State<AppState>,
+    Query(page): Query<PageParams>,
+    Query(query): Query<MessageQuery>,
+) -> ApiResult<Json<List<Message>>> {
+    let page = page.page()?;
+    let filter = MessageFilter {
+        campaign: None,
+        status: query.status,
+        inbound: query
+            .direction
+            .map(|direction| matches!(direction, Direction::Inbound)),
+    };
+    let mut conn = state.db.read().await?;
+    let (messages, total) = messages::list(conn.conn(), auth.workspace, filter, page).await?;
+    Ok(Json(List::new(messages, page, total)))
+}
+
+/// Show a message, with its status and times
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = MessageId, Path, description = "Message id")),
+    responses((status = 200, description = "The message", body = Message)))]
+async fn show(
+    auth: Authorized<can::MessagesRead>,
+    State(state): State<AppState>,
+    Id(id): Id<MessageId>,
+) -> ApiResult<Json<Message>> {
+    let mut conn = state.db.read().await?;
+    Ok(Json(messages::get(conn.conn(), auth.workspace, id).await?))
+}
+
+/// Cancel a single message that is still pending
+#[utoipa::path(delete, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = MessageId, Path, description = "Message id")),
+    responses((status = 200, description = "Canceled (now `skipped`)", body = Message)))]
+async fn cancel(
+    auth: Authorized<can::MessagesSend>,
+    State(state): State<AppState>,
+    Id(id): Id<MessageId>,
+) -> ApiResult<Json<Message>> {
+    let mut conn = state.db.write().await?;
+    Ok(Json(
+        messages::cancel_single(conn.conn(), auth.workspace, id, state.clock.now()).await?,
+    ))
+}

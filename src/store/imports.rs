@@ -1,0 +1,176 @@
+//! CSV imports of contacts: the upload, and the progress its job reports.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use sqlx::types::Json;
+
+use super::{Conn, Result, StoreError, on_conn};
+use crate::domain::ids::{ImportId, WorkspaceId};
+
+/// At most this many row errors are kept; `failed` still counts them all.
+pub const MAX_ERRORS_KEPT: usize = 1000;
+
+/// `GET /v1/imports/{id}`, as API.md defines it.
+#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
+pub struct Import {
+    pub id: ImportId,
+    #[serde(skip)]
+    pub workspace_id: WorkspaceId,
+    /// `queued`, `running`, `completed` or `failed`.
+    pub status: String,
+    /// Data rows read so far.
+    pub total: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub failed: i64,
+    #[schema(value_type = Vec<RowError>)]
+    pub errors: Json<Vec<RowError>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A row that was not imported, by its line in the file (the header is line 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RowError {
+    pub line: u64,
+    pub message: String,
+}
+
+/// How far an import has come: every figure is a running total.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub total: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub failed: i64,
+    pub errors: Vec<RowError>,
+}
+
+impl From<&Import> for Progress {
+    fn from(import: &Import) -> Self {
+        Self {
+            total: import.total,
+            created: import.created,
+            updated: import.updated,
+            failed: import.failed,
+            errors: import.errors.0.clone(),
+        }
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "id, workspace_id, status, total, created, updated, failed, errors, created_at, \
+         updated_at, finished_at"
+    };
+}
+
+pub async fn insert(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    csv: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Import> {
+    let id = ImportId::generate();
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "INSERT INTO contact_imports (id, workspace_id, status, csv, created_at, updated_at)
+         VALUES ($1, $2, 'queued', $3, $4, $4)",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(csv)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
+    get(conn, workspace, id).await
+}
+
+pub async fn get(conn: Conn<'_>, workspace: WorkspaceId, id: ImportId) -> Result<Import> {
+    on_conn!(conn, c => Ok(sqlx::query_as(concat!(
+        "SELECT ", columns!(), " FROM contact_imports WHERE id = $1 AND workspace_id = $2"
+    ))
+    .bind(id)
+    .bind(workspace)
+    .fetch_one(&mut *c)
+    .await?))
+}
+
+/// An unfinished import and its file, for the job that runs it; marks it running.
+pub async fn start(
+    mut conn: Conn<'_>,
+    id: ImportId,
+    now: DateTime<Utc>,
+) -> Result<(Import, Vec<u8>)> {
+    let csv: Option<Option<Vec<u8>>> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "UPDATE contact_imports SET status = 'running', updated_at = $2
+         WHERE id = $1 AND status IN ('queued', 'running') RETURNING csv",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await?);
+    let csv = csv.ok_or(StoreError::NotFound)?.unwrap_or_default();
+    let import = on_conn!(conn, c => sqlx::query_as(concat!(
+        "SELECT ", columns!(), " FROM contact_imports WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&mut *c)
+    .await?);
+    Ok((import, csv))
+}
+
+/// Records progress; in the transaction that wrote the rows it counts, so a rerun after a crash
+/// resumes after the last batch.
+pub async fn record_progress(
+    conn: Conn<'_>,
+    id: ImportId,
+    progress: &Progress,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE contact_imports SET total = $2, created = $3, updated = $4, failed = $5,
+                                    errors = $6, updated_at = $7
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(progress.total)
+    .bind(progress.created)
+    .bind(progress.updated)
+    .bind(progress.failed)
+    .bind(Json(&progress.errors))
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
+    Ok(())
+}
+
+/// Ends an import as `completed` or `failed` (with a file-level error) and lets its file go.
+pub async fn finish(
+    conn: Conn<'_>,
+    id: ImportId,
+    progress: &Progress,
+    completed: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE contact_imports SET status = $2, csv = NULL, total = $3, created = $4, updated = $5,
+                                    failed = $6, errors = $7, updated_at = $8, finished_at = $8
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(if completed { "completed" } else { "failed" })
+    .bind(progress.total)
+    .bind(progress.created)
+    .bind(progress.updated)
+    .bind(progress.failed)
+    .bind(Json(&progress.errors))
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
+    Ok(())
+}
