@@ -15,6 +15,16 @@ use crate::store::{Db, StoreError};
 /// Rows written per transaction.
 const BATCH: usize = 1000;
 
+/// Checks a file's header row before it is queued, so an upload that can never import is
+/// refused at once.
+pub fn check_header(csv: &[u8]) -> Result<(), String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(csv);
+    Columns::read(&mut reader).map(drop)
+}
+
 /// Runs import `id` to its end. An import already finished (or deleted) is left alone.
 pub async fn run(db: &Db, clock: &dyn Clock, id: ImportId) -> Result<(), StoreError> {
     let started = {

@@ -21,7 +21,8 @@ use crate::store::{self, Db};
 /// Provider callbacks: verification and the one ingestion path.
 pub mod callbacks;
 /// The job queue: launches at their time.
-mod import;
+/// CSV imports of contacts.
+pub mod import;
 pub mod jobs;
 mod lane;
 /// The pacing gates as exact functions of time.

@@ -82,12 +82,14 @@ struct ScheduleRequest {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct CampaignQuery {
+    #[param(inline)]
     status: Option<CampaignStatus>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct MessageQuery {
+    #[param(inline)]
     status: Option<MessageStatus>,
 }
 

@@ -383,6 +383,8 @@ async fn import(
             "send the CSV file as the body, with a header row",
         ));
     }
+    crate::engine::import::check_header(&csv)
+        .map_err(|error| ApiError::validation("body", error))?;
     let import = {
         let mut conn = state.db.write().await?;
         imports::insert(conn.conn(), auth.workspace, &csv, state.clock.now()).await?

@@ -112,12 +112,15 @@ impl<S: Send + Sync, T: FromStr> FromRequestParts<S> for Id<T> {
     }
 }
 
+/// Further than any list is worth paging by number (and `OFFSET` stays a sane size).
+const MAX_PAGE: u32 = 1_000_000;
+
 /// `?page=1&per_page=50`, as every list takes it.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page number, from 1.
-    #[param(minimum = 1, default = 1)]
+    #[param(minimum = 1, maximum = 1_000_000, default = 1)]
     page: Option<u32>,
     /// Items per page, 1–200.
     #[param(minimum = 1, maximum = 200, default = 50)]
@@ -129,8 +132,8 @@ impl PageParams {
         let mut page = Page::default();
         let mut errors = FieldErrors::new();
         if let Some(number) = self.page {
-            if number == 0 {
-                errors.add("page", "must be 1 or more");
+            if !(1..=MAX_PAGE).contains(&number) {
+                errors.add("page", format!("must be 1 to {MAX_PAGE}"));
             }
             page.page = number;
         }

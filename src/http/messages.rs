@@ -65,7 +65,9 @@ enum Direction {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct MessageQuery {
+    #[param(inline)]
     status: Option<MessageStatus>,
+    #[param(inline)]
     direction: Option<Direction>,
 }
 

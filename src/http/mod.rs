@@ -242,7 +242,9 @@ fn document_errors(operation: &mut Operation, mutates: bool) {
                 .schema(Some(
                     utoipa::openapi::ObjectBuilder::new()
                         .schema_type(utoipa::openapi::schema::Type::String)
+                        .min_length(Some(1))
                         .max_length(Some(255))
+                        .pattern(Some("^[A-Za-z0-9_-]+$"))
                         .build(),
                 ))
                 .build(),
