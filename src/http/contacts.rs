@@ -375,8 +375,9 @@ struct ImportAccepted {
 async fn import(
     auth: Authorized<can::ContactsWrite>,
     State(state): State<AppState>,
-    csv: Bytes,
+    csv: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<ImportAccepted>)> {
+    let csv = csv?;
     if csv.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::validation(
             "body",
@@ -389,11 +390,19 @@ async fn import(
         let mut conn = state.db.write().await?;
         imports::insert(conn.conn(), auth.workspace, &csv, state.clock.now()).await?
     };
-    state
-        .jobs
-        .queue_import(import.id)
-        .await
-        .map_err(|error| ApiError::Internal(error.into()))?;
+    if let Err(error) = state.jobs.queue_import(import.id).await {
+        // Not left `queued` for ever: the client is told, and can upload again.
+        let progress = imports::Progress {
+            errors: vec![imports::RowError {
+                line: 0,
+                message: "the import could not be queued; upload the file again".into(),
+            }],
+            ..imports::Progress::default()
+        };
+        let mut conn = state.db.write().await?;
+        imports::finish(conn.conn(), import.id, &progress, false, state.clock.now()).await?;
+        return Err(ApiError::Internal(error.into()));
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(ImportAccepted {

@@ -22,7 +22,7 @@ pub struct ErrorBody {
     /// A machine code: `invalid_json`, `invalid_idempotency_key`, `unauthenticated`,
     /// `insufficient_ability`, `not_found`, `invalid_transition`, `duplicate`,
     /// `idempotency_in_progress`, `idempotency_key_reused`, `in_use`, `validation_failed`,
-    /// `rate_limited`, `method_not_allowed`, `unavailable`, `internal_error`.
+    /// `rate_limited`, `method_not_allowed`, `payload_too_large`, `unavailable`, `internal_error`.
     code: String,
     /// What went wrong, for a human.
     message: String,
@@ -57,6 +57,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("this route does not take that method")]
     MethodNotAllowed,
+    #[error("the request body is over {limit} bytes")]
+    PayloadTooLarge { limit: usize },
     #[error("too many requests; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
     #[error("the database is unavailable")]
@@ -105,6 +107,11 @@ impl ApiError {
             Self::IdempotencyKeyReused => {
                 (StatusCode::CONFLICT, "idempotency_key_reused", json!({}))
             }
+            Self::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                json!({ "limit": limit }),
+            ),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -141,6 +148,21 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge {
+                limit: crate::http::idempotency::MAX_BODY_BYTES,
+            }
+        } else {
+            Self::InvalidJson(format!(
+                "the request body cannot be read: {}",
+                rejection.body_text()
+            ))
+        }
     }
 }
 

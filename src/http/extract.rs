@@ -23,9 +23,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| ApiError::InvalidJson(rejection.body_text()))?;
+        let bytes = Bytes::from_request(request, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }

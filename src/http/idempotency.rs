@@ -85,8 +85,10 @@ async fn run_once(
 ) -> Result<Response, Response> {
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::InvalidJson(format!("the request body is over {MAX_BODY_BYTES} bytes"))
-            .into_response()
+        ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+        .into_response()
     })?;
     let path = parts.uri.path().to_owned();
     let scope = Scope {

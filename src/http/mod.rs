@@ -220,6 +220,9 @@ fn document_errors(operation: &mut Operation, mutates: bool) {
             "`validation_failed`: `details.errors` names each field",
         ));
     }
+    if has_body {
+        errors.push(("413", "`payload_too_large`: the body is over 64 MiB"));
+    }
     if has_body || (mutates && !public) {
         errors.push((
             "400",

@@ -8,7 +8,9 @@ use serde::Serialize;
 use sqlx::FromRow;
 use sqlx::types::Json;
 
-use super::sql::{Param, SqlBuilder, bind_params, contains_pattern, fetch_page};
+use super::sql::{
+    Param, SqlBuilder, bind_params, contains_pattern, fetch_page, rows_per_statement,
+};
 use super::{Conn, Page, Result, StoreError, Tx, on_conn};
 use crate::domain::ids::{ContactId, WorkspaceId};
 use crate::domain::phone::Phone;
@@ -183,28 +185,38 @@ async fn write_tags(
     contact: ContactId,
     tags: &[String],
 ) -> Result<()> {
-    if tags.is_empty() {
-        return Ok(());
-    }
-    let mut insert =
-        SqlBuilder::new("INSERT INTO contact_tags (workspace_id, tag, contact_id) VALUES ");
-    for (index, tag) in tags.iter().enumerate() {
-        if index > 0 {
-            insert.push(", ");
+    let rows: Vec<(ContactId, &str)> = tags.iter().map(|tag| (contact, tag.as_str())).collect();
+    write_tags_of(conn, workspace, &rows).await
+}
+
+/// Inserts `contact_tags` rows, many per statement.
+async fn write_tags_of(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    rows: &[(ContactId, &str)],
+) -> Result<()> {
+    for chunk in rows.chunks(rows_per_statement(3)) {
+        let mut insert =
+            SqlBuilder::new("INSERT INTO contact_tags (workspace_id, tag, contact_id) VALUES ");
+        for (index, (contact, tag)) in chunk.iter().enumerate() {
+            if index > 0 {
+                insert.push(", ");
+            }
+            insert
+                .push("(")
+                .bind(Param::Id(workspace.0))
+                .push(", ")
+                .bind(Param::Text((*tag).to_owned()))
+                .push(", ")
+                .bind(Param::Id(contact.0))
+                .push(")");
         }
-        insert
-            .push("(")
-            .bind(Param::Id(workspace.0))
-            .push(", ")
-            .bind(Param::Text(tag.clone()))
-            .push(", ")
-            .bind(Param::Id(contact.0))
-            .push(")");
+        insert.push(" ON CONFLICT DO NOTHING");
+        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::trusted(&insert.sql)), &insert.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
     }
-    insert.push(" ON CONFLICT DO NOTHING");
-    on_conn!(conn, c => bind_params!(sqlx::query(super::sql::trusted(&insert.sql)), &insert.params)
-        .execute(&mut *c)
-        .await.map(drop))?;
     Ok(())
 }
 
@@ -372,10 +384,8 @@ pub async fn insert_new_batch(
     contacts: &[ContactFields],
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    // 10 parameters a row keeps a chunk well under both databases' parameter limits.
-    const CHUNK: usize = 500;
     let mut created = 0;
-    for chunk in contacts.chunks(CHUNK) {
+    for chunk in contacts.chunks(rows_per_statement(10)) {
         let mut insert = SqlBuilder::new(
             "INSERT INTO contacts (id, workspace_id, phone, name, email, tags, custom_fields, timezone,
                                    created_at, updated_at) VALUES ",
@@ -405,14 +415,17 @@ pub async fn insert_new_batch(
             .fetch_all(&mut *c)
             .await?);
         created += inserted.len() as u64;
-        for (id, phone) in inserted {
-            if let Some(fields) = chunk
-                .iter()
-                .find(|f| f.phone.as_ref().is_some_and(|p| p.as_str() == phone))
-            {
-                write_tags(tx.conn(), workspace, id, &fields.tags).await?;
+        let by_phone: HashMap<&str, &ContactFields> = chunk
+            .iter()
+            .map(|fields| (phone_of(fields), fields))
+            .collect();
+        let mut tags: Vec<(ContactId, &str)> = Vec::new();
+        for (id, phone) in &inserted {
+            if let Some(fields) = by_phone.get(phone.as_str()) {
+                tags.extend(fields.tags.iter().map(|tag| (*id, tag.as_str())));
             }
         }
+        write_tags_of(tx.conn(), workspace, &tags).await?;
     }
     Ok(created)
 }
@@ -433,9 +446,8 @@ pub async fn upsert_batch(
     rows: Vec<ContactFields>,
     now: DateTime<Utc>,
 ) -> Result<Upserted> {
-    const CHUNK: usize = 500;
     let mut existing: HashMap<String, Contact> = HashMap::new();
-    for chunk in rows.chunks(CHUNK) {
+    for chunk in rows.chunks(rows_per_statement(1)) {
         let mut select = SqlBuilder::new(concat!(
             "SELECT ",
             columns!(),

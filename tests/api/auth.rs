@@ -194,6 +194,16 @@ async fn malformed_requests_get_the_envelope(db: TestDb) {
             .await
             .expect_error(422, "validation_failed");
     }
+    let huge = vec![b' '; herald::http::idempotency::MAX_BODY_BYTES + 1];
+    for idempotency_key in [None, Some("big-1")] {
+        let mut request = api.request(Method::POST, "/v1/contacts").body(huge.clone());
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        api.send(request)
+            .await
+            .expect_error(413, "payload_too_large");
+    }
     api.get("/v1/campaigns?status=finished")
         .await
         .expect_error(422, "validation_failed");
