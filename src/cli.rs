@@ -33,6 +33,8 @@ pub enum Command {
     Migrate,
     /// Send a demo campaign through the sandbox provider and show it live.
     Demo(crate::demo::DemoArgs),
+    /// The end-to-end load benchmark: a fresh database, every gate off, sandbox and http.
+    Bench(crate::bench::BenchArgs),
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -65,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Demo(args) => crate::demo::run(config, args).await,
+        Command::Bench(args) => crate::bench::run(config, args).await,
         Command::Migrate => {
             let db = open_database(&config).await?;
             db.close().await;

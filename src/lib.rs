@@ -14,6 +14,8 @@
 
 /// Building and running the application.
 pub mod app;
+/// `herald bench`: the end-to-end load benchmark.
+pub mod bench;
 /// The `herald` command line.
 pub mod cli;
 /// Time as an injectable dependency.

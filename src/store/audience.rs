@@ -89,7 +89,7 @@ pub(crate) fn push_filters(
 pub async fn count(mut conn: Conn<'_>, workspace: WorkspaceId, audience: &Audience) -> Result<i64> {
     let mut query = SqlBuilder::new("SELECT COUNT(*) FROM contacts c WHERE ");
     push_predicate(conn.reborrow(), &mut query, workspace, audience).await?;
-    on_conn!(conn, c => Ok(bind_params!(sqlx::query_scalar(super::sql::trusted(&query.sql)), &query.params)
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query_scalar(super::sql::built(&query, &*c)), &query.params)
         .fetch_one(&mut *c)
         .await?))
 }
@@ -114,7 +114,7 @@ pub async fn any_can_fill(
             .push(", '') <> ''"),
     };
     query.push(" LIMIT 1");
-    let found: Option<i32> = on_conn!(conn, c => bind_params!(sqlx::query_scalar(super::sql::trusted(&query.sql)), &query.params)
+    let found: Option<i32> = on_conn!(conn, c => bind_params!(sqlx::query_scalar(super::sql::built(&query, &*c)), &query.params)
         .fetch_optional(&mut *c)
         .await?);
     Ok(found.is_some())
@@ -129,7 +129,7 @@ pub async fn contact_ids(
     let mut query = SqlBuilder::new("SELECT c.id FROM contacts c WHERE ");
     push_predicate(conn.reborrow(), &mut query, workspace, audience).await?;
     query.push(" ORDER BY c.id");
-    on_conn!(conn, c => Ok(bind_params!(sqlx::query_scalar(super::sql::trusted(&query.sql)), &query.params)
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query_scalar(super::sql::built(&query, &*c)), &query.params)
         .fetch_all(&mut *c)
         .await?))
 }

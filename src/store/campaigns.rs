@@ -489,7 +489,7 @@ pub(crate) async fn materialize(
     .await?;
     insert.push(") a");
 
-    let created = on_conn!(tx.conn(), c => bind_params!(sqlx::query(super::sql::trusted(&insert.sql)), &insert.params)
+    let created = on_conn!(tx.conn(), c => bind_params!(sqlx::query(super::sql::built(&insert, &*c)), &insert.params)
         .execute(&mut *c)
         .await?
         .rows_affected());

@@ -212,7 +212,7 @@ async fn write_tags_of(
                 .push(")");
         }
         insert.push(" ON CONFLICT DO NOTHING");
-        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::trusted(&insert.sql)), &insert.params)
+        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&insert, &*c)), &insert.params)
             .execute(&mut *c)
             .await
             .map(drop))?;
@@ -371,7 +371,7 @@ pub async fn render_fields(conn: Conn<'_>, ids: &[ContactId]) -> Result<Vec<Rend
     let mut select =
         SqlBuilder::new("SELECT id, phone, name, email, custom_fields FROM contacts WHERE id IN ");
     select.bind_list(ids.iter().map(|id| Param::Id(id.0)));
-    on_conn!(conn, c => Ok(bind_params!(sqlx::query_as(super::sql::trusted(&select.sql)), &select.params)
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
         .fetch_all(&mut *c)
         .await?))
 }
@@ -411,7 +411,7 @@ pub async fn insert_new_batch(
             insert.push(")");
         }
         insert.push(" ON CONFLICT (workspace_id, phone) DO NOTHING RETURNING id, phone");
-        let inserted: Vec<(ContactId, String)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::trusted(&insert.sql)), &insert.params)
+        let inserted: Vec<(ContactId, String)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&insert, &*c)), &insert.params)
             .fetch_all(&mut *c)
             .await?);
         created += inserted.len() as u64;
@@ -461,7 +461,7 @@ pub async fn upsert_batch(
                     .iter()
                     .map(|row| Param::Text(phone_of(row).to_owned())),
             );
-        let found: Vec<Contact> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::trusted(&select.sql)), &select.params)
+        let found: Vec<Contact> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
             .fetch_all(&mut *c)
             .await?);
         existing.extend(

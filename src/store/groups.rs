@@ -135,7 +135,7 @@ pub async fn add_members(
         .push(" AND g.kind = 'static' AND c.id IN ")
         .bind_list(contacts.iter().map(|id| Param::Id(id.0)))
         .push(" ON CONFLICT DO NOTHING");
-    on_conn!(conn, c => Ok(bind_params!(sqlx::query(super::sql::trusted(&insert.sql)), &insert.params)
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query(super::sql::built(&insert, &*c)), &insert.params)
         .execute(&mut *c)
         .await?
         .rows_affected()))
@@ -155,7 +155,7 @@ pub async fn remove_members(
         .bind(Param::Id(group.0))
         .push(" AND contact_id IN ")
         .bind_list(contacts.iter().map(|id| Param::Id(id.0)));
-    on_conn!(conn, c => Ok(bind_params!(sqlx::query(super::sql::trusted(&delete.sql)), &delete.params)
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query(super::sql::built(&delete, &*c)), &delete.params)
         .execute(&mut *c)
         .await?
         .rows_affected()))

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::campaigns;
-use super::sql::{Param, SqlBuilder, bind_params, fetch_page};
+use super::sql::{Param, SqlBuilder, bind_params, fetch_page, rows_per_statement};
 use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
 use crate::domain::ids::{CampaignId, ContactId, MessageId, SenderId, WorkspaceId};
 use crate::domain::message::{Counters, Event, MessageStatus, Progress};
@@ -111,14 +111,19 @@ pub async fn list(
 ) -> Result<(Vec<Message>, i64)> {
     let mut from_where = SqlBuilder::new("FROM messages WHERE ");
     match filter.campaign {
-        // Leading with the campaign lets the (campaign_id, status) index answer.
+        // The campaign is checked against the workspace once, so the (campaign_id, status)
+        // index answers alone: a condition on the messages' own workspace_id would read every
+        // matching row (a million of them, for a big campaign's count).
         Some(campaign) => from_where
-            .push("campaign_id = ")
+            .push("campaign_id = (SELECT id FROM campaigns WHERE id = ")
             .bind(Param::Id(campaign.0))
-            .push(" AND workspace_id = "),
-        None => from_where.push("workspace_id = "),
+            .push(" AND workspace_id = ")
+            .bind(Param::Id(workspace.0))
+            .push(")"),
+        None => from_where
+            .push("workspace_id = ")
+            .bind(Param::Id(workspace.0)),
     };
-    from_where.bind(Param::Id(workspace.0));
     if let Some(status) = filter.status {
         from_where
             .push(" AND status = ")
@@ -392,7 +397,7 @@ async fn resolve_references<'r>(
             .bind_list(chunk.iter().map(|id| Param::Id(id.0)))
             .push(" AND sender_id = ")
             .bind(Param::Id(sender.0));
-        let ids: Vec<MessageId> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_scalar(super::sql::trusted(&select.sql)), &select.params)
+        let ids: Vec<MessageId> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_scalar(super::sql::built(&select, &*c)), &select.params)
             .fetch_all(&mut *c)
             .await?);
         found.extend(
@@ -409,7 +414,7 @@ async fn resolve_references<'r>(
             .bind_list(chunk.iter().map(|id| Param::Text((*id).to_owned())))
             .push(" AND sender_id = ")
             .bind(Param::Id(sender.0));
-        let rows: Vec<(MessageId, String)> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_as(super::sql::trusted(&select.sql)), &select.params)
+        let rows: Vec<(MessageId, String)> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
             .fetch_all(&mut *c)
             .await?);
         for (id, provider_id) in rows {
@@ -455,7 +460,7 @@ impl ProgressRow {
 /// Reads a batch's current progress, applies each change through the domain's rules, writes
 /// what changed, and moves each campaign's counters by the sum of its messages' changes.
 async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> Result<()> {
-    const READ_BATCH: usize = 500;
+    const READ_BATCH: usize = rows_per_statement(1);
     let lock = match tx.conn().dialect() {
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE",
@@ -468,13 +473,14 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
         select
             .bind_list(chunk.iter().map(|change| Param::Id(change.id.0)))
             .push(lock);
-        let rows: Vec<ProgressRow> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::trusted(&select.sql)), &select.params)
+        let rows: Vec<ProgressRow> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
             .fetch_all(&mut *c)
             .await?);
         current.extend(rows.into_iter().map(|row| (row.id, row)));
     }
 
     let mut campaign_changes: HashMap<CampaignId, Counters> = HashMap::new();
+    let mut writes: Vec<(&Change, Progress)> = Vec::with_capacity(changes.len());
     for change in changes {
         let Some(row) = current.get_mut(&change.id) else {
             continue;
@@ -486,7 +492,6 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
             continue;
         }
         let after = after.unwrap_or(before);
-        write_progress(tx.conn(), change, &after, now).await?;
         if let Some(campaign) = row.campaign_id {
             *campaign_changes.entry(campaign).or_default() += Counters::change(&before, &after);
         }
@@ -495,6 +500,39 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
         row.delivered_at = after.delivered_at;
         row.read_at = after.read_at;
         row.failed_at = after.failed_at;
+        writes.push((change, after));
+    }
+    // A message changed twice in one batch is written once, with where it ended.
+    let mut last_write: HashMap<MessageId, usize> = HashMap::with_capacity(writes.len());
+    for (index, (change, _)) in writes.iter().enumerate() {
+        last_write.insert(change.id, index);
+    }
+    let mut merged: Vec<Write> = Vec::with_capacity(last_write.len());
+    for (index, (change, after)) in writes.iter().enumerate() {
+        if last_write.get(&change.id) == Some(&index) {
+            let repeated = last_write.len() < writes.len();
+            let earlier = writes[..index]
+                .iter()
+                .filter(|(c, _)| repeated && c.id == change.id);
+            let mut write = Write {
+                id: change.id,
+                progress: *after,
+                provider_message_id: change.provider_message_id.clone(),
+                error: change.error.clone(),
+                not_before: change.not_before,
+            };
+            for (earlier, _) in earlier {
+                write.provider_message_id = write
+                    .provider_message_id
+                    .or_else(|| earlier.provider_message_id.clone());
+                write.error = write.error.or_else(|| earlier.error.clone());
+                write.not_before = write.not_before.or(earlier.not_before);
+            }
+            merged.push(write);
+        }
+    }
+    for chunk in merged.chunks(rows_per_statement(9)) {
+        write_progress(tx.conn(), chunk, now).await?;
     }
     for (campaign, change) in campaign_changes {
         campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
@@ -505,34 +543,56 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
     Ok(())
 }
 
-async fn write_progress(
-    conn: Conn<'_>,
-    change: &Change,
-    after: &Progress,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    on_conn!(conn, c => sqlx::query(
-        "UPDATE messages SET status = $2, sent_at = $3, delivered_at = $4, read_at = $5, failed_at = $6,
-                             provider_message_id = COALESCE($7, provider_message_id),
-                             error = COALESCE($8, error),
-                             not_before = COALESCE($9, not_before),
-                             lease_expires_at = CASE WHEN status = 'sending' AND $2 = 'sending'
-                                                     THEN lease_expires_at END,
-                             updated_at = $10
-         WHERE id = $1",
-    )
-    .bind(change.id)
-    .bind(after.status)
-    .bind(after.sent_at)
-    .bind(after.delivered_at)
-    .bind(after.read_at)
-    .bind(after.failed_at)
-    .bind(change.provider_message_id.as_deref())
-    .bind(change.error.as_deref())
-    .bind(change.not_before)
-    .bind(now)
-    .execute(&mut *c)
-    .await.map(drop))?;
+/// A message's new progress, and what else its change brought.
+struct Write {
+    id: MessageId,
+    progress: Progress,
+    provider_message_id: Option<String>,
+    error: Option<String>,
+    not_before: Option<DateTime<Utc>>,
+}
+
+/// Writes many messages' progress in one statement: a `VALUES` list joined to `messages`.
+async fn write_progress(conn: Conn<'_>, writes: &[Write], now: DateTime<Utc>) -> Result<()> {
+    let mut update = SqlBuilder::new(
+        "WITH v (id, status, sent_at, delivered_at, read_at, failed_at, provider_message_id,
+                 error, not_before) AS (VALUES ",
+    );
+    for (index, write) in writes.iter().enumerate() {
+        if index > 0 {
+            update.push(", ");
+        }
+        let progress = &write.progress;
+        update.bind_list([
+            Param::Id(write.id.0),
+            Param::Text(progress.status.as_str().to_owned()),
+            Param::OptTime(progress.sent_at),
+            Param::OptTime(progress.delivered_at),
+            Param::OptTime(progress.read_at),
+            Param::OptTime(progress.failed_at),
+            Param::OptText(write.provider_message_id.clone()),
+            Param::OptText(write.error.clone()),
+            Param::OptTime(write.not_before),
+        ]);
+    }
+    update
+        .push(
+            ")
+         UPDATE messages SET status = v.status, sent_at = v.sent_at,
+             delivered_at = v.delivered_at, read_at = v.read_at, failed_at = v.failed_at,
+             provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id),
+             error = COALESCE(v.error, messages.error),
+             not_before = COALESCE(v.not_before, messages.not_before),
+             lease_expires_at = CASE WHEN messages.status = 'sending' AND v.status = 'sending'
+                                     THEN messages.lease_expires_at END,
+             updated_at = ",
+        )
+        .bind(Param::Time(now))
+        .push(" FROM v WHERE messages.id = v.id");
+    on_conn!(conn, c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
+        .execute(&mut *c)
+        .await
+        .map(drop))?;
     Ok(())
 }
 

@@ -5,17 +5,54 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+/// A builder's statement text, as `conn`'s dialect runs it best (see [`Placeholders`]).
+pub(crate) fn built<C: Placeholders + ?Sized>(
+    builder: &SqlBuilder,
+    _conn: &C,
+) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(C::placeholders(&builder.sql))
+}
+
+/// How a connection wants a builder's `$n` placeholders.
+pub(crate) trait Placeholders {
+    fn placeholders(sql: &str) -> String;
+}
+
+/// SQLite gets anonymous `?`s. For a named parameter sqlx asks SQLite for its name, which SQLite
+/// finds by walking the statement's list of names, so named placeholders cost the square of
+/// their count (5,000 of them take ~50 ms to bind). A builder binds each parameter once, in
+/// order, so `?` means the same.
+impl Placeholders for sqlx::SqliteConnection {
+    fn placeholders(sql: &str) -> String {
+        let mut anonymous = String::with_capacity(sql.len());
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                while chars.next_if(char::is_ascii_digit).is_some() {}
+                anonymous.push('?');
+            } else {
+                anonymous.push(c);
+            }
+        }
+        anonymous
+    }
+}
+
+impl Placeholders for sqlx::PgConnection {
+    fn placeholders(sql: &str) -> String {
+        sql.to_owned()
+    }
+}
+
 /// Marks statement text as safe for sqlx. Only for text assembled from fixed fragments of this
 /// module's code and `$n` placeholders: values never enter statement text.
 pub(crate) fn trusted(sql: &str) -> sqlx::AssertSqlSafe<&str> {
     sqlx::AssertSqlSafe(sql)
 }
 
-/// The most parameters a statement built here should bind. SQLite finds a parameter's name by
-/// walking the statement's list of names, and sqlx asks for every parameter's name as it binds,
-/// so binding costs grow with the square of the count: 5,000 parameters take ~50 ms, 200 take
-/// well under 1 ms. Batches are split so that each statement stays near this size.
-pub(crate) const PARAMS_PER_STATEMENT: usize = 200;
+/// The most parameters a statement built here binds: batches are split to stay near it, which
+/// keeps statements short to parse and well under both databases' limits.
+pub(crate) const PARAMS_PER_STATEMENT: usize = 1000;
 
 /// Rows of `params_per_row` parameters that fit one statement.
 pub(crate) const fn rows_per_statement(params_per_row: usize) -> usize {
@@ -35,6 +72,8 @@ pub(crate) enum Param {
     Int(i64),
     Bool(bool),
     Time(DateTime<Utc>),
+    /// A time or NULL.
+    OptTime(Option<DateTime<Utc>>),
 }
 
 /// SQL text plus its parameters, in placeholder order.
@@ -96,6 +135,7 @@ macro_rules! bind_params {
                 $crate::store::sql::Param::Json(value) => query.bind(sqlx::types::Json(value)),
                 $crate::store::sql::Param::Int(value) => query.bind(*value),
                 $crate::store::sql::Param::Bool(value) => query.bind(*value),
+                $crate::store::sql::Param::OptTime(value) => query.bind(*value),
                 $crate::store::sql::Param::Time(value) => query.bind(*value),
             };
         }
@@ -192,10 +232,14 @@ where
     };
     page.push_to(&mut select);
     super::on_conn!(conn, c => {
-        let total: i64 = bind_params!(sqlx::query_scalar(trusted(&count_sql)), &from_where.params)
+        let count = SqlBuilder {
+            sql: count_sql,
+            params: Vec::new(),
+        };
+        let total: i64 = bind_params!(sqlx::query_scalar(built(&count, &*c)), &from_where.params)
             .fetch_one(&mut *c)
             .await?;
-        let rows: Vec<T> = bind_params!(sqlx::query_as(trusted(&select.sql)), &select.params)
+        let rows: Vec<T> = bind_params!(sqlx::query_as(built(&select, &*c)), &select.params)
             .fetch_all(&mut *c)
             .await?;
         Ok((rows, total))
@@ -205,6 +249,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_gets_anonymous_placeholders() {
+        assert_eq!(
+            <sqlx::SqliteConnection as Placeholders>::placeholders(
+                "SELECT $1, '$' FROM t WHERE a IN ($2, $10) AND b = $"
+            ),
+            "SELECT ?, '$' FROM t WHERE a IN (?, ?) AND b = $"
+        );
+        assert_eq!(
+            <sqlx::PgConnection as Placeholders>::placeholders("SELECT $1"),
+            "SELECT $1"
+        );
+    }
 
     #[test]
     fn placeholders_are_numbered_in_order() {

@@ -1,0 +1,428 @@
+//! `herald bench`: the end-to-end load benchmark. A fresh database, N contacts, every pacing
+//! gate off, and the production engine sending one campaign through (a) the sandbox provider at
+//! zero latency and (b) the http provider against a minimal HTTP sink on 127.0.0.1 — then a bare
+//! reqwest client posting the same bodies to the same sink, the loopback limit Herald's http
+//! rate is measured against. It also times what analysts wait on: a campaign's stats and the
+//! first page of its messages filtered by status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::routing::post;
+use clap::Args;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::app::{open_database, start_engine};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::domain::campaign::Audience;
+use crate::domain::ids::{CampaignId, WorkspaceId};
+use crate::domain::message::MessageStatus;
+use crate::domain::pacing::Pacing;
+use crate::domain::phone::Phone;
+use crate::store::campaigns::{self, CampaignFields};
+use crate::store::contacts::{self, ContactFields};
+use crate::store::messages::{self, MessageFilter};
+use crate::store::senders::{self, SenderFields};
+use crate::store::{Db, Page, workspaces};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Recipients of each campaign.
+    #[arg(long, default_value_t = 100_000)]
+    pub recipients: u32,
+    /// 1,000,000 recipients (overrides --recipients).
+    #[arg(long)]
+    pub million: bool,
+    /// Only the sandbox run (no HTTP sink, no loopback comparison).
+    #[arg(long)]
+    pub sandbox_only: bool,
+    /// Run on this database instead of a fresh SQLite file (it should be empty: the benchmark
+    /// adds a workspace of its own).
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+/// What one campaign run measured.
+struct Run {
+    launch: Duration,
+    sends: i64,
+    elapsed: Duration,
+    cpu: Duration,
+    peak_rss_kib: u64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.sends as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    fn cpu_micros_per_send(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / (self.sends.max(1) as f64)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "launch_ms": round(self.launch.as_secs_f64() * 1e3),
+            "sends": self.sends,
+            "seconds": round(self.elapsed.as_secs_f64()),
+            "sends_per_second": self.rate().round(),
+            "cpu_us_per_send": round(self.cpu_micros_per_send()),
+            "peak_rss_mib": round(self.peak_rss_kib as f64 / 1024.0),
+        })
+    }
+}
+
+fn round(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    let recipients = if args.million {
+        1_000_000
+    } else {
+        args.recipients
+    };
+    let scratch = std::env::temp_dir().join(format!("herald-bench-{}", uuid::Uuid::now_v7()));
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&scratch).context("cannot create a scratch directory")?;
+            format!("sqlite://{}", scratch.join("bench.db").display())
+        }
+    };
+    let config = Config {
+        database_url,
+        ..config
+    };
+    let outcome = bench(&config, recipients, args.sandbox_only).await;
+    if args.database_url.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    outcome
+}
+
+async fn bench(config: &Config, recipients: u32, sandbox_only: bool) -> anyhow::Result<()> {
+    let db = open_database(config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let started = Instant::now();
+    let workspace = seed(&db, clock.as_ref(), recipients).await?;
+    eprintln!(
+        "{recipients} contacts written in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let engine = start_engine(config, &db, clock.clone()).await?;
+
+    let sandbox = json!({"latency_ms": 0, "deliver_rate": 0, "read_rate": 0});
+    let (campaign, sandbox_run) =
+        send_campaign(&db, clock.as_ref(), workspace, "sandbox", &sandbox).await?;
+    let latency = read_latency(&db, workspace, campaign).await?;
+    let mut report = json!({
+        "recipients": recipients,
+        "database": crate::app::redact(&config.database_url),
+        "sandbox": sandbox_run.json(),
+        "stats_read_us": latency.stats_micros,
+        "messages_page_us": latency.page_micros,
+    });
+    eprintln!(
+        "sandbox: launch {:.0} ms, {:.0} sends/s, {:.1} µs CPU per send, peak RSS {:.0} MiB; stats read {:.0} µs, first page {:.0} µs",
+        sandbox_run.launch.as_secs_f64() * 1e3,
+        sandbox_run.rate(),
+        sandbox_run.cpu_micros_per_send(),
+        sandbox_run.peak_rss_kib as f64 / 1024.0,
+        latency.stats_micros,
+        latency.page_micros,
+    );
+
+    if !sandbox_only {
+        let sink = Sink::start().await?;
+        let http = json!({"url": sink.url(), "timeout_ms": 10_000});
+        let (_, http_run) = send_campaign(&db, clock.as_ref(), workspace, "http", &http).await?;
+        let bare = bare_reqwest(&sink, recipients, config.engine().concurrency).await?;
+        let fraction = http_run.rate() / bare.max(f64::EPSILON);
+        eprintln!(
+            "http: {:.0} sends/s, {:.1} µs CPU per send (sink included); bare reqwest {:.0} requests/s; Herald at {:.2} of the loopback limit",
+            http_run.rate(),
+            http_run.cpu_micros_per_send(),
+            bare,
+            fraction
+        );
+        report["http"] = http_run.json();
+        report["bare_reqwest_per_second"] = json!(bare.round());
+        report["http_fraction_of_loopback"] = json!(round(fraction));
+        report["sink_requests"] = json!(sink.requests());
+    }
+    engine.shutdown().await;
+    db.close().await;
+    println!("{report}");
+    Ok(())
+}
+
+/// A workspace of `recipients` contacts, written in large batches.
+async fn seed(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Result<WorkspaceId> {
+    const BATCH: u32 = 10_000;
+    let now = clock.now();
+    let workspace = {
+        let mut conn = db.write().await?;
+        let name = format!("bench-{}", now.format("%Y%m%d-%H%M%S%.3f"));
+        workspaces::ensure(conn.conn(), &name, now).await?.id
+    };
+    let mut next = 0;
+    while next < recipients {
+        let end = (next + BATCH).min(recipients);
+        let people: Vec<ContactFields> = (next..end)
+            .map(|n| {
+                let mut fields = ContactFields::new(Phone::from_trusted(format!("+2010{n:08}")));
+                fields.name = Some(format!("Contact {n}"));
+                fields.custom_fields = BTreeMap::from([("city".to_owned(), "Cairo".to_owned())]);
+                fields
+            })
+            .collect();
+        let mut tx = db.begin().await?;
+        contacts::insert_new_batch(&mut tx, workspace, &people, now).await?;
+        tx.commit().await?;
+        next = end;
+    }
+    Ok(workspace)
+}
+
+/// Sends one campaign to every contact through a new sender of `provider`, all gates off.
+async fn send_campaign(
+    db: &Db,
+    clock: &dyn Clock,
+    workspace: WorkspaceId,
+    provider: &str,
+    provider_config: &Value,
+) -> anyhow::Result<(CampaignId, Run)> {
+    let now = clock.now();
+    let mut tx = db.begin().await?;
+    let sender = SenderFields {
+        name: provider,
+        provider,
+        provider_config,
+        timezone: "UTC",
+        pacing: &Pacing::default(),
+        warmup_started_on: None,
+    };
+    let sender = senders::insert(
+        &mut tx,
+        workspace,
+        &sender,
+        &crate::domain::auth::random_secret(),
+        now,
+    )
+    .await?;
+    let fields = CampaignFields {
+        name: format!("Bench via {provider}"),
+        sender_id: sender.id,
+        template_id: None,
+        content: "Hi <<name|there>>! Our sale reaches <<city|your city>> today: <<discount|20%>> off with code <<code>>.".into(),
+        media_url: None,
+        audience: Audience::All,
+        variables: BTreeMap::from([("code".to_owned(), "BENCH".to_owned())]),
+    };
+    let campaign = campaigns::insert(tx.conn(), workspace, &fields, now).await?;
+    tx.commit().await?;
+
+    let cpu_before = process_cpu()?;
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut tx = db.begin().await?;
+    let launched = campaigns::launch(&mut tx, workspace, campaign.id, clock.now()).await?;
+    tx.commit().await?;
+    let launch = started.elapsed();
+    let sending = Instant::now();
+    let mut peak_rss_kib = current_rss_kib();
+    let finished = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        peak_rss_kib = peak_rss_kib.max(current_rss_kib());
+        let mut conn = db.read().await?;
+        let current = campaigns::get(conn.conn(), workspace, campaign.id).await?;
+        if current.status.is_finished() {
+            break current;
+        }
+        if sending.elapsed() > Duration::from_secs(3600) {
+            bail!("the campaign did not finish within an hour");
+        }
+    };
+    let elapsed = sending.elapsed();
+    let cpu = process_cpu()?.saturating_sub(cpu_before);
+    let counters = finished.counters();
+    if counters.sent + counters.failed != launched.total_count {
+        bail!(
+            "{} recipients but {} sent and {} failed",
+            launched.total_count,
+            counters.sent,
+            counters.failed
+        );
+    }
+    Ok((
+        campaign.id,
+        Run {
+            launch,
+            sends: counters.sent + counters.failed,
+            elapsed,
+            cpu,
+            peak_rss_kib: peak_rss_kib.max(read_status_kib("VmHWM:")),
+        },
+    ))
+}
+
+struct Latency {
+    stats_micros: f64,
+    page_micros: f64,
+}
+
+/// Mean time of a campaign's stats read and of the first page of its sent messages.
+async fn read_latency(
+    db: &Db,
+    workspace: WorkspaceId,
+    campaign: CampaignId,
+) -> anyhow::Result<Latency> {
+    const STATS_READS: u32 = 2_000;
+    const PAGE_READS: u32 = 200;
+    let mut conn = db.read().await?;
+    let started = Instant::now();
+    for _ in 0..STATS_READS {
+        let stats = campaigns::get(conn.conn(), workspace, campaign)
+            .await?
+            .stats();
+        std::hint::black_box(stats);
+    }
+    let stats_micros = started.elapsed().as_secs_f64() * 1e6 / f64::from(STATS_READS);
+    let filter = MessageFilter {
+        campaign: Some(campaign),
+        status: Some(MessageStatus::Sent),
+        inbound: None,
+    };
+    let started = Instant::now();
+    for _ in 0..PAGE_READS {
+        let page = messages::list(conn.conn(), workspace, filter, Page::default()).await?;
+        std::hint::black_box(page);
+    }
+    let page_micros = started.elapsed().as_secs_f64() * 1e6 / f64::from(PAGE_READS);
+    Ok(Latency {
+        stats_micros: round(stats_micros),
+        page_micros: round(page_micros),
+    })
+}
+
+/// A minimal HTTP gateway on 127.0.0.1 that accepts every message.
+struct Sink {
+    address: std::net::SocketAddr,
+    requests: Arc<AtomicU64>,
+}
+
+impl Sink {
+    // The sink stands in for a provider's gateway; it is no part of Herald's API.
+    #[allow(clippy::disallowed_methods)]
+    async fn start() -> anyhow::Result<Self> {
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = requests.clone();
+        let router = axum::Router::new().route(
+            "/send",
+            post(move |body: axum::body::Bytes| {
+                let counter = counter.clone();
+                async move {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    std::hint::black_box(body);
+                    axum::Json(json!({ "id": format!("sink-{n}") }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { address, requests })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/send", self.address)
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// Requests per second of a bare reqwest client posting Herald's bodies to the sink, with as
+/// many in flight as a lane keeps.
+async fn bare_reqwest(sink: &Sink, count: u32, in_flight: usize) -> anyhow::Result<f64> {
+    let client = reqwest::Client::new();
+    let url = sink.url();
+    let started = Instant::now();
+    let failures = futures::stream::iter(0..count)
+        .map(|n| {
+            let request = client
+                .post(&url)
+                .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+                .json(&json!({
+                    "id": uuid::Uuid::now_v7(),
+                    "to": format!("+2010{n:08}"),
+                    "body": format!("Hi Contact {n}! Our sale reaches Cairo today: 20% off with code BENCH."),
+                    "media_url": null,
+                }));
+            async move {
+                match request.send().await {
+                    Ok(response) => response.bytes().await.is_err(),
+                    Err(_) => true,
+                }
+            }
+        })
+        .buffer_unordered(in_flight.max(1))
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    if failures > 0 {
+        bail!("{failures} of the bare client's requests failed");
+    }
+    Ok(f64::from(count) / started.elapsed().as_secs_f64().max(f64::EPSILON))
+}
+
+/// CPU time (user + system) of this process so far.
+fn process_cpu() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15 of proc(5); the state (field 3) comes first here.
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Ok(Duration::from_millis(
+            (user + system) * 1000 / CLOCK_TICKS_PER_SECOND,
+        )),
+        _ => bail!("unexpected /proc/self/stat: {stat}"),
+    }
+}
+
+/// USER_HZ, which Linux fixes at 100 for /proc.
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
+
+fn read_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix(field)
+                    .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn current_rss_kib() -> u64 {
+    read_status_kib("VmRSS:")
+}
+
+/// Resets VmHWM to the current RSS (writing 5 to clear_refs), so a run's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
