@@ -52,6 +52,13 @@ enum Claim {
     CapSpentUntil(DateTime<Utc>),
 }
 
+/// Outcomes of sends that happened and are not recorded yet.
+struct Unrecorded {
+    outcomes: Vec<(MessageId, Outcome)>,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+}
+
 struct Prepared {
     id: MessageId,
     to: String,
@@ -70,6 +77,9 @@ pub(super) struct Lane {
     campaigns: CampaignCache,
     renew_at: DateTime<Utc>,
     idle_since: Option<DateTime<Utc>>,
+    /// The last batch's outcomes, recorded while the next batch is sent: the database and the
+    /// provider work at the same time instead of taking turns.
+    unrecorded: Option<Unrecorded>,
 }
 
 impl Lane {
@@ -106,6 +116,7 @@ impl Lane {
             campaigns: CampaignCache::default(),
             renew_at,
             idle_since: None,
+            unrecorded: None,
         })
     }
 
@@ -117,13 +128,25 @@ impl Lane {
         self.shared.clock.now()
     }
 
+    /// Sends until there is nothing left (or shutdown), then records what it sent last.
     pub(super) async fn run(&mut self) -> Result<(), LaneError> {
+        let sent = self.send_while_there_is_work().await;
+        let recorded = self.record_unrecorded().await;
+        sent.and(recorded.map_err(LaneError::from))
+    }
+
+    async fn send_while_there_is_work(&mut self) -> Result<(), LaneError> {
         loop {
             if self.shared.is_shutting_down() {
                 return Ok(());
             }
             self.keep_lease().await?;
             let now = self.now();
+            let spaced = spaces_sends(self.pacer.pacing());
+            if spaced {
+                // Paced sends are recorded one by one, before the lane waits for the next.
+                self.record_unrecorded().await?;
+            }
             if let Some(opens) = self
                 .pacer
                 .pacing()
@@ -132,10 +155,10 @@ impl Lane {
                 .and_then(|w| window_opens_at(w, self.tz, now))
             {
                 tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
+                self.record_unrecorded().await?;
                 self.wait_until(opens).await?;
                 continue;
             }
-            let spaced = spaces_sends(self.pacer.pacing());
             if spaced && let Some(at) = self.pacer.next_send_at() {
                 self.wait_until(at).await?;
                 continue;
@@ -148,9 +171,11 @@ impl Lane {
             match self.claim(wanted).await? {
                 Claim::CapSpentUntil(until) => {
                     tracing::info!(sender_id = %self.sender.id, %until, "daily cap reached");
+                    self.record_unrecorded().await?;
                     self.wait_until(until).await?;
                 }
                 Claim::Messages(batch) if batch.is_empty() => {
+                    self.record_unrecorded().await?;
                     let idle_since = *self.idle_since.get_or_insert(now);
                     if now - idle_since >= to_chrono(self.shared.config.idle_exit) {
                         return Ok(());
@@ -220,7 +245,7 @@ impl Lane {
             }
         }
         let provider = self.provider.clone();
-        let results: Vec<_> = futures::stream::iter(prepared)
+        let sending = futures::stream::iter(prepared)
             .map(|message| {
                 let provider = provider.clone();
                 async move {
@@ -235,27 +260,51 @@ impl Lane {
                 }
             })
             .buffer_unordered(self.shared.config.concurrency)
-            .collect()
-            .await;
+            .collect::<Vec<_>>();
+        let previous = self.unrecorded.take();
+        let (results, recorded) = tokio::join!(sending, self.record_with_retries(previous));
+        recorded?;
         let now = self.now();
         for (id, attempts, result) in results {
             outcomes.push((id, self.outcome(result, attempts, now)));
         }
-        // These sends happened: a passing store error must not leave them claimed, to be sent
-        // again when their lease runs out.
+        self.unrecorded = Some(Unrecorded {
+            outcomes,
+            started_at,
+            finished_at: now,
+        });
+        if spaced {
+            self.record_unrecorded().await?;
+        }
+        Ok(())
+    }
+
+    async fn record_unrecorded(&mut self) -> Result<(), StoreError> {
+        let unrecorded = self.unrecorded.take();
+        self.record_with_retries(unrecorded).await
+    }
+
+    /// These sends happened: a passing store error must not leave them claimed, to be sent
+    /// again when their lease runs out.
+    async fn record_with_retries(&self, unrecorded: Option<Unrecorded>) -> Result<(), StoreError> {
+        let Some(batch) = unrecorded else {
+            return Ok(());
+        };
         let mut attempt = 0;
         loop {
-            match self.record(&outcomes, started_at, now).await {
-                Ok(()) => break,
+            match self
+                .record(&batch.outcomes, batch.started_at, batch.finished_at)
+                .await
+            {
+                Ok(()) => return Ok(()),
                 Err(error) if attempt < RECORD_ATTEMPTS => {
                     attempt += 1;
                     tracing::warn!(sender_id = %self.sender.id, %error, attempt, "recording sends failed; trying again");
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             }
         }
-        Ok(())
     }
 
     async fn record(

@@ -63,7 +63,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             claim_lease: Duration::from_secs(120),
             requeue_every: Duration::from_secs(5),
-            batch_size: 256,
+            batch_size: 1024,
             concurrency: 64,
             idle_exit: Duration::from_secs(2),
             retry_base: retry::DEFAULT_BASE,
