@@ -172,3 +172,33 @@ fn demo_sends_a_campaign_and_prints_correct_stats() {
     assert_eq!(stats["delivery_rate"].as_f64(), Some(expected_rate));
     assert!(dir.path().join("herald.db").exists());
 }
+
+#[test]
+fn bench_sends_both_campaigns_and_reports_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = herald(dir.path())
+        .args(["bench", "--recipients", "300"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["recipients"], 300);
+    for run in ["sandbox", "http"] {
+        assert_eq!(report[run]["sends"], 300, "{run}: {report}");
+        assert!(report[run]["sends_per_second"].as_f64().unwrap() > 0.0);
+    }
+    // The http campaign's 300 sends and the bare client's 300 requests reached the sink.
+    assert_eq!(report["sink_requests"], 600);
+    assert!(report["stats_read_us"].as_f64().unwrap() > 0.0);
+    assert!(report["http_fraction_of_loopback"].as_f64().unwrap() > 0.0);
+    assert!(
+        !dir.path().join("herald.db").exists(),
+        "the bench never touches the configured database"
+    );
+}
