@@ -140,18 +140,7 @@ fn api_key_create_prints_the_token_alone_on_its_last_line() {
 #[test]
 fn demo_sends_a_campaign_and_prints_correct_stats() {
     let dir = tempfile::tempdir().unwrap();
-    let output = herald(dir.path())
-        .args(["demo", "--contacts", "25"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stats: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let stats = last_json_line(dir.path(), &["demo", "--contacts", "25"]);
     assert_eq!(stats["status"], "completed");
     assert_eq!(
         (stats["total"].as_i64(), stats["pending"].as_i64()),
@@ -176,18 +165,7 @@ fn demo_sends_a_campaign_and_prints_correct_stats() {
 #[test]
 fn bench_sends_both_campaigns_and_reports_its_figures() {
     let dir = tempfile::tempdir().unwrap();
-    let output = herald(dir.path())
-        .args(["bench", "--recipients", "300"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let report = last_json_line(dir.path(), &["bench", "--recipients", "300"]);
     assert_eq!(report["recipients"], 300);
     for run in ["sandbox", "http"] {
         assert_eq!(report[run]["sends"], 300, "{run}: {report}");
@@ -201,4 +179,20 @@ fn bench_sends_both_campaigns_and_reports_its_figures() {
         !dir.path().join("herald.db").exists(),
         "the bench never touches the configured database"
     );
+}
+
+/// Runs `herald ARGS` to success and parses the last line it printed as JSON.
+fn last_json_line(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let output = herald(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }

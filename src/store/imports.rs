@@ -150,24 +150,18 @@ pub async fn record_progress(
 
 /// Ends an import as `completed` or `failed` (with a file-level error) and lets its file go.
 pub async fn finish(
-    conn: Conn<'_>,
+    mut conn: Conn<'_>,
     id: ImportId,
     progress: &Progress,
     completed: bool,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    record_progress(conn.reborrow(), id, progress, now).await?;
     on_conn!(conn, c => sqlx::query(
-        "UPDATE contact_imports SET status = $2, csv = NULL, total = $3, created = $4, updated = $5,
-                                    failed = $6, errors = $7, updated_at = $8, finished_at = $8
-         WHERE id = $1",
+        "UPDATE contact_imports SET status = $2, csv = NULL, finished_at = $3 WHERE id = $1",
     )
     .bind(id)
     .bind(if completed { "completed" } else { "failed" })
-    .bind(progress.total)
-    .bind(progress.created)
-    .bind(progress.updated)
-    .bind(progress.failed)
-    .bind(Json(&progress.errors))
     .bind(now)
     .execute(&mut *c)
     .await
