@@ -279,12 +279,11 @@ async fn update(
                 status: current.status.to_string(),
             });
         }
-        // A new template or new text replaces the old source entirely.
+        // A new template or new text replaces the old source entirely; with neither, the
+        // campaign keeps the content it copied (not its template's later edits).
+        let keeps_content = patch.template_id.is_none() && patch.content.is_none();
         let (template_id, content) = match (patch.template_id, patch.content) {
-            (None, None) => match current.template_id {
-                Some(template) => (Some(template), None),
-                None => (None, Some(current.content)),
-            },
+            (None, None) => (None, Some(current.content)),
             given => given,
         };
         let draft = Draft {
@@ -296,7 +295,11 @@ async fn update(
             audience: patch.audience.unwrap_or(current.audience.0),
             variables: patch.variables.unwrap_or(current.variables.0),
         };
-        check(conn.conn(), auth.workspace, draft).await?
+        let mut fields = check(conn.conn(), auth.workspace, draft).await?;
+        if keeps_content {
+            fields.template_id = current.template_id;
+        }
+        fields
     };
     let mut conn = state.db.write().await?;
     let campaign =

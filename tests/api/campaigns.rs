@@ -88,6 +88,21 @@ async fn campaigns_are_checked_against_their_workspace(db: TestDb) {
         .id();
     let from_template = campaign(json!({"template_id": template})).await;
     assert_eq!(from_template.expect(201)["content"], "From a template");
+    // The campaign keeps the text it copied when its template changes later.
+    api.patch(
+        &format!("/v1/templates/{template}"),
+        json!({"content": "Edited"}),
+    )
+    .await
+    .expect(200);
+    let renamed = api
+        .patch(
+            &format!("/v1/campaigns/{}", from_template.id()),
+            json!({"name": "Renamed"}),
+        )
+        .await;
+    assert_eq!(renamed.expect(200)["content"], "From a template");
+    assert_eq!(renamed.body["template_id"], template.as_str());
     api.stop().await;
 }
 
