@@ -16,7 +16,7 @@ use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use super::templates::{check_content, check_media_url};
+use super::templates::resolve_source;
 use crate::app::AppState;
 use crate::domain::campaign::{Audience, CampaignStatus};
 use crate::domain::contact::parse_timezone;
@@ -26,7 +26,7 @@ use crate::domain::validation::FieldErrors;
 use crate::engine::pacing::resolve_local;
 use crate::store::campaigns::{self, Campaign, CampaignFields, CampaignStats};
 use crate::store::messages::{self, Message, MessageFilter};
-use crate::store::{Conn, StoreError, audience, groups, senders, templates};
+use crate::store::{Conn, StoreError, audience, groups, senders};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -120,30 +120,15 @@ async fn check(
         Err(StoreError::NotFound) => errors.add("sender_id", "no such sender"),
         Err(error) => return Err(error.into()),
     }
-    let (content, template_media) = match (draft.template_id, draft.content) {
-        (Some(_), Some(_)) => {
-            errors.add("content", "give template_id or content, not both");
-            (None, None)
-        }
-        (None, None) => {
-            errors.add("content", "give template_id or content");
-            (None, None)
-        }
-        (None, Some(content)) => (Some(content), None),
-        (Some(id), None) => match templates::get(conn.reborrow(), workspace, id).await {
-            Ok(template) => (Some(template.content), template.media_url),
-            Err(StoreError::NotFound) => {
-                errors.add("template_id", "no such template");
-                (None, None)
-            }
-            Err(error) => return Err(error.into()),
-        },
-    };
-    let template = content
-        .as_deref()
-        .and_then(|content| check_content(content, "content", &mut errors));
-    let media_url = draft.media_url.or(template_media);
-    check_media_url(media_url.as_deref(), &mut errors);
+    let source = resolve_source(
+        conn.reborrow(),
+        workspace,
+        draft.template_id,
+        draft.content,
+        draft.media_url,
+        &mut errors,
+    )
+    .await?;
     match &draft.audience {
         Audience::All => {}
         Audience::Group { group_id } => {
@@ -173,7 +158,7 @@ async fn check(
     }
     errors.into_result().map_err(ApiError::Validation)?;
 
-    if let Some(template) = &template {
+    if let Some(template) = &source.template {
         let mut unfillable = FieldErrors::new();
         let reaches_anyone =
             audience::count(conn.reborrow(), workspace, &draft.audience).await? > 0;
@@ -198,8 +183,8 @@ async fn check(
         name: draft.name.trim().to_owned(),
         sender_id: draft.sender_id,
         template_id: draft.template_id,
-        content: content.unwrap_or_default(),
-        media_url,
+        content: source.content.unwrap_or_default(),
+        media_url: source.media_url,
         audience: draft.audience,
         variables: draft.variables,
     })

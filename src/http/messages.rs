@@ -16,7 +16,7 @@ use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use super::templates::{check_content, check_media_url, missing_variables};
+use super::templates::{missing_variables, resolve_source};
 use crate::app::AppState;
 use crate::domain::ids::{MessageId, SenderId, TemplateId};
 use crate::domain::message::MessageStatus;
@@ -24,7 +24,7 @@ use crate::domain::phone::Phone;
 use crate::domain::validation::FieldErrors;
 use crate::engine::render::render_once;
 use crate::store::messages::{self, Message, MessageFilter, NewMessage};
-use crate::store::{StoreError, contacts, senders, templates};
+use crate::store::{StoreError, contacts, senders};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -96,28 +96,18 @@ async fn send(
         Err(StoreError::NotFound) => errors.add("sender_id", "no such sender"),
         Err(error) => return Err(error.into()),
     }
-    let (content, template_media) = match (new.template_id, new.content) {
-        (Some(_), Some(_)) | (None, None) => {
-            errors.add("content", "give template_id or content, not both");
-            (None, None)
-        }
-        (None, Some(content)) => (Some(content), None),
-        (Some(id), None) => match templates::get(conn.conn(), auth.workspace, id).await {
-            Ok(template) => (Some(template.content), template.media_url),
-            Err(StoreError::NotFound) => {
-                errors.add("template_id", "no such template");
-                (None, None)
-            }
-            Err(error) => return Err(error.into()),
-        },
-    };
-    let template = content
-        .as_deref()
-        .and_then(|content| check_content(content, "content", &mut errors));
-    let media_url = new.media_url.or(template_media);
-    check_media_url(media_url.as_deref(), &mut errors);
+    let source = resolve_source(
+        conn.conn(),
+        auth.workspace,
+        new.template_id,
+        new.content,
+        new.media_url,
+        &mut errors,
+    )
+    .await?;
     errors.into_result().map_err(ApiError::Validation)?;
-    let (Some(phone), Some(template)) = (phone, template) else {
+    let media_url = source.media_url;
+    let (Some(phone), Some(template)) = (phone, source.template) else {
         return Err(ApiError::validation("content", "cannot be parsed"));
     };
 

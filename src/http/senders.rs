@@ -118,6 +118,20 @@ struct Checked {
     pacing: Pacing,
 }
 
+impl Checked {
+    /// The store's fields; warmup day 1 is kept from `previous` while warmup stays on.
+    fn fields(&self, previous: Option<&Sender>, now: DateTime<Utc>) -> SenderFields<'_> {
+        SenderFields {
+            name: &self.name,
+            provider: &self.provider,
+            provider_config: &self.provider_config,
+            timezone: &self.timezone,
+            pacing: &self.pacing,
+            warmup_started_on: warmup_start(&self.pacing, previous, &self.timezone, now),
+        }
+    }
+}
+
 fn check(checked: Checked) -> ApiResult<Checked> {
     let mut errors = FieldErrors::new();
     if checked.name.trim().is_empty() {
@@ -183,14 +197,7 @@ async fn create(
     })?;
     let now = state.clock.now();
     let callback_secret = random_secret();
-    let fields = SenderFields {
-        name: &checked.name,
-        provider: &checked.provider,
-        provider_config: &checked.provider_config,
-        timezone: &checked.timezone,
-        pacing: &checked.pacing,
-        warmup_started_on: warmup_start(&checked.pacing, None, &checked.timezone, now),
-    };
+    let fields = checked.fields(None, now);
     let mut tx = state.db.begin().await?;
     let sender = senders::insert(&mut tx, auth.workspace, &fields, &callback_secret, now).await?;
     tx.commit().await?;
@@ -270,14 +277,7 @@ async fn update(
         pacing: patch.pacing.unwrap_or_else(|| current.pacing()),
     })?;
     let now = state.clock.now();
-    let fields = SenderFields {
-        name: &checked.name,
-        provider: &checked.provider,
-        provider_config: &checked.provider_config,
-        timezone: &checked.timezone,
-        pacing: &checked.pacing,
-        warmup_started_on: warmup_start(&checked.pacing, Some(&current), &checked.timezone, now),
-    };
+    let fields = checked.fields(Some(&current), now);
     let sender = senders::update(tx.conn(), auth.workspace, id, &fields, now).await?;
     tx.commit().await?;
     Ok(Json(SenderView::of(&sender)))
