@@ -480,7 +480,9 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
     }
 
     let mut campaign_changes: HashMap<CampaignId, Counters> = HashMap::new();
-    let mut writes: Vec<(&Change, Progress)> = Vec::with_capacity(changes.len());
+    // A message changed twice in one batch is written once, with where it ended.
+    let mut writes: Vec<Write> = Vec::with_capacity(changes.len());
+    let mut write_of: HashMap<MessageId, usize> = HashMap::with_capacity(changes.len());
     for change in changes {
         let Some(row) = current.get_mut(&change.id) else {
             continue;
@@ -500,38 +502,27 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
         row.delivered_at = after.delivered_at;
         row.read_at = after.read_at;
         row.failed_at = after.failed_at;
-        writes.push((change, after));
-    }
-    // A message changed twice in one batch is written once, with where it ended.
-    let mut last_write: HashMap<MessageId, usize> = HashMap::with_capacity(writes.len());
-    for (index, (change, _)) in writes.iter().enumerate() {
-        last_write.insert(change.id, index);
-    }
-    let mut merged: Vec<Write> = Vec::with_capacity(last_write.len());
-    for (index, (change, after)) in writes.iter().enumerate() {
-        if last_write.get(&change.id) == Some(&index) {
-            let repeated = last_write.len() < writes.len();
-            let earlier = writes[..index]
-                .iter()
-                .filter(|(c, _)| repeated && c.id == change.id);
-            let mut write = Write {
+        let index = *write_of.entry(change.id).or_insert_with(|| {
+            writes.push(Write {
                 id: change.id,
-                progress: *after,
-                provider_message_id: change.provider_message_id.clone(),
-                error: change.error.clone(),
-                not_before: change.not_before,
-            };
-            for (earlier, _) in earlier {
-                write.provider_message_id = write
-                    .provider_message_id
-                    .or_else(|| earlier.provider_message_id.clone());
-                write.error = write.error.or_else(|| earlier.error.clone());
-                write.not_before = write.not_before.or(earlier.not_before);
-            }
-            merged.push(write);
+                progress: after,
+                provider_message_id: None,
+                error: None,
+                not_before: None,
+            });
+            writes.len() - 1
+        });
+        let write = &mut writes[index];
+        write.progress = after;
+        if change.provider_message_id.is_some() {
+            write.provider_message_id = change.provider_message_id.clone();
         }
+        if change.error.is_some() {
+            write.error = change.error.clone();
+        }
+        write.not_before = change.not_before.or(write.not_before);
     }
-    for chunk in merged.chunks(rows_per_statement(9)) {
+    for chunk in writes.chunks(rows_per_statement(9)) {
         write_progress(tx.conn(), chunk, now).await?;
     }
     for (campaign, change) in campaign_changes {

@@ -94,7 +94,7 @@ async fn csv_imports_create_update_and_report_bad_rows(db: TestDb) {
     api.stop().await;
 }
 
-async fn a_large_import_is_batched(db: TestDb) {
+async fn an_import_spanning_many_batches_writes_every_row_once(db: TestDb) {
     let api = Api::start(db).await;
     let mut csv = String::from("phone,name,tier\n");
     for n in 0..5_000 {
@@ -117,5 +117,5 @@ async fn a_large_import_is_batched(db: TestDb) {
 
 dialect_tests!(
     csv_imports_create_update_and_report_bad_rows,
-    a_large_import_is_batched,
+    an_import_spanning_many_batches_writes_every_row_once,
 );
