@@ -63,7 +63,12 @@ impl JobQueue {
         let (queue, batch) = ("herald.launch", 16);
         match db {
             Db::Sqlite { jobs, .. } => {
-                SqliteStorage::setup(jobs)
+                // Only the queue's tables: `SqliteStorage::setup` would also turn its
+                // connection's durability off (`synchronous = OFF`), give it a 250 MB page cache
+                // and run `PRAGMA optimize`, whose scan of a million-row table then stays in that
+                // cache for the life of the process. Herald's connection options already set WAL.
+                SqliteStorage::<()>::migrations()
+                    .run(jobs)
                     .await
                     .map_err(|e| JobError(e.to_string()))?;
                 let settings = apalis_sqlite::Config::default()
@@ -229,4 +234,40 @@ pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<(
             tracing::error!(%error, "launch worker stopped");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DbOptions;
+
+    #[tokio::test]
+    async fn opening_the_queue_keeps_the_connection_settings_of_herald() {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let db = Db::connect(&url, &DbOptions::default())
+            .await
+            .expect("the database opens");
+        db.migrate().await.expect("migrations run");
+        JobQueue::open(&db).await.expect("the queue opens");
+        let Db::Sqlite { jobs, .. } = &db else {
+            unreachable!("a sqlite URL opens SQLite")
+        };
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(jobs)
+            .await
+            .expect("pragma reads");
+        let cache_size: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(jobs)
+            .await
+            .expect("pragma reads");
+        assert_eq!(
+            synchronous, 1,
+            "NORMAL: commits stay durable across crashes"
+        );
+        assert_eq!(
+            cache_size, -32_000,
+            "Herald's 32 MB page cache, not 64,000 pages"
+        );
+    }
 }
