@@ -1441,6 +1441,67 @@ async fn counters_equal_the_messages_after_random_transitions(db: TestDb) {
     }
 }
 
+async fn a_send_recorded_after_its_callback_keeps_what_the_callback_said(db: TestDb) {
+    let ws = workspace(&db, "acme").await;
+    let sender_id = sender(&db, ws).await;
+    for n in 0..3 {
+        contact(&db, ws, n, &[]).await;
+    }
+    let id = campaign(&db, ws, sender_id, Audience::All).await;
+    launch(&db, ws, id).await;
+    let claimed = claim(&db, sender_id, now(), 3).await;
+    // The provider's "delivered" for the second message overtakes the lane's record of its send.
+    let delivered_at = now() + Duration::seconds(1);
+    let mut tx = db.begin().await.unwrap();
+    let unmatched = messages::record_status_reports(
+        &mut tx,
+        sender_id,
+        &[StatusReport {
+            reference: claimed[1].id.to_string(),
+            event: Event::Delivered { at: delivered_at },
+            error: None,
+        }],
+        now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(unmatched.is_empty());
+    let sends: Vec<_> = claimed
+        .iter()
+        .map(|m| {
+            (
+                m.id,
+                Outcome::Sent {
+                    provider_message_id: Some(format!("p-{}", m.id)),
+                },
+            )
+        })
+        .collect();
+    record(&db, &sends).await;
+    let mut conn = db.read().await.unwrap();
+    let overtaken = messages::get(conn.conn(), ws, claimed[1].id).await.unwrap();
+    assert_eq!(
+        (overtaken.status, overtaken.delivered_at),
+        (MessageStatus::Delivered, Some(delivered_at)),
+        "the later record of the send does not undo the delivery"
+    );
+    assert!(overtaken.sent_at.is_some());
+    let plain = messages::get(conn.conn(), ws, claimed[0].id).await.unwrap();
+    assert_eq!(plain.status, MessageStatus::Sent);
+    assert_eq!(
+        plain.provider_message_id.as_deref(),
+        Some(format!("p-{}", claimed[0].id).as_str())
+    );
+    drop(conn);
+    let counters = stored_counters(&db, ws, id).await;
+    assert_eq!(counters, true_counters(&db, id).await);
+    assert_eq!(
+        (counters.sent, counters.delivered, counters.pending),
+        (3, 1, 0)
+    );
+}
+
 async fn status_reports_find_messages_by_either_id(db: TestDb) {
     let ws = workspace(&db, "acme").await;
     let sender_id = sender(&db, ws).await;
@@ -1605,5 +1666,6 @@ dialect_tests!(
     cancel_skips_pending_messages_and_completion_follows_the_last_result,
     counters_equal_the_messages_after_random_transitions,
     status_reports_find_messages_by_either_id,
+    a_send_recorded_after_its_callback_keeps_what_the_callback_said,
     daily_usage_never_exceeds_the_cap,
 );

@@ -9,7 +9,7 @@
 //! uses the same definitions, so counters and truth cannot drift apart.
 
 use std::fmt;
-use std::ops::{Add, AddAssign, Sub};
+use std::ops::{Add, AddAssign, Mul, Sub};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -235,6 +235,22 @@ impl Add for Counters {
 impl AddAssign for Counters {
     fn add_assign(&mut self, other: Counters) {
         *self = *self + other;
+    }
+}
+
+/// The change of `n` messages that each changed by `self`.
+impl Mul<i64> for Counters {
+    type Output = Counters;
+    fn mul(self, n: i64) -> Counters {
+        Counters {
+            total: self.total * n,
+            pending: self.pending * n,
+            sent: self.sent * n,
+            delivered: self.delivered * n,
+            read: self.read * n,
+            failed: self.failed * n,
+            skipped: self.skipped * n,
+        }
     }
 }
 

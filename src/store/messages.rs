@@ -300,8 +300,118 @@ pub async fn record_outcomes(
     outcomes: &[(MessageId, Outcome)],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let changes: Vec<Change> = outcomes
+    let (sent, others): (Vec<_>, Vec<_>) = outcomes
         .iter()
+        .partition(|(_, outcome)| matches!(outcome, Outcome::Sent { .. }));
+    if record_plain_sends(tx, &sent, now).await? {
+        return apply_changes(tx, &changes_of(others.iter().copied(), now), now).await;
+    }
+    apply_changes(tx, &changes_of(outcomes.iter(), now), now).await
+}
+
+/// The common case of [`record_outcomes`], without reading each message first: sends of
+/// messages still `sending` just as they were claimed (no callback has overtaken them), which
+/// all move the counters alike. Checks that case with one aggregate read — rows locked on
+/// PostgreSQL, as SQLite's single writer keeps them still — and records the sends with guarded
+/// `UPDATE`s if it holds. Returns false, having written nothing, if any send is not that case.
+async fn record_plain_sends(
+    tx: &mut Tx,
+    sent: &[&(MessageId, Outcome)],
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    const JUST_CLAIMED: &str = "status = 'sending' AND sent_at IS NULL AND delivered_at IS NULL \
+                                AND read_at IS NULL AND failed_at IS NULL";
+    if sent.is_empty() {
+        return Ok(true);
+    }
+    let lock = match tx.conn().dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
+    };
+    let mut per_campaign: HashMap<Option<CampaignId>, i64> = HashMap::new();
+    for chunk in sent.chunks(rows_per_statement(1)) {
+        let mut count = SqlBuilder::new(
+            "SELECT campaign_id, COUNT(*) FROM (SELECT campaign_id FROM messages WHERE id IN ",
+        );
+        count
+            .bind_list(chunk.iter().map(|(id, _)| Param::Id(id.0)))
+            .push(&format!(
+                " AND {JUST_CLAIMED}{lock}) claimed GROUP BY campaign_id"
+            ));
+        let counts: Vec<(Option<CampaignId>, i64)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&count, &*c)), &count.params)
+            .fetch_all(&mut *c)
+            .await?);
+        for (campaign, n) in counts {
+            *per_campaign.entry(campaign).or_default() += n;
+        }
+    }
+    // Fewer than the sends (a message moved on, or named twice): the general path decides.
+    if per_campaign.values().sum::<i64>() != sent.len() as i64 {
+        return Ok(false);
+    }
+    for chunk in sent.chunks(rows_per_statement(2)) {
+        let mut update = SqlBuilder::new("WITH v (id, provider_message_id) AS (VALUES ");
+        for (index, (id, outcome)) in chunk.iter().enumerate() {
+            if index > 0 {
+                update.push(", ");
+            }
+            let provider_message_id = match outcome {
+                Outcome::Sent {
+                    provider_message_id,
+                } => provider_message_id.clone(),
+                Outcome::Retry { .. } | Outcome::Failed { .. } => None,
+            };
+            update.bind_list([Param::Id(id.0), Param::OptText(provider_message_id)]);
+        }
+        update
+            .push(
+                ")
+             UPDATE messages SET status = 'sent', sent_at = ",
+            )
+            .bind(Param::Time(now))
+            .push(
+                ", provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id),
+                 lease_expires_at = NULL, updated_at = ",
+            )
+            .bind(Param::Time(now))
+            .push(&format!(
+                " FROM v WHERE messages.id = v.id AND messages.{JUST_CLAIMED}"
+            ));
+        on_conn!(tx.conn(), c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
+    }
+    let claimed = Progress {
+        status: MessageStatus::Sending,
+        sent_at: None,
+        delivered_at: None,
+        read_at: None,
+        failed_at: None,
+    };
+    let each = claimed
+        .apply(Event::Sent { at: now })
+        .map(|sent| Counters::change(&claimed, &sent))
+        .unwrap_or_default();
+    for (campaign, n) in per_campaign {
+        if let Some(campaign) = campaign {
+            let change = each * n;
+            campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
+            if change.pending < 0 {
+                campaigns::complete_if_done(tx.conn(), campaign, now).await?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Outcomes as the changes [`apply_changes`] makes of them.
+fn changes_of<'o>(
+    outcomes: impl IntoIterator<Item = &'o (MessageId, Outcome)>,
+    now: DateTime<Utc>,
+) -> Vec<Change> {
+    outcomes
+        .into_iter()
         .map(|(id, outcome)| match outcome {
             Outcome::Sent {
                 provider_message_id,
@@ -327,8 +437,7 @@ pub async fn record_outcomes(
                 not_before: None,
             },
         })
-        .collect();
-    apply_changes(tx, &changes, now).await
+        .collect()
 }
 
 /// A provider's report about one message, named by Herald's id or the provider's.
