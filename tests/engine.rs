@@ -309,6 +309,41 @@ async fn a_campaign_reaches_every_recipient_through_the_http_provider(db: TestDb
     scenario.stop().await;
 }
 
+async fn a_campaigns_media_goes_with_each_of_its_messages(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 3).await;
+    let campaign = scenario.campaign().await;
+    let fields = CampaignFields {
+        name: campaign.name,
+        sender_id: campaign.sender_id,
+        template_id: None,
+        content: campaign.content,
+        media_url: Some("https://cdn.example/sale.jpg".into()),
+        audience: campaign.audience.0,
+        variables: campaign.variables.0,
+    };
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        campaigns::update(
+            conn.conn(),
+            scenario.ws,
+            scenario.campaign,
+            &fields,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    scenario.launch().await;
+    scenario.wait_for_status(CampaignStatus::Completed).await;
+    let received = requests(&gateway).await;
+    assert_eq!(received.len(), 3);
+    for request in &received {
+        assert_eq!(body(request)["media_url"], "https://cdn.example/sale.jpg");
+    }
+    scenario.stop().await;
+}
+
 async fn transient_failures_retry_and_fatal_ones_fail_at_once(db: TestDb) {
     let gateway = MockServer::start().await;
     let answer = |to: String, response: ResponseTemplate| {
@@ -876,6 +911,7 @@ dialect_tests!(
     a_scheduled_campaign_launches_at_its_time_through_the_job_queue,
     a_campaign_whose_launch_job_was_lost_is_launched_by_the_sweep,
     a_campaign_reaches_every_recipient_through_the_http_provider,
+    a_campaigns_media_goes_with_each_of_its_messages,
     transient_failures_retry_and_fatal_ones_fail_at_once,
     pause_stops_new_sends_and_resume_continues_where_it_stopped,
     cancel_skips_what_is_left,

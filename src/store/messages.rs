@@ -176,9 +176,20 @@ pub struct Claimed {
     pub campaign_id: Option<CampaignId>,
     pub contact_id: Option<ContactId>,
     pub phone: String,
+    /// A single message's own; a campaign's messages render the campaign's content.
     pub body: Option<String>,
+    /// A single message's own; a campaign's messages carry the campaign's.
     pub media_url: Option<String>,
     pub attempts: i64,
+}
+
+/// A claimed campaign message, as the claim returns it.
+#[derive(FromRow)]
+struct ClaimedOfCampaign {
+    id: MessageId,
+    contact_id: Option<ContactId>,
+    phone: String,
+    attempts: i64,
 }
 
 /// Claims up to `limit` messages of `sender` that are due: single messages first, then those of
@@ -242,23 +253,51 @@ async fn claim_from(
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
     };
+    // A campaign's messages have no body of their own and the campaign's media, so only what
+    // differs between them comes back: each value returned costs a copy on SQLite.
+    let returning = if campaign.is_some() {
+        "id, contact_id, phone, attempts"
+    } else {
+        "id, campaign_id, contact_id, phone, body, media_url, attempts"
+    };
     let sql = format!(
         "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_expires_at = $3,
                              updated_at = $2
          WHERE id IN (SELECT id FROM messages
                       WHERE sender_id = $1 AND {queue} AND status = 'pending' AND not_before <= $2
                       ORDER BY not_before, id LIMIT $4{lock})
-         RETURNING id, campaign_id, contact_id, phone, body, media_url, attempts"
+         RETURNING {returning}"
     );
-    let mut claimed: Vec<Claimed> = on_conn!(conn, c => {
-        let query = sqlx::query_as(super::sql::trusted(&sql))
+    let mut claimed: Vec<Claimed> = match campaign {
+        None => on_conn!(conn, c => sqlx::query_as(super::sql::trusted(&sql))
             .bind(sender)
             .bind(now)
             .bind(lease_until)
-            .bind(i64::from(limit));
-        let query = match campaign { Some(id) => query.bind(id), None => query };
-        query.fetch_all(&mut *c).await?
-    });
+            .bind(i64::from(limit))
+            .fetch_all(&mut *c)
+            .await?),
+        Some(campaign_id) => {
+            let rows: Vec<ClaimedOfCampaign> = on_conn!(conn, c => sqlx::query_as(super::sql::trusted(&sql))
+                .bind(sender)
+                .bind(now)
+                .bind(lease_until)
+                .bind(i64::from(limit))
+                .bind(campaign_id)
+                .fetch_all(&mut *c)
+                .await?);
+            rows.into_iter()
+                .map(|row| Claimed {
+                    id: row.id,
+                    campaign_id: Some(campaign_id),
+                    contact_id: row.contact_id,
+                    phone: row.phone,
+                    body: None,
+                    media_url: None,
+                    attempts: row.attempts,
+                })
+                .collect()
+        }
+    };
     // RETURNING gives no order; ids are time-ordered, so this restores queue order.
     claimed.sort_unstable_by_key(|message| message.id);
     Ok(claimed)
