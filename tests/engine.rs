@@ -902,7 +902,34 @@ async fn a_pause_under_load_stops_every_new_send(db: TestDb) {
     scenario.stop().await;
 }
 
+/// A lane claims its next batch while it sends the current one; a stop must neither strand
+/// that batch in `sending` (to be sent again when its lease runs out) nor drop its results.
+async fn a_stopping_engine_sends_and_records_all_it_claimed(db: TestDb) {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(5)))
+        .mount(&gateway)
+        .await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 1500).await;
+    scenario.launch().await;
+    scenario.wait_until_sent(200).await;
+    if let Some(engine) = scenario.engine.take() {
+        engine.shutdown().await;
+    }
+    let started = scenario.started().await;
+    let stopped = scenario.campaign().await;
+    assert!(started < 1500, "stopped mid-campaign");
+    assert_eq!(
+        stopped.sent_count as usize, started,
+        "every claimed message was sent and recorded"
+    );
+    assert_eq!(requests(&gateway).await.len(), started, "and sent once");
+    assert_eq!(stopped.counters(), scenario.truth().await);
+    scenario.stop().await;
+}
+
 dialect_tests!(
+    a_stopping_engine_sends_and_records_all_it_claimed,
     typing_delays_each_send_by_its_length,
     a_pause_under_load_stops_every_new_send,
     warmup_days_roll_over_at_local_midnight_across_a_dst_change,

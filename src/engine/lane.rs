@@ -46,10 +46,30 @@ pub enum LaneError {
 /// Tries to record a batch's outcomes before the lane gives up (and the claims expire).
 const RECORD_ATTEMPTS: u32 = 5;
 
-enum Claim {
-    Messages(Vec<Claimed>),
+/// What a claim got: messages (claimed, then rendered into a [`Batch`]), or nothing for now.
+enum Claim<Messages = Batch> {
+    Messages(Messages),
     /// The daily cap is spent until this instant.
     CapSpentUntil(DateTime<Utc>),
+}
+
+/// Claimed messages, rendered: those ready to send, and those that failed to render.
+struct Batch {
+    ready: Vec<Prepared>,
+    failed: Vec<(MessageId, Outcome)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// Whether the lane goes on after a turn, or exits (idle for long enough).
+#[derive(Debug, PartialEq)]
+enum AfterTurn {
+    Continue,
+    Exit,
 }
 
 /// Outcomes of sends that happened and are not recorded yet.
@@ -80,6 +100,9 @@ pub(super) struct Lane {
     /// The last batch's outcomes, recorded while the next batch is sent: the database and the
     /// provider work at the same time instead of taking turns.
     unrecorded: Option<Unrecorded>,
+    /// The next batch, claimed and rendered while the last one was sent. Its sends have
+    /// started (a claim is the start of a send), so it is sent even when the lane stops.
+    claimed_ahead: Option<Result<Claim, LaneError>>,
 }
 
 impl Lane {
@@ -117,6 +140,7 @@ impl Lane {
             renew_at,
             idle_since: None,
             unrecorded: None,
+            claimed_ahead: None,
         })
     }
 
@@ -137,62 +161,100 @@ impl Lane {
 
     async fn send_while_there_is_work(&mut self) -> Result<(), LaneError> {
         loop {
-            if self.shared.is_shutting_down() {
-                return Ok(());
-            }
-            self.keep_lease().await?;
-            let now = self.now();
-            let spaced = spaces_sends(self.pacer.pacing());
-            if spaced {
-                // Paced sends are recorded one by one, before the lane waits for the next.
-                self.record_unrecorded().await?;
-            }
-            if let Some(opens) = self
-                .pacer
-                .pacing()
-                .send_window
-                .as_ref()
-                .and_then(|w| window_opens_at(w, self.tz, now))
-            {
-                tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
-                self.record_unrecorded().await?;
-                self.wait_until(opens).await?;
-                continue;
-            }
-            if spaced && let Some(at) = self.pacer.next_send_at() {
-                self.wait_until(at).await?;
-                continue;
-            }
-            let wanted = if spaced {
-                1
-            } else {
-                self.shared.config.batch_size
-            };
-            match self.claim(wanted).await? {
-                Claim::CapSpentUntil(until) => {
-                    tracing::info!(sender_id = %self.sender.id, %until, "daily cap reached");
-                    self.record_unrecorded().await?;
-                    self.wait_until(until).await?;
-                }
-                Claim::Messages(batch) if batch.is_empty() => {
-                    self.record_unrecorded().await?;
-                    let idle_since = *self.idle_since.get_or_insert(now);
-                    if now - idle_since >= to_chrono(self.shared.config.idle_exit) {
+            let (claim, spaced) = match self.claimed_ahead.take() {
+                // Claimed while the last batch was sent, its gates passed then.
+                Some(ahead) => (ahead?, false),
+                None => {
+                    if self.shared.is_shutting_down() {
                         return Ok(());
                     }
-                    self.wait_until(now + to_chrono(self.shared.config.tick))
-                        .await?;
+                    self.keep_lease().await?;
+                    let now = self.now();
+                    let spaced = spaces_sends(self.pacer.pacing());
+                    if spaced {
+                        // Paced sends are recorded one by one, before the lane waits for the next.
+                        self.record_unrecorded().await?;
+                    }
+                    if let Some(opens) = self.window_opens_at(now) {
+                        tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
+                        self.record_unrecorded().await?;
+                        self.wait_until(opens).await?;
+                        continue;
+                    }
+                    if spaced && let Some(at) = self.pacer.next_send_at() {
+                        self.wait_until(at).await?;
+                        continue;
+                    }
+                    let wanted = if spaced {
+                        1
+                    } else {
+                        self.shared.config.batch_size
+                    };
+                    (self.claim(wanted).await?, spaced)
                 }
-                Claim::Messages(batch) => {
-                    self.idle_since = None;
-                    self.send(batch, spaced).await?;
-                }
+            };
+            if self.take_turn(claim, spaced).await? == AfterTurn::Exit {
+                return Ok(());
             }
         }
     }
 
-    /// Reserves from today's cap and claims up to that many messages, in one transaction.
+    /// Sends a claimed batch, or waits when there was nothing to claim.
+    async fn take_turn(&mut self, claim: Claim, spaced: bool) -> Result<AfterTurn, LaneError> {
+        let now = self.now();
+        match claim {
+            Claim::CapSpentUntil(until) => {
+                tracing::info!(sender_id = %self.sender.id, %until, "daily cap reached");
+                self.record_unrecorded().await?;
+                self.wait_until(until).await?;
+            }
+            Claim::Messages(batch) if batch.is_empty() => {
+                self.record_unrecorded().await?;
+                let idle_since = *self.idle_since.get_or_insert(now);
+                if now - idle_since >= to_chrono(self.shared.config.idle_exit) {
+                    return Ok(AfterTurn::Exit);
+                }
+                self.wait_until(now + to_chrono(self.shared.config.tick))
+                    .await?;
+            }
+            Claim::Messages(batch) => {
+                self.idle_since = None;
+                self.send(batch, spaced).await?;
+            }
+        }
+        Ok(AfterTurn::Continue)
+    }
+
+    /// When the send window opens next, if it is closed at `now`.
+    fn window_opens_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.pacer
+            .pacing()
+            .send_window
+            .as_ref()
+            .and_then(|w| window_opens_at(w, self.tz, now))
+    }
+
+    /// Whether the next batch may be claimed while this one is sent: only when nothing would
+    /// come between the two batches — no spacing, no closed window, no lease renewal (which may
+    /// bring new settings), no shutdown.
+    fn may_claim_ahead(&self, spaced: bool) -> bool {
+        let now = self.now();
+        !spaced
+            && !self.shared.is_shutting_down()
+            && now < self.renew_at
+            && self.window_opens_at(now).is_none()
+    }
+
+    /// Claims up to `wanted` messages and renders them.
     async fn claim(&mut self, wanted: u32) -> Result<Claim, LaneError> {
+        match self.claim_messages(wanted).await? {
+            Claim::Messages(claimed) => Ok(Claim::Messages(self.render(claimed).await?)),
+            Claim::CapSpentUntil(until) => Ok(Claim::CapSpentUntil(until)),
+        }
+    }
+
+    /// Reserves from today's cap and claims up to that many messages, in one transaction.
+    async fn claim_messages(&self, wanted: u32) -> Result<Claim<Vec<Claimed>>, LaneError> {
         let now = self.now();
         let pacing = self.pacer.pacing();
         let day = local_day(now, self.tz);
@@ -229,8 +291,11 @@ impl Lane {
         Ok(Claim::Messages(claimed))
     }
 
-    async fn send(&mut self, batch: Vec<Claimed>, spaced: bool) -> Result<(), LaneError> {
-        let (prepared, mut outcomes) = self.render(batch).await?;
+    async fn send(&mut self, batch: Batch, spaced: bool) -> Result<(), LaneError> {
+        let Batch {
+            ready: prepared,
+            failed: mut outcomes,
+        } = batch;
         let started_at = self.now();
         if spaced {
             self.pacer.sent(&mut self.rng);
@@ -262,17 +327,29 @@ impl Lane {
             .buffer_unordered(self.shared.config.concurrency)
             .collect::<Vec<_>>();
         let previous = self.unrecorded.take();
-        let (results, recorded) = tokio::join!(sending, self.record_with_retries(previous));
-        recorded?;
+        let claim_ahead = self.may_claim_ahead(spaced);
+        let wanted = self.shared.config.batch_size;
+        // While the provider works, the database does too: the last batch is recorded and the
+        // next one claimed and rendered.
+        let database_work = async {
+            self.record_with_retries(previous).await?;
+            if claim_ahead {
+                self.claimed_ahead = Some(self.claim(wanted).await);
+            }
+            Ok::<(), StoreError>(())
+        };
+        let (results, recorded) = tokio::join!(sending, database_work);
         let now = self.now();
         for (id, attempts, result) in results {
             outcomes.push((id, self.outcome(result, attempts, now)));
         }
+        // Kept before an error returns, so that the lane's exit still records these sends.
         self.unrecorded = Some(Unrecorded {
             outcomes,
             started_at,
             finished_at: now,
         });
+        recorded?;
         if spaced {
             self.record_unrecorded().await?;
         }
@@ -361,10 +438,7 @@ impl Lane {
     }
 
     /// Renders a batch; messages that cannot be rendered fail with the reason.
-    async fn render(
-        &mut self,
-        batch: Vec<Claimed>,
-    ) -> Result<(Vec<Prepared>, Vec<(MessageId, Outcome)>), LaneError> {
+    async fn render(&mut self, batch: Vec<Claimed>) -> Result<Batch, LaneError> {
         let missing: HashSet<CampaignId> = batch
             .iter()
             .filter_map(|m| m.campaign_id)
@@ -419,7 +493,10 @@ impl Lane {
                 attempts: message.attempts,
             });
         }
-        Ok((prepared, failed))
+        Ok(Batch {
+            ready: prepared,
+            failed,
+        })
     }
 
     /// Renews the lease when due, and picks up changed sender settings then.
