@@ -94,6 +94,32 @@ async fn launch(db: &TestDb, ws: WorkspaceId, id: CampaignId) -> campaigns::Camp
     campaign
 }
 
+/// A new workspace's campaign to `recipients` new contacts, launched, and up to `limit` of its
+/// messages claimed by its sender.
+struct Claiming {
+    ws: WorkspaceId,
+    sender_id: SenderId,
+    campaign: CampaignId,
+    claimed: Vec<messages::Claimed>,
+}
+
+async fn launched_and_claimed(db: &TestDb, recipients: u32, limit: u32) -> Claiming {
+    let ws = workspace(db, "acme").await;
+    let sender_id = sender(db, ws).await;
+    for n in 0..recipients {
+        contact(db, ws, n, &[]).await;
+    }
+    let campaign = campaign(db, ws, sender_id, Audience::All).await;
+    launch(db, ws, campaign).await;
+    let claimed = claim(db, sender_id, now(), limit).await;
+    Claiming {
+        ws,
+        sender_id,
+        campaign,
+        claimed,
+    }
+}
+
 async fn stored_counters(db: &TestDb, ws: WorkspaceId, id: CampaignId) -> Counters {
     let mut conn = db.read().await.unwrap();
     campaigns::get(conn.conn(), ws, id)
@@ -1143,14 +1169,12 @@ async fn claims_take_single_messages_first_and_skip_paused_campaigns(db: TestDb)
 }
 
 async fn expired_claims_return_to_the_queue(db: TestDb) {
-    let ws = workspace(&db, "acme").await;
-    let sender_id = sender(&db, ws).await;
-    for n in 0..3 {
-        contact(&db, ws, n, &[]).await;
-    }
-    let id = campaign(&db, ws, sender_id, Audience::All).await;
-    launch(&db, ws, id).await;
-    let claimed = claim(&db, sender_id, now(), 10).await;
+    let Claiming {
+        ws,
+        sender_id,
+        campaign: id,
+        claimed,
+    } = launched_and_claimed(&db, 3, 10).await;
     assert_eq!(claimed.len(), 3);
 
     let mut conn = db.write().await.unwrap();
@@ -1442,14 +1466,12 @@ async fn counters_equal_the_messages_after_random_transitions(db: TestDb) {
 }
 
 async fn a_send_recorded_after_its_callback_keeps_what_the_callback_said(db: TestDb) {
-    let ws = workspace(&db, "acme").await;
-    let sender_id = sender(&db, ws).await;
-    for n in 0..3 {
-        contact(&db, ws, n, &[]).await;
-    }
-    let id = campaign(&db, ws, sender_id, Audience::All).await;
-    launch(&db, ws, id).await;
-    let claimed = claim(&db, sender_id, now(), 3).await;
+    let Claiming {
+        ws,
+        sender_id,
+        campaign: id,
+        claimed,
+    } = launched_and_claimed(&db, 3, 3).await;
     // The provider's "delivered" for the second message overtakes the lane's record of its send.
     let delivered_at = now() + Duration::seconds(1);
     let mut tx = db.begin().await.unwrap();
@@ -1503,15 +1525,13 @@ async fn a_send_recorded_after_its_callback_keeps_what_the_callback_said(db: Tes
 }
 
 async fn status_reports_find_messages_by_either_id(db: TestDb) {
-    let ws = workspace(&db, "acme").await;
-    let sender_id = sender(&db, ws).await;
+    let Claiming {
+        ws,
+        sender_id,
+        campaign: id,
+        claimed,
+    } = launched_and_claimed(&db, 2, 2).await;
     let other_sender = sender(&db, ws).await;
-    for n in 0..2 {
-        contact(&db, ws, n, &[]).await;
-    }
-    let id = campaign(&db, ws, sender_id, Audience::All).await;
-    launch(&db, ws, id).await;
-    let claimed = claim(&db, sender_id, now(), 2).await;
     record(
         &db,
         &[
