@@ -161,38 +161,39 @@ impl Lane {
 
     async fn send_while_there_is_work(&mut self) -> Result<(), LaneError> {
         loop {
-            let (claim, spaced) = match self.claimed_ahead.take() {
+            if let Some(ahead) = self.claimed_ahead.take() {
                 // Claimed while the last batch was sent, its gates passed then.
-                Some(ahead) => (ahead?, false),
-                None => {
-                    if self.shared.is_shutting_down() {
-                        return Ok(());
-                    }
-                    self.keep_lease().await?;
-                    let now = self.now();
-                    let spaced = spaces_sends(self.pacer.pacing());
-                    if spaced {
-                        // Paced sends are recorded one by one, before the lane waits for the next.
-                        self.record_unrecorded().await?;
-                    }
-                    if let Some(opens) = self.window_opens_at(now) {
-                        tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
-                        self.record_unrecorded().await?;
-                        self.wait_until(opens).await?;
-                        continue;
-                    }
-                    if spaced && let Some(at) = self.pacer.next_send_at() {
-                        self.wait_until(at).await?;
-                        continue;
-                    }
-                    let wanted = if spaced {
-                        1
-                    } else {
-                        self.shared.config.batch_size
-                    };
-                    (self.claim(wanted).await?, spaced)
+                if self.take_turn(ahead?, false).await? == AfterTurn::Exit {
+                    return Ok(());
                 }
+                continue;
+            }
+            if self.shared.is_shutting_down() {
+                return Ok(());
+            }
+            self.keep_lease().await?;
+            let now = self.now();
+            let spaced = spaces_sends(self.pacer.pacing());
+            if spaced {
+                // Paced sends are recorded one by one, before the lane waits for the next.
+                self.record_unrecorded().await?;
+            }
+            if let Some(opens) = self.window_opens_at(now) {
+                tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
+                self.record_unrecorded().await?;
+                self.wait_until(opens).await?;
+                continue;
+            }
+            if spaced && let Some(at) = self.pacer.next_send_at() {
+                self.wait_until(at).await?;
+                continue;
+            }
+            let wanted = if spaced {
+                1
+            } else {
+                self.shared.config.batch_size
             };
+            let claim = self.claim(wanted).await?;
             if self.take_turn(claim, spaced).await? == AfterTurn::Exit {
                 return Ok(());
             }
