@@ -339,13 +339,20 @@ pub async fn record_outcomes(
     outcomes: &[(MessageId, Outcome)],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let (sent, others): (Vec<_>, Vec<_>) = outcomes
-        .iter()
-        .partition(|(_, outcome)| matches!(outcome, Outcome::Sent { .. }));
-    if record_plain_sends(tx, &sent, now).await? {
-        return apply_changes(tx, &changes_of(others.iter().copied(), now), now).await;
+    let mut sends = Vec::with_capacity(outcomes.len());
+    let mut others = Vec::new();
+    for (id, outcome) in outcomes {
+        match outcome {
+            Outcome::Sent {
+                provider_message_id,
+            } => sends.push((*id, provider_message_id.clone())),
+            Outcome::Retry { .. } | Outcome::Failed { .. } => others.push((*id, outcome.clone())),
+        }
     }
-    apply_changes(tx, &changes_of(outcomes.iter(), now), now).await
+    if record_plain_sends(tx, &sends, now).await? {
+        return apply_changes(tx, &changes_of(&others, now), now).await;
+    }
+    apply_changes(tx, &changes_of(outcomes, now), now).await
 }
 
 /// The common case of [`record_outcomes`], without reading each message first: sends of
@@ -355,7 +362,7 @@ pub async fn record_outcomes(
 /// `UPDATE`s if it holds. Returns false, having written nothing, if any send is not that case.
 async fn record_plain_sends(
     tx: &mut Tx,
-    sent: &[&(MessageId, Outcome)],
+    sent: &[(MessageId, Option<String>)],
     now: DateTime<Utc>,
 ) -> Result<bool> {
     const JUST_CLAIMED: &str = "status = 'sending' AND sent_at IS NULL AND delivered_at IS NULL \
@@ -390,17 +397,11 @@ async fn record_plain_sends(
     }
     for chunk in sent.chunks(rows_per_statement(2)) {
         let mut update = SqlBuilder::new("WITH v (id, provider_message_id) AS (VALUES ");
-        for (index, (id, outcome)) in chunk.iter().enumerate() {
+        for (index, (id, provider_message_id)) in chunk.iter().enumerate() {
             if index > 0 {
                 update.push(", ");
             }
-            let provider_message_id = match outcome {
-                Outcome::Sent {
-                    provider_message_id,
-                } => provider_message_id.clone(),
-                Outcome::Retry { .. } | Outcome::Failed { .. } => None,
-            };
-            update.bind_list([Param::Id(id.0), Param::OptText(provider_message_id)]);
+            update.bind_list([Param::Id(id.0), Param::OptText(provider_message_id.clone())]);
         }
         update
             .push(
@@ -432,25 +433,32 @@ async fn record_plain_sends(
         .apply(Event::Sent { at: now })
         .map(|sent| Counters::change(&claimed, &sent))
         .unwrap_or_default();
-    for (campaign, n) in per_campaign {
-        if let Some(campaign) = campaign {
-            let change = each * n;
-            campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
-            if change.pending < 0 {
-                campaigns::complete_if_done(tx.conn(), campaign, now).await?;
-            }
-        }
-    }
+    let changes = per_campaign
+        .into_iter()
+        .filter_map(|(campaign, n)| Some((campaign?, each * n)));
+    move_counters(tx, changes, now).await?;
     Ok(true)
 }
 
-/// Outcomes as the changes [`apply_changes`] makes of them.
-fn changes_of<'o>(
-    outcomes: impl IntoIterator<Item = &'o (MessageId, Outcome)>,
+/// Adds each campaign's change to its counters, and completes those left with nothing to send.
+async fn move_counters(
+    tx: &mut Tx,
+    changes: impl IntoIterator<Item = (CampaignId, Counters)>,
     now: DateTime<Utc>,
-) -> Vec<Change> {
+) -> Result<()> {
+    for (campaign, change) in changes {
+        campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
+        if change.pending < 0 {
+            campaigns::complete_if_done(tx.conn(), campaign, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Outcomes as the changes [`apply_changes`] makes of them.
+fn changes_of(outcomes: &[(MessageId, Outcome)], now: DateTime<Utc>) -> Vec<Change> {
     outcomes
-        .into_iter()
+        .iter()
         .map(|(id, outcome)| match outcome {
             Outcome::Sent {
                 provider_message_id,
@@ -673,13 +681,7 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
     for chunk in writes.chunks(rows_per_statement(9)) {
         write_progress(tx.conn(), chunk, now).await?;
     }
-    for (campaign, change) in campaign_changes {
-        campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
-        if change.pending < 0 {
-            campaigns::complete_if_done(tx.conn(), campaign, now).await?;
-        }
-    }
-    Ok(())
+    move_counters(tx, campaign_changes, now).await
 }
 
 /// A message's new progress, and what else its change brought.
