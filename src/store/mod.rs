@@ -344,7 +344,130 @@ impl Conn<'_> {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Row;
+
     use super::*;
+
+    async fn in_memory() -> (Db, SqlitePool) {
+        let db = Db::connect("sqlite::memory:", &DbOptions::default())
+            .await
+            .expect("an in-memory database opens");
+        let Db::Sqlite { writer, .. } = &db else {
+            unreachable!("a sqlite: URL opens SQLite")
+        };
+        let writer = writer.clone();
+        (db, writer)
+    }
+
+    /// SQLite evaluates `x IN (more than two constants)` in a CHECK constraint by building a
+    /// temporary index of the constants for every row it writes. A message is written three
+    /// times on its way out (launch, claim, record), so its table must not have one.
+    #[tokio::test]
+    async fn writing_a_message_builds_no_temporary_index() {
+        let (db, writer) = in_memory().await;
+        db.migrate().await.expect("migrations run");
+        let statements = [
+            "INSERT INTO messages (id, workspace_id, sender_id, direction, phone, status, not_before,
+                                   created_at, updated_at)
+             VALUES (x'01', x'02', x'03', 'outbound', '+201000000000', 'pending', '', '', '')",
+            "UPDATE messages SET status = 'sent', sent_at = '' WHERE id = x'01'",
+        ];
+        for statement in statements {
+            let program = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
+                .fetch_all(&writer)
+                .await
+                .expect("the statement compiles");
+            let opcodes: Vec<String> = program
+                .iter()
+                .map(|instruction| instruction.get::<String, _>("opcode"))
+                .collect();
+            assert!(!opcodes.is_empty());
+            assert!(
+                !opcodes.iter().any(|opcode| opcode == "OpenEphemeral"),
+                "{statement} builds a temporary index per row: {opcodes:?}"
+            );
+        }
+    }
+
+    /// Migration 5 rebuilds `messages`: a database migrated before it keeps every message,
+    /// column for column, and the rebuilt table still refuses an unknown status.
+    #[tokio::test]
+    async fn rebuilding_the_messages_table_keeps_every_message() {
+        let (_db, writer) = in_memory().await;
+        let mut before_rebuild = migrator(&SQLITE_MIGRATOR);
+        before_rebuild.migrations = SQLITE_MIGRATOR
+            .migrations
+            .iter()
+            .filter(|migration| migration.version < 5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before_rebuild
+            .run(&writer)
+            .await
+            .expect("migrations 1 to 4 run");
+        sqlx::raw_sql(
+            "INSERT INTO workspaces (id, name, created_at) VALUES (x'01', 'w', 't');
+             INSERT INTO senders (id, workspace_id, name, provider, callback_secret, created_at, updated_at)
+             VALUES (x'02', x'01', 's', 'sandbox', 'secret', 't', 't');
+             INSERT INTO campaigns (id, workspace_id, name, sender_id, content, audience, created_at, updated_at)
+             VALUES (x'03', x'01', 'c', x'02', 'Hi', '{\"type\":\"all\"}', 't', 't');
+             INSERT INTO messages (id, workspace_id, campaign_id, sender_id, contact_id, direction, phone,
+                                   body, media_url, status, attempts, not_before, lease_expires_at,
+                                   provider_message_id, error, created_at, updated_at, sent_at,
+                                   delivered_at, read_at, failed_at)
+             VALUES (x'10', x'01', x'03', x'02', x'04', 'outbound', '+201000000001', NULL, 'https://m/1',
+                     'read', 1, 'nb', NULL, 'wamid.1', NULL, 'c', 'u', 's', 'd', 'r', NULL),
+                    (x'11', x'01', NULL, x'02', NULL, 'outbound', '+201000000002', 'Hello', NULL,
+                     'sending', 2, 'nb', 'lease', NULL, 'timeout', 'c', 'u', NULL, NULL, NULL, NULL);",
+        )
+        .execute(&writer)
+        .await
+        .expect("the rows go in");
+        let everything = "SELECT quote(id) || quote(workspace_id) || quote(campaign_id) || quote(sender_id)
+                                 || quote(contact_id) || direction || phone || quote(body) || quote(media_url)
+                                 || status || attempts || not_before || quote(lease_expires_at)
+                                 || quote(provider_message_id) || quote(error) || created_at || updated_at
+                                 || quote(sent_at) || quote(delivered_at) || quote(read_at) || quote(failed_at)
+                          FROM messages ORDER BY id";
+        let before: Vec<String> = sqlx::query_scalar(everything)
+            .fetch_all(&writer)
+            .await
+            .expect("messages read");
+
+        migrator(&SQLITE_MIGRATOR)
+            .run(&writer)
+            .await
+            .expect("the rebuild runs");
+
+        let after: Vec<String> = sqlx::query_scalar(everything)
+            .fetch_all(&writer)
+            .await
+            .expect("messages read");
+        assert_eq!(after, before);
+        assert_eq!(before.len(), 2);
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'messages'
+                                                 AND sql IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&writer)
+        .await
+        .expect("indexes read");
+        assert_eq!(
+            indexes,
+            [
+                "messages_campaign_status",
+                "messages_claim",
+                "messages_in_flight",
+                "messages_provider_id",
+                "messages_single_due"
+            ]
+        );
+        let unknown = sqlx::query("UPDATE messages SET status = 'lost' WHERE id = x'10'")
+            .execute(&writer)
+            .await;
+        assert!(unknown.is_err(), "an unknown status is refused");
+    }
 
     #[test]
     fn duplicates_name_what_exists_in_both_dialects() {
