@@ -8,7 +8,6 @@
 //! `query_as` with `FromRow`, and the tests run every function against both databases.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
@@ -122,53 +121,8 @@ pub enum Db {
         /// two the queue's poll was seen to miss due jobs (a connection still reading an old
         /// snapshot), and SQLite has one writer anyway.
         jobs: SqlitePool,
-        /// Copies the write-ahead log into the database while the writer goes on; `None` for
-        /// an in-memory database, which has no log.
-        checkpointer: Option<Arc<Checkpointer>>,
     },
     Postgres(PgPool),
-}
-
-/// Checkpoints a SQLite database's write-ahead log from a connection of its own, every
-/// [`Checkpointer::INTERVAL`]. Herald's connections never checkpoint on commit
-/// (`wal_autocheckpoint = 0`): otherwise the commit that takes the log past 1,000 pages copies
-/// all of it into the database before it returns, holding the only write lock — a
-/// million-recipient launch waited a second for its own commit. A passive checkpoint runs beside
-/// the writer and the readers without blocking either.
-#[derive(Debug)]
-pub struct Checkpointer {
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Checkpointer {
-    const INTERVAL: Duration = Duration::from_millis(100);
-
-    async fn start(connect: &SqliteConnectOptions) -> Result<Checkpointer> {
-        use sqlx::ConnectOptions;
-        let mut conn = connect.connect().await?;
-        let task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Self::INTERVAL);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                // Nothing to copy costs a look at the log's index; the log restarts from its
-                // beginning at the first write after a checkpoint that copied all of it.
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&mut conn)
-                    .await
-                {
-                    tracing::warn!(%error, "checkpointing the write-ahead log failed");
-                }
-            }
-        });
-        Ok(Checkpointer { task })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// Settings for [`Db::connect`].
@@ -222,8 +176,7 @@ impl Db {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000")
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("cache_size", "-32000");
         let in_memory = connect.get_filename().to_string_lossy() == ":memory:";
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -236,10 +189,8 @@ impl Db {
                 reader: writer.clone(),
                 jobs: writer.clone(),
                 writer,
-                checkpointer: None,
             });
         }
-        let checkpointer = Checkpointer::start(&connect).await?;
         let jobs = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
@@ -253,7 +204,6 @@ impl Db {
             reader,
             writer,
             jobs,
-            checkpointer: Some(Arc::new(checkpointer)),
         })
     }
 
@@ -312,11 +262,7 @@ impl Db {
                 reader,
                 writer,
                 jobs,
-                checkpointer,
             } => {
-                if let Some(checkpointer) = checkpointer {
-                    checkpointer.task.abort();
-                }
                 jobs.close().await;
                 reader.close().await;
                 writer.close().await;
@@ -441,43 +387,6 @@ mod tests {
                 "{statement} builds a temporary index per row: {opcodes:?}"
             );
         }
-    }
-
-    /// No commit copies the write-ahead log into the database (a commit that did would hold
-    /// the write lock while it copies); the checkpointer does, beside the writer.
-    #[tokio::test]
-    async fn the_log_is_checkpointed_in_the_background_not_by_commits() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("herald.db");
-        let db = Db::connect(
-            &format!("sqlite://{}", path.display()),
-            &DbOptions::default(),
-        )
-        .await
-        .expect("the database opens");
-        let mut writer = db.write().await.expect("the writer");
-        let Conn::Sqlite(writer_conn) = writer.conn() else {
-            unreachable!("a sqlite: URL opens SQLite")
-        };
-        let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-            .fetch_one(&mut *writer_conn)
-            .await
-            .expect("the setting reads");
-        assert_eq!(autocheckpoint, 0);
-        drop(writer);
-
-        db.migrate().await.expect("migrations run");
-        // Until a checkpoint, the schema's pages are in the log alone.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let page_size = 4096;
-        while std::fs::metadata(&path).map_or(0, |file| file.len()) < 20 * page_size {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the log was not checkpointed within 5 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        db.close().await;
     }
 
     /// Migration 5 rebuilds `messages`: a database migrated before it keeps every message,
