@@ -480,9 +480,12 @@ pub(crate) async fn materialize(
         .push(", ")
         .bind(Param::Time(now));
     // The id's counter: on SQLite the contact's rowid, which is unique and, in the audience's
-    // scan order (creation), ascending; ROW_NUMBER() there runs every row through a temporary
-    // table (a fifth of a million-recipient launch). PostgreSQL has no rowid and numbers rows
-    // cheaply.
+    // scan order (`contacts_workspace_created`: creation, then rowid), ascending; ROW_NUMBER()
+    // there runs every row through a temporary table (a fifth of a million-recipient launch).
+    // Read in another order, the ids would not ascend and a large launch would insert all over
+    // its b-trees (ten times slower, measured with a covering index ending in the contact id):
+    // `launch_materialises_ten_thousand_recipients_in_one_statement` checks the order.
+    // PostgreSQL has no rowid and numbers rows cheaply.
     let counter = match dialect {
         Dialect::Sqlite => "c.rowid",
         Dialect::Postgres => "ROW_NUMBER() OVER ()",
