@@ -422,16 +422,13 @@ async fn record_plain_sends(
             .await
             .map(drop))?;
     }
-    let claimed = Progress {
-        status: MessageStatus::Sending,
-        sent_at: None,
-        delivered_at: None,
-        read_at: None,
-        failed_at: None,
-    };
-    let each = claimed
-        .apply(Event::Sent { at: now })
-        .map(|sent| Counters::change(&claimed, &sent))
+    // Each send moves the counters as the domain says a just-claimed message's send does.
+    let each = Progress::pending()
+        .apply(Event::Claimed)
+        .and_then(|claimed| {
+            let sent = claimed.apply(Event::Sent { at: now })?;
+            Some(Counters::change(&claimed, &sent))
+        })
         .unwrap_or_default();
     let changes = per_campaign
         .into_iter()
