@@ -489,6 +489,16 @@ mod tests {
                 "messages_single_due"
             ]
         );
+        let table: String = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'messages'",
+        )
+        .fetch_one(&writer)
+        .await
+        .expect("the table's definition reads");
+        assert!(
+            table.contains("status = 'pending' OR") && !table.contains("status IN"),
+            "the rebuilt table checks its status with =s: {table}"
+        );
         let unknown = sqlx::query("UPDATE messages SET status = 'lost' WHERE id = x'10'")
             .execute(&writer)
             .await;
