@@ -4,12 +4,21 @@
 //! limit, shift interval, provider holds) — then, in one short transaction, reserves from the
 //! daily cap and claims exactly what it will send now. Claiming is the start of a send: it only
 //! takes messages of running campaigns, so a pause or cancel stops new sends at once. Then it
-//! renders, shows typing, sends (many in flight when nothing spaces the sends), and records the
-//! outcomes in one transaction. No transaction or pooled connection is held while it waits or
-//! sends.
+//! renders, shows typing, sends (many in flight when nothing spaces the sends), and records each
+//! outcome as it arrives: a recorder commits whatever has completed while the next sends are out,
+//! and a send's slot is given back only once its outcome is committed. So at any instant the sends
+//! that happened but are not recorded are at most the lane's concurrency, and that bounds what a
+//! `kill -9` can repeat (invariant 1). No transaction or pooled connection is held while it waits
+//! or sends.
+//!
+//! The lane is fenced by its lease: every claim checks, in its own transaction, that this process
+//! still holds the sender, every commit of outcomes renews the check, and a heartbeat renews the
+//! lease while a batch is out. A lane that has lost its lease starts no further send, gives back
+//! the messages it claimed and did not start, and stops.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +26,8 @@ use chrono_tz::Tz;
 use futures::StreamExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tracing::Instrument;
 
 use super::Shared;
 use super::pacing::{
@@ -43,7 +54,7 @@ pub enum LaneError {
     Provider(#[from] providers::ProviderConfigError),
 }
 
-/// Tries to record a batch's outcomes before the lane gives up (and the claims expire).
+/// Tries to record a group of outcomes before the lane gives up (and the claims expire).
 const RECORD_ATTEMPTS: u32 = 5;
 
 /// What a claim got: messages (claimed, then rendered into a [`Batch`]), or nothing for now.
@@ -72,19 +83,38 @@ enum AfterTurn {
     Exit,
 }
 
-/// Outcomes of sends that happened and are not recorded yet.
-struct Unrecorded {
-    outcomes: Vec<(MessageId, Outcome)>,
-    started_at: DateTime<Utc>,
-    finished_at: DateTime<Utc>,
-}
-
 struct Prepared {
     id: MessageId,
     to: String,
     body: String,
     media_url: Option<String>,
     attempts: i64,
+}
+
+/// One claimed message's end, as the recorder receives it.
+struct Completion {
+    id: MessageId,
+    end: End,
+    /// When its send started (the lane's last send time, for the gap after a restart).
+    started_at: DateTime<Utc>,
+    /// The send's slot: held until the outcome is committed, so unrecorded sends never exceed
+    /// the lane's concurrency.
+    throttled_until: Option<DateTime<Utc>>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+enum End {
+    /// The send happened (or failed); this is what to record.
+    Outcome(Outcome),
+    /// Never sent: the lane lost its lease before this message's turn.
+    Unsent,
+}
+
+/// What the recorder learnt while a batch was out.
+#[derive(Default)]
+struct Recorded {
+    /// The provider asked the whole sender to wait until then (HTTP 429).
+    hold_until: Option<DateTime<Utc>>,
 }
 
 pub(super) struct Lane {
@@ -97,9 +127,9 @@ pub(super) struct Lane {
     campaigns: CampaignCache,
     renew_at: DateTime<Utc>,
     idle_since: Option<DateTime<Utc>>,
-    /// The last batch's outcomes, recorded while the next batch is sent: the database and the
-    /// provider work at the same time instead of taking turns.
-    unrecorded: Option<Unrecorded>,
+    /// Messages claimed at once: the configured batch, or fewer when the provider's timeout
+    /// would let a batch outlive its claims (see [`batch_limit`]).
+    batch_size: u32,
     /// The next batch, claimed and rendered while the last one was sent. Its sends have
     /// started (a claim is the start of a send), so it is sent even when the lane stops.
     claimed_ahead: Option<Result<Claim, LaneError>>,
@@ -129,6 +159,7 @@ impl Lane {
         );
         let tz = sender.timezone.parse().unwrap_or(chrono_tz::UTC);
         let renew_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
+        let batch_size = batch_limit(&shared.config, provider.send_timeout());
         Ok(Self {
             shared,
             sender,
@@ -139,7 +170,7 @@ impl Lane {
             campaigns: CampaignCache::default(),
             renew_at,
             idle_since: None,
-            unrecorded: None,
+            batch_size,
             claimed_ahead: None,
         })
     }
@@ -152,11 +183,10 @@ impl Lane {
         self.shared.clock.now()
     }
 
-    /// Sends until there is nothing left (or shutdown), then records what it sent last.
+    /// Sends until there is nothing left, shutdown, or the lease is lost. Every send it made is
+    /// recorded before it returns.
     pub(super) async fn run(&mut self) -> Result<(), LaneError> {
-        let sent = self.send_while_there_is_work().await;
-        let recorded = self.record_unrecorded().await;
-        sent.and(recorded.map_err(LaneError::from))
+        self.send_while_there_is_work().await
     }
 
     async fn send_while_there_is_work(&mut self) -> Result<(), LaneError> {
@@ -174,13 +204,8 @@ impl Lane {
             self.keep_lease().await?;
             let now = self.now();
             let spaced = spaces_sends(self.pacer.pacing());
-            if spaced {
-                // Paced sends are recorded one by one, before the lane waits for the next.
-                self.record_unrecorded().await?;
-            }
             if let Some(opens) = self.window_opens_at(now) {
                 tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
-                self.record_unrecorded().await?;
                 self.wait_until(opens).await?;
                 continue;
             }
@@ -188,11 +213,7 @@ impl Lane {
                 self.wait_until(at).await?;
                 continue;
             }
-            let wanted = if spaced {
-                1
-            } else {
-                self.shared.config.batch_size
-            };
+            let wanted = if spaced { 1 } else { self.batch_size };
             let claim = self.claim(wanted).await?;
             if self.take_turn(claim, spaced).await? == AfterTurn::Exit {
                 return Ok(());
@@ -206,11 +227,9 @@ impl Lane {
         match claim {
             Claim::CapSpentUntil(until) => {
                 tracing::info!(sender_id = %self.sender.id, %until, "daily cap reached");
-                self.record_unrecorded().await?;
                 self.wait_until(until).await?;
             }
             Claim::Messages(batch) if batch.is_empty() => {
-                self.record_unrecorded().await?;
                 let idle_since = *self.idle_since.get_or_insert(now);
                 if now - idle_since >= to_chrono(self.shared.config.idle_exit) {
                     return Ok(AfterTurn::Exit);
@@ -264,6 +283,11 @@ impl Lane {
             .map(i64::from);
         let lease_until = now + to_chrono(self.shared.config.claim_lease);
         let mut tx = self.shared.db.begin().await?;
+        // The fence: a lane whose lease another process took claims nothing more.
+        if !store::lanes::holds(tx.conn(), self.sender.id, &self.shared.owner, now).await? {
+            tracing::warn!(sender_id = %self.sender.id, "lane lost its lease; it claims nothing more");
+            return Err(LaneError::LeaseLost);
+        }
         let granted = match cap {
             Some(_) => {
                 store::usage::reserve(
@@ -293,149 +317,64 @@ impl Lane {
     }
 
     async fn send(&mut self, batch: Batch, spaced: bool) -> Result<(), LaneError> {
-        let Batch {
-            ready: prepared,
-            failed: mut outcomes,
-        } = batch;
+        let Batch { ready, failed } = batch;
         let started_at = self.now();
         if spaced {
             self.pacer.sent(&mut self.rng);
-            if let Some(message) = prepared.first() {
+            if let Some(message) = ready.first() {
                 let delay = typing_delay(self.pacer.pacing(), message.body.chars().count());
                 if !delay.is_zero() {
                     if let Err(error) = self.provider.typing(&message.to).await {
                         tracing::debug!(%error, "typing indicator failed");
                     }
-                    tokio::time::sleep(delay).await;
+                    self.shared
+                        .clock
+                        .sleep_until(started_at + to_chrono(delay))
+                        .await;
                 }
             }
         }
-        let provider = self.provider.clone();
-        let sending = futures::stream::iter(prepared)
-            .map(|message| {
-                let provider = provider.clone();
-                async move {
-                    let outbound = Outbound {
-                        id: message.id,
-                        to: &message.to,
-                        body: &message.body,
-                        media_url: message.media_url.as_deref(),
-                    };
-                    let result = provider.send(&outbound).await;
-                    (message.id, message.attempts, result)
-                }
-            })
-            .buffer_unordered(self.shared.config.concurrency)
-            .collect::<Vec<_>>();
-        let previous = self.unrecorded.take();
+        let concurrency = self.shared.config.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let stop = Stop::default();
+        let (completed, completions) = mpsc::unbounded_channel();
+        for (id, outcome) in failed {
+            // Never sent: recorded with the first group, without taking a slot.
+            let _ = completed.send(Completion {
+                id,
+                end: End::Outcome(outcome),
+                started_at,
+                throttled_until: None,
+                _slot: None,
+            });
+        }
+        let shared = self.shared.clone();
+        let sending = send_all(
+            &shared,
+            self.provider.clone(),
+            ready,
+            &slots,
+            &stop,
+            completed,
+        );
+        let recording = record_as_completed(&shared, self.sender.id, completions, &stop);
         let claim_ahead = self.may_claim_ahead(spaced);
-        let wanted = self.shared.config.batch_size;
-        // While the provider works, the database does too: the last batch is recorded and the
-        // next one claimed and rendered.
-        let database_work = async {
-            self.record_with_retries(previous).await?;
+        let wanted = self.batch_size;
+        // While the provider works, the next batch is claimed and rendered.
+        let ahead = async {
             if claim_ahead {
                 self.claimed_ahead = Some(self.claim(wanted).await);
             }
-            Ok::<(), StoreError>(())
         };
-        let (results, recorded) = tokio::join!(sending, database_work);
-        let now = self.now();
-        for (id, attempts, result) in results {
-            outcomes.push((id, self.outcome(result, attempts, now)));
+        let ((), recorded, ()) = tokio::join!(sending, recording, ahead);
+        let recorded = recorded?;
+        if let Some(until) = recorded.hold_until {
+            self.pacer.hold_until(until);
         }
-        // Kept before an error returns, so that the lane's exit still records these sends.
-        self.unrecorded = Some(Unrecorded {
-            outcomes,
-            started_at,
-            finished_at: now,
-        });
-        recorded?;
-        if spaced {
-            self.record_unrecorded().await?;
+        if stop.lease_lost.load(Ordering::Acquire) {
+            return Err(LaneError::LeaseLost);
         }
         Ok(())
-    }
-
-    async fn record_unrecorded(&mut self) -> Result<(), StoreError> {
-        let unrecorded = self.unrecorded.take();
-        self.record_with_retries(unrecorded).await
-    }
-
-    /// These sends happened: a passing store error must not leave them claimed, to be sent
-    /// again when their lease runs out.
-    async fn record_with_retries(&self, unrecorded: Option<Unrecorded>) -> Result<(), StoreError> {
-        let Some(batch) = unrecorded else {
-            return Ok(());
-        };
-        let mut attempt = 0;
-        loop {
-            match self
-                .record(&batch.outcomes, batch.started_at, batch.finished_at)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(error) if attempt < RECORD_ATTEMPTS => {
-                    attempt += 1;
-                    tracing::warn!(sender_id = %self.sender.id, %error, attempt, "recording sends failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
-    async fn record(
-        &self,
-        outcomes: &[(MessageId, Outcome)],
-        started_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.shared.db.begin().await?;
-        store::messages::record_outcomes(&mut tx, outcomes, now).await?;
-        store::lanes::record_send(tx.conn(), self.sender.id, &self.shared.owner, started_at)
-            .await?;
-        tx.commit().await
-    }
-
-    fn outcome(
-        &mut self,
-        result: Result<providers::Accepted, SendError>,
-        attempts: i64,
-        now: DateTime<Utc>,
-    ) -> Outcome {
-        let error = match result {
-            Ok(accepted) => {
-                return Outcome::Sent {
-                    provider_message_id: accepted.provider_message_id,
-                };
-            }
-            Err(error) => error,
-        };
-        if let SendError::Retryable {
-            after,
-            throttled: true,
-            ..
-        } = &error
-        {
-            let hold = after.unwrap_or(Duration::from_secs(30));
-            self.pacer.hold_until(now + to_chrono(hold));
-            tracing::warn!(sender_id = %self.sender.id, ?hold, "provider throttled the sender");
-        }
-        match after_failure(
-            &error,
-            attempts,
-            self.shared.config.retry_base,
-            &mut self.rng,
-        ) {
-            Next::RetryIn(wait) => Outcome::Retry {
-                not_before: now + to_chrono(wait),
-                error: error.to_string(),
-            },
-            Next::GiveUp => Outcome::Failed {
-                error: error.to_string(),
-            },
-        }
     }
 
     /// Renders a batch; messages that cannot be rendered fail with the reason.
@@ -548,7 +487,7 @@ impl Lane {
                 .max(chrono::Duration::milliseconds(1));
             let mut shutdown = self.shared.shutdown.clone();
             tokio::select! {
-                () = tokio::time::sleep(step.to_std().unwrap_or(Duration::from_millis(1))) => {}
+                () = self.shared.clock.sleep_until(now + step) => {}
                 _ = shutdown.changed() => return Ok(()),
             }
             self.keep_lease().await?;
@@ -564,5 +503,270 @@ impl Lane {
         if let Err(error) = released.await {
             tracing::warn!(sender_id = %self.sender.id, %error, "could not release the lane's lease");
         }
+    }
+}
+
+/// Outcomes committed together at most: a group commit of what has completed.
+const GROUP: usize = 64;
+
+/// Messages claimed at once: `configured`, or fewer, so that a batch sent at the provider's
+/// slowest (every send taking its whole timeout, `concurrency` at a time) ends within a third of
+/// the claim lease. A batch claimed ahead waits for the one before it, so even it is sent well
+/// before its claims could expire and be sent again by another lane.
+pub(super) fn batch_limit(config: &super::EngineConfig, send_timeout: Duration) -> u32 {
+    let third = config.claim_lease / 3;
+    let slowest_send = send_timeout.max(Duration::from_millis(1));
+    // Whole rounds of `concurrency` sends: a round takes a full timeout however few it holds.
+    let rounds = u32::try_from(third.as_nanos() / slowest_send.as_nanos()).unwrap_or(u32::MAX);
+    let concurrency = u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX);
+    config
+        .batch_size
+        .min(rounds.saturating_mul(concurrency))
+        .max(1)
+}
+
+/// Whether the lane may still start sends, and why not.
+#[derive(Default)]
+struct Stop {
+    /// Another process holds the sender now.
+    lease_lost: AtomicBool,
+    /// Outcomes could not be recorded: sending more would only widen what a restart repeats.
+    store_failed: AtomicBool,
+}
+
+impl Stop {
+    fn sending_allowed(&self) -> bool {
+        !self.lease_lost.load(Ordering::Acquire) && !self.store_failed.load(Ordering::Acquire)
+    }
+}
+
+/// Sends `messages`, at most `concurrency` unrecorded at once: each send takes a slot that the
+/// recorder frees when its outcome is committed. A message whose turn comes after the lane was
+/// told to stop is handed back unsent.
+async fn send_all(
+    shared: &Shared,
+    provider: Arc<dyn Provider>,
+    messages: Vec<Prepared>,
+    slots: &Arc<Semaphore>,
+    stop: &Stop,
+    completed: mpsc::UnboundedSender<Completion>,
+) {
+    let concurrency = shared.config.concurrency.max(1);
+    futures::stream::iter(messages)
+        .for_each_concurrent(concurrency, |message| {
+            let provider = provider.clone();
+            let completed = completed.clone();
+            async move {
+                let slot = slots.clone().acquire_owned().await.ok();
+                let started_at = shared.clock.now();
+                let (end, throttled_until) = if stop.sending_allowed() {
+                    let outbound = Outbound {
+                        id: message.id,
+                        to: &message.to,
+                        body: &message.body,
+                        media_url: message.media_url.as_deref(),
+                    };
+                    let result = provider
+                        .send(&outbound)
+                        .instrument(tracing::debug_span!("send", message_id = %message.id))
+                        .await;
+                    let now = shared.clock.now();
+                    let (outcome, throttled_until) =
+                        outcome_of(result, message.attempts, now, shared.config.retry_base);
+                    (End::Outcome(outcome), throttled_until)
+                } else {
+                    (End::Unsent, None)
+                };
+                let _ = completed.send(Completion {
+                    id: message.id,
+                    end,
+                    started_at,
+                    throttled_until,
+                    _slot: slot,
+                });
+            }
+        })
+        .await;
+}
+
+/// What a send's result means for its message, and until when the provider asked the whole
+/// sender to wait (HTTP 429), if it did.
+fn outcome_of(
+    result: Result<providers::Accepted, SendError>,
+    attempts: i64,
+    now: DateTime<Utc>,
+    retry_base: Duration,
+) -> (Outcome, Option<DateTime<Utc>>) {
+    let error = match result {
+        Ok(accepted) => {
+            let sent = Outcome::Sent {
+                provider_message_id: accepted.provider_message_id,
+            };
+            return (sent, None);
+        }
+        Err(error) => error,
+    };
+    let throttled_until = match &error {
+        SendError::Retryable {
+            after,
+            throttled: true,
+            ..
+        } => Some(now + to_chrono(after.unwrap_or(Duration::from_secs(30)))),
+        _ => None,
+    };
+    let outcome = match after_failure(&error, attempts, retry_base, &mut rand::rng()) {
+        Next::RetryIn(wait) => Outcome::Retry {
+            not_before: now + to_chrono(wait),
+            error: error.to_string(),
+        },
+        Next::GiveUp => Outcome::Failed {
+            error: error.to_string(),
+        },
+    };
+    (outcome, throttled_until)
+}
+
+/// Records outcomes as they arrive: whatever has completed (up to [`GROUP`]) is committed in
+/// one transaction while the next sends are out, then those sends' slots are freed. Renews the
+/// lane's lease while the batch is out. Returns once every send of the batch is recorded.
+async fn record_as_completed(
+    shared: &Shared,
+    sender: SenderId,
+    mut completions: mpsc::UnboundedReceiver<Completion>,
+    stop: &Stop,
+) -> Result<Recorded, StoreError> {
+    let mut recorded = Recorded::default();
+    let mut heartbeat_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
+    let mut group = Vec::with_capacity(GROUP);
+    loop {
+        let first = tokio::select! {
+            completion = completions.recv() => completion,
+            () = shared.clock.sleep_until(heartbeat_at) => {
+                heartbeat(shared, sender, stop).await;
+                heartbeat_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
+                continue;
+            }
+        };
+        let Some(first) = first else {
+            return Ok(recorded);
+        };
+        group.push(first);
+        while group.len() < GROUP
+            && let Ok(more) = completions.try_recv()
+        {
+            group.push(more);
+        }
+        if let Err(error) = record_group(shared, sender, &group, stop).await {
+            stop.store_failed.store(true, Ordering::Release);
+            tracing::error!(sender_id = %sender, %error, unrecorded = group.len(), "sends could not be recorded; the lane stops sending");
+            return Err(error);
+        }
+        for completion in &group {
+            recorded.hold_until = recorded.hold_until.max(completion.throttled_until);
+        }
+        // Dropping the completions frees their slots for the next sends.
+        group.clear();
+    }
+}
+
+/// Renews the lane's lease while a batch is out; a lease another process took stops the lane.
+async fn heartbeat(shared: &Shared, sender: SenderId, stop: &Stop) {
+    let until = shared.clock.now() + to_chrono(shared.config.lease);
+    let renewed = async {
+        let mut conn = shared.db.write().await?;
+        store::lanes::renew(conn.conn(), sender, &shared.owner, until).await
+    };
+    match renewed.await {
+        Ok(true) => {}
+        Ok(false) => {
+            stop.lease_lost.store(true, Ordering::Release);
+            tracing::warn!(sender_id = %sender, "lane lost its lease mid-batch; it starts no further send");
+        }
+        // A passing error: the next heartbeat or commit tries again well within the lease.
+        Err(error) => tracing::warn!(sender_id = %sender, %error, "lease renewal failed"),
+    }
+}
+
+/// Commits one group of completions, trying again on a passing store error: these sends
+/// happened, and must not be left claimed, to be sent again when their claims expire.
+async fn record_group(
+    shared: &Shared,
+    sender: SenderId,
+    group: &[Completion],
+    stop: &Stop,
+) -> Result<(), StoreError> {
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut unsent = Vec::new();
+    let mut last_started = None;
+    for completion in group {
+        match &completion.end {
+            End::Outcome(outcome) => {
+                outcomes.push((completion.id, outcome.clone()));
+                last_started = last_started.max(Some(completion.started_at));
+            }
+            End::Unsent => unsent.push(completion.id),
+        }
+    }
+    let mut attempt = 0;
+    loop {
+        let now = shared.clock.now();
+        let committed = async {
+            let mut tx = shared.db.begin().await?;
+            // The lease row first, as a claim takes it first: on PostgreSQL the two lock the
+            // lease, the campaign and its messages in one order, so they cannot deadlock.
+            let still_held = match last_started {
+                Some(at) => store::lanes::record_send(tx.conn(), sender, &shared.owner, at).await?,
+                None => true,
+            };
+            store::messages::record_outcomes(&mut tx, &outcomes, now).await?;
+            store::messages::release_unsent(tx.conn(), &unsent, now).await?;
+            tx.commit().await?;
+            Ok::<bool, StoreError>(still_held)
+        };
+        match committed.await {
+            Ok(still_held) => {
+                if !still_held {
+                    // The sends happened all the same; they are recorded, and nothing more starts.
+                    stop.lease_lost.store(true, Ordering::Release);
+                    tracing::warn!(sender_id = %sender, recorded = outcomes.len(), "sends recorded after this lane lost its lease; it starts no further send");
+                }
+                if !unsent.is_empty() {
+                    tracing::info!(sender_id = %sender, released = unsent.len(), "claimed messages handed back unsent");
+                }
+                return Ok(());
+            }
+            Err(error) if attempt < RECORD_ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!(sender_id = %sender, %error, attempt, "recording sends failed; trying again");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+
+    #[test]
+    fn a_batch_sent_at_the_providers_slowest_ends_within_a_third_of_its_claims_lease() {
+        let config = EngineConfig::default();
+        // 120 s claims, 64 at once, 10 s timeouts: 256 messages take at most 40 s.
+        assert_eq!(batch_limit(&config, Duration::from_secs(10)), 256);
+        for timeout in [1, 10, 100, 1_000, 10_000, 60_000] {
+            let timeout = Duration::from_millis(timeout);
+            let batch = batch_limit(&config, timeout);
+            let rounds = batch.div_ceil(u32::try_from(config.concurrency).unwrap());
+            let slowest = timeout * rounds;
+            assert!(
+                batch == 1 || slowest <= config.claim_lease / 3,
+                "{batch} messages at {timeout:?} take {slowest:?}"
+            );
+        }
+        // A fast provider keeps the configured batch; an impossible one still sends one.
+        assert_eq!(batch_limit(&config, Duration::from_millis(1)), 1024);
+        assert_eq!(batch_limit(&config, Duration::from_secs(3600)), 1);
     }
 }

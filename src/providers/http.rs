@@ -79,11 +79,11 @@ impl HttpProvider {
             Some(Value::String(template)) => Some(compile_body_template(template)?),
             Some(_) => return Err(invalid("body_template", "must be a string")),
         };
-        let timeout = Duration::from_millis(
-            number(config, "timeout_ms")?
-                .map_or(10_000, |ms| ms as u64)
-                .max(1),
-        );
+        let timeout = number(config, "timeout_ms")?
+            .map_or(super::DEFAULT_SEND_TIMEOUT, |ms| {
+                Duration::from_millis(ms as u64)
+            })
+            .max(Duration::from_millis(1));
         Ok(Self {
             client: context.http.clone(),
             url,
@@ -137,6 +137,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 impl Provider for HttpProvider {
+    fn send_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn send<'a>(&'a self, message: &'a Outbound<'a>) -> BoxFuture<'a, Result<Accepted, SendError>> {
         Box::pin(async move {
             let body = self.body(message)?;

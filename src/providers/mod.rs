@@ -13,6 +13,9 @@ use crate::domain::ids::MessageId;
 pub mod http;
 pub mod sandbox;
 
+/// The send timeout of a provider that does not say its own.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One message to send.
@@ -59,6 +62,12 @@ impl SendError {
 
 pub trait Provider: Send + Sync {
     fn send<'a>(&'a self, message: &'a Outbound<'a>) -> BoxFuture<'a, Result<Accepted, SendError>>;
+
+    /// The longest one send can take before it is given up: lanes size their batches by it, so
+    /// that a batch is sent before its claims expire.
+    fn send_timeout(&self) -> Duration {
+        DEFAULT_SEND_TIMEOUT
+    }
 
     /// Shows "typing…" to `to`, where the provider has such an indicator.
     fn typing<'a>(&'a self, _to: &'a str) -> BoxFuture<'a, Result<(), SendError>> {

@@ -125,6 +125,10 @@ fn jitter(rng: &mut impl Rng, around: Duration) -> Duration {
 }
 
 impl Provider for Sandbox {
+    fn send_timeout(&self) -> Duration {
+        self.latency
+    }
+
     fn send<'a>(&'a self, message: &'a Outbound<'a>) -> BoxFuture<'a, Result<Accepted, SendError>> {
         Box::pin(async move {
             if !self.latency.is_zero() {

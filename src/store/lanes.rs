@@ -66,23 +66,50 @@ pub async fn release(
     Ok(())
 }
 
-/// Records when `owner`'s lane last started a send.
+/// Records when `owner`'s lane last started a send; `false` when the lease is no longer
+/// `owner`'s (the sends happened all the same, and the caller must stop).
 pub async fn record_send(
     conn: Conn<'_>,
     sender: SenderId,
     owner: &str,
     at: DateTime<Utc>,
-) -> Result<()> {
-    on_conn!(conn, c => sqlx::query(
+) -> Result<bool> {
+    let recorded = on_conn!(conn, c => sqlx::query(
         "UPDATE sender_lanes SET last_send_at = $3 WHERE sender_id = $1 AND owner = $2",
     )
     .bind(sender)
     .bind(owner)
     .bind(at)
     .execute(&mut *c)
-    .await
-    .map(drop))?;
-    Ok(())
+    .await?
+    .rows_affected());
+    Ok(recorded == 1)
+}
+
+/// Whether `owner` holds an unexpired lease of `sender`: the fence a claim passes in its own
+/// transaction. On PostgreSQL the lease row is share-locked, so a takeover waits for the claim
+/// to commit and a claim after the takeover sees it; SQLite's single writer gives that order.
+pub async fn holds(
+    conn: Conn<'_>,
+    sender: SenderId,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let lock = match conn.dialect() {
+        super::Dialect::Sqlite => "",
+        super::Dialect::Postgres => " FOR SHARE",
+    };
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT sender_id FROM sender_lanes
+         WHERE sender_id = $1 AND owner = $2 AND lease_expires_at > $3{lock}) held"
+    );
+    let held: i64 = on_conn!(conn, c => sqlx::query_scalar(super::sql::trusted(&sql))
+        .bind(sender)
+        .bind(owner)
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await?);
+    Ok(held > 0)
 }
 
 /// Senders with something to send: a running campaign with messages left, or a single message

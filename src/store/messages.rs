@@ -316,6 +316,31 @@ pub async fn requeue_expired(conn: Conn<'_>, now: DateTime<Utc>) -> Result<u64> 
     .rows_affected()))
 }
 
+/// Hands claimed messages that were never sent back to the queue (their lane lost its lease
+/// before their turn): pending again, the claim's attempt undone. A message that is no longer
+/// `sending` is left as it is. In flight counts as pending, so counters do not move.
+pub async fn release_unsent(conn: Conn<'_>, ids: &[MessageId], now: DateTime<Utc>) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut conn = conn;
+    for chunk in ids.chunks(rows_per_statement(1)) {
+        let mut update = SqlBuilder::new(
+            "UPDATE messages SET status = 'pending', attempts = attempts - 1,
+                                 lease_expires_at = NULL, updated_at = ",
+        );
+        update
+            .bind(Param::Time(now))
+            .push(" WHERE status = 'sending' AND id IN ")
+            .bind_list(chunk.iter().map(|id| Param::Id(id.0)));
+        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
+    }
+    Ok(())
+}
+
 /// What became of one send attempt.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
