@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::{self, EngineHandle};
-use crate::providers::EventSink;
 use crate::store::{Db, DbOptions};
 
 /// What every request handler shares.
@@ -19,8 +18,6 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
-    /// Where provider callbacks hand their events to the engine.
-    pub events: EventSink,
     /// Where launches and imports are queued.
     pub jobs: crate::engine::jobs::JobQueue,
     /// Each API key's request budget.
@@ -50,7 +47,6 @@ impl Application {
             db,
             config: Arc::new(config),
             clock,
-            events: engine.events(),
             jobs: engine.jobs(),
             api_limits: Arc::default(),
         };

@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use herald::domain::campaign::{Audience, CampaignStatus};
 use herald::domain::ids::{CampaignId, WorkspaceId};
+use herald::domain::message::MessageStatus;
 use herald::domain::pacing::Pacing;
 use herald::domain::phone::Phone;
+use herald::engine::callbacks::sign;
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields};
+use herald::store::messages::{self, Outcome};
 use herald::store::senders::{self, SenderFields};
 use herald::store::workspaces;
 use serde_json::json;
@@ -261,6 +264,146 @@ async fn a_killed_process_of_two_repeats_only_its_in_flight_sends(db: common::Te
     .await;
 }
 
+/// A `herald serve` listening on a port of its own, once it answers.
+async fn serve_api(database_url: &str) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .env("HERALD_DATABASE_URL", database_url)
+        .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HERALD_ENGINE_TICK_MS", "50")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn herald serve");
+    let server = Server(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/v1/health")).await.is_err() {
+        assert!(Instant::now() < deadline, "herald serve never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (server, base)
+}
+
+/// Invariant 7: a status report answered 2xx survives a `kill -9` that comes right after the
+/// answer, even when it overtook the record of the send it reports on.
+async fn a_callback_answered_2xx_survives_a_kill(db: common::TestDb) {
+    let now = Utc::now();
+    let mut tx = db.begin().await.unwrap();
+    let ws = workspaces::ensure(tx.conn(), "acme", now).await.unwrap().id;
+    contacts::insert_new_batch(
+        &mut tx,
+        ws,
+        &[ContactFields::new(Phone::from_trusted(
+            "+201000000001".into(),
+        ))],
+        now,
+    )
+    .await
+    .unwrap();
+    let config = json!({"url": "http://127.0.0.1:9/send"});
+    let fields = SenderFields {
+        name: "Gateway",
+        provider: "http",
+        provider_config: &config,
+        timezone: "UTC",
+        pacing: &Pacing::default(),
+        warmup_started_on: None,
+    };
+    let sender = senders::insert(&mut tx, ws, &fields, "whsec", now)
+        .await
+        .unwrap()
+        .id;
+    let campaign = campaigns::insert(
+        tx.conn(),
+        ws,
+        &CampaignFields {
+            name: "Callbacks".into(),
+            sender_id: sender,
+            template_id: None,
+            content: "Hi".into(),
+            media_url: None,
+            audience: Audience::All,
+            variables: BTreeMap::new(),
+        },
+        now,
+    )
+    .await
+    .unwrap()
+    .id;
+    campaigns::launch(&mut tx, ws, campaign, now).await.unwrap();
+    // Claimed by a lane (of a process that is not running): the send is out, its answer not
+    // recorded, so the provider's id is unknown to Herald.
+    let far = now + chrono::Duration::hours(1);
+    let claimed = messages::claim(&mut tx, sender, now, far, 1).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    let (first, base) = serve_api(&db.url).await;
+    let body = json!({"events": [{"type": "status", "message_id": "wamid.overtaking",
+                                  "status": "delivered", "at": now}]})
+    .to_string();
+    let timestamp = Utc::now().timestamp();
+    let answered = reqwest::Client::new()
+        .post(format!("{base}/v1/callbacks/{sender}"))
+        .header("X-Herald-Timestamp", timestamp.to_string())
+        .header(
+            "X-Herald-Signature",
+            sign("whsec", timestamp, body.as_bytes()),
+        )
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(
+        answered.json::<serde_json::Value>().await.unwrap()["deferred"],
+        1
+    );
+    first.kill();
+
+    // The send's answer is recorded afterwards, by whichever lane sent it.
+    let mut tx = db.begin().await.unwrap();
+    let sent = Outcome::Sent {
+        provider_message_id: Some("wamid.overtaking".into()),
+    };
+    messages::record_outcomes(&mut tx, &[(claimed[0].id, sent)], Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let (_second, _) = serve_api(&db.url).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut conn = db.read().await.unwrap();
+        let message = messages::get(conn.conn(), ws, claimed[0].id).await.unwrap();
+        if message.status == MessageStatus::Delivered {
+            let current = campaigns::get(conn.conn(), ws, campaign).await.unwrap();
+            assert_eq!(current.delivered_count, 1);
+            assert_eq!(
+                current.counters(),
+                campaigns::counted_from_messages(conn.conn(), campaign)
+                    .await
+                    .unwrap()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the report answered before the kill was lost: {:?}",
+            message.status
+        );
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// How many senders the process `pid` holds a lease of (a lease's owner is `"{pid}:{uuid}"`).
 async fn lanes_owned_by(url: &str, pid: u32) -> usize {
     use sqlx::Connection;
@@ -294,7 +437,10 @@ async fn keys(gateway: &MockServer) -> Vec<String> {
         .collect()
 }
 
-dialect_tests!(two_kills_repeat_at_most_what_was_in_flight_and_lose_nothing);
+dialect_tests!(
+    two_kills_repeat_at_most_what_was_in_flight_and_lose_nothing,
+    a_callback_answered_2xx_survives_a_kill,
+);
 
 /// Several processes share one database only on PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,7 +57,7 @@ impl Phone {
         let candidate = format!("+{international}");
         let parsed = phonenumber::parse(None, &candidate)
             .map_err(|error| PhoneError::Unparseable(error.to_string()))?;
-        if !phonenumber::is_valid(&parsed) {
+        if !has_a_possible_length(&parsed) {
             return Err(PhoneError::Invalid(candidate));
         }
         Ok(Self(
@@ -77,6 +77,39 @@ impl Phone {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// Whether the number's length is one its country's numbering plan gives numbers of (any kind:
+/// fixed line, mobile, toll free, …). Whether its range is assigned to a carrier yet is not asked
+/// (libphonenumber's `is_valid` does): `+1 555 …`, where WhatsApp's test numbers live, has a
+/// possible length and is accepted, as API.md says.
+fn has_a_possible_length(number: &phonenumber::PhoneNumber) -> bool {
+    let national = number.national().to_string();
+    let Ok(length) = u16::try_from(national.len()) else {
+        return false;
+    };
+    let plans = phonenumber::metadata::DATABASE
+        .by_code(&number.code().value())
+        .unwrap_or_default();
+    plans.iter().any(|plan| {
+        let kinds = plan.descriptors();
+        [
+            Some(kinds.general()),
+            kinds.fixed_line(),
+            kinds.mobile(),
+            kinds.toll_free(),
+            kinds.premium_rate(),
+            kinds.shared_cost(),
+            kinds.personal_number(),
+            kinds.voip(),
+            kinds.pager(),
+            kinds.uan(),
+            kinds.voicemail(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|kind| kind.possible_length().contains(&length))
+    })
 }
 
 impl fmt::Display for Phone {
@@ -130,6 +163,38 @@ mod tests {
             Phone::parse("447911123456").unwrap().as_str(),
             "+447911123456"
         );
+    }
+
+    #[test]
+    fn numbers_of_the_right_form_in_unassigned_ranges_are_accepted() {
+        // WhatsApp's test numbers and API.md's own examples.
+        assert_eq!(
+            Phone::parse("+1 555 123 4567").unwrap().as_str(),
+            "+15551234567"
+        );
+        assert_eq!(
+            Phone::parse("+15550001111").unwrap().as_str(),
+            "+15550001111"
+        );
+    }
+
+    #[test]
+    fn impossible_lengths_and_forms_are_refused() {
+        for impossible in [
+            "+1 555 123 456",      // nine digits where NANP has ten
+            "+1 555 123 45678",    // eleven
+            "+20 1012 34",         // too short for any Egyptian number
+            "+44 7911 1234 56789", // too long for the UK
+        ] {
+            assert!(
+                matches!(
+                    Phone::parse(impossible),
+                    Err(PhoneError::Invalid(_) | PhoneError::Unparseable(_))
+                ),
+                "{impossible}: {:?}",
+                Phone::parse(impossible)
+            );
+        }
     }
 
     #[test]

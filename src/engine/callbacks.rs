@@ -55,17 +55,11 @@ pub struct CallbackPayload {
 pub struct SenderEvents {
     pub sender: SenderId,
     pub events: Vec<CallbackEvent>,
-    /// How many times these events were already tried without finding their message.
-    pub attempt: u32,
 }
 
 impl SenderEvents {
     pub fn new(sender: SenderId, events: Vec<CallbackEvent>) -> Self {
-        Self {
-            sender,
-            events,
-            attempt: 0,
-        }
+        Self { sender, events }
     }
 }
 
@@ -142,12 +136,14 @@ impl StatusKind {
 pub struct Ingested {
     pub statuses_applied: usize,
     pub inbound_recorded: usize,
-    /// Status reports that named no message yet, to be tried again.
-    pub unmatched: Vec<CallbackEvent>,
+    /// Status reports that named no message yet: parked in the database, applied once the
+    /// send they report on is recorded.
+    pub deferred: usize,
 }
 
 /// Applies one sender's events in one transaction: statuses move messages forward (and their
-/// campaign's counters); inbound messages are recorded.
+/// campaign's counters), reports about sends not recorded yet are parked, inbound messages are
+/// recorded. When it returns, all of it is durable.
 pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store::Result<Ingested> {
     let mut reports = Vec::new();
     let mut inbound = Vec::new();
@@ -169,29 +165,16 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
         }
     }
     let mut tx = db.begin().await?;
-    let unmatched =
+    let parked =
         store::messages::record_status_reports(&mut tx, batch.sender, &reports, now).await?;
     for (from, body, at) in &inbound {
         store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now).await?;
     }
     tx.commit().await?;
-    let unmatched_references: std::collections::HashSet<&str> = unmatched
-        .iter()
-        .map(|report| report.reference.as_str())
-        .collect();
-    let unmatched: Vec<CallbackEvent> = batch
-        .events
-        .iter()
-        .filter(|event| {
-            matches!(event, CallbackEvent::Status { reference, .. }
-                if unmatched_references.contains(reference.as_str()))
-        })
-        .cloned()
-        .collect();
     Ok(Ingested {
-        statuses_applied: reports.len() - unmatched.len(),
+        statuses_applied: reports.len() - parked.len(),
         inbound_recorded: inbound.len(),
-        unmatched,
+        deferred: parked.len(),
     })
 }
 

@@ -94,7 +94,6 @@ pub struct EngineHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     worker: JoinHandle<()>,
-    events: crate::providers::EventSink,
     jobs: jobs::JobQueue,
 }
 
@@ -102,11 +101,6 @@ impl EngineHandle {
     /// The job queue, for scheduling launches.
     pub fn jobs(&self) -> jobs::JobQueue {
         self.jobs.clone()
-    }
-
-    /// Where providers and the callback endpoint hand in events.
-    pub fn events(&self) -> crate::providers::EventSink {
-        self.events.clone()
     }
 
     pub async fn shutdown(self) {
@@ -128,12 +122,12 @@ pub async fn start(
 ) -> Result<EngineHandle, jobs::JobError> {
     let queue = jobs::JobQueue::open(&db).await?;
     let (stop, shutdown) = watch::channel(false);
-    let (events, received) = mpsc::unbounded_channel();
+    let (events, received) = mpsc::channel(EVENTS_QUEUED);
     let owner = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
     let shared = Arc::new(Shared {
         db,
         clock,
-        providers: ProviderContext::new(http, events.clone(), None),
+        providers: ProviderContext::new(http, events, None),
         config,
         owner,
         shutdown,
@@ -144,7 +138,6 @@ pub async fn start(
         stop,
         task,
         worker,
-        events,
         jobs: queue,
     })
 }
@@ -174,9 +167,10 @@ pub async fn schedule_campaign(
     Ok(scheduled)
 }
 
-async fn run(shared: Arc<Shared>, events: mpsc::UnboundedReceiver<callbacks::SenderEvents>) {
+async fn run(shared: Arc<Shared>, events: mpsc::Receiver<callbacks::SenderEvents>) {
     tracing::info!(owner = %shared.owner, "engine started");
-    let ingesting = tokio::spawn(ingest_events(shared.clone(), events));
+    let (drain, drained) = tokio::sync::oneshot::channel();
+    let ingesting = tokio::spawn(ingest_events(shared.clone(), events, drained));
     let mut lanes: HashMap<SenderId, JoinHandle<()>> = HashMap::new();
     let mut shutdown = shared.shutdown.clone();
     let mut next_requeue = shared.clock.now();
@@ -193,7 +187,11 @@ async fn run(shared: Arc<Shared>, events: mpsc::UnboundedReceiver<callbacks::Sen
     for (_, lane) in lanes {
         let _ = lane.await;
     }
-    ingesting.abort();
+    // The lanes' last sends may have queued reports: they are applied before the engine stops.
+    let _ = drain.send(());
+    if let Err(error) = ingesting.await {
+        tracing::error!(%error, "event ingestion failed");
+    }
     tracing::info!("engine stopped");
 }
 
@@ -213,6 +211,7 @@ async fn tick(
         }
         *next_requeue = now + pacing::to_chrono(shared.config.requeue_every);
     }
+    apply_parked_reports(shared, now).await?;
     if now >= *next_sweep {
         launch_due(shared).await?;
         let purged = {
@@ -289,69 +288,83 @@ async fn run_lane(
     lane.release().await;
 }
 
-/// Tries for a report whose message is not known yet, a second apart, then more: long enough
-/// for a lane to record the provider's answer that the report overtook.
-const UNMATCHED_ATTEMPTS: u32 = 5;
+/// Events a provider may queue before it waits for ingestion to catch up.
+const EVENTS_QUEUED: usize = 4096;
+/// Events applied together in one transaction at most.
+const EVENTS_PER_TRANSACTION: usize = 512;
+/// How long a parked report waits for the send it names before it is dropped.
+const PARKED_REPORTS_KEPT: chrono::Duration = chrono::Duration::hours(24);
 
-/// Applies events from providers, batching what arrives together per sender. Reports naming no
-/// message yet go round again after a delay.
+/// Applies parked status reports whose sends are now recorded. An idle database costs one read.
+async fn apply_parked_reports(
+    shared: &Shared,
+    now: chrono::DateTime<chrono::Utc>,
+) -> store::Result<()> {
+    let any = {
+        let mut conn = shared.db.read().await?;
+        store::messages::has_parked_reports(conn.conn()).await?
+    };
+    if !any {
+        return Ok(());
+    }
+    let mut tx = shared.db.begin().await?;
+    let swept = store::messages::apply_parked_reports(&mut tx, now, PARKED_REPORTS_KEPT).await?;
+    tx.commit().await?;
+    if swept.applied > 0 {
+        tracing::debug!(applied = swept.applied, "parked status reports applied");
+    }
+    if swept.expired > 0 {
+        tracing::warn!(
+            dropped = swept.expired,
+            "status reports that never found their message dropped"
+        );
+    }
+    Ok(())
+}
+
+/// Applies events from providers, batching what arrives together per sender. When `drain`
+/// fires, takes what is still queued and stops.
 async fn ingest_events(
     shared: Arc<Shared>,
-    mut events: mpsc::UnboundedReceiver<callbacks::SenderEvents>,
+    mut events: mpsc::Receiver<callbacks::SenderEvents>,
+    drain: tokio::sync::oneshot::Receiver<()>,
 ) {
-    const BATCH: usize = 512;
-    while let Some(first) = events.recv().await {
-        let mut by_sender: HashMap<(SenderId, u32), Vec<callbacks::CallbackEvent>> = HashMap::new();
+    let mut drain = std::pin::pin!(drain);
+    let mut draining = false;
+    loop {
+        let first = if draining {
+            events.recv().await
+        } else {
+            tokio::select! {
+                first = events.recv() => first,
+                _ = &mut drain => {
+                    // Nothing new is taken in; what is queued is still applied.
+                    events.close();
+                    draining = true;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { return };
+        let mut by_sender: HashMap<SenderId, Vec<callbacks::CallbackEvent>> = HashMap::new();
         by_sender
-            .entry((first.sender, first.attempt))
+            .entry(first.sender)
             .or_default()
             .extend(first.events);
         let mut taken = 1;
-        while taken < BATCH {
+        while taken < EVENTS_PER_TRANSACTION {
             let Ok(more) = events.try_recv() else { break };
             by_sender
-                .entry((more.sender, more.attempt))
+                .entry(more.sender)
                 .or_default()
                 .extend(more.events);
             taken += 1;
         }
-        for ((sender, attempt), events) in by_sender {
-            let batch = callbacks::SenderEvents {
-                sender,
-                events,
-                attempt,
-            };
-            match callbacks::ingest(&shared.db, &batch, shared.clock.now()).await {
-                Ok(ingested) if !ingested.unmatched.is_empty() => {
-                    retry_unmatched(&shared, sender, ingested.unmatched, attempt + 1);
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::error!(sender_id = %sender, %error, "provider events could not be applied")
-                }
+        for (sender, events) in by_sender {
+            let batch = callbacks::SenderEvents { sender, events };
+            if let Err(error) = callbacks::ingest(&shared.db, &batch, shared.clock.now()).await {
+                tracing::error!(sender_id = %sender, %error, "provider events could not be applied");
             }
         }
     }
-}
-
-/// Hands reports that matched no message back to the ingestion queue after a delay.
-pub(crate) fn retry_unmatched(
-    shared: &Shared,
-    sender: SenderId,
-    events: Vec<callbacks::CallbackEvent>,
-    attempt: u32,
-) {
-    if attempt >= UNMATCHED_ATTEMPTS {
-        tracing::warn!(sender_id = %sender, count = events.len(), "status reports for unknown messages dropped");
-        return;
-    }
-    let queue = shared.providers.events.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-        let _ = queue.send(callbacks::SenderEvents {
-            sender,
-            events,
-            attempt,
-        });
-    });
 }

@@ -26,7 +26,7 @@ struct Received {
     applied: usize,
     /// Inbound messages recorded.
     inbound: usize,
-    /// Reports about messages whose send is not recorded yet; the engine retries them.
+    /// Reports about messages whose send is not recorded yet: kept, and applied once it is.
     deferred: usize,
 }
 
@@ -80,17 +80,12 @@ async fn receive(
         }
     })?;
     let batch = SenderEvents::new(sender.id, payload.events);
+    // Durable before the answer (invariant 7): a report that overtook the record of its send is
+    // parked in the same transaction.
     let ingested = callbacks::ingest(&state.db, &batch, now).await?;
-    let deferred = ingested.unmatched.len();
-    if deferred > 0 {
-        // A report can overtake the record of the send it reports on: the engine tries again.
-        let mut later = SenderEvents::new(sender.id, ingested.unmatched);
-        later.attempt = 1;
-        let _ = state.events.send(later);
-    }
     Ok(Json(Received {
         applied: ingested.statuses_applied,
         inbound: ingested.inbound_recorded,
-        deferred,
+        deferred: ingested.deferred,
     }))
 }

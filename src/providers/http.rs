@@ -199,7 +199,7 @@ mod tests {
     use crate::domain::ids::MessageId;
 
     fn provider(config: Value) -> Result<HttpProvider, ProviderConfigError> {
-        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let (events, _) = tokio::sync::mpsc::channel(1);
         HttpProvider::from_config(
             &config,
             &ProviderContext::new(reqwest::Client::new(), events, None),

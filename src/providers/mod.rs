@@ -87,8 +87,9 @@ pub enum ProviderConfigError {
 }
 
 /// Where providers report delivery and read events they learn of themselves (the sandbox);
-/// real providers report through the callback endpoint, which feeds the same path.
-pub type EventSink = tokio::sync::mpsc::UnboundedSender<crate::engine::callbacks::SenderEvents>;
+/// real providers report through the callback endpoint, which takes the same ingestion path.
+/// Bounded: a provider that reports faster than the database takes it waits.
+pub type EventSink = tokio::sync::mpsc::Sender<crate::engine::callbacks::SenderEvents>;
 
 /// Builds the provider a sender's settings describe.
 pub fn build(
@@ -105,7 +106,7 @@ pub fn build(
 
 /// Checks a sender's provider settings without keeping the provider.
 pub fn validate(provider: &str, config: &Value) -> Result<(), ProviderConfigError> {
-    let (events, _) = tokio::sync::mpsc::unbounded_channel();
+    let (events, _) = tokio::sync::mpsc::channel(1);
     build(
         provider,
         config,

@@ -74,46 +74,50 @@ impl Sandbox {
     }
 
     /// Decides now what will become of an accepted message, and reports it when it happens,
-    /// naming it by Herald's id.
-    fn report_later(&self, message: MessageId) {
-        let reference = message.to_string();
+    /// naming it by Herald's id. Reports due at once are handed in before the send returns
+    /// (waiting for room when ingestion is behind); later ones from a task of their own.
+    async fn report(&self, message: MessageId) {
         let Some(sender) = self.sender else { return };
-        let mut rng = rand::rng();
-        if !rng.random_bool(self.deliver_rate) {
-            return;
-        }
-        let read = rng.random_bool(self.read_rate);
-        let deliver_in = jitter(&mut rng, self.deliver_after);
-        let read_in = deliver_in + jitter(&mut rng, self.read_after);
-        let events = self.events.clone();
-        let emit = move |kind: StatusKind| {
-            let at = chrono::Utc::now();
-            let _ = events.send(SenderEvents::new(
-                sender,
-                vec![CallbackEvent::Status {
-                    reference: reference.clone(),
-                    kind,
-                    at,
-                    error: None,
-                }],
-            ));
-        };
-        if deliver_in.is_zero() && read_in.is_zero() {
-            emit(StatusKind::Delivered);
-            if read {
-                emit(StatusKind::Read);
+        let (read, deliver_in, read_in) = {
+            let mut rng = rand::rng();
+            if !rng.random_bool(self.deliver_rate) {
+                return;
             }
-            return;
-        }
-        tokio::spawn(async move {
+            let read = rng.random_bool(self.read_rate);
+            let deliver_in = jitter(&mut rng, self.deliver_after);
+            (
+                read,
+                deliver_in,
+                deliver_in + jitter(&mut rng, self.read_after),
+            )
+        };
+        let events = self.events.clone();
+        let reference = message.to_string();
+        let reports = async move {
             tokio::time::sleep(deliver_in).await;
-            emit(StatusKind::Delivered);
+            emit(&events, sender, &reference, StatusKind::Delivered).await;
             if read {
                 tokio::time::sleep(read_in - deliver_in).await;
-                emit(StatusKind::Read);
+                emit(&events, sender, &reference, StatusKind::Read).await;
             }
-        });
+        };
+        if deliver_in.is_zero() && read_in.is_zero() {
+            reports.await;
+        } else {
+            tokio::spawn(reports);
+        }
     }
+}
+
+async fn emit(events: &EventSink, sender: SenderId, reference: &str, kind: StatusKind) {
+    let report = CallbackEvent::Status {
+        reference: reference.to_owned(),
+        kind,
+        at: chrono::Utc::now(),
+        error: None,
+    };
+    // Closed only when the engine has stopped: nothing is left to report to.
+    let _ = events.send(SenderEvents::new(sender, vec![report])).await;
 }
 
 /// Between half and one and a half of `around`: simulated networks are not metronomes.
@@ -150,7 +154,7 @@ impl Provider for Sandbox {
                 return Err(SendError::retryable("sandbox: simulated timeout"));
             }
             let provider_id = format!("sbx-{}", message.id.0.simple());
-            self.report_later(message.id);
+            self.report(message.id).await;
             Ok(Accepted {
                 provider_message_id: Some(provider_id),
             })
@@ -164,8 +168,8 @@ mod tests {
 
     use super::*;
 
-    fn sandbox(config: Value) -> (Sandbox, tokio::sync::mpsc::UnboundedReceiver<SenderEvents>) {
-        let (events, received) = tokio::sync::mpsc::unbounded_channel();
+    fn sandbox(config: Value) -> (Sandbox, tokio::sync::mpsc::Receiver<SenderEvents>) {
+        let (events, received) = tokio::sync::mpsc::channel(64);
         let context =
             ProviderContext::new(reqwest::Client::new(), events, Some(SenderId::generate()));
         (Sandbox::from_config(&config, &context).unwrap(), received)
@@ -223,7 +227,7 @@ mod tests {
 
     #[test]
     fn rates_are_fractions() {
-        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let (events, _) = tokio::sync::mpsc::channel(1);
         let context = ProviderContext::new(reqwest::Client::new(), events, None);
         assert!(Sandbox::from_config(&json!({"read_rate": 1.5}), &context).is_err());
         assert!(Sandbox::from_config(&json!("fast"), &context).is_err());

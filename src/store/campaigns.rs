@@ -539,22 +539,24 @@ fn push_message_id(builder: &mut SqlBuilder, dialect: Dialect, prefix: Param) {
     }
 }
 
-/// Adds `change` to a campaign's counters.
+/// Adds `change` to a campaign's counters; returns its pending count after (`None` when
+/// nothing changed).
 pub(crate) async fn add_to_counters(
     conn: Conn<'_>,
     id: CampaignId,
     change: &Counters,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Option<i64>> {
     if change.is_zero() {
-        return Ok(());
+        return Ok(None);
     }
-    on_conn!(conn, c => sqlx::query(
+    let pending = on_conn!(conn, c => sqlx::query_scalar(
         "UPDATE campaigns SET total_count = total_count + $2, pending_count = pending_count + $3,
                               sent_count = sent_count + $4, delivered_count = delivered_count + $5,
                               read_count = read_count + $6, failed_count = failed_count + $7,
                               skipped_count = skipped_count + $8, updated_at = $9
-         WHERE id = $1",
+         WHERE id = $1
+         RETURNING pending_count",
     )
     .bind(id)
     .bind(change.total)
@@ -565,9 +567,9 @@ pub(crate) async fn add_to_counters(
     .bind(change.failed)
     .bind(change.skipped)
     .bind(now)
-    .execute(&mut *c)
-    .await.map(drop))?;
-    Ok(())
+    .fetch_optional(&mut *c)
+    .await?);
+    Ok(pending)
 }
 
 #[derive(FromRow)]

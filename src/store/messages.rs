@@ -364,62 +364,46 @@ pub async fn record_outcomes(
     outcomes: &[(MessageId, Outcome)],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let mut sends = Vec::with_capacity(outcomes.len());
-    let mut others = Vec::new();
-    for (id, outcome) in outcomes {
-        match outcome {
+    let sends: Vec<(MessageId, Option<String>)> = outcomes
+        .iter()
+        .filter_map(|(id, outcome)| match outcome {
             Outcome::Sent {
                 provider_message_id,
-            } => sends.push((*id, provider_message_id.clone())),
-            Outcome::Retry { .. } | Outcome::Failed { .. } => others.push((*id, outcome.clone())),
-        }
+            } => Some((*id, provider_message_id.clone())),
+            Outcome::Retry { .. } | Outcome::Failed { .. } => None,
+        })
+        .collect();
+    let recorded = record_plain_sends(tx, &sends, now).await?;
+    if recorded.len() == outcomes.len() {
+        return Ok(());
     }
-    if record_plain_sends(tx, &sends, now).await? {
-        return apply_changes(tx, &changes_of(&others, now), now).await;
-    }
-    apply_changes(tx, &changes_of(outcomes, now), now).await
+    // Everything the fast path did not take: failures, and sends of messages that moved on.
+    let mut plain = recorded;
+    let rest: Vec<(MessageId, Outcome)> = outcomes
+        .iter()
+        .filter(|(id, outcome)| !(matches!(outcome, Outcome::Sent { .. }) && plain.remove(id)))
+        .cloned()
+        .collect();
+    apply_changes(tx, &changes_of(&rest, now), now).await
 }
 
 /// The common case of [`record_outcomes`], without reading each message first: sends of
 /// messages still `sending` just as they were claimed (no callback has overtaken them), which
-/// all move the counters alike. Checks that case with one aggregate read — rows locked on
-/// PostgreSQL, as SQLite's single writer keeps them still — and records the sends with guarded
-/// `UPDATE`s if it holds. Returns false, having written nothing, if any send is not that case.
+/// all move the counters alike. One guarded `UPDATE … RETURNING` records them (PostgreSQL locks
+/// each row it updates; SQLite's single writer keeps them still) and says which they were; the
+/// caller takes the rest through the general path.
 async fn record_plain_sends(
     tx: &mut Tx,
     sent: &[(MessageId, Option<String>)],
     now: DateTime<Utc>,
-) -> Result<bool> {
+) -> Result<std::collections::HashSet<MessageId>> {
     const JUST_CLAIMED: &str = "status = 'sending' AND sent_at IS NULL AND delivered_at IS NULL \
                                 AND read_at IS NULL AND failed_at IS NULL";
+    let mut recorded = std::collections::HashSet::with_capacity(sent.len());
     if sent.is_empty() {
-        return Ok(true);
+        return Ok(recorded);
     }
-    let lock = match tx.conn().dialect() {
-        Dialect::Sqlite => "",
-        Dialect::Postgres => " FOR UPDATE",
-    };
     let mut per_campaign: HashMap<Option<CampaignId>, i64> = HashMap::new();
-    for chunk in sent.chunks(rows_per_statement(1)) {
-        let mut count = SqlBuilder::new(
-            "SELECT campaign_id, COUNT(*) FROM (SELECT campaign_id FROM messages WHERE id IN ",
-        );
-        count
-            .bind_list(chunk.iter().map(|(id, _)| Param::Id(id.0)))
-            .push(&format!(
-                " AND {JUST_CLAIMED}{lock}) claimed GROUP BY campaign_id"
-            ));
-        let counts: Vec<(Option<CampaignId>, i64)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&count, &*c)), &count.params)
-            .fetch_all(&mut *c)
-            .await?);
-        for (campaign, n) in counts {
-            *per_campaign.entry(campaign).or_default() += n;
-        }
-    }
-    // Fewer than the sends (a message moved on, or named twice): the general path decides.
-    if per_campaign.values().sum::<i64>() != sent.len() as i64 {
-        return Ok(false);
-    }
     for chunk in sent.chunks(rows_per_statement(2)) {
         let mut update = SqlBuilder::new("WITH v (id, provider_message_id) AS (VALUES ");
         for (index, (id, provider_message_id)) in chunk.iter().enumerate() {
@@ -440,12 +424,17 @@ async fn record_plain_sends(
             )
             .bind(Param::Time(now))
             .push(&format!(
-                " FROM v WHERE messages.id = v.id AND messages.{JUST_CLAIMED}"
+                " FROM v WHERE messages.id = v.id AND messages.{JUST_CLAIMED}
+                 RETURNING messages.id, messages.campaign_id"
             ));
-        on_conn!(tx.conn(), c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
-            .execute(&mut *c)
-            .await
-            .map(drop))?;
+        let rows: Vec<(MessageId, Option<CampaignId>)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&update, &*c)), &update.params)
+            .fetch_all(&mut *c)
+            .await?);
+        for (id, campaign) in rows {
+            if recorded.insert(id) {
+                *per_campaign.entry(campaign).or_default() += 1;
+            }
+        }
     }
     // Each send moves the counters as the domain says a just-claimed message's send does.
     let each = Progress::pending()
@@ -459,7 +448,7 @@ async fn record_plain_sends(
         .into_iter()
         .filter_map(|(campaign, n)| Some((campaign?, each * n)));
     move_counters(tx, changes, now).await?;
-    Ok(true)
+    Ok(recorded)
 }
 
 /// Adds each campaign's change to its counters, and completes those left with nothing to send.
@@ -469,8 +458,8 @@ async fn move_counters(
     now: DateTime<Utc>,
 ) -> Result<()> {
     for (campaign, change) in changes {
-        campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
-        if change.pending < 0 {
+        let pending = campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
+        if change.pending < 0 && pending == Some(0) {
             campaigns::complete_if_done(tx.conn(), campaign, now).await?;
         }
     }
@@ -517,9 +506,10 @@ pub struct StatusReport {
     pub error: Option<String>,
 }
 
-/// Applies provider status reports for `sender`'s messages. Returns the reports that name no
-/// message of the sender: a provider's callback can overtake the record of its own answer, so
-/// the caller may try those again shortly.
+/// Applies provider status reports for `sender`'s messages. A report that names no message of
+/// the sender yet — a provider's callback can overtake the record of its own answer — is parked
+/// in the same transaction and applied by [`apply_parked_reports`] once the send is recorded.
+/// Returns the parked reports.
 pub async fn record_status_reports(
     tx: &mut Tx,
     sender: SenderId,
@@ -547,7 +537,137 @@ pub async fn record_status_reports(
         }
     }
     apply_changes(tx, &changes, now).await?;
+    park_reports(tx.conn(), sender, &unmatched, now).await?;
     Ok(unmatched)
+}
+
+/// A report's event as it is parked: its kind and instant.
+fn parked_kind(event: Event) -> Option<(&'static str, DateTime<Utc>)> {
+    match event {
+        Event::Sent { at } => Some(("sent", at)),
+        Event::Delivered { at } => Some(("delivered", at)),
+        Event::Read { at } => Some(("read", at)),
+        Event::Failed { at } => Some(("failed", at)),
+        Event::Claimed | Event::Retry | Event::Skipped => None,
+    }
+}
+
+fn parked_event(kind: &str, at: DateTime<Utc>) -> Result<Event> {
+    match kind {
+        "sent" => Ok(Event::Sent { at }),
+        "delivered" => Ok(Event::Delivered { at }),
+        "read" => Ok(Event::Read { at }),
+        "failed" => Ok(Event::Failed { at }),
+        other => Err(StoreError::Corrupt(format!(
+            "parked report of kind '{other}'"
+        ))),
+    }
+}
+
+async fn park_reports(
+    mut conn: Conn<'_>,
+    sender: SenderId,
+    reports: &[StatusReport],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for report in reports {
+        let Some((kind, at)) = parked_kind(report.event) else {
+            continue;
+        };
+        on_conn!(conn.reborrow(), c => sqlx::query(
+            "INSERT INTO parked_reports (id, sender_id, reference, kind, at, error, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(sender)
+        .bind(&report.reference)
+        .bind(kind)
+        .bind(at)
+        .bind(report.error.as_deref())
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map(drop))?;
+    }
+    Ok(())
+}
+
+/// Whether any report is parked: a cheap read, so that an idle sweep takes no write lock.
+pub async fn has_parked_reports(conn: Conn<'_>) -> Result<bool> {
+    let any: i64 = on_conn!(conn, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM parked_reports LIMIT 1) parked",
+    )
+    .fetch_one(&mut *c)
+    .await?);
+    Ok(any > 0)
+}
+
+#[derive(FromRow)]
+struct ParkedMatch {
+    parked_id: uuid::Uuid,
+    message_id: MessageId,
+    kind: String,
+    at: DateTime<Utc>,
+    error: Option<String>,
+}
+
+/// What a sweep of parked reports did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParkedSweep {
+    /// Reports whose message's send is now recorded, applied.
+    pub applied: u64,
+    /// Reports older than the retention that never found their message, dropped.
+    pub expired: u64,
+}
+
+/// Applies parked reports whose message now carries the provider's id (its send was recorded),
+/// in order of arrival, and drops those that found no message within `keep`.
+pub async fn apply_parked_reports(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    keep: chrono::Duration,
+) -> Result<ParkedSweep> {
+    const SWEEP: i64 = 1000;
+    let matched: Vec<ParkedMatch> = on_conn!(tx.conn(), c => sqlx::query_as(
+        "SELECT p.id AS parked_id, m.id AS message_id, p.kind, p.at, p.error
+         FROM parked_reports p
+         JOIN messages m ON m.provider_message_id = p.reference AND m.sender_id = p.sender_id
+         ORDER BY p.id LIMIT $1",
+    )
+    .bind(SWEEP)
+    .fetch_all(&mut *c)
+    .await?);
+    let mut changes = Vec::with_capacity(matched.len());
+    for parked in &matched {
+        changes.push(Change {
+            id: parked.message_id,
+            event: parked_event(&parked.kind, parked.at)?,
+            provider_message_id: None,
+            error: parked.error.clone(),
+            not_before: None,
+        });
+    }
+    apply_changes(tx, &changes, now).await?;
+    let ids: Vec<uuid::Uuid> = matched.iter().map(|parked| parked.parked_id).collect();
+    for chunk in ids.chunks(rows_per_statement(1)) {
+        let mut delete = SqlBuilder::new("DELETE FROM parked_reports WHERE id IN ");
+        delete.bind_list(chunk.iter().map(|id| Param::Id(*id)));
+        on_conn!(tx.conn(), c => bind_params!(sqlx::query(super::sql::built(&delete, &*c)), &delete.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
+    }
+    let expired = on_conn!(tx.conn(), c => sqlx::query(
+        "DELETE FROM parked_reports WHERE received_at < $1",
+    )
+    .bind(now - keep)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(ParkedSweep {
+        applied: matched.len() as u64,
+        expired,
+    })
 }
 
 /// Finds `sender`'s messages named by Herald's id or the provider's, a few hundred per query:

@@ -115,7 +115,31 @@ async fn an_import_spanning_many_batches_writes_every_row_once(db: TestDb) {
     api.stop().await;
 }
 
+/// The API and imports share one phone rule: an impossible length is refused, a number of the
+/// right form in an unassigned range (API.md's own `+1 555 …` examples) is accepted.
+async fn imports_and_the_api_take_the_same_phones(db: TestDb) {
+    let api = Api::start(db).await;
+    api.post("/v1/contacts", json!({"phone": "+15551234567"}))
+        .await
+        .expect(201);
+    api.post("/v1/contacts", json!({"phone": "+1 555 123 456"}))
+        .await
+        .expect_error(422, "validation_failed");
+    let done = import(
+        &api,
+        "phone,name\n+1 555 765 4321,Test\n+1 555 765 432,Short\n",
+    )
+    .await;
+    assert_eq!(
+        (done["created"].as_i64(), done["failed"].as_i64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    assert_eq!(done["errors"][0]["line"], 3, "{done}");
+}
+
 dialect_tests!(
+    imports_and_the_api_take_the_same_phones,
     csv_imports_create_update_and_report_bad_rows,
     an_import_spanning_many_batches_writes_every_row_once,
 );
