@@ -12,8 +12,8 @@
 //! or sends.
 //!
 //! The lane is fenced by its lease: every claim checks, in its own transaction, that this process
-//! still holds the sender, every commit of outcomes renews the check, and a heartbeat renews the
-//! lease while a batch is out. A lane that has lost its lease starts no further send, gives back
+//! still holds the sender, and while a batch is out a heartbeat renews the lease at least every
+//! second (paced sends check it with each record). A lane that has lost its lease starts no further send, gives back
 //! the messages it claimed and did not start, and stops.
 
 use std::collections::HashSet;
@@ -357,7 +357,7 @@ impl Lane {
             &stop,
             completed,
         );
-        let recording = record_as_completed(&shared, self.sender.id, completions, &stop);
+        let recording = record_as_completed(&shared, self.sender.id, completions, &stop, spaced);
         let claim_ahead = self.may_claim_ahead(spaced);
         let wanted = self.batch_size;
         // While the provider works, the next batch is claimed and rendered.
@@ -634,16 +634,20 @@ async fn record_as_completed(
     sender: SenderId,
     mut completions: mpsc::UnboundedReceiver<Completion>,
     stop: &Stop,
+    spaced: bool,
 ) -> Result<Recorded, StoreError> {
     let mut recorded = Recorded::default();
-    let mut heartbeat_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
+    let every = to_chrono(heartbeat_every(&shared.config));
+    let mut heartbeat_at = shared.clock.now() + every;
+    let mut sleep = shared.clock.sleep_until(heartbeat_at);
     let mut group = Vec::with_capacity(GROUP);
     loop {
         let first = tokio::select! {
             completion = completions.recv() => completion,
-            () = shared.clock.sleep_until(heartbeat_at) => {
+            () = &mut sleep => {
                 heartbeat(shared, sender, stop).await;
-                heartbeat_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
+                heartbeat_at = shared.clock.now() + every;
+                sleep = shared.clock.sleep_until(heartbeat_at);
                 continue;
             }
         };
@@ -656,7 +660,7 @@ async fn record_as_completed(
         {
             group.push(more);
         }
-        if let Err(error) = record_group(shared, sender, &group, stop).await {
+        if let Err(error) = record_group(shared, sender, &group, stop, spaced).await {
             stop.store_failed.store(true, Ordering::Release);
             tracing::error!(sender_id = %sender, %error, unrecorded = group.len(), "sends could not be recorded; the lane stops sending");
             return Err(error);
@@ -667,6 +671,12 @@ async fn record_as_completed(
         // Dropping the completions frees their slots for the next sends.
         group.clear();
     }
+}
+
+/// How often a lane renews its lease while a batch is out: often enough that a lane whose lease
+/// was taken (its process stalled past the lease) stops within a second of resuming.
+fn heartbeat_every(config: &super::EngineConfig) -> Duration {
+    (config.lease / 3).min(Duration::from_secs(1))
 }
 
 /// Renews the lane's lease while a batch is out; a lease another process took stops the lane.
@@ -694,6 +704,7 @@ async fn record_group(
     sender: SenderId,
     group: &[Completion],
     stop: &Stop,
+    spaced: bool,
 ) -> Result<(), StoreError> {
     let mut outcomes = Vec::with_capacity(group.len());
     let mut unsent = Vec::new();
@@ -712,11 +723,15 @@ async fn record_group(
         let now = shared.clock.now();
         let committed = async {
             let mut tx = shared.db.begin().await?;
-            // The lease row first, as a claim takes it first: on PostgreSQL the two lock the
+            // A paced sender's last send is what its next gap counts from, across restarts; an
+            // unpaced one's is not worth a write per group (the heartbeat checks its lease). The
+            // lease row comes first, as a claim takes it first: on PostgreSQL the two lock the
             // lease, the campaign and its messages in one order, so they cannot deadlock.
             let still_held = match last_started {
-                Some(at) => store::lanes::record_send(tx.conn(), sender, &shared.owner, at).await?,
-                None => true,
+                Some(at) if spaced => {
+                    store::lanes::record_send(tx.conn(), sender, &shared.owner, at).await?
+                }
+                _ => true,
             };
             store::messages::record_outcomes(&mut tx, &outcomes, now).await?;
             store::messages::release_unsent(tx.conn(), &unsent, now).await?;
