@@ -928,7 +928,103 @@ async fn a_stopping_engine_sends_and_records_all_it_claimed(db: TestDb) {
     scenario.stop().await;
 }
 
+/// Another process takes the sender's lease mid-campaign (as it would once this one stalled
+/// past its lease): the lane claims nothing more, records what it sent, hands back what it
+/// claimed and did not send, and nothing is left in flight.
+async fn a_lane_whose_lease_is_taken_claims_nothing_more(db: TestDb) {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(20)))
+        .mount(&gateway)
+        .await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 400).await;
+    let mut tx = scenario.db.begin().await.unwrap();
+    campaigns::launch(&mut tx, scenario.ws, scenario.campaign, Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    scenario
+        .start_engine(EngineConfig {
+            // Heartbeats every 200 ms.
+            lease: Duration::from_millis(600),
+            ..fast()
+        })
+        .await;
+    scenario.wait_until_sent(40).await;
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        let taken = herald::store::lanes::acquire(
+            conn.conn(),
+            scenario.sender,
+            "another-process",
+            Utc::now() + chrono::Duration::hours(1),
+            Utc::now() + chrono::Duration::hours(2),
+        )
+        .await
+        .unwrap();
+        assert!(taken.is_some(), "the takeover");
+    }
+    // The lane notices at its next claim or heartbeat, and settles.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = scenario.started().await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(scenario.started().await, settled, "nothing claimed after");
+    let messages = scenario.messages().await;
+    assert!(
+        messages.iter().all(|m| m.status != MessageStatus::Sending),
+        "nothing left in flight: unsent claims were handed back"
+    );
+    let sent = messages
+        .iter()
+        .filter(|m| m.status == MessageStatus::Sent)
+        .count();
+    assert!(sent < 400, "stopped mid-campaign");
+    assert_eq!(requests(&gateway).await.len(), sent, "every send recorded");
+    assert_eq!(scenario.campaign().await.counters(), scenario.truth().await);
+    scenario.stop().await;
+}
+
+/// Two engines (two processes) on one database and one paced sender: only one lane sends at a
+/// time, so the sender's gap holds between every two sends, whoever made them.
+async fn two_engines_never_send_for_one_sender_at_once(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let gap = Pacing {
+        shift_min_ms: Some(40),
+        shift_max_ms: Some(40),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, gap, 12).await;
+    scenario.launch().await;
+    let second = engine::start(
+        scenario.db.db.clone(),
+        Arc::new(SystemClock),
+        reqwest::Client::new(),
+        fast(),
+    )
+    .await
+    .unwrap();
+    scenario.wait_for_status(CampaignStatus::Completed).await;
+    second.shutdown().await;
+    let mut sent_at: Vec<_> = scenario
+        .messages()
+        .await
+        .iter()
+        .map(|m| m.sent_at.unwrap())
+        .collect();
+    sent_at.sort();
+    assert_eq!(requests(&gateway).await.len(), 12, "each once");
+    for pair in sent_at.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= chrono::Duration::milliseconds(35),
+            "two lanes sent at once: {pair:?}"
+        );
+    }
+    scenario.stop().await;
+}
+
 dialect_tests!(
+    a_lane_whose_lease_is_taken_claims_nothing_more,
+    two_engines_never_send_for_one_sender_at_once,
     a_stopping_engine_sends_and_records_all_it_claimed,
     typing_delays_each_send_by_its_length,
     a_pause_under_load_stops_every_new_send,

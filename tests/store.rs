@@ -1683,7 +1683,39 @@ async fn daily_usage_never_exceeds_the_cap(db: TestDb) {
     );
 }
 
+/// Lanes of several processes reserve from one sender's cap at once: together they never get
+/// more than the cap (PostgreSQL runs these truly concurrently; SQLite's writer serialises them).
+async fn concurrent_reservations_never_exceed_the_cap(db: TestDb) {
+    let ws = workspace(&db, "acme").await;
+    let sender_id = sender(&db, ws).await;
+    let day = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+    let reservations = (0..16).map(|_| {
+        let db = db.db.clone();
+        tokio::spawn(async move {
+            let mut tx = db.begin().await.unwrap();
+            let granted = usage::reserve(&mut tx, ws, sender_id, day, 7, Some(50))
+                .await
+                .unwrap();
+            // Hold the transaction a moment, as a claim does, so that others pile up behind it.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            tx.commit().await.unwrap();
+            granted
+        })
+    });
+    let mut granted = 0;
+    for reservation in reservations.collect::<Vec<_>>() {
+        granted += reservation.await.unwrap();
+    }
+    assert_eq!(granted, 50, "the whole cap and not one more");
+    let mut conn = db.read().await.unwrap();
+    assert_eq!(
+        usage::sent_on(conn.conn(), sender_id, day).await.unwrap(),
+        50
+    );
+}
+
 dialect_tests!(
+    concurrent_reservations_never_exceed_the_cap,
     contacts_are_unique_by_phone_within_a_workspace,
     contacts_are_filtered_searched_and_paged,
     contact_updates_rewrite_tags,
