@@ -1,5 +1,7 @@
 //! The `herald` command line: thin clap subcommands over the library.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -8,7 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{Application, open_database};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use chrono::{DateTime, Utc};
+
 use crate::domain::auth::{Ability, NewToken};
+use crate::domain::ids::ApiKeyId;
 use crate::store::{self, Db};
 
 #[derive(Debug, Parser)]
@@ -44,6 +49,17 @@ pub enum Command {
 pub enum ApiKeyCommand {
     /// Create a key; its token is printed once, alone on the last line.
     Create(CreateKey),
+    /// List keys (never their tokens): id, workspace, name, abilities, state.
+    List {
+        /// Only this workspace's keys.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Revoke a key: refused from its very next request, in every process.
+    Revoke {
+        /// The key's id, as `api-key list` shows it.
+        id: ApiKeyId,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +76,9 @@ pub struct CreateKey {
     /// Requests per minute for this key (default: the server's setting).
     #[arg(long)]
     pub rate_per_minute: Option<u32>,
+    /// When the key stops working, in RFC 3339 (e.g. 2027-01-31T00:00:00Z); never by default.
+    #[arg(long)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -87,7 +106,78 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::ApiKey(ApiKeyCommand::List { workspace }) => {
+            let db = open_database(&config).await?;
+            let listed = list_api_keys(&db, &SystemClock, workspace.as_deref()).await;
+            db.close().await;
+            for line in listed? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
+            let db = open_database(&config).await?;
+            let revoked = async {
+                let mut conn = db.write().await?;
+                store::api_keys::revoke(conn.conn(), id, SystemClock.now()).await
+            }
+            .await;
+            db.close().await;
+            if !revoked? {
+                bail!("no active API key has the id {id}");
+            }
+            println!("Revoked API key {id}.");
+            Ok(())
+        }
     }
+}
+
+/// One line per key, tab-separated under a header: id, workspace, name, abilities, created,
+/// and its state (`active`, `expires <time>`, `expired <time>`, `revoked <time>`).
+pub async fn list_api_keys(
+    db: &Db,
+    clock: &dyn Clock,
+    workspace: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let mut conn = db.read().await?;
+    let workspace_id = match workspace {
+        Some(name) => Some(
+            store::workspaces::find_by_name(conn.conn(), name.trim())
+                .await?
+                .with_context(|| format!("no workspace is called '{name}'"))?
+                .id,
+        ),
+        None => None,
+    };
+    let keys = store::api_keys::list(conn.conn(), workspace_id).await?;
+    let now = clock.now();
+    let mut names = HashMap::new();
+    let mut lines = vec!["id\tworkspace\tname\tabilities\tcreated\tstate".to_owned()];
+    for key in keys {
+        if let Entry::Vacant(slot) = names.entry(key.workspace_id) {
+            slot.insert(
+                store::workspaces::get(conn.conn(), key.workspace_id)
+                    .await?
+                    .name,
+            );
+        }
+        let abilities: Vec<&str> = key.abilities.0.iter().map(|a| a.as_str()).collect();
+        let state = match (key.revoked_at, key.expires_at) {
+            (Some(at), _) => format!("revoked {}", at.to_rfc3339()),
+            (None, Some(at)) if at <= now => format!("expired {}", at.to_rfc3339()),
+            (None, Some(at)) => format!("active, expires {}", at.to_rfc3339()),
+            (None, None) => "active".to_owned(),
+        };
+        lines.push(format!(
+            "{}\t{}\t{}\t{}\t{}\t{state}",
+            key.id,
+            names[&key.workspace_id],
+            key.name,
+            abilities.join(","),
+            key.created_at.to_rfc3339(),
+        ));
+    }
+    Ok(lines)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -115,6 +205,11 @@ pub async fn create_api_key(
         bail!("--abilities must name at least one ability");
     }
     let now = clock.now();
+    if let Some(at) = args.expires_at
+        && at <= now
+    {
+        bail!("--expires-at must be in the future");
+    }
     let minted = NewToken::generate();
     let mut tx = db.begin().await?;
     let workspace = store::workspaces::ensure(tx.conn(), workspace_name, now).await?;
@@ -125,6 +220,7 @@ pub async fn create_api_key(
         secret_digest: &minted.secret_digest,
         abilities: &abilities,
         rate_per_minute: args.rate_per_minute,
+        expires_at: args.expires_at,
     };
     store::api_keys::insert(tx.conn(), &key, now).await?;
     tx.commit().await.context("cannot save the API key")?;

@@ -138,6 +138,65 @@ fn api_key_create_prints_the_token_alone_on_its_last_line() {
 }
 
 #[test]
+fn api_keys_are_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = herald(dir.path()).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    run(&["api-key", "create", "--name", "ops", "--workspace", "acme"]);
+    run(&[
+        "api-key",
+        "create",
+        "--name",
+        "temp",
+        "--workspace",
+        "other",
+        "--expires-at",
+        "2999-01-01T00:00:00Z",
+    ]);
+    let listed = run(&["api-key", "list"]);
+    assert_eq!(
+        listed.lines().count(),
+        3,
+        "a header and two keys:\n{listed}"
+    );
+    assert!(!listed.contains("hrl_"), "never a token:\n{listed}");
+    let temp = listed.lines().find(|l| l.contains("\ttemp\t")).unwrap();
+    assert!(temp.contains("active, expires 2999-01-01"), "{temp}");
+    let id = temp.split('\t').next().unwrap().to_owned();
+
+    let acme_only = run(&["api-key", "list", "--workspace", "acme"]);
+    assert_eq!(acme_only.lines().count(), 2, "{acme_only}");
+
+    run(&["api-key", "revoke", &id]);
+    let listed = run(&["api-key", "list", "--workspace", "other"]);
+    assert!(listed.contains("revoked "), "{listed}");
+    let again = herald(dir.path())
+        .args(["api-key", "revoke", &id])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a key is revoked once");
+    let past = herald(dir.path())
+        .args([
+            "api-key",
+            "create",
+            "--name",
+            "x",
+            "--expires-at",
+            "2000-01-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&past.stderr).contains("must be in the future"));
+}
+
+#[test]
 fn demo_sends_a_campaign_and_prints_correct_stats() {
     let dir = tempfile::tempdir().unwrap();
     let stats = last_json_line(dir.path(), &["demo", "--contacts", "25"]);

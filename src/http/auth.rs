@@ -185,7 +185,7 @@ async fn identify(
     let presented = PresentedToken::parse(token).ok_or(ApiError::Unauthenticated)?;
     let key = {
         let mut conn = state.db.read().await?;
-        store::api_keys::find_active(conn.conn(), presented.key_id).await?
+        store::api_keys::find_active(conn.conn(), presented.key_id, state.clock.now()).await?
     };
     match key {
         Some(key) if presented.matches(&key.secret_digest) => Ok(key),

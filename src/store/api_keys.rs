@@ -17,6 +17,8 @@ pub struct ApiKey {
     pub abilities: Json<Vec<Ability>>,
     pub rate_per_minute: Option<i64>,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 pub struct NewApiKey<'a> {
@@ -26,12 +28,14 @@ pub struct NewApiKey<'a> {
     pub secret_digest: &'a str,
     pub abilities: &'a [Ability],
     pub rate_per_minute: Option<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(conn: Conn<'_>, key: &NewApiKey<'_>, now: DateTime<Utc>) -> Result<()> {
     on_conn!(conn, c => sqlx::query(
-        "INSERT INTO api_keys (id, workspace_id, name, secret_digest, abilities, rate_per_minute, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_keys (id, workspace_id, name, secret_digest, abilities, rate_per_minute,
+                               created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(key.id)
     .bind(key.workspace_id)
@@ -40,22 +44,45 @@ pub async fn insert(conn: Conn<'_>, key: &NewApiKey<'_>, now: DateTime<Utc>) -> 
     .bind(Json(key.abilities))
     .bind(key.rate_per_minute.map(i64::from))
     .bind(now)
+    .bind(key.expires_at)
     .execute(&mut *c)
     .await.map(drop))?;
     Ok(())
 }
 
-/// The key a token names, unless it was revoked.
-pub async fn find_active(conn: Conn<'_>, id: ApiKeyId) -> Result<Option<ApiKey>> {
-    on_conn!(conn, c => Ok(sqlx::query_as(
-        "SELECT id, workspace_id, name, secret_digest, abilities, rate_per_minute, created_at
-         FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
-    )
+const COLUMNS: &str = "id, workspace_id, name, secret_digest, abilities, rate_per_minute, \
+                       created_at, expires_at, revoked_at";
+
+/// The key a token names, unless it was revoked or has expired at `now`. Read from the database
+/// on every request, so a revocation holds from the very next request, in every process.
+pub async fn find_active(
+    conn: Conn<'_>,
+    id: ApiKeyId,
+    now: DateTime<Utc>,
+) -> Result<Option<ApiKey>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys
+         WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+    );
+    on_conn!(conn, c => Ok(sqlx::query_as(super::sql::trusted(&sql))
     .bind(id)
+    .bind(now)
     .fetch_optional(&mut *c)
     .await?))
 }
 
+/// Every key, or a workspace's, oldest first, with its workspace's name.
+pub async fn list(conn: Conn<'_>, workspace: Option<WorkspaceId>) -> Result<Vec<ApiKey>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE $1 IS NULL OR workspace_id = $1 ORDER BY created_at, id"
+    );
+    on_conn!(conn, c => Ok(sqlx::query_as(super::sql::trusted(&sql))
+    .bind(workspace)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+/// Revokes a key; `false` when there is no such key or it was already revoked.
 pub async fn revoke(conn: Conn<'_>, id: ApiKeyId, now: DateTime<Utc>) -> Result<bool> {
     let done = on_conn!(conn, c => sqlx::query(
         "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",

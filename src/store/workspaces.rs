@@ -39,3 +39,11 @@ pub async fn get(conn: Conn<'_>, id: WorkspaceId) -> Result<Workspace> {
         .fetch_one(&mut *c)
         .await?))
 }
+
+/// The workspace called `name`, if there is one.
+pub async fn find_by_name(conn: Conn<'_>, name: &str) -> Result<Option<Workspace>> {
+    on_conn!(conn, c => Ok(sqlx::query_as("SELECT id, name, created_at FROM workspaces WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?))
+}

@@ -31,6 +31,69 @@ async fn requests_without_a_valid_token_are_refused(db: TestDb) {
     api.stop().await;
 }
 
+/// A revoked or expired key is refused on its very next request: keys are read from the
+/// database on every request, with no cache that could outlive a revocation.
+async fn revoked_and_expired_keys_are_refused_at_once(db: TestDb) {
+    use chrono::Utc;
+    use herald::cli::{CreateKey, create_api_key};
+    use herald::clock::{Clock, ManualClock, SystemClock};
+
+    let api = Api::start(db).await;
+    let args = |expires_at| CreateKey {
+        name: "temporary".into(),
+        abilities: "*".into(),
+        workspace: "acme".into(),
+        rate_per_minute: None,
+        expires_at,
+    };
+    let db = &api.state().db;
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let (_, lasting) = create_api_key(db, &SystemClock, &args(Some(later)))
+        .await
+        .unwrap();
+    api.send(api.request_as(&lasting, Method::GET, "/v1/contacts"))
+        .await
+        .expect(200);
+    // Created an hour ago to end half an hour ago.
+    let an_hour_ago = ManualClock::new(Utc::now() - chrono::Duration::hours(1));
+    let ended = an_hour_ago.now() + chrono::Duration::minutes(30);
+    let (_, expired) = create_api_key(db, &an_hour_ago, &args(Some(ended)))
+        .await
+        .unwrap();
+    api.send(api.request_as(&expired, Method::GET, "/v1/contacts"))
+        .await
+        .expect_error(401, "unauthenticated");
+    assert!(
+        create_api_key(
+            db,
+            &SystemClock,
+            &args(Some(Utc::now() - chrono::Duration::seconds(1)))
+        )
+        .await
+        .is_err(),
+        "a key cannot be born expired"
+    );
+
+    let key_id: herald::domain::ids::ApiKeyId = lasting
+        .strip_prefix("hrl_")
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|simple| uuid::Uuid::parse_str(simple).ok())
+        .unwrap()
+        .into();
+    {
+        let mut conn = db.write().await.unwrap();
+        assert!(
+            herald::store::api_keys::revoke(conn.conn(), key_id, Utc::now())
+                .await
+                .unwrap()
+        );
+    }
+    api.send(api.request_as(&lasting, Method::GET, "/v1/contacts"))
+        .await
+        .expect_error(401, "unauthenticated");
+    api.stop().await;
+}
+
 async fn each_route_checks_its_ability(db: TestDb) {
     let api = Api::start(db).await;
     let reader = api.key("acme", "contacts.read", None).await;
@@ -211,6 +274,7 @@ async fn malformed_requests_get_the_envelope(db: TestDb) {
 }
 
 dialect_tests!(
+    revoked_and_expired_keys_are_refused_at_once,
     requests_without_a_valid_token_are_refused,
     each_route_checks_its_ability,
     another_workspace_sees_nothing,

@@ -128,6 +128,7 @@ impl Api {
             abilities: abilities.into(),
             workspace: workspace.into(),
             rate_per_minute,
+            expires_at: None,
         };
         create_api_key(&self.state.db, &SystemClock, &args)
             .await
