@@ -1022,7 +1022,57 @@ async fn two_engines_never_send_for_one_sender_at_once(db: TestDb) {
     scenario.stop().await;
 }
 
+/// A sender whose stored settings no longer make a provider cannot send anything: its running
+/// campaigns are paused with the reason (instead of a lane failing every tick), and resuming
+/// clears it.
+async fn a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 5).await;
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        let current = senders::get(conn.conn(), scenario.ws, scenario.sender)
+            .await
+            .unwrap();
+        let broken = json!({"url": "not an address"});
+        let fields = SenderFields {
+            name: &current.name,
+            provider: "http",
+            provider_config: &broken,
+            timezone: "UTC",
+            pacing: &Pacing::default(),
+            warmup_started_on: None,
+        };
+        senders::update(
+            conn.conn(),
+            scenario.ws,
+            scenario.sender,
+            &fields,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    scenario.launch().await;
+    let paused = scenario.wait_for_status(CampaignStatus::Paused).await;
+    let reason = paused.paused_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("provider_config.url"),
+        "the reason names what is wrong: {reason}"
+    );
+    assert!(requests(&gateway).await.is_empty(), "nothing was sent");
+    assert_eq!(paused.counters(), scenario.truth().await);
+    let resumed = {
+        let mut conn = scenario.db.write().await.unwrap();
+        campaigns::resume(conn.conn(), scenario.ws, scenario.campaign, Utc::now())
+            .await
+            .unwrap()
+    };
+    assert_eq!(resumed.paused_reason, None, "resuming clears the reason");
+    scenario.stop().await;
+}
+
 dialect_tests!(
+    a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason,
     a_lane_whose_lease_is_taken_claims_nothing_more,
     two_engines_never_send_for_one_sender_at_once,
     a_stopping_engine_sends_and_records_all_it_claimed,

@@ -175,10 +175,6 @@ impl Lane {
         })
     }
 
-    pub(super) fn sender_id(&self) -> SenderId {
-        self.sender.id
-    }
-
     fn now(&self) -> DateTime<Utc> {
         self.shared.clock.now()
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::domain::ids::SenderId;
@@ -171,7 +172,7 @@ async fn run(shared: Arc<Shared>, events: mpsc::Receiver<callbacks::SenderEvents
     tracing::info!(owner = %shared.owner, "engine started");
     let (drain, drained) = tokio::sync::oneshot::channel();
     let ingesting = tokio::spawn(ingest_events(shared.clone(), events, drained));
-    let mut lanes: HashMap<SenderId, JoinHandle<()>> = HashMap::new();
+    let mut lanes = Lanes::default();
     let mut shutdown = shared.shutdown.clone();
     let mut next_requeue = shared.clock.now();
     let mut next_sweep = shared.clock.now();
@@ -184,7 +185,7 @@ async fn run(shared: Arc<Shared>, events: mpsc::Receiver<callbacks::SenderEvents
             _ = shutdown.changed() => break,
         }
     }
-    for (_, lane) in lanes {
+    for (_, lane) in lanes.running {
         let _ = lane.await;
     }
     // The lanes' last sends may have queued reports: they are applied before the engine stops.
@@ -195,14 +196,70 @@ async fn run(shared: Arc<Shared>, events: mpsc::Receiver<callbacks::SenderEvents
     tracing::info!("engine stopped");
 }
 
+/// The lanes this process runs, and the senders whose lane could not start, held back for a
+/// while (doubling) instead of being retried every tick.
+#[derive(Default)]
+struct Lanes {
+    running: HashMap<SenderId, JoinHandle<LaneEnd>>,
+    held_back: HashMap<SenderId, HeldBack>,
+}
+
+struct HeldBack {
+    until: chrono::DateTime<chrono::Utc>,
+    wait: Duration,
+}
+
+/// The first wait after a lane could not start, doubled each time it fails again.
+const START_BACKOFF: Duration = Duration::from_secs(5);
+const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+impl Lanes {
+    /// Takes the ends of finished lanes: a lane that could not start holds its sender back.
+    async fn reap(&mut self, now: chrono::DateTime<chrono::Utc>) {
+        let finished: Vec<SenderId> = self
+            .running
+            .iter()
+            .filter(|(_, lane)| lane.is_finished())
+            .map(|(sender, _)| *sender)
+            .collect();
+        for sender in finished {
+            let Some(lane) = self.running.remove(&sender) else {
+                continue;
+            };
+            match lane.await {
+                Ok(LaneEnd::Stopped) => {
+                    self.held_back.remove(&sender);
+                }
+                Ok(LaneEnd::CouldNotStart) | Err(_) => {
+                    let wait = self
+                        .held_back
+                        .get(&sender)
+                        .map_or(START_BACKOFF, |held| (held.wait * 2).min(START_BACKOFF_MAX));
+                    tracing::warn!(sender_id = %sender, ?wait, "sender held back before its lane is tried again");
+                    let until = now + pacing::to_chrono(wait);
+                    self.held_back.insert(sender, HeldBack { until, wait });
+                }
+            }
+        }
+    }
+
+    fn may_start(&self, sender: SenderId, now: chrono::DateTime<chrono::Utc>) -> bool {
+        !self.running.contains_key(&sender)
+            && self
+                .held_back
+                .get(&sender)
+                .is_none_or(|held| now >= held.until)
+    }
+}
+
 async fn tick(
     shared: &Arc<Shared>,
-    lanes: &mut HashMap<SenderId, JoinHandle<()>>,
+    lanes: &mut Lanes,
     next_requeue: &mut chrono::DateTime<chrono::Utc>,
     next_sweep: &mut chrono::DateTime<chrono::Utc>,
 ) -> store::Result<()> {
     let now = shared.clock.now();
-    lanes.retain(|_, lane| !lane.is_finished());
+    lanes.reap(now).await;
     if now >= *next_requeue {
         let mut conn = shared.db.write().await?;
         let requeued = store::messages::requeue_expired(conn.conn(), now).await?;
@@ -228,7 +285,7 @@ async fn tick(
         store::lanes::senders_with_work(conn.conn(), now).await?
     };
     for sender in candidates {
-        if lanes.contains_key(&sender) || shared.is_shutting_down() {
+        if !lanes.may_start(sender, now) || shared.is_shutting_down() {
             continue;
         }
         let until = now + pacing::to_chrono(shared.config.lease);
@@ -237,7 +294,7 @@ async fn tick(
             store::lanes::acquire(conn.conn(), sender, &shared.owner, now, until).await?
         };
         if let Some(last_send_at) = acquired {
-            lanes.insert(
+            lanes.running.insert(
                 sender,
                 tokio::spawn(run_lane(shared.clone(), sender, last_send_at)),
             );
@@ -268,24 +325,61 @@ async fn launch_due(shared: &Shared) -> store::Result<()> {
     Ok(())
 }
 
+/// How a lane's task ended.
+enum LaneEnd {
+    /// It ran, and stopped: idle, shut down, lease lost, or a store error.
+    Stopped,
+    /// It could not start; the sender is held back before the next try.
+    CouldNotStart,
+}
+
 async fn run_lane(
     shared: Arc<Shared>,
     sender: SenderId,
     last_send_at: Option<chrono::DateTime<chrono::Utc>>,
-) {
-    let mut lane = match lane::Lane::start(shared.clone(), sender, last_send_at).await {
-        Ok(lane) => lane,
-        Err(error) => {
-            tracing::error!(sender_id = %sender, %error, "lane could not start");
-            return;
+) -> LaneEnd {
+    let span = tracing::info_span!("lane", sender_id = %sender);
+    async move {
+        let mut lane = match lane::Lane::start(shared.clone(), sender, last_send_at).await {
+            Ok(lane) => lane,
+            Err(error) => {
+                could_not_start(&shared, sender, &error).await;
+                return LaneEnd::CouldNotStart;
+            }
+        };
+        tracing::debug!("lane started");
+        match lane.run().await {
+            Ok(()) => tracing::debug!("lane idle, stopping"),
+            Err(error) => tracing::warn!(%error, "lane stopped"),
         }
-    };
-    tracing::debug!(sender_id = %lane.sender_id(), "lane started");
-    match lane.run().await {
-        Ok(()) => tracing::debug!(sender_id = %sender, "lane idle, stopping"),
-        Err(error) => tracing::warn!(sender_id = %sender, %error, "lane stopped"),
+        lane.release().await;
+        LaneEnd::Stopped
     }
-    lane.release().await;
+    .instrument(span)
+    .await
+}
+
+/// A lane that cannot start gives its lease back; when the sender's own settings are the cause
+/// (a provider configuration that no longer parses), its running campaigns are paused with the
+/// reason, since no retry can send them until someone fixes the sender.
+async fn could_not_start(shared: &Shared, sender: SenderId, error: &lane::LaneError) {
+    tracing::error!(%error, "lane could not start");
+    let now = shared.clock.now();
+    let result = async {
+        let mut conn = shared.db.write().await?;
+        if let lane::LaneError::Provider(problem) = error {
+            let reason = format!("the sender cannot send: {problem}");
+            let paused =
+                store::campaigns::pause_for_sender(conn.conn(), sender, &reason, now).await?;
+            if !paused.is_empty() {
+                tracing::error!(paused = paused.len(), %reason, "sender's running campaigns paused");
+            }
+        }
+        store::lanes::release(conn.conn(), sender, &shared.owner, now).await
+    };
+    if let Err(error) = result.await {
+        tracing::warn!(%error, "could not settle a lane that failed to start");
+    }
 }
 
 /// Events a provider may queue before it waits for ingestion to catch up.

@@ -136,6 +136,55 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(seconds))
 }
 
+/// What a request that got no answer means. Most such failures pass (a refused connection, a
+/// timeout, a reset); but a request that cannot be built, or a TLS handshake that the server's
+/// certificate or protocol refuses, fails the same way on every attempt, so it fails the message
+/// at once instead of spending its retries.
+fn request_failed(error: &reqwest::Error) -> SendError {
+    let chain = error_chain(error);
+    if error.is_builder() {
+        return SendError::Fatal(format!("the request cannot be built: {chain}"));
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if is_tls_error(cause) {
+            return SendError::Fatal(format!("TLS failed: {chain}"));
+        }
+        source = cause.source();
+    }
+    SendError::retryable(format!("request failed: {chain}"))
+}
+
+/// Whether `error` is rustls's, itself or inside (nested) I/O errors, which hide what they wrap
+/// from `source()`.
+fn is_tls_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<rustls::Error>() {
+        return true;
+    }
+    match error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => is_tls_error(inner),
+        None => false,
+    }
+}
+
+/// An error and its causes, as one line: reqwest's own message rarely says what went wrong.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
 impl Provider for HttpProvider {
     fn send_timeout(&self) -> Duration {
         self.timeout
@@ -154,7 +203,7 @@ impl Provider for HttpProvider {
                 .body(body)
                 .send()
                 .await
-                .map_err(|error| SendError::retryable(format!("request failed: {error}")))?;
+                .map_err(|error| request_failed(&error))?;
             let status = response.status();
             if status.is_success() {
                 let answer: Option<Value> = response.json().await.ok();
@@ -204,6 +253,38 @@ mod tests {
             &config,
             &ProviderContext::new(reqwest::Client::new(), events, None),
         )
+    }
+
+    fn message(id: MessageId) -> Outbound<'static> {
+        Outbound {
+            id,
+            to: "+15551234567",
+            body: "Hi",
+            media_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tls_failure_fails_at_once_and_a_refused_connection_is_retried() {
+        // A plain-HTTP server behind an https URL: every handshake fails the same way.
+        let plain = wiremock::MockServer::start().await;
+        let url = plain.uri().replace("http://", "https://");
+        let tls = provider(json!({"url": format!("{url}/send"), "timeout_ms": 2000})).unwrap();
+        let id = MessageId::generate();
+        let message = message(id);
+        match tls.send(&message).await {
+            Err(SendError::Fatal(reason)) => assert!(reason.contains("TLS"), "{reason}"),
+            other => panic!("a TLS failure is not retried: {other:?}"),
+        }
+        // Nothing listens on port 9 of loopback: the next attempt may find a server.
+        let refused = provider(json!({"url": "http://127.0.0.1:9/send"})).unwrap();
+        assert!(matches!(
+            refused.send(&message).await,
+            Err(SendError::Retryable {
+                throttled: false,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use crate::domain::message::Counters;
 macro_rules! columns {
     () => {
         "id, workspace_id, name, sender_id, template_id, content, media_url, audience, variables, \
-         status, scheduled_at, started_at, paused_at, completed_at, canceled_at, total_count, \
+         status, scheduled_at, started_at, paused_at, paused_reason, completed_at, canceled_at, \
+         total_count, \
          pending_count, sent_count, delivered_count, read_count, failed_count, skipped_count, \
          created_at, updated_at"
     };
@@ -43,6 +44,8 @@ pub struct Campaign {
     pub scheduled_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub paused_at: Option<DateTime<Utc>>,
+    /// Why Herald paused it itself (its sender cannot send); `null` when a person paused it.
+    pub paused_reason: Option<String>,
     pub completed_at: Option<DateTime<Utc>>,
     pub canceled_at: Option<DateTime<Utc>>,
     #[serde(skip)]
@@ -300,8 +303,10 @@ async fn transition(
     let stamp = match to {
         CampaignStatus::Draft => "",
         CampaignStatus::Scheduled => ", scheduled_at = $5",
-        CampaignStatus::Running => ", started_at = COALESCE(started_at, $4), paused_at = NULL",
-        CampaignStatus::Paused => ", paused_at = $4",
+        CampaignStatus::Running => {
+            ", started_at = COALESCE(started_at, $4), paused_at = NULL, paused_reason = NULL"
+        }
+        CampaignStatus::Paused => ", paused_at = $4, paused_reason = NULL",
         CampaignStatus::Canceled => ", canceled_at = $4",
         CampaignStatus::Completed => ", completed_at = $4",
     };
@@ -379,6 +384,26 @@ pub async fn pause(
 ) -> Result<Campaign> {
     use CampaignStatus::*;
     transition(conn, workspace, id, &[Running], Paused, None, now).await
+}
+
+/// Pauses every running campaign of `sender`, saying why: what Herald does when the sender
+/// cannot send at all. Returns the campaigns paused.
+pub async fn pause_for_sender(
+    conn: Conn<'_>,
+    sender: SenderId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<CampaignId>> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "UPDATE campaigns SET status = 'paused', paused_at = $3, paused_reason = $2, updated_at = $3
+         WHERE sender_id = $1 AND status = 'running'
+         RETURNING id",
+    )
+    .bind(sender)
+    .bind(reason)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?))
 }
 
 pub async fn resume(
