@@ -1071,7 +1071,69 @@ async fn a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason(db: Test
     scenario.stop().await;
 }
 
+/// An upload committed whose job was never queued (its process died between the two) is run by
+/// the engine's sweep; a second run of it finds it taken and leaves it alone.
+async fn an_import_whose_job_was_lost_is_run_by_the_sweep(db: TestDb) {
+    use herald::clock::{Clock, ManualClock};
+    use herald::store::imports;
+
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
+    let ws = {
+        let mut conn = db.write().await.unwrap();
+        workspaces::ensure(conn.conn(), "acme", clock.now())
+            .await
+            .unwrap()
+            .id
+    };
+    let csv = b"phone,name\n+15551230001,Ann\n+15551230002,Bo\n";
+    let import = {
+        let mut conn = db.write().await.unwrap();
+        imports::insert(conn.conn(), ws, csv, clock.now())
+            .await
+            .unwrap()
+    };
+    let engine = engine::start(
+        db.db.clone(),
+        Arc::new(clock.clone()),
+        reqwest::Client::new(),
+        fast(),
+    )
+    .await
+    .unwrap();
+    // A job may still come within its grace; past it, the sweep runs the import.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    {
+        let mut conn = db.read().await.unwrap();
+        let waiting = imports::get(conn.conn(), ws, import.id).await.unwrap();
+        assert_eq!(waiting.status, "queued", "not before its grace");
+    }
+    clock.advance(chrono::Duration::seconds(31));
+    let mut done = None;
+    for _ in 0..200 {
+        let mut conn = db.read().await.unwrap();
+        let current = imports::get(conn.conn(), ws, import.id).await.unwrap();
+        if current.status == "completed" {
+            done = Some(current);
+            break;
+        }
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let done = done.expect("the sweep ran the import");
+    assert_eq!((done.total, done.created), (2, 2));
+    // A late job (or another process) finds it finished and does nothing.
+    herald::engine::import::run(&db, &clock, "late-job", import.id)
+        .await
+        .unwrap();
+    let mut conn = db.read().await.unwrap();
+    let again = imports::get(conn.conn(), ws, import.id).await.unwrap();
+    assert_eq!((again.total, again.created), (2, 2), "imported once");
+    drop(conn);
+    engine.shutdown().await;
+}
+
 dialect_tests!(
+    an_import_whose_job_was_lost_is_run_by_the_sweep,
     a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason,
     a_lane_whose_lease_is_taken_claims_nothing_more,
     two_engines_never_send_for_one_sender_at_once,

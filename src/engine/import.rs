@@ -25,11 +25,13 @@ pub fn check_header(csv: &[u8]) -> Result<(), String> {
     Columns::read(&mut reader).map(drop)
 }
 
-/// Runs import `id` to its end. An import already finished (or deleted) is left alone.
-pub async fn run(db: &Db, clock: &dyn Clock, id: ImportId) -> Result<(), StoreError> {
+/// Runs import `id` to its end, as `owner`. An import already finished (or deleted), or taken
+/// by another run, is left alone.
+pub async fn run(db: &Db, clock: &dyn Clock, owner: &str, id: ImportId) -> Result<(), StoreError> {
     let started = {
+        let now = clock.now();
         let mut conn = db.write().await?;
-        imports::start(conn.conn(), id, clock.now()).await
+        imports::start(conn.conn(), id, owner, now, now + imports::IMPORT_LEASE).await
     };
     let (import, csv) = match started {
         Ok(started) => started,

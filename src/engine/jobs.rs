@@ -1,6 +1,8 @@
-//! The job queue (apalis) for coarse work that must happen at a time: launching a campaign at
-//! its `scheduled_at`. Jobs live in the same database, so one whose process died is run by the
-//! next process that polls. Recipients are rows, never jobs (see DESIGN.md).
+//! The job queues (apalis) for coarse work: launching a campaign at its `scheduled_at`, and
+//! importing a CSV of contacts, each kind in a queue of its own. Jobs live in the same database,
+//! so one whose process died is run by the next process that polls; one that was never queued
+//! (its process died between the commit that asked for it and the push) is found by a sweep of
+//! the engine. Recipients are rows, never jobs (see DESIGN.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,22 +18,17 @@ use super::Shared;
 use crate::domain::ids::{CampaignId, ImportId, WorkspaceId};
 use crate::store::{self, Db};
 
-/// A unit of coarse work. Untagged, so launches queued before imports existed still decode.
+/// Import an uploaded CSV of contacts. Its own queue (`herald.import`): a job of one kind can
+/// never be decoded as another, and an unknown field is refused rather than ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Job {
-    Launch(LaunchCampaign),
-    Import(ImportContacts),
-}
-
-/// Import an uploaded CSV of contacts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportContacts {
     pub import_id: ImportId,
 }
 
-/// Launch a scheduled campaign.
+/// Launch a scheduled campaign. Its own queue (`herald.launch`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LaunchCampaign {
     pub workspace_id: WorkspaceId,
     pub campaign_id: CampaignId,
@@ -47,20 +44,36 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Finished jobs are kept this long, then vacuumed: on SQLite, acks slow down as they pile up.
 const KEEP_FINISHED: Duration = Duration::from_secs(3600);
 
+/// The job queues, in Herald's own database: one per kind of job.
 #[derive(Clone)]
-pub enum JobQueue {
-    Sqlite(SqliteStorage<Job>),
-    Postgres(PostgresStorage<Job>),
+pub struct JobQueue {
+    launches: Queue<LaunchCampaign>,
+    imports: Queue<ImportContacts>,
 }
 
+#[derive(Clone)]
+enum Queue<T> {
+    Sqlite(SqliteStorage<T>),
+    Postgres(PostgresStorage<T>),
+}
+
+/// A job queue's error, with its cause kept.
 #[derive(Debug, thiserror::Error)]
 #[error("job queue: {0}")]
-pub struct JobError(String);
+pub struct JobError(#[source] BoxDynError);
+
+fn queue_error(error: impl Into<BoxDynError>) -> JobError {
+    JobError(error.into())
+}
+
+const LAUNCH_QUEUE: &str = "herald.launch";
+const IMPORT_QUEUE: &str = "herald.import";
+/// Jobs a worker fetches at once.
+const BATCH: usize = 16;
 
 impl JobQueue {
-    /// Opens the queue in Herald's database, creating its tables when missing.
+    /// Opens the queues in Herald's database, creating their tables when missing.
     pub async fn open(db: &Db) -> Result<Self, JobError> {
-        let (queue, batch) = ("herald.launch", 16);
         match db {
             Db::Sqlite { jobs, .. } => {
                 // Only the queue's tables: `SqliteStorage::setup` would also turn its
@@ -70,24 +83,38 @@ impl JobQueue {
                 SqliteStorage::<()>::migrations()
                     .run(jobs)
                     .await
-                    .map_err(|e| JobError(e.to_string()))?;
-                let settings = apalis_sqlite::Config::default()
-                    .queue(queue)
-                    .batch_size(batch)
-                    .heartbeat_interval(HEARTBEAT);
-                Ok(Self::Sqlite(SqliteStorage::new(jobs).with_config(settings)))
+                    .map_err(queue_error)?;
+                let settings = |queue: &str| {
+                    apalis_sqlite::Config::default()
+                        .queue(queue)
+                        .batch_size(BATCH)
+                        .heartbeat_interval(HEARTBEAT)
+                };
+                Ok(Self {
+                    launches: Queue::Sqlite(
+                        SqliteStorage::new(jobs).with_config(settings(LAUNCH_QUEUE)),
+                    ),
+                    imports: Queue::Sqlite(
+                        SqliteStorage::new(jobs).with_config(settings(IMPORT_QUEUE)),
+                    ),
+                })
             }
             Db::Postgres(pool) => {
-                PostgresStorage::setup(pool)
-                    .await
-                    .map_err(|e| JobError(e.to_string()))?;
-                let settings = apalis_postgres::Config::default()
-                    .queue(queue)
-                    .batch_size(batch)
-                    .heartbeat_interval(HEARTBEAT);
-                Ok(Self::Postgres(
-                    PostgresStorage::new(pool).with_config(settings),
-                ))
+                PostgresStorage::setup(pool).await.map_err(queue_error)?;
+                let settings = |queue: &str| {
+                    apalis_postgres::Config::default()
+                        .queue(queue)
+                        .batch_size(BATCH)
+                        .heartbeat_interval(HEARTBEAT)
+                };
+                Ok(Self {
+                    launches: Queue::Postgres(
+                        PostgresStorage::new(pool).with_config(settings(LAUNCH_QUEUE)),
+                    ),
+                    imports: Queue::Postgres(
+                        PostgresStorage::new(pool).with_config(settings(IMPORT_QUEUE)),
+                    ),
+                })
             }
         }
     }
@@ -100,29 +127,22 @@ impl JobQueue {
     ) -> Result<(), JobError> {
         // Whole seconds, rounded up: never before the campaign's time.
         let seconds = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
-        self.push(Job::Launch(job), Some(seconds.max(0) as u64))
-            .await
+        let task = TaskBuilder::new(job)
+            .run_at_timestamp(u64::try_from(seconds).unwrap_or(0))
+            .build();
+        match self.launches.clone() {
+            Queue::Sqlite(mut storage) => storage.push_task(task).await.map_err(queue_error),
+            Queue::Postgres(mut storage) => storage.push_task(task).await.map_err(queue_error),
+        }
     }
 
     /// Queues an import to run now.
     pub async fn queue_import(&self, import_id: ImportId) -> Result<(), JobError> {
-        self.push(Job::Import(ImportContacts { import_id }), None)
-            .await
-    }
-
-    /// Pushes `job`, to run at `run_at` (unix seconds) or now.
-    async fn push(&self, job: Job, run_at: Option<u64>) -> Result<(), JobError> {
-        let builder = TaskBuilder::new(job);
-        let task = match run_at {
-            Some(seconds) => builder.run_at_timestamp(seconds),
-            None => builder,
+        let task = TaskBuilder::new(ImportContacts { import_id }).build();
+        match self.imports.clone() {
+            Queue::Sqlite(mut storage) => storage.push_task(task).await.map_err(queue_error),
+            Queue::Postgres(mut storage) => storage.push_task(task).await.map_err(queue_error),
         }
-        .build();
-        let pushed = match self.clone() {
-            Self::Sqlite(mut storage) => storage.push_task(task).await.map_err(|e| e.to_string()),
-            Self::Postgres(mut storage) => storage.push_task(task).await.map_err(|e| e.to_string()),
-        };
-        pushed.map_err(JobError)
     }
 
     /// Removes jobs that finished more than an hour ago. Not apalis' own `vacuum_before`: on
@@ -130,15 +150,16 @@ impl JobQueue {
     /// message row and stall the writer; PostgreSQL's storage has none.
     async fn vacuum(&self, now: DateTime<Utc>) -> Result<u64, JobError> {
         let before = now - chrono::Duration::from_std(KEEP_FINISHED).unwrap_or_default();
-        let deleted = match self {
-            Self::Sqlite(storage) => sqlx::query(
+        // Finished jobs of every queue share one table.
+        let deleted = match &self.launches {
+            Queue::Sqlite(storage) => sqlx::query(
                 "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < $1",
             )
             .bind(before.timestamp())
             .execute(storage.pool())
             .await
             .map(|done| done.rows_affected()),
-            Self::Postgres(storage) => sqlx::query(
+            Queue::Postgres(storage) => sqlx::query(
                 "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < $1",
             )
             .bind(before)
@@ -146,18 +167,23 @@ impl JobQueue {
             .await
             .map(|done| done.rows_affected()),
         };
-        deleted.map_err(|e| JobError(e.to_string()))
+        deleted.map_err(queue_error)
     }
 }
 
-async fn run(job: Job, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
-    match job {
-        Job::Launch(launch_job) => launch(launch_job, &shared).await,
-        Job::Import(import) => {
-            super::import::run(&shared.db, shared.clock.as_ref(), import.import_id).await?;
-            Ok(())
-        }
-    }
+async fn run_launch(job: LaunchCampaign, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
+    launch(job, &shared).await
+}
+
+async fn run_import(job: ImportContacts, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
+    super::import::run(
+        &shared.db,
+        shared.clock.as_ref(),
+        &shared.owner,
+        job.import_id,
+    )
+    .await?;
+    Ok(())
 }
 
 async fn launch(job: LaunchCampaign, shared: &Shared) -> Result<(), BoxDynError> {
@@ -187,12 +213,6 @@ async fn launch(job: LaunchCampaign, shared: &Shared) -> Result<(), BoxDynError>
 /// Runs the launch worker and the vacuum of finished jobs until the engine shuts down.
 pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let name = format!("herald-launch-{}", shared.owner);
-        let mut shutdown = shared.shutdown.clone();
-        let stop = async move {
-            let _ = shutdown.changed().await;
-            Ok::<(), std::io::Error>(())
-        };
         let vacuuming = tokio::spawn({
             let queue = queue.clone();
             let shared = shared.clone();
@@ -211,27 +231,41 @@ pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<(
                 }
             }
         });
-        let result = match queue {
-            JobQueue::Sqlite(storage) => {
-                WorkerBuilder::new(name.as_str())
-                    .backend(storage.poll_with_interval(POLL_EVERY))
+        let stopping = |mut shutdown: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = shutdown.changed().await;
+            Ok::<(), std::io::Error>(())
+        };
+        macro_rules! worker {
+            ($storage:expr, $name:expr, $handler:expr) => {
+                WorkerBuilder::new($name)
+                    .backend($storage.poll_with_interval(POLL_EVERY))
                     .data(shared.clone())
-                    .build(run)
-                    .run_until(stop)
-                    .await
+                    .build($handler)
+                    .run_until(stopping(shared.shutdown.clone()))
+            };
+        }
+        let launches = format!("herald-launch-{}", shared.owner);
+        let imports = format!("herald-import-{}", shared.owner);
+        let results = match (queue.launches, queue.imports) {
+            (Queue::Sqlite(launch_jobs), Queue::Sqlite(import_jobs)) => {
+                tokio::join!(
+                    worker!(launch_jobs, launches.as_str(), run_launch),
+                    worker!(import_jobs, imports.as_str(), run_import)
+                )
             }
-            JobQueue::Postgres(storage) => {
-                WorkerBuilder::new(name.as_str())
-                    .backend(storage.poll_with_interval(POLL_EVERY))
-                    .data(shared.clone())
-                    .build(run)
-                    .run_until(stop)
-                    .await
+            (Queue::Postgres(launch_jobs), Queue::Postgres(import_jobs)) => {
+                tokio::join!(
+                    worker!(launch_jobs, launches.as_str(), run_launch),
+                    worker!(import_jobs, imports.as_str(), run_import)
+                )
             }
+            _ => unreachable!("both queues are opened on the same database"),
         };
         vacuuming.abort();
-        if let Err(error) = result {
-            tracing::error!(%error, "launch worker stopped");
+        for result in [results.0, results.1] {
+            if let Err(error) = result {
+                tracing::error!(%error, "job worker stopped");
+            }
         }
     })
 }

@@ -271,6 +271,7 @@ async fn tick(
     apply_parked_reports(shared, now).await?;
     if now >= *next_sweep {
         launch_due(shared).await?;
+        run_stranded_imports(shared).await?;
         let purged = {
             let mut conn = shared.db.write().await?;
             store::idempotency::purge_expired(conn.conn(), now).await?
@@ -331,6 +332,31 @@ enum LaneEnd {
     Stopped,
     /// It could not start; the sender is held back before the next try.
     CouldNotStart,
+}
+
+/// An import whose job never came for this long is run by the sweep.
+const IMPORT_JOB_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Runs imports that no run is working on: their job was lost before it was queued, or their
+/// process died mid-file. Each run takes the import's lease first, so a job that does come
+/// meanwhile, or another process's sweep, finds it taken and leaves it.
+async fn run_stranded_imports(shared: &Arc<Shared>) -> store::Result<()> {
+    let now = shared.clock.now();
+    let stranded = {
+        let mut conn = shared.db.read().await?;
+        store::imports::stranded(conn.conn(), now, now - IMPORT_JOB_GRACE).await?
+    };
+    for id in stranded {
+        tracing::warn!(import_id = %id, "import without a run: the sweep runs it");
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let ran = import::run(&shared.db, shared.clock.as_ref(), &shared.owner, id).await;
+            if let Err(error) = ran {
+                tracing::error!(import_id = %id, %error, "import failed; its lease will run out and it is tried again");
+            }
+        });
+    }
+    Ok(())
 }
 
 async fn run_lane(

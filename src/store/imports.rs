@@ -98,18 +98,30 @@ pub async fn get(conn: Conn<'_>, workspace: WorkspaceId, id: ImportId) -> Result
     .await?))
 }
 
-/// An unfinished import and its file, for the job that runs it; marks it running.
+/// How long a run holds an import without committing a batch; each batch renews it.
+pub const IMPORT_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// An unfinished import and its file, for the run that takes it: marks it running under
+/// `owner`'s lease until `lease_until`. `NotFound` when it is finished, gone, or a run (of any
+/// process, this one included) holds an unexpired lease on it.
 pub async fn start(
     mut conn: Conn<'_>,
     id: ImportId,
+    owner: &str,
     now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
 ) -> Result<(Import, Vec<u8>)> {
     let csv: Option<Option<Vec<u8>>> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
-        "UPDATE contact_imports SET status = 'running', updated_at = $2
-         WHERE id = $1 AND status IN ('queued', 'running') RETURNING csv",
+        "UPDATE contact_imports SET status = 'running', updated_at = $2, lease_owner = $3,
+                                    lease_expires_at = $4
+         WHERE id = $1 AND status IN ('queued', 'running')
+           AND (lease_expires_at IS NULL OR lease_expires_at <= $2)
+         RETURNING csv",
     )
     .bind(id)
     .bind(now)
+    .bind(owner)
+    .bind(lease_until)
     .fetch_optional(&mut *c)
     .await?);
     let csv = csv.ok_or(StoreError::NotFound)?.unwrap_or_default();
@@ -122,6 +134,26 @@ pub async fn start(
     Ok((import, csv))
 }
 
+/// Imports no run is working on: queued before `queued_before` and never taken (their job was
+/// lost between the upload's commit and its push), or running under a lease that ran out
+/// (their process died mid-file).
+pub async fn stranded(
+    conn: Conn<'_>,
+    now: DateTime<Utc>,
+    queued_before: DateTime<Utc>,
+) -> Result<Vec<ImportId>> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "SELECT id FROM contact_imports
+         WHERE (status = 'queued' AND lease_expires_at IS NULL AND created_at < $2)
+            OR (status IN ('queued', 'running') AND lease_expires_at <= $1)
+         ORDER BY created_at LIMIT 16",
+    )
+    .bind(now)
+    .bind(queued_before)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
 /// Records progress; in the transaction that wrote the rows it counts, so a rerun after a crash
 /// resumes after the last batch.
 pub async fn record_progress(
@@ -132,7 +164,9 @@ pub async fn record_progress(
 ) -> Result<()> {
     on_conn!(conn, c => sqlx::query(
         "UPDATE contact_imports SET total = $2, created = $3, updated = $4, failed = $5,
-                                    errors = $6, updated_at = $7
+                                    errors = $6, updated_at = $7,
+                                    lease_expires_at = CASE WHEN lease_expires_at IS NULL THEN NULL
+                                                            ELSE $8 END
          WHERE id = $1",
     )
     .bind(id)
@@ -142,6 +176,7 @@ pub async fn record_progress(
     .bind(progress.failed)
     .bind(Json(&progress.errors))
     .bind(now)
+    .bind(now + IMPORT_LEASE)
     .execute(&mut *c)
     .await
     .map(drop))?;
