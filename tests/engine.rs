@@ -844,19 +844,29 @@ async fn nothing_is_sent_outside_the_send_window(db: TestDb) {
     scenario.stop().await;
 }
 
+/// On the engine's own clock: a lane waits for typing on the clock that decides, so a manual
+/// clock moved by the test drives it, and the test takes no real time for the delays.
 async fn typing_delays_each_send_by_its_length(db: TestDb) {
+    use herald::clock::ManualClock;
     let gateway = accepting_gateway().await;
-    // 1 character a millisecond, clamped to exactly 150 ms for these short messages.
+    // 1 character a second, clamped to exactly 150 s for these short messages.
     let typing = Pacing {
         typing_enabled: true,
-        typing_cps: Some(1000),
-        typing_min_ms: Some(150),
-        typing_max_ms: Some(150),
+        typing_cps: Some(1),
+        typing_min_ms: Some(150_000),
+        typing_max_ms: Some(150_000),
         ..Pacing::default()
     };
     let mut scenario = Scenario::new(db, &gateway, typing, 3).await;
-    scenario.launch().await;
-    scenario.wait_for_status(CampaignStatus::Completed).await;
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
+    scenario.launch_on(&clock).await;
+    for _ in 0..500 {
+        if scenario.campaign().await.status == CampaignStatus::Completed {
+            break;
+        }
+        clock.advance(chrono::Duration::seconds(10));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut claimed: Vec<_> = scenario
         .messages()
         .await
@@ -866,7 +876,7 @@ async fn typing_delays_each_send_by_its_length(db: TestDb) {
     claimed.sort();
     for pair in claimed.windows(2) {
         assert!(
-            pair[1] - pair[0] >= chrono::Duration::milliseconds(150),
+            pair[1] - pair[0] >= chrono::Duration::seconds(150),
             "typing spaces sends: {pair:?}"
         );
     }
