@@ -182,7 +182,40 @@ impl Lane {
     /// Sends until there is nothing left, shutdown, or the lease is lost. Every send it made is
     /// recorded before it returns.
     pub(super) async fn run(&mut self) -> Result<(), LaneError> {
-        self.send_while_there_is_work().await
+        let ran = self.send_while_there_is_work().await;
+        if ran.is_err() {
+            self.hand_back_claimed_ahead().await;
+        }
+        ran
+    }
+
+    /// A lane that stops on an error (its lease lost, its store failing) does not send the batch
+    /// it claimed ahead: those messages go back to the queue at once instead of waiting for their
+    /// claims to expire.
+    async fn hand_back_claimed_ahead(&mut self) {
+        let Some(Ok(Claim::Messages(batch))) = self.claimed_ahead.take() else {
+            return;
+        };
+        let ids: Vec<MessageId> = batch
+            .ready
+            .iter()
+            .map(|message| message.id)
+            .chain(batch.failed.iter().map(|(id, _)| *id))
+            .collect();
+        let now = self.now();
+        let handed_back = async {
+            let mut conn = self.shared.db.write().await?;
+            store::messages::release_unsent(conn.conn(), &ids, now).await
+        };
+        match handed_back.await {
+            Ok(()) => {
+                tracing::info!(sender_id = %self.sender.id, released = ids.len(), "batch claimed ahead handed back unsent")
+            }
+            // Their claims expire and they are sent then.
+            Err(error) => {
+                tracing::warn!(sender_id = %self.sender.id, %error, "batch claimed ahead not handed back")
+            }
+        }
     }
 
     async fn send_while_there_is_work(&mut self) -> Result<(), LaneError> {
