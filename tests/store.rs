@@ -1480,6 +1480,84 @@ async fn counters_equal_the_messages_after_random_transitions(db: TestDb) {
     }
 }
 
+/// A report naming the provider's id before the send that carries it is recorded is parked,
+/// applied once the send is recorded, and dropped if its send never comes.
+async fn reports_that_overtake_their_send_are_parked_then_applied(db: TestDb) {
+    let Claiming {
+        ws,
+        sender_id,
+        campaign: id,
+        claimed,
+    } = launched_and_claimed(&db, 2, 2).await;
+    let report = |reference: &str| StatusReport {
+        reference: reference.to_owned(),
+        event: Event::Read { at: now() },
+        error: None,
+    };
+    let mut tx = db.begin().await.unwrap();
+    let parked = messages::record_status_reports(
+        &mut tx,
+        sender_id,
+        &[report("wamid.first"), report("wamid.never")],
+        now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(parked.len(), 2);
+    let sweep = |at| {
+        let db = db.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let swept = messages::apply_parked_reports(&mut tx, at, Duration::hours(24))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            swept
+        }
+    };
+    assert_eq!(
+        sweep(now()).await,
+        messages::ParkedSweep::default(),
+        "nothing to apply yet"
+    );
+    record(
+        &db,
+        &[(
+            claimed[0].id,
+            Outcome::Sent {
+                provider_message_id: Some("wamid.first".into()),
+            },
+        )],
+    )
+    .await;
+    assert_eq!(
+        sweep(now()).await,
+        messages::ParkedSweep {
+            applied: 1,
+            expired: 0
+        }
+    );
+    let mut conn = db.read().await.unwrap();
+    let read = messages::get(conn.conn(), ws, claimed[0].id).await.unwrap();
+    assert_eq!(read.status, MessageStatus::Read);
+    drop(conn);
+    assert_eq!(
+        stored_counters(&db, ws, id).await,
+        true_counters(&db, id).await
+    );
+    assert_eq!(
+        sweep(now() + Duration::hours(25)).await,
+        messages::ParkedSweep {
+            applied: 0,
+            expired: 1
+        },
+        "a report whose send never came is dropped after the retention"
+    );
+    let mut conn = db.read().await.unwrap();
+    assert!(!messages::has_parked_reports(conn.conn()).await.unwrap());
+}
+
 async fn a_send_recorded_after_its_callback_keeps_what_the_callback_said(db: TestDb) {
     let Claiming {
         ws,
@@ -1715,6 +1793,7 @@ async fn concurrent_reservations_never_exceed_the_cap(db: TestDb) {
 }
 
 dialect_tests!(
+    reports_that_overtake_their_send_are_parked_then_applied,
     concurrent_reservations_never_exceed_the_cap,
     contacts_are_unique_by_phone_within_a_workspace,
     contacts_are_filtered_searched_and_paged,
