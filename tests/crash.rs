@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use herald::domain::campaign::{Audience, CampaignStatus};
-use herald::domain::ids::{CampaignId, WorkspaceId};
+use herald::domain::ids::{CampaignId, SenderId, WorkspaceId};
 use herald::domain::message::MessageStatus;
 use herald::domain::pacing::Pacing;
 use herald::domain::phone::Phone;
@@ -76,6 +76,28 @@ async fn slow_gateway() -> MockServer {
     gateway
 }
 
+/// An unpaced `http` sender with this configuration and callback secret.
+async fn http_sender(
+    tx: &mut herald::store::Tx,
+    ws: WorkspaceId,
+    name: &str,
+    config: &serde_json::Value,
+    callback_secret: &str,
+) -> SenderId {
+    let fields = SenderFields {
+        name,
+        provider: "http",
+        provider_config: config,
+        timezone: "UTC",
+        pacing: &Pacing::default(),
+        warmup_started_on: None,
+    };
+    senders::insert(tx, ws, &fields, callback_secret, Utc::now())
+        .await
+        .unwrap()
+        .id
+}
+
 struct Launched {
     ws: WorkspaceId,
     campaigns: Vec<CampaignId>,
@@ -95,19 +117,7 @@ async fn launch(db: &common::TestDb, gateway: &MockServer, senders: usize) -> La
     let config = json!({"url": format!("{}/send", gateway.uri()), "timeout_ms": 100});
     let mut launched = Vec::new();
     for n in 0..senders {
-        let name = format!("Gateway {n}");
-        let sender = SenderFields {
-            name: &name,
-            provider: "http",
-            provider_config: &config,
-            timezone: "UTC",
-            pacing: &Pacing::default(),
-            warmup_started_on: None,
-        };
-        let sender = senders::insert(&mut tx, ws, &sender, "secret", now)
-            .await
-            .unwrap()
-            .id;
+        let sender = http_sender(&mut tx, ws, &format!("Gateway {n}"), &config, "secret").await;
         let fields = CampaignFields {
             name: format!("Crash {n}"),
             sender_id: sender,
@@ -307,18 +317,7 @@ async fn a_callback_answered_2xx_survives_a_kill(db: common::TestDb) {
     .await
     .unwrap();
     let config = json!({"url": "http://127.0.0.1:9/send"});
-    let fields = SenderFields {
-        name: "Gateway",
-        provider: "http",
-        provider_config: &config,
-        timezone: "UTC",
-        pacing: &Pacing::default(),
-        warmup_started_on: None,
-    };
-    let sender = senders::insert(&mut tx, ws, &fields, "whsec", now)
-        .await
-        .unwrap()
-        .id;
+    let sender = http_sender(&mut tx, ws, "Gateway", &config, "whsec").await;
     let campaign = campaigns::insert(
         tx.conn(),
         ws,

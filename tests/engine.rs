@@ -107,6 +107,26 @@ impl Scenario {
         }
     }
 
+    /// Stores other provider settings for the scenario's sender, as an edit through the API would
+    /// (the store does not check them: a lane finds out).
+    async fn switch_provider(&self, provider: &str, config: &Value) {
+        let mut conn = self.db.write().await.unwrap();
+        let current = senders::get(conn.conn(), self.ws, self.sender)
+            .await
+            .unwrap();
+        let fields = SenderFields {
+            name: &current.name,
+            provider,
+            provider_config: config,
+            timezone: "UTC",
+            pacing: &Pacing::default(),
+            warmup_started_on: None,
+        };
+        senders::update(conn.conn(), self.ws, self.sender, &fields, Utc::now())
+            .await
+            .unwrap();
+    }
+
     async fn launch(&mut self) {
         let mut tx = self.db.begin().await.unwrap();
         campaigns::launch(&mut tx, self.ws, self.campaign, Utc::now())
@@ -672,29 +692,7 @@ async fn the_sandbox_reports_deliveries_and_reads_through_the_callback_path(db: 
     let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 25).await;
     let sandbox =
         json!({"deliver_rate": 1, "read_rate": 1, "deliver_after_ms": 0, "read_after_ms": 0});
-    {
-        let mut conn = scenario.db.write().await.unwrap();
-        let current = senders::get(conn.conn(), scenario.ws, scenario.sender)
-            .await
-            .unwrap();
-        let fields = SenderFields {
-            name: &current.name,
-            provider: "sandbox",
-            provider_config: &sandbox,
-            timezone: "UTC",
-            pacing: &Pacing::default(),
-            warmup_started_on: None,
-        };
-        senders::update(
-            conn.conn(),
-            scenario.ws,
-            scenario.sender,
-            &fields,
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-    }
+    scenario.switch_provider("sandbox", &sandbox).await;
     scenario.launch().await;
     scenario.wait_for_status(CampaignStatus::Completed).await;
     for _ in 0..300 {
@@ -1038,30 +1036,9 @@ async fn two_engines_never_send_for_one_sender_at_once(db: TestDb) {
 async fn a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason(db: TestDb) {
     let gateway = accepting_gateway().await;
     let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 5).await;
-    {
-        let mut conn = scenario.db.write().await.unwrap();
-        let current = senders::get(conn.conn(), scenario.ws, scenario.sender)
-            .await
-            .unwrap();
-        let broken = json!({"url": "not an address"});
-        let fields = SenderFields {
-            name: &current.name,
-            provider: "http",
-            provider_config: &broken,
-            timezone: "UTC",
-            pacing: &Pacing::default(),
-            warmup_started_on: None,
-        };
-        senders::update(
-            conn.conn(),
-            scenario.ws,
-            scenario.sender,
-            &fields,
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-    }
+    scenario
+        .switch_provider("http", &json!({"url": "not an address"}))
+        .await;
     scenario.launch().await;
     let paused = scenario.wait_for_status(CampaignStatus::Paused).await;
     let reason = paused.paused_reason.clone().unwrap_or_default();
