@@ -769,9 +769,12 @@ async fn record_group(
         };
         match committed.await {
             Ok(still_held) => {
+                // The sends happened all the same: they are recorded, said so, and nothing more
+                // starts (the lease was found lost by this commit, the heartbeat or a claim).
                 if !still_held {
-                    // The sends happened all the same; they are recorded, and nothing more starts.
                     stop.lease_lost.store(true, Ordering::Release);
+                }
+                if stop.lease_lost.load(Ordering::Acquire) && !outcomes.is_empty() {
                     tracing::warn!(sender_id = %sender, recorded = outcomes.len(), "sends recorded after this lane lost its lease; it starts no further send");
                 }
                 if !unsent.is_empty() {
