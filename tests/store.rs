@@ -1761,6 +1761,59 @@ async fn daily_usage_never_exceeds_the_cap(db: TestDb) {
     );
 }
 
+/// An import's lease fences its runs: once another run has taken an import whose lease ran
+/// out, the stalled run's progress and finish are refused and write nothing.
+async fn an_import_taken_over_refuses_the_stalled_runs_writes(db: TestDb) {
+    use herald::store::imports::{self, IMPORT_LEASE, Progress};
+    let ws = workspace(&db, "acme").await;
+    let mut conn = db.write().await.unwrap();
+    let import = imports::insert(conn.conn(), ws, b"phone\n+15550000001\n", now())
+        .await
+        .unwrap();
+    imports::start(
+        conn.conn(),
+        import.id,
+        "stalled",
+        now(),
+        now() + IMPORT_LEASE,
+    )
+    .await
+    .unwrap();
+    assert!(
+        imports::start(conn.conn(), import.id, "other", now(), now() + IMPORT_LEASE)
+            .await
+            .is_err(),
+        "taken while its lease holds"
+    );
+    let later = now() + IMPORT_LEASE + Duration::seconds(1);
+    imports::start(conn.conn(), import.id, "other", later, later + IMPORT_LEASE)
+        .await
+        .unwrap();
+    let progress = Progress {
+        total: 7,
+        ..Progress::default()
+    };
+    assert!(
+        !imports::record_progress(conn.conn(), import.id, "stalled", &progress, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !imports::finish(conn.conn(), import.id, "stalled", &progress, true, later)
+            .await
+            .unwrap()
+    );
+    let current = imports::get(conn.conn(), ws, import.id).await.unwrap();
+    assert_eq!((current.status.as_str(), current.total), ("running", 0));
+    assert!(
+        imports::finish(conn.conn(), import.id, "other", &progress, true, later)
+            .await
+            .unwrap()
+    );
+    let current = imports::get(conn.conn(), ws, import.id).await.unwrap();
+    assert_eq!((current.status.as_str(), current.total), ("completed", 7));
+}
+
 /// Lanes of several processes reserve from one sender's cap at once: together they never get
 /// more than the cap (PostgreSQL runs these truly concurrently; SQLite's writer serialises them).
 async fn concurrent_reservations_never_exceed_the_cap(db: TestDb) {
@@ -1793,6 +1846,7 @@ async fn concurrent_reservations_never_exceed_the_cap(db: TestDb) {
 }
 
 dialect_tests!(
+    an_import_taken_over_refuses_the_stalled_runs_writes,
     reports_that_overtake_their_send_are_parked_then_applied,
     concurrent_reservations_never_exceed_the_cap,
     contacts_are_unique_by_phone_within_a_workspace,

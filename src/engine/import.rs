@@ -41,6 +41,7 @@ pub async fn run(db: &Db, clock: &dyn Clock, owner: &str, id: ImportId) -> Resul
     let mut run = ImportRun {
         db,
         clock,
+        owner,
         id,
         workspace: import.workspace_id,
         progress: Progress::from(&import),
@@ -54,9 +55,25 @@ pub async fn run(db: &Db, clock: &dyn Clock, owner: &str, id: ImportId) -> Resul
             false
         }
         Err(RowsError::Store(error)) => return Err(error),
+        Err(RowsError::TakenOver) => {
+            taken_over(id);
+            return Ok(());
+        }
     };
     let mut conn = db.write().await?;
-    imports::finish(conn.conn(), id, &run.progress, completed, clock.now()).await?;
+    if !imports::finish(
+        conn.conn(),
+        id,
+        owner,
+        &run.progress,
+        completed,
+        clock.now(),
+    )
+    .await?
+    {
+        taken_over(id);
+        return Ok(());
+    }
     tracing::info!(
         import_id = %id,
         total = run.progress.total,
@@ -68,9 +85,16 @@ pub async fn run(db: &Db, clock: &dyn Clock, owner: &str, id: ImportId) -> Resul
     Ok(())
 }
 
+/// A run whose lease ran out (it stalled) while another run took the import stops writing.
+fn taken_over(id: ImportId) {
+    tracing::warn!(import_id = %id, "import taken over by another run; this one stops");
+}
+
 enum RowsError {
     /// The file as a whole cannot be imported (no header, no phone column).
     File(String),
+    /// Another run holds the import now.
+    TakenOver,
     Store(StoreError),
 }
 
@@ -83,6 +107,7 @@ impl From<StoreError> for RowsError {
 struct ImportRun<'a> {
     db: &'a Db,
     clock: &'a dyn Clock,
+    owner: &'a str,
     id: ImportId,
     workspace: WorkspaceId,
     progress: Progress,
@@ -135,7 +160,7 @@ impl ImportRun<'_> {
         Ok(())
     }
 
-    async fn push(&mut self, fields: ContactFields) -> Result<(), StoreError> {
+    async fn push(&mut self, fields: ContactFields) -> Result<(), RowsError> {
         let phone = fields
             .phone
             .as_ref()
@@ -157,7 +182,7 @@ impl ImportRun<'_> {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), StoreError> {
+    async fn flush(&mut self) -> Result<(), RowsError> {
         let rows = std::mem::take(&mut self.batch);
         self.phones_in_batch.clear();
         let now = self.clock.now();
@@ -165,7 +190,10 @@ impl ImportRun<'_> {
         let written = contacts::upsert_batch(&mut tx, self.workspace, rows, now).await?;
         self.progress.created += i64::try_from(written.created).unwrap_or(i64::MAX);
         self.progress.updated += i64::try_from(written.updated).unwrap_or(i64::MAX);
-        imports::record_progress(tx.conn(), self.id, &self.progress, now).await?;
+        // Dropped without a commit, the batch's rows go with it.
+        if !imports::record_progress(tx.conn(), self.id, self.owner, &self.progress, now).await? {
+            return Err(RowsError::TakenOver);
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -154,20 +154,21 @@ pub async fn stranded(
     .await?))
 }
 
-/// Records progress; in the transaction that wrote the rows it counts, so a rerun after a crash
-/// resumes after the last batch.
+/// Records progress, in the transaction that wrote the rows it counts, so a rerun after a crash
+/// resumes after the last batch; renews `owner`'s lease. `false`, having written nothing, when
+/// the import is no longer `owner`'s (its lease ran out and another run took it): that run
+/// must stop.
 pub async fn record_progress(
     conn: Conn<'_>,
     id: ImportId,
+    owner: &str,
     progress: &Progress,
     now: DateTime<Utc>,
-) -> Result<()> {
-    on_conn!(conn, c => sqlx::query(
+) -> Result<bool> {
+    let recorded = on_conn!(conn, c => sqlx::query(
         "UPDATE contact_imports SET total = $2, created = $3, updated = $4, failed = $5,
-                                    errors = $6, updated_at = $7,
-                                    lease_expires_at = CASE WHEN lease_expires_at IS NULL THEN NULL
-                                                            ELSE $8 END
-         WHERE id = $1",
+                                    errors = $6, updated_at = $7, lease_expires_at = $8
+         WHERE id = $1 AND lease_owner = $9",
     )
     .bind(id)
     .bind(progress.total)
@@ -177,21 +178,26 @@ pub async fn record_progress(
     .bind(Json(&progress.errors))
     .bind(now)
     .bind(now + IMPORT_LEASE)
+    .bind(owner)
     .execute(&mut *c)
-    .await
-    .map(drop))?;
-    Ok(())
+    .await?
+    .rows_affected());
+    Ok(recorded == 1)
 }
 
-/// Ends an import as `completed` or `failed` (with a file-level error) and lets its file go.
+/// Ends an import as `completed` or `failed` (with a file-level error) and lets its file go;
+/// `false`, having written nothing, when the import is no longer `owner`'s.
 pub async fn finish(
     mut conn: Conn<'_>,
     id: ImportId,
+    owner: &str,
     progress: &Progress,
     completed: bool,
     now: DateTime<Utc>,
-) -> Result<()> {
-    record_progress(conn.reborrow(), id, progress, now).await?;
+) -> Result<bool> {
+    if !record_progress(conn.reborrow(), id, owner, progress, now).await? {
+        return Ok(false);
+    }
     on_conn!(conn, c => sqlx::query(
         "UPDATE contact_imports SET status = $2, csv = NULL, finished_at = $3 WHERE id = $1",
     )
@@ -201,5 +207,5 @@ pub async fn finish(
     .execute(&mut *c)
     .await
     .map(drop))?;
-    Ok(())
+    Ok(true)
 }
