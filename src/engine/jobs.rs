@@ -44,17 +44,17 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Finished jobs are kept this long, then vacuumed: on SQLite, acks slow down as they pile up.
 const KEEP_FINISHED: Duration = Duration::from_secs(3600);
 
-/// The job queues, in Herald's own database: one per kind of job.
+/// The job queues, in Herald's own database: one per kind of job, both on the same dialect.
 #[derive(Clone)]
-pub struct JobQueue {
-    launches: Queue<LaunchCampaign>,
-    imports: Queue<ImportContacts>,
-}
-
-#[derive(Clone)]
-enum Queue<T> {
-    Sqlite(SqliteStorage<T>),
-    Postgres(PostgresStorage<T>),
+pub enum JobQueue {
+    Sqlite {
+        launches: SqliteStorage<LaunchCampaign>,
+        imports: SqliteStorage<ImportContacts>,
+    },
+    Postgres {
+        launches: PostgresStorage<LaunchCampaign>,
+        imports: PostgresStorage<ImportContacts>,
+    },
 }
 
 /// A job queue's error, with its cause kept.
@@ -90,13 +90,9 @@ impl JobQueue {
                         .batch_size(BATCH)
                         .heartbeat_interval(HEARTBEAT)
                 };
-                Ok(Self {
-                    launches: Queue::Sqlite(
-                        SqliteStorage::new(jobs).with_config(settings(LAUNCH_QUEUE)),
-                    ),
-                    imports: Queue::Sqlite(
-                        SqliteStorage::new(jobs).with_config(settings(IMPORT_QUEUE)),
-                    ),
+                Ok(Self::Sqlite {
+                    launches: SqliteStorage::new(jobs).with_config(settings(LAUNCH_QUEUE)),
+                    imports: SqliteStorage::new(jobs).with_config(settings(IMPORT_QUEUE)),
                 })
             }
             Db::Postgres(pool) => {
@@ -107,13 +103,9 @@ impl JobQueue {
                         .batch_size(BATCH)
                         .heartbeat_interval(HEARTBEAT)
                 };
-                Ok(Self {
-                    launches: Queue::Postgres(
-                        PostgresStorage::new(pool).with_config(settings(LAUNCH_QUEUE)),
-                    ),
-                    imports: Queue::Postgres(
-                        PostgresStorage::new(pool).with_config(settings(IMPORT_QUEUE)),
-                    ),
+                Ok(Self::Postgres {
+                    launches: PostgresStorage::new(pool).with_config(settings(LAUNCH_QUEUE)),
+                    imports: PostgresStorage::new(pool).with_config(settings(IMPORT_QUEUE)),
                 })
             }
         }
@@ -130,18 +122,24 @@ impl JobQueue {
         let task = TaskBuilder::new(job)
             .run_at_timestamp(u64::try_from(seconds).unwrap_or(0))
             .build();
-        match self.launches.clone() {
-            Queue::Sqlite(mut storage) => storage.push_task(task).await.map_err(queue_error),
-            Queue::Postgres(mut storage) => storage.push_task(task).await.map_err(queue_error),
+        match self.clone() {
+            Self::Sqlite { mut launches, .. } => {
+                launches.push_task(task).await.map_err(queue_error)
+            }
+            Self::Postgres { mut launches, .. } => {
+                launches.push_task(task).await.map_err(queue_error)
+            }
         }
     }
 
     /// Queues an import to run now.
     pub async fn queue_import(&self, import_id: ImportId) -> Result<(), JobError> {
         let task = TaskBuilder::new(ImportContacts { import_id }).build();
-        match self.imports.clone() {
-            Queue::Sqlite(mut storage) => storage.push_task(task).await.map_err(queue_error),
-            Queue::Postgres(mut storage) => storage.push_task(task).await.map_err(queue_error),
+        match self.clone() {
+            Self::Sqlite { mut imports, .. } => imports.push_task(task).await.map_err(queue_error),
+            Self::Postgres { mut imports, .. } => {
+                imports.push_task(task).await.map_err(queue_error)
+            }
         }
     }
 
@@ -151,19 +149,19 @@ impl JobQueue {
     async fn vacuum(&self, now: DateTime<Utc>) -> Result<u64, JobError> {
         let before = now - chrono::Duration::from_std(KEEP_FINISHED).unwrap_or_default();
         // Finished jobs of every queue share one table.
-        let deleted = match &self.launches {
-            Queue::Sqlite(storage) => sqlx::query(
+        let deleted = match self {
+            Self::Sqlite { launches, .. } => sqlx::query(
                 "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < $1",
             )
             .bind(before.timestamp())
-            .execute(storage.pool())
+            .execute(launches.pool())
             .await
             .map(|done| done.rows_affected()),
-            Queue::Postgres(storage) => sqlx::query(
+            Self::Postgres { launches, .. } => sqlx::query(
                 "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < $1",
             )
             .bind(before)
-            .execute(storage.pool())
+            .execute(launches.pool())
             .await
             .map(|done| done.rows_affected()),
         };
@@ -210,7 +208,8 @@ async fn launch(job: LaunchCampaign, shared: &Shared) -> Result<(), BoxDynError>
     }
 }
 
-/// Runs the launch worker and the vacuum of finished jobs until the engine shuts down.
+/// Runs the launch and import workers and the vacuum of finished jobs until the engine shuts
+/// down.
 pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let vacuuming = tokio::spawn({
@@ -244,22 +243,19 @@ pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<(
                     .run_until(stopping(shared.shutdown.clone()))
             };
         }
-        let launches = format!("herald-launch-{}", shared.owner);
-        let imports = format!("herald-import-{}", shared.owner);
-        let results = match (queue.launches, queue.imports) {
-            (Queue::Sqlite(launch_jobs), Queue::Sqlite(import_jobs)) => {
-                tokio::join!(
-                    worker!(launch_jobs, launches.as_str(), run_launch),
-                    worker!(import_jobs, imports.as_str(), run_import)
-                )
-            }
-            (Queue::Postgres(launch_jobs), Queue::Postgres(import_jobs)) => {
-                tokio::join!(
-                    worker!(launch_jobs, launches.as_str(), run_launch),
-                    worker!(import_jobs, imports.as_str(), run_import)
-                )
-            }
-            _ => unreachable!("both queues are opened on the same database"),
+        let (launch_worker, import_worker) = (
+            format!("herald-launch-{}", shared.owner),
+            format!("herald-import-{}", shared.owner),
+        );
+        let results = match queue {
+            JobQueue::Sqlite { launches, imports } => tokio::join!(
+                worker!(launches, launch_worker.as_str(), run_launch),
+                worker!(imports, import_worker.as_str(), run_import)
+            ),
+            JobQueue::Postgres { launches, imports } => tokio::join!(
+                worker!(launches, launch_worker.as_str(), run_launch),
+                worker!(imports, import_worker.as_str(), run_import)
+            ),
         };
         vacuuming.abort();
         for result in [results.0, results.1] {
