@@ -13,8 +13,8 @@
 //!
 //! The lane is fenced by its lease: every claim checks, in its own transaction, that this process
 //! still holds the sender, and while a batch is out a heartbeat renews the lease at least every
-//! second (paced sends check it with each record). A lane that has lost its lease starts no further send, gives back
-//! the messages it claimed and did not start, and stops.
+//! second (paced sends check it with each record). A lane that has lost its lease starts no
+//! further send, gives back the messages it claimed and did not start, and stops.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -97,9 +97,10 @@ struct Completion {
     end: End,
     /// When its send started (the lane's last send time, for the gap after a restart).
     started_at: DateTime<Utc>,
+    /// The provider asked the whole sender to wait until then (HTTP 429).
+    throttled_until: Option<DateTime<Utc>>,
     /// The send's slot: held until the outcome is committed, so unrecorded sends never exceed
     /// the lane's concurrency.
-    throttled_until: Option<DateTime<Utc>>,
     _slot: Option<OwnedSemaphorePermit>,
 }
 
@@ -108,13 +109,6 @@ enum End {
     Outcome(Outcome),
     /// Never sent: the lane lost its lease before this message's turn.
     Unsent,
-}
-
-/// What the recorder learnt while a batch was out.
-#[derive(Default)]
-struct Recorded {
-    /// The provider asked the whole sender to wait until then (HTTP 429).
-    hold_until: Option<DateTime<Utc>>,
 }
 
 pub(super) struct Lane {
@@ -363,8 +357,6 @@ impl Lane {
                 }
             }
         }
-        let concurrency = self.shared.config.concurrency.max(1);
-        let slots = Arc::new(Semaphore::new(concurrency));
         let stop = Stop::default();
         let (completed, completions) = mpsc::unbounded_channel();
         for (id, outcome) in failed {
@@ -378,14 +370,7 @@ impl Lane {
             });
         }
         let shared = self.shared.clone();
-        let sending = send_all(
-            &shared,
-            self.provider.clone(),
-            ready,
-            &slots,
-            &stop,
-            completed,
-        );
+        let sending = send_all(&shared, self.provider.clone(), ready, &stop, completed);
         let recording = record_as_completed(&shared, self.sender.id, completions, &stop, spaced);
         let claim_ahead = self.may_claim_ahead(spaced);
         let wanted = self.batch_size;
@@ -396,8 +381,8 @@ impl Lane {
             }
         };
         let ((), recorded, ()) = tokio::join!(sending, recording, ahead);
-        let recorded = recorded?;
-        if let Some(until) = recorded.hold_until {
+        if let Some(until) = recorded? {
+            tracing::warn!(sender_id = %self.sender.id, %until, "provider throttled the sender");
             self.pacer.hold_until(until);
         }
         if stop.lease_lost.load(Ordering::Acquire) {
@@ -576,17 +561,18 @@ async fn send_all(
     shared: &Shared,
     provider: Arc<dyn Provider>,
     messages: Vec<Prepared>,
-    slots: &Arc<Semaphore>,
     stop: &Stop,
     completed: mpsc::UnboundedSender<Completion>,
 ) {
     let concurrency = shared.config.concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
     futures::stream::iter(messages)
         .for_each_concurrent(concurrency, |message| {
             let provider = provider.clone();
             let completed = completed.clone();
+            let slots = slots.clone();
             async move {
-                let slot = slots.clone().acquire_owned().await.ok();
+                let slot = slots.acquire_owned().await.ok();
                 let started_at = shared.clock.now();
                 let (end, throttled_until) = if stop.sending_allowed() {
                     let outbound = Outbound {
@@ -657,15 +643,16 @@ fn outcome_of(
 
 /// Records outcomes as they arrive: whatever has completed (up to [`GROUP`]) is committed in
 /// one transaction while the next sends are out, then those sends' slots are freed. Renews the
-/// lane's lease while the batch is out. Returns once every send of the batch is recorded.
+/// lane's lease while the batch is out. Returns once every send of the batch is recorded, with
+/// the latest instant until which the provider asked the sender to wait, if it did.
 async fn record_as_completed(
     shared: &Shared,
     sender: SenderId,
     mut completions: mpsc::UnboundedReceiver<Completion>,
     stop: &Stop,
     spaced: bool,
-) -> Result<Recorded, StoreError> {
-    let mut recorded = Recorded::default();
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let mut hold_until = None;
     let every = to_chrono(heartbeat_every(&shared.config));
     let mut heartbeat_at = shared.clock.now() + every;
     let mut sleep = shared.clock.sleep_until(heartbeat_at);
@@ -681,7 +668,7 @@ async fn record_as_completed(
             }
         };
         let Some(first) = first else {
-            return Ok(recorded);
+            return Ok(hold_until);
         };
         group.push(first);
         while group.len() < GROUP
@@ -695,7 +682,7 @@ async fn record_as_completed(
             return Err(error);
         }
         for completion in &group {
-            recorded.hold_until = recorded.hold_until.max(completion.throttled_until);
+            hold_until = hold_until.max(completion.throttled_until);
         }
         // Dropping the completions frees their slots for the next sends.
         group.clear();
@@ -721,7 +708,8 @@ async fn heartbeat(shared: &Shared, sender: SenderId, stop: &Stop) {
             stop.lease_lost.store(true, Ordering::Release);
             tracing::warn!(sender_id = %sender, "lane lost its lease mid-batch; it starts no further send");
         }
-        // A passing error: the next heartbeat or commit tries again well within the lease.
+        // A passing error: the next heartbeat, at most a second later, tries again well within
+        // the lease.
         Err(error) => tracing::warn!(sender_id = %sender, %error, "lease renewal failed"),
     }
 }
