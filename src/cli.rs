@@ -1,17 +1,14 @@
 //! The `herald` command line: thin clap subcommands over the library.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Application, open_database};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use chrono::{DateTime, Utc};
-
 use crate::domain::auth::{Ability, NewToken};
 use crate::domain::ids::ApiKeyId;
 use crate::store::{self, Db};
@@ -133,7 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// One line per key, tab-separated under a header: id, workspace, name, abilities, created,
-/// and its state (`active`, `expires <time>`, `expired <time>`, `revoked <time>`).
+/// and its state (`active`, `active, expires <time>`, `expired <time>`, `revoked <time>`).
 pub async fn list_api_keys(
     db: &Db,
     clock: &dyn Clock,
@@ -151,16 +148,8 @@ pub async fn list_api_keys(
     };
     let keys = store::api_keys::list(conn.conn(), workspace_id).await?;
     let now = clock.now();
-    let mut names = HashMap::new();
     let mut lines = vec!["id\tworkspace\tname\tabilities\tcreated\tstate".to_owned()];
     for key in keys {
-        if let Entry::Vacant(slot) = names.entry(key.workspace_id) {
-            slot.insert(
-                store::workspaces::get(conn.conn(), key.workspace_id)
-                    .await?
-                    .name,
-            );
-        }
         let abilities: Vec<&str> = key.abilities.0.iter().map(|a| a.as_str()).collect();
         let state = match (key.revoked_at, key.expires_at) {
             (Some(at), _) => format!("revoked {}", at.to_rfc3339()),
@@ -171,7 +160,7 @@ pub async fn list_api_keys(
         lines.push(format!(
             "{}\t{}\t{}\t{}\t{}\t{state}",
             key.id,
-            names[&key.workspace_id],
+            key.workspace,
             key.name,
             abilities.join(","),
             key.created_at.to_rfc3339(),

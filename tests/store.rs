@@ -1761,6 +1761,60 @@ async fn daily_usage_never_exceeds_the_cap(db: TestDb) {
     );
 }
 
+/// Keys are listed with their workspace's name, all or one workspace's; an expired or revoked
+/// key is listed but not found active.
+async fn api_keys_are_listed_and_found_active_only_while_they_last(db: TestDb) {
+    use herald::domain::auth::Ability;
+    use herald::domain::ids::ApiKeyId;
+    use herald::store::api_keys::{self, NewApiKey};
+    let acme = workspace(&db, "acme").await;
+    let other = workspace(&db, "other").await;
+    let mut conn = db.write().await.unwrap();
+    let mut keys = Vec::new();
+    for (workspace, expires_at) in [(acme, None), (other, Some(now() + Duration::hours(1)))] {
+        let id = ApiKeyId::generate();
+        let key = NewApiKey {
+            id,
+            workspace_id: workspace,
+            name: "k",
+            secret_digest: "digest",
+            abilities: &[Ability::All],
+            rate_per_minute: None,
+            expires_at,
+        };
+        api_keys::insert(conn.conn(), &key, now()).await.unwrap();
+        keys.push(id);
+    }
+    let all = api_keys::list(conn.conn(), None).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|k| k.workspace.as_str()).collect();
+    assert_eq!(names, ["acme", "other"]);
+    let others = api_keys::list(conn.conn(), Some(other)).await.unwrap();
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].id, keys[1]);
+    let later = now() + Duration::hours(2);
+    assert!(
+        api_keys::find_active(conn.conn(), keys[1], now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        api_keys::find_active(conn.conn(), keys[1], later)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(api_keys::revoke(conn.conn(), keys[0], now()).await.unwrap());
+    assert!(
+        api_keys::find_active(conn.conn(), keys[0], now())
+            .await
+            .unwrap()
+            .is_none(),
+        "revoked"
+    );
+}
+
 /// An import's lease fences its runs: once another run has taken an import whose lease ran
 /// out, the stalled run's progress and finish are refused and write nothing.
 async fn an_import_taken_over_refuses_the_stalled_runs_writes(db: TestDb) {
@@ -1846,6 +1900,7 @@ async fn concurrent_reservations_never_exceed_the_cap(db: TestDb) {
 }
 
 dialect_tests!(
+    api_keys_are_listed_and_found_active_only_while_they_last,
     an_import_taken_over_refuses_the_stalled_runs_writes,
     reports_that_overtake_their_send_are_parked_then_applied,
     concurrent_reservations_never_exceed_the_cap,

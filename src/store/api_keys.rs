@@ -17,8 +17,6 @@ pub struct ApiKey {
     pub abilities: Json<Vec<Ability>>,
     pub rate_per_minute: Option<i64>,
     pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 pub struct NewApiKey<'a> {
@@ -50,9 +48,6 @@ pub async fn insert(conn: Conn<'_>, key: &NewApiKey<'_>, now: DateTime<Utc>) -> 
     Ok(())
 }
 
-const COLUMNS: &str = "id, workspace_id, name, secret_digest, abilities, rate_per_minute, \
-                       created_at, expires_at, revoked_at";
-
 /// The key a token names, unless it was revoked or has expired at `now`. Read from the database
 /// on every request, so a revocation holds from the very next request, in every process.
 pub async fn find_active(
@@ -60,23 +55,38 @@ pub async fn find_active(
     id: ApiKeyId,
     now: DateTime<Utc>,
 ) -> Result<Option<ApiKey>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM api_keys
-         WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
-    );
-    on_conn!(conn, c => Ok(sqlx::query_as(super::sql::trusted(&sql))
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT id, workspace_id, name, secret_digest, abilities, rate_per_minute, created_at
+         FROM api_keys
+         WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+    )
     .bind(id)
     .bind(now)
     .fetch_optional(&mut *c)
     .await?))
 }
 
+/// A key as `herald api-key list` shows it: never its secret's digest.
+#[derive(Clone, Debug, FromRow)]
+pub struct KeyListing {
+    pub id: ApiKeyId,
+    pub workspace: String,
+    pub name: String,
+    pub abilities: Json<Vec<Ability>>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// Every key, or a workspace's, oldest first, with its workspace's name.
-pub async fn list(conn: Conn<'_>, workspace: Option<WorkspaceId>) -> Result<Vec<ApiKey>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE $1 IS NULL OR workspace_id = $1 ORDER BY created_at, id"
-    );
-    on_conn!(conn, c => Ok(sqlx::query_as(super::sql::trusted(&sql))
+pub async fn list(conn: Conn<'_>, workspace: Option<WorkspaceId>) -> Result<Vec<KeyListing>> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT k.id, w.name AS workspace, k.name, k.abilities, k.created_at, k.expires_at,
+                k.revoked_at
+         FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id
+         WHERE $1 IS NULL OR k.workspace_id = $1
+         ORDER BY k.created_at, k.id",
+    )
     .bind(workspace)
     .fetch_all(&mut *c)
     .await?))
