@@ -47,13 +47,18 @@ impl Server {
     }
 }
 
+/// A `herald serve` whose API is of no use to the test.
+fn serve(database_url: &str) -> Server {
+    spawn_serve(database_url, "127.0.0.1:0")
+}
+
 /// A `herald serve` with the default batch (1,024) and concurrency (64). Claims last 5 s: the
 /// gateway's 100 ms timeout lets a batch of 1,024 be sent in 1.6 s at worst, under a third of it.
-fn serve(database_url: &str) -> Server {
+fn spawn_serve(database_url: &str, listen: &str) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("serve")
         .env("HERALD_DATABASE_URL", database_url)
-        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_LISTEN", listen)
         .env("HERALD_CLAIM_LEASE_MS", "5000")
         .env("HERALD_LANE_LEASE_MS", "1500")
         .env("HERALD_ENGINE_TICK_MS", "50")
@@ -274,23 +279,13 @@ async fn a_killed_process_of_two_repeats_only_its_in_flight_sends(db: common::Te
     .await;
 }
 
-/// A `herald serve` listening on a port of its own, once it answers.
+/// A `herald serve` on a port of its own, once its API answers; returns it with its address.
 async fn serve_api(database_url: &str) -> (Server, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("serve")
-        .env("HERALD_DATABASE_URL", database_url)
-        .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HERALD_ENGINE_TICK_MS", "50")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn herald serve");
-    let server = Server(child);
+    let server = spawn_serve(database_url, &format!("127.0.0.1:{port}"));
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{base}/v1/health")).await.is_err() {
