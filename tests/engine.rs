@@ -719,6 +719,42 @@ async fn the_sandbox_reports_deliveries_and_reads_through_the_callback_path(db: 
     scenario.stop().await;
 }
 
+/// Provider events still queued when the engine stops are applied before it returns: a stop
+/// mid-campaign leaves every message the sandbox accepted (and reported at once) delivered.
+async fn a_stopping_engine_applies_the_reports_it_had_queued(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 1500).await;
+    let sandbox =
+        json!({"deliver_rate": 1, "read_rate": 0, "deliver_after_ms": 0, "read_after_ms": 0});
+    scenario.switch_provider("sandbox", &sandbox).await;
+    let mut tx = scenario.db.begin().await.unwrap();
+    campaigns::launch(&mut tx, scenario.ws, scenario.campaign, Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Whole batches: a stopping lane sends the rest of its batch, and its last reports are still
+    // queued when it is done.
+    scenario
+        .start_engine(EngineConfig {
+            batch_size: 1024,
+            concurrency: 64,
+            ..fast()
+        })
+        .await;
+    scenario.wait_until_sent(100).await;
+    if let Some(engine) = scenario.engine.take() {
+        engine.shutdown().await;
+    }
+    let stopped = scenario.campaign().await;
+    assert!(stopped.sent_count > 0);
+    assert_eq!(
+        stopped.delivered_count, stopped.sent_count,
+        "every report queued before the stop was applied"
+    );
+    assert_eq!(stopped.counters(), scenario.truth().await);
+    scenario.stop().await;
+}
+
 /// A manual clock shared with the engine: days pass when the test says so.
 async fn sent_by_now(scenario: &Scenario, expected: i64) {
     for _ in 0..400 {
@@ -1121,6 +1157,7 @@ async fn an_import_whose_job_was_lost_is_run_by_the_sweep(db: TestDb) {
 }
 
 dialect_tests!(
+    a_stopping_engine_applies_the_reports_it_had_queued,
     an_import_whose_job_was_lost_is_run_by_the_sweep,
     a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason,
     a_lane_whose_lease_is_taken_claims_nothing_more,

@@ -54,9 +54,6 @@ pub enum LaneError {
     Provider(#[from] providers::ProviderConfigError),
 }
 
-/// Tries to record a group of outcomes before the lane gives up (and the claims expire).
-const RECORD_ATTEMPTS: u32 = 5;
-
 /// What a claim got: messages (claimed, then rendered into a [`Batch`]), or nothing for now.
 enum Claim<Messages = Batch> {
     Messages(Messages),
@@ -714,8 +711,9 @@ async fn heartbeat(shared: &Shared, sender: SenderId, stop: &Stop) {
     }
 }
 
-/// Commits one group of completions, trying again on a passing store error: these sends
-/// happened, and must not be left claimed, to be sent again when their claims expire.
+/// Commits one group of completions, trying again on a passing store error (a deadlock victim
+/// on PostgreSQL, a busy database): these sends happened, and must not be left claimed, to be
+/// sent again when their claims expire.
 async fn record_group(
     shared: &Shared,
     sender: SenderId,
@@ -735,49 +733,37 @@ async fn record_group(
             End::Unsent => unsent.push(completion.id),
         }
     }
-    let mut attempt = 0;
-    loop {
+    let still_held = super::retrying("recording sends", sender, || async {
         let now = shared.clock.now();
-        let committed = async {
-            let mut tx = shared.db.begin().await?;
-            // A paced sender's last send is what its next gap counts from, across restarts; an
-            // unpaced one's is not worth a write per group (the heartbeat checks its lease). The
-            // lease row comes first, as a claim takes it first: on PostgreSQL the two lock the
-            // lease, the campaign and its messages in one order, so they cannot deadlock.
-            let still_held = match last_started {
-                Some(at) if spaced => {
-                    store::lanes::record_send(tx.conn(), sender, &shared.owner, at).await?
-                }
-                _ => true,
-            };
-            store::messages::record_outcomes(&mut tx, &outcomes, now).await?;
-            store::messages::release_unsent(tx.conn(), &unsent, now).await?;
-            tx.commit().await?;
-            Ok::<bool, StoreError>(still_held)
+        let mut tx = shared.db.begin().await?;
+        // A paced sender's last send is what its next gap counts from, across restarts; an
+        // unpaced one's is not worth a write per group (the heartbeat checks its lease). The
+        // lease row comes first, as a claim takes it first: on PostgreSQL the two lock the
+        // lease, the campaign and its messages in one order, so they cannot deadlock.
+        let still_held = match last_started {
+            Some(at) if spaced => {
+                store::lanes::record_send(tx.conn(), sender, &shared.owner, at).await?
+            }
+            _ => true,
         };
-        match committed.await {
-            Ok(still_held) => {
-                // The sends happened all the same: they are recorded, said so, and nothing more
-                // starts (the lease was found lost by this commit, the heartbeat or a claim).
-                if !still_held {
-                    stop.lease_lost.store(true, Ordering::Release);
-                }
-                if stop.lease_lost.load(Ordering::Acquire) && !outcomes.is_empty() {
-                    tracing::warn!(sender_id = %sender, recorded = outcomes.len(), "sends recorded after this lane lost its lease; it starts no further send");
-                }
-                if !unsent.is_empty() {
-                    tracing::info!(sender_id = %sender, released = unsent.len(), "claimed messages handed back unsent");
-                }
-                return Ok(());
-            }
-            Err(error) if attempt < RECORD_ATTEMPTS => {
-                attempt += 1;
-                tracing::warn!(sender_id = %sender, %error, attempt, "recording sends failed; trying again");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-            }
-            Err(error) => return Err(error),
-        }
+        store::messages::record_outcomes(&mut tx, &outcomes, now).await?;
+        store::messages::release_unsent(tx.conn(), &unsent, now).await?;
+        tx.commit().await?;
+        Ok(still_held)
+    })
+    .await?;
+    // The sends happened all the same: they are recorded, said so, and nothing more starts (the
+    // lease was found lost by this commit, the heartbeat or a claim).
+    if !still_held {
+        stop.lease_lost.store(true, Ordering::Release);
     }
+    if stop.lease_lost.load(Ordering::Acquire) && !outcomes.is_empty() {
+        tracing::warn!(sender_id = %sender, recorded = outcomes.len(), "sends recorded after this lane lost its lease; it starts no further send");
+    }
+    if !unsent.is_empty() {
+        tracing::info!(sender_id = %sender, released = unsent.len(), "claimed messages handed back unsent");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -408,6 +408,31 @@ async fn could_not_start(shared: &Shared, sender: SenderId, error: &lane::LaneEr
     }
 }
 
+/// Attempts of a store write that must not be lost to a passing error before it is given up.
+const WRITE_ATTEMPTS: u32 = 6;
+
+/// Runs `write` until it succeeds, at most [`WRITE_ATTEMPTS`] times, waiting longer after each
+/// failure (50 ms, 100 ms, …): for writes of what already happened — sends, provider reports —
+/// which a deadlock or a busy database must not lose.
+async fn retrying<T, F, Fut>(what: &str, sender: SenderId, mut write: F) -> store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = store::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(done) => return Ok(done),
+            Err(error) if attempt < WRITE_ATTEMPTS => {
+                tracing::warn!(sender_id = %sender, %error, attempt, "{what} failed; trying again");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Events a provider may queue before it waits for ingestion to catch up.
 const EVENTS_QUEUED: usize = 4096;
 /// Events applied together in one transaction at most.
@@ -482,8 +507,14 @@ async fn ingest_events(
         }
         for (sender, events) in by_sender {
             let batch = callbacks::SenderEvents { sender, events };
-            if let Err(error) = callbacks::ingest(&shared.db, &batch, shared.clock.now()).await {
-                tracing::error!(sender_id = %sender, %error, "provider events could not be applied");
+            // On PostgreSQL a report can deadlock with the record of the send it reports on
+            // (both lock the message): the loser's events are applied on the next attempt.
+            let ingested = retrying("applying provider events", sender, || {
+                callbacks::ingest(&shared.db, &batch, shared.clock.now())
+            })
+            .await;
+            if let Err(error) = ingested {
+                tracing::error!(sender_id = %sender, %error, count = batch.events.len(), "provider events could not be applied; they are lost");
             }
         }
     }
