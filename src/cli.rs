@@ -11,6 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::auth::{Ability, NewToken};
 use crate::domain::ids::ApiKeyId;
+use crate::eventlog::{EventLog, StartAt};
 use crate::store::{self, Db};
 
 #[derive(Debug, Parser)]
@@ -40,6 +41,32 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Read the event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events as one JSON object per line, as the named consumer: it resumes after the
+    /// last batch it printed, so a tail that is stopped (or killed) and run again skips nothing.
+    Tail(TailEvents),
+}
+
+#[derive(Debug, Args)]
+pub struct TailEvents {
+    /// The consumer's name: its position is kept in the database.
+    #[arg(long)]
+    pub consumer: String,
+    /// A consumer new to this database starts at the oldest event kept, not at the newest.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Keep waiting for new events instead of exiting when none are left.
+    #[arg(long)]
+    pub follow: bool,
+    /// Events read and recorded at a time.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +139,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Events(EventsCommand::Tail(args)) => {
+            let db = open_database(&config).await?;
+            let tailed = tokio::select! {
+                tailed = tail_events(&db, &args) => tailed,
+                () = shutdown_signal() => Ok(()),
+            };
+            db.close().await;
+            tailed
+        }
         Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
             let db = open_database(&config).await?;
             let revoked = async {
@@ -167,6 +203,53 @@ pub async fn list_api_keys(
         ));
     }
     Ok(lines)
+}
+
+/// Prints the event log from the consumer's position; each batch is recorded once it is
+/// printed, so an interrupted tail prints at most its last batch again.
+async fn tail_events(db: &Db, args: &TailEvents) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let consumer = args.consumer.trim();
+    if consumer.is_empty() {
+        bail!("--consumer must not be empty");
+    }
+    let start = if args.from_beginning {
+        StartAt::Beginning
+    } else {
+        StartAt::End
+    };
+    let log = EventLog::new(db.clone(), std::sync::Arc::new(SystemClock));
+    let mut reader = log.reader(consumer, start).await?;
+    loop {
+        let events = if args.follow {
+            reader.next_batch(args.batch).await?
+        } else {
+            reader.poll(args.batch).await?
+        };
+        let Some(last) = events.last().map(|event| event.position) else {
+            if reader.waiting_on_gap() {
+                tokio::time::sleep(crate::eventlog::IDLE_POLL).await;
+                continue;
+            }
+            return Ok(());
+        };
+        let mut out = std::io::stdout().lock();
+        for event in &events {
+            let line = serde_json::json!({
+                "position": event.position,
+                "type": event.kind.as_str(),
+                "workspace_id": event.workspace,
+                "subject_id": event.subject,
+                "occurred_at": event.occurred_at,
+                "data": event.payload,
+            });
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+        drop(out);
+        reader.commit(last).await?;
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

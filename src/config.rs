@@ -26,6 +26,9 @@ pub struct Config {
     /// How long a lane holds its sender without renewing; after a crash, another process takes
     /// the sender over once it runs out (`HERALD_LANE_LEASE_MS`).
     pub lane_lease_ms: u64,
+    /// How long the event log keeps an event that every consumer has read
+    /// (`HERALD_EVENT_RETENTION_HOURS`).
+    pub event_retention_hours: u64,
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             claim_lease_ms: 120_000,
             engine_tick_ms: 250,
             lane_lease_ms: 30_000,
+            event_retention_hours: 7 * 24,
         }
     }
 }
@@ -123,6 +127,9 @@ impl Config {
         if let Some(value) = lookup("HERALD_LANE_LEASE_MS") {
             self.lane_lease_ms = parsed("HERALD_LANE_LEASE_MS", value)?;
         }
+        if let Some(value) = lookup("HERALD_EVENT_RETENTION_HOURS") {
+            self.event_retention_hours = parsed("HERALD_EVENT_RETENTION_HOURS", value)?;
+        }
         Ok(self)
     }
 
@@ -134,6 +141,7 @@ impl Config {
             claim_lease,
             lease: std::time::Duration::from_millis(self.lane_lease_ms.max(3)),
             requeue_every: claim_lease.min(std::time::Duration::from_secs(5)),
+            event_retention: std::time::Duration::from_secs(self.event_retention_hours * 3600),
             ..crate::engine::EngineConfig::default()
         }
     }

@@ -28,6 +28,8 @@ pub mod demo;
 pub mod domain;
 /// Launch, sender lanes, pacing and callbacks.
 pub mod engine;
+/// Reading the event log in order, by named consumers that resume where they stopped.
+pub mod eventlog;
 /// The HTTP API.
 pub mod http;
 /// Where messages leave Herald: the provider trait and its implementations.

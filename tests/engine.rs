@@ -37,6 +37,7 @@ fn fast() -> EngineConfig {
         idle_exit: Duration::from_millis(100),
         retry_base: Duration::from_millis(10),
         sweep_every: Duration::from_millis(50),
+        ..EngineConfig::default()
     }
 }
 

@@ -43,6 +43,12 @@ macro_rules! id_types {
                 Self(id)
             }
         }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
     )*};
 }
 

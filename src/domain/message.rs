@@ -164,7 +164,7 @@ impl Progress {
 
 /// Campaign counters, cumulative by stage as API.md defines them: `sent` counts every message
 /// that reached sent or later, `delivered` those that reached delivered or read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counters {
     pub total: i64,
     /// Pending or in flight.

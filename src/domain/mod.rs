@@ -6,6 +6,8 @@ pub mod auth;
 pub mod campaign;
 /// Tags and time zones of contacts.
 pub mod contact;
+/// The kinds of events in the event log and their payloads.
+pub mod event;
 /// Static and dynamic contact groups.
 pub mod group;
 /// Typed identifiers for every kind of row.

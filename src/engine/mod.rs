@@ -55,6 +55,8 @@ pub struct EngineConfig {
     /// time; this catches one whose job was never queued (its process died between the
     /// schedule's commit and the push).
     pub sweep_every: Duration,
+    /// How long the event log keeps what every consumer has read.
+    pub event_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +71,7 @@ impl Default for EngineConfig {
             idle_exit: Duration::from_secs(2),
             retry_base: retry::DEFAULT_BASE,
             sweep_every: Duration::from_secs(15),
+            event_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -279,6 +282,7 @@ async fn tick(
         if purged > 0 {
             tracing::debug!(purged, "expired idempotency keys purged");
         }
+        prune_events(shared, now).await?;
         *next_sweep = now + pacing::to_chrono(shared.config.sweep_every);
     }
     let candidates = {
@@ -300,6 +304,28 @@ async fn tick(
                 tokio::spawn(run_lane(shared.clone(), sender, last_send_at)),
             );
         }
+    }
+    Ok(())
+}
+
+/// Deletes events every consumer has read once they are older than the retention, a slice at a
+/// time so that no sweep holds the writer long.
+async fn prune_events(shared: &Shared, now: chrono::DateTime<chrono::Utc>) -> store::Result<()> {
+    const SLICE: i64 = 10_000;
+    let before = now - pacing::to_chrono(shared.config.event_retention);
+    let mut pruned = 0;
+    loop {
+        let deleted = {
+            let mut conn = shared.db.write().await?;
+            store::events::prune(conn.conn(), before, SLICE).await?
+        };
+        pruned += deleted;
+        if deleted < SLICE as u64 || shared.is_shutting_down() {
+            break;
+        }
+    }
+    if pruned > 0 {
+        tracing::debug!(pruned, "old events pruned from the log");
     }
     Ok(())
 }

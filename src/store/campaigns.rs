@@ -10,9 +10,11 @@ use sqlx::FromRow;
 use sqlx::types::Json;
 
 use super::audience;
+use super::events::{self, NewEvent};
 use super::sql::{Param, SqlBuilder, bind_params, fetch_page};
 use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
 use crate::domain::campaign::{Audience, CampaignStatus};
+use crate::domain::event::{CampaignEvent, EventType};
 use crate::domain::ids::{CampaignId, SenderId, TemplateId, WorkspaceId};
 use crate::domain::message::Counters;
 
@@ -369,51 +371,101 @@ pub async fn launch(
     )
     .await?;
     let recipients = materialize(tx, &campaign, now).await?;
+    let started = get(tx.conn(), workspace, id).await?;
+    announce(tx.conn(), &started, EventType::CampaignStarted, now).await?;
     if recipients == 0 {
         // Nothing to send: the campaign is done the moment it starts.
-        return transition(tx.conn(), workspace, id, &[Running], Completed, None, now).await;
+        let done = transition(tx.conn(), workspace, id, &[Running], Completed, None, now).await?;
+        announce(tx.conn(), &done, EventType::CampaignCompleted, now).await?;
+        return Ok(done);
     }
-    get(tx.conn(), workspace, id).await
+    Ok(started)
+}
+
+/// Appends the event of a campaign's transition, with its stats as they now are.
+async fn announce(
+    conn: Conn<'_>,
+    campaign: &Campaign,
+    kind: EventType,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let data = CampaignEvent {
+        campaign_id: campaign.id,
+        name: campaign.name.clone(),
+        status: campaign.status,
+        counters: campaign.counters(),
+        paused_reason: campaign.paused_reason.clone(),
+    };
+    let event = NewEvent::new(campaign.workspace_id, kind, campaign.id, &data, now)?;
+    events::append(conn, &[event]).await
 }
 
 pub async fn pause(
-    conn: Conn<'_>,
+    mut conn: Conn<'_>,
     workspace: WorkspaceId,
     id: CampaignId,
     now: DateTime<Utc>,
 ) -> Result<Campaign> {
     use CampaignStatus::*;
-    transition(conn, workspace, id, &[Running], Paused, None, now).await
+    let paused = transition(
+        conn.reborrow(),
+        workspace,
+        id,
+        &[Running],
+        Paused,
+        None,
+        now,
+    )
+    .await?;
+    announce(conn, &paused, EventType::CampaignPaused, now).await?;
+    Ok(paused)
 }
 
 /// Pauses every running campaign of `sender`, saying why: what Herald does when the sender
 /// cannot send at all. Returns the campaigns paused.
 pub async fn pause_for_sender(
-    conn: Conn<'_>,
+    mut conn: Conn<'_>,
     sender: SenderId,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<CampaignId>> {
-    on_conn!(conn, c => Ok(sqlx::query_scalar(
+    let sql = format!(
         "UPDATE campaigns SET status = 'paused', paused_at = $3, paused_reason = $2, updated_at = $3
          WHERE sender_id = $1 AND status = 'running'
-         RETURNING id",
-    )
-    .bind(sender)
-    .bind(reason)
-    .bind(now)
-    .fetch_all(&mut *c)
-    .await?))
+         RETURNING {}",
+        columns!()
+    );
+    let paused: Vec<Campaign> = on_conn!(conn.reborrow(), c => sqlx::query_as(super::sql::trusted(&sql))
+        .bind(sender)
+        .bind(reason)
+        .bind(now)
+        .fetch_all(&mut *c)
+        .await?);
+    for campaign in &paused {
+        announce(conn.reborrow(), campaign, EventType::CampaignPaused, now).await?;
+    }
+    Ok(paused.into_iter().map(|campaign| campaign.id).collect())
 }
 
 pub async fn resume(
-    conn: Conn<'_>,
+    mut conn: Conn<'_>,
     workspace: WorkspaceId,
     id: CampaignId,
     now: DateTime<Utc>,
 ) -> Result<Campaign> {
     use CampaignStatus::*;
-    transition(conn, workspace, id, &[Paused], Running, None, now).await
+    let resumed = transition(
+        conn.reborrow(),
+        workspace,
+        id,
+        &[Paused],
+        Running,
+        None,
+        now,
+    )
+    .await?;
+    announce(conn, &resumed, EventType::CampaignResumed, now).await?;
+    Ok(resumed)
 }
 
 /// Cancels a scheduled, running or paused campaign; its messages still pending become
@@ -451,22 +503,39 @@ pub async fn cancel(
         ..Counters::default()
     };
     add_to_counters(tx.conn(), id, &change, now).await?;
-    get(tx.conn(), workspace, id).await
+    let canceled = get(tx.conn(), workspace, id).await?;
+    announce(tx.conn(), &canceled, EventType::CampaignCanceled, now).await?;
+    Ok(canceled)
 }
 
 /// Completes a running or paused campaign with nothing left pending or in flight. Returns
 /// whether this call completed it.
-pub async fn complete_if_done(conn: Conn<'_>, id: CampaignId, now: DateTime<Utc>) -> Result<bool> {
-    let done = on_conn!(conn, c => sqlx::query(
-        "UPDATE campaigns SET status = 'completed', completed_at = $2, updated_at = $2
-         WHERE id = $1 AND status IN ('running', 'paused') AND pending_count = 0",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(&mut *c)
-    .await?
-    .rows_affected());
-    Ok(done == 1)
+pub async fn complete_if_done(
+    mut conn: Conn<'_>,
+    id: CampaignId,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    use CampaignStatus::*;
+    let sql = format!(
+        "UPDATE campaigns SET status = $3, completed_at = $2, updated_at = $2
+         WHERE id = $1 AND status IN ({}) AND pending_count = 0
+         RETURNING {}",
+        status_list(&[Running, Paused]),
+        columns!()
+    );
+    let done: Option<Campaign> = on_conn!(conn.reborrow(), c => sqlx::query_as(super::sql::trusted(&sql))
+        .bind(id)
+        .bind(now)
+        .bind(Completed)
+        .fetch_optional(&mut *c)
+        .await?);
+    match done {
+        Some(campaign) => {
+            announce(conn, &campaign, EventType::CampaignCompleted, now).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Inserts one pending message per contact of the campaign's audience, with one set-based

@@ -8,10 +8,12 @@ use serde::Serialize;
 use sqlx::FromRow;
 use sqlx::types::Json;
 
+use super::events::{self, NewEvent};
 use super::sql::{
     Param, SqlBuilder, bind_params, contains_pattern, fetch_page, rows_per_statement,
 };
 use super::{Conn, Page, Result, StoreError, Tx, on_conn};
+use crate::domain::event::{ContactEvent, EventType};
 use crate::domain::ids::{ContactId, WorkspaceId};
 use crate::domain::phone::Phone;
 
@@ -139,7 +141,29 @@ pub async fn insert(
     .execute(&mut *c)
     .await.map(drop))?;
     write_tags(tx.conn(), workspace, id, &fields.tags).await?;
-    get(tx.conn(), workspace, id).await
+    let contact = get(tx.conn(), workspace, id).await?;
+    announce(tx.conn(), &contact, EventType::ContactCreated, now).await?;
+    Ok(contact)
+}
+
+/// Appends the event of a change to `contact`.
+async fn announce(
+    conn: Conn<'_>,
+    contact: &Contact,
+    kind: EventType,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    events::append(conn, &[contact_event(contact, kind, now)?]).await
+}
+
+fn contact_event(contact: &Contact, kind: EventType, now: DateTime<Utc>) -> Result<NewEvent> {
+    let data = ContactEvent {
+        contact_id: contact.id,
+        phone: contact.phone.clone(),
+        name: contact.name.clone(),
+        opted_out: contact.opted_out_at.is_some(),
+    };
+    NewEvent::new(contact.workspace_id, kind, contact.id, &data, now)
 }
 
 /// Replaces every editable field of a contact.
@@ -176,7 +200,9 @@ pub async fn update(
         .execute(&mut *c)
         .await.map(drop))?;
     write_tags(tx.conn(), workspace, id, &fields.tags).await?;
-    get(tx.conn(), workspace, id).await
+    let contact = get(tx.conn(), workspace, id).await?;
+    announce(tx.conn(), &contact, EventType::ContactUpdated, now).await?;
+    Ok(contact)
 }
 
 async fn write_tags(
@@ -323,7 +349,9 @@ pub async fn set_blocked(
     if updated == 0 {
         return Err(StoreError::NotFound);
     }
-    get(conn, workspace, id).await
+    let contact = get(conn.reborrow(), workspace, id).await?;
+    announce(conn, &contact, EventType::ContactUpdated, now).await?;
+    Ok(contact)
 }
 
 /// Opts a contact out (`Some(time)`) or back in (`None`). Opting out twice keeps the first time.
@@ -334,6 +362,10 @@ pub async fn set_opted_out(
     opted_out_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<Contact> {
+    let was_opted_out = get(conn.reborrow(), workspace, id)
+        .await?
+        .opted_out_at
+        .is_some();
     let updated = on_conn!(conn.reborrow(), c => sqlx::query(
         "UPDATE contacts
          SET opted_out_at = CASE WHEN $3 IS NULL THEN NULL ELSE COALESCE(opted_out_at, $3) END,
@@ -350,7 +382,16 @@ pub async fn set_opted_out(
     if updated == 0 {
         return Err(StoreError::NotFound);
     }
-    get(conn, workspace, id).await
+    let contact = get(conn.reborrow(), workspace, id).await?;
+    let kind = match (was_opted_out, contact.opted_out_at.is_some()) {
+        (false, true) => Some(EventType::ContactOptedOut),
+        (true, false) => Some(EventType::ContactOptedIn),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        announce(conn, &contact, kind, now).await?;
+    }
+    Ok(contact)
 }
 
 /// What rendering a message needs of a contact.
@@ -420,12 +461,27 @@ pub async fn insert_new_batch(
             .map(|fields| (phone_of(fields), fields))
             .collect();
         let mut tags: Vec<(ContactId, &str)> = Vec::new();
+        let mut created_events = Vec::with_capacity(inserted.len());
         for (id, phone) in &inserted {
             if let Some(fields) = by_phone.get(phone.as_str()) {
                 tags.extend(fields.tags.iter().map(|tag| (*id, tag.as_str())));
+                let data = ContactEvent {
+                    contact_id: *id,
+                    phone: phone.clone(),
+                    name: fields.name.clone(),
+                    opted_out: false,
+                };
+                created_events.push(NewEvent::new(
+                    workspace,
+                    EventType::ContactCreated,
+                    *id,
+                    &data,
+                    now,
+                )?);
             }
         }
         write_tags_of(tx.conn(), workspace, &tags).await?;
+        events::append(tx.conn(), &created_events).await?;
     }
     Ok(created)
 }

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use sqlx::types::Json;
 
+use super::events::{self, NewEvent};
 use super::{Conn, Result, StoreError, on_conn};
+use crate::domain::event::{EventType, ImportEvent};
 use crate::domain::ids::{ImportId, WorkspaceId};
 
 /// At most this many row errors are kept; `failed` still counts them all.
@@ -198,14 +200,25 @@ pub async fn finish(
     if !record_progress(conn.reborrow(), id, owner, progress, now).await? {
         return Ok(false);
     }
-    on_conn!(conn, c => sqlx::query(
-        "UPDATE contact_imports SET status = $2, csv = NULL, finished_at = $3 WHERE id = $1",
+    let status = if completed { "completed" } else { "failed" };
+    let workspace: WorkspaceId = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "UPDATE contact_imports SET status = $2, csv = NULL, finished_at = $3 WHERE id = $1
+         RETURNING workspace_id",
     )
     .bind(id)
-    .bind(if completed { "completed" } else { "failed" })
+    .bind(status)
     .bind(now)
-    .execute(&mut *c)
-    .await
-    .map(drop))?;
+    .fetch_one(&mut *c)
+    .await?);
+    let data = ImportEvent {
+        import_id: id,
+        status: status.to_owned(),
+        total: progress.total,
+        created: progress.created,
+        updated: progress.updated,
+        failed: progress.failed,
+    };
+    let event = NewEvent::new(workspace, EventType::ImportCompleted, id, &data, now)?;
+    events::append(conn, &[event]).await?;
     Ok(true)
 }

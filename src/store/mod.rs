@@ -24,6 +24,7 @@ pub mod api_keys;
 pub mod audience;
 pub mod campaigns;
 pub mod contacts;
+pub mod events;
 pub mod groups;
 pub mod idempotency;
 pub mod imports;

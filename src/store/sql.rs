@@ -69,6 +69,8 @@ pub(crate) enum Param {
     OptText(Option<String>),
     /// Text in SQLite, `jsonb` in PostgreSQL.
     Json(serde_json::Value),
+    /// Already serialised JSON, stored as [`Param::Json`] is.
+    RawJson(Box<serde_json::value::RawValue>),
     Int(i64),
     Bool(bool),
     Time(DateTime<Utc>),
@@ -133,6 +135,7 @@ macro_rules! bind_params {
                 $crate::store::sql::Param::Text(value) => query.bind(value.as_str()),
                 $crate::store::sql::Param::OptText(value) => query.bind(value.as_deref()),
                 $crate::store::sql::Param::Json(value) => query.bind(sqlx::types::Json(value)),
+                $crate::store::sql::Param::RawJson(value) => query.bind(sqlx::types::Json(value)),
                 $crate::store::sql::Param::Int(value) => query.bind(*value),
                 $crate::store::sql::Param::Bool(value) => query.bind(*value),
                 $crate::store::sql::Param::OptTime(value) => query.bind(*value),
