@@ -2,6 +2,8 @@
 
 /// API keys: abilities and bearer tokens stored as digests.
 pub mod auth;
+/// Provider callbacks in Herald's terms, and Herald's own callback signature.
+pub mod callback;
 /// The campaign state machine and audiences.
 pub mod campaign;
 /// Tags and time zones of contacts.

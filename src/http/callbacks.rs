@@ -1,9 +1,10 @@
-//! `POST /v1/callbacks/{sender_id}`: a provider's status reports and inbound messages, signed
-//! with the sender's callback secret (see API.md). Authenticated by signature, not by token.
+//! `/v1/callbacks/{sender_id}`: a provider's status reports and inbound messages, verified and
+//! read by the sender's provider module in the platform's own format (see API.md), and a
+//! platform's `GET` verification of its webhook. Authenticated by signature, not by token.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -14,10 +15,12 @@ use super::error::{ApiError, ApiResult};
 use crate::app::AppState;
 use crate::domain::ids::SenderId;
 use crate::engine::callbacks::{self, CallbackPayload, SenderEvents};
+use crate::providers::{self, CallbackError, CallbackRequest, CallbackSender};
+use crate::store::senders::Sender;
 use crate::store::{self, StoreError};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(receive))
+    OpenApiRouter::new().routes(routes!(receive, challenge))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -32,7 +35,8 @@ struct Received {
 
 /// Receive a provider's status reports and inbound messages
 ///
-/// Signed with the sender's `callback_secret`: `X-Herald-Timestamp` (unix seconds) and
+/// In the sender's provider's own format and signature. The `sandbox` and `http` providers use
+/// Herald's: signed with the sender's `callback_secret`, `X-Herald-Timestamp` (unix seconds) and
 /// `X-Herald-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{raw body}">`, at most five
 /// minutes old.
 #[utoipa::path(post, path = "/v1/callbacks/{sender_id}", tag = "callbacks", security(()),
@@ -49,37 +53,29 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Received>> {
-    let sender_id: SenderId = sender_id.parse().map_err(|_| ApiError::NotFound)?;
-    let sender = {
-        let mut conn = state.db.read().await?;
-        match store::senders::get_unscoped(conn.conn(), sender_id).await {
-            Ok(sender) => sender,
-            // Unknown senders are refused like bad signatures: no probing for ids.
-            Err(StoreError::NotFound) => return Err(ApiError::Unauthenticated),
-            Err(error) => return Err(error.into()),
-        }
-    };
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let now = state.clock.now();
-    callbacks::verify_signature(
-        &sender.callback_secret,
-        header("x-herald-timestamp"),
-        header("x-herald-signature"),
-        &body,
-        now,
-    )
-    .map_err(|error| {
-        tracing::warn!(sender_id = %sender.id, %error, "callback refused");
+    let sender = addressed(&state, &sender_id).await?;
+    let module = providers::module(&sender.provider).map_err(|error| {
+        tracing::error!(sender_id = %sender.id, %error, "callback for a sender without a provider");
         ApiError::Unauthenticated
     })?;
-    let payload: CallbackPayload = serde_json::from_slice(&body).map_err(|error| {
-        if error.is_syntax() || error.is_eof() {
-            ApiError::InvalidJson(format!("the body is not valid JSON: {error}"))
-        } else {
-            ApiError::validation("events", error.to_string())
-        }
-    })?;
-    let batch = SenderEvents::new(sender.id, payload.events);
+    let now = state.clock.now();
+    let request = CallbackRequest {
+        headers: &headers,
+        query: None,
+        body: &body,
+        now,
+    };
+    let addressee = CallbackSender {
+        callback_secret: &sender.callback_secret,
+        config: &sender.provider_config.0,
+    };
+    module
+        .verify_callback(&request, &addressee)
+        .map_err(|error| refused(&sender, error))?;
+    let events = module
+        .parse_callback(&body)
+        .map_err(|error| refused(&sender, error))?;
+    let batch = SenderEvents::new(sender.id, events);
     // Durable before the answer (invariant 7): a report that overtook the record of its send is
     // parked in the same transaction.
     let ingested = callbacks::ingest(&state.db, &batch, now).await?;
@@ -88,4 +84,66 @@ async fn receive(
         inbound: ingested.inbound_recorded,
         deferred: ingested.deferred,
     }))
+}
+
+/// Answer a platform's verification of its webhook
+///
+/// Platforms that verify a webhook with a `GET` (Meta's `hub.challenge`) get their challenge
+/// back when the token matches the sender's; providers that have no such check answer 405.
+#[utoipa::path(get, path = "/v1/callbacks/{sender_id}", tag = "callbacks", security(()),
+    params(("sender_id" = SenderId, Path, description = "The sender the platform verifies")),
+    responses((status = 200, description = "The challenge, as plain text", body = String),
+              (status = 403, description = "`forbidden`: the token does not match",
+               body = super::error::ErrorEnvelope),
+              (status = 405, description = "`method_not_allowed`: the provider has no challenge",
+               body = super::error::ErrorEnvelope)))]
+async fn challenge(
+    State(state): State<AppState>,
+    Path(sender_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<String> {
+    let sender = addressed(&state, &sender_id).await?;
+    let module = providers::module(&sender.provider).map_err(|_| ApiError::Unauthenticated)?;
+    let request = CallbackRequest {
+        headers: &headers,
+        query: query.as_deref(),
+        body: &[],
+        now: state.clock.now(),
+    };
+    let addressee = CallbackSender {
+        callback_secret: &sender.callback_secret,
+        config: &sender.provider_config.0,
+    };
+    module
+        .challenge(&request, &addressee)
+        .map_err(|error| refused(&sender, error))
+}
+
+/// The sender a callback names. Unknown senders are refused like bad signatures: no probing
+/// for ids.
+async fn addressed(state: &AppState, sender_id: &str) -> ApiResult<Sender> {
+    let sender_id: SenderId = sender_id.parse().map_err(|_| ApiError::NotFound)?;
+    let mut conn = state.db.read().await?;
+    match store::senders::get_unscoped(conn.conn(), sender_id).await {
+        Ok(sender) => Ok(sender),
+        Err(StoreError::NotFound) => Err(ApiError::Unauthenticated),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn refused(sender: &Sender, error: CallbackError) -> ApiError {
+    match error {
+        CallbackError::Unauthenticated(reason) => {
+            tracing::warn!(sender_id = %sender.id, %reason, "callback refused");
+            ApiError::Unauthenticated
+        }
+        CallbackError::Forbidden(reason) => {
+            tracing::warn!(sender_id = %sender.id, %reason, "callback challenge refused");
+            ApiError::Forbidden(reason)
+        }
+        CallbackError::Malformed(message) => ApiError::InvalidJson(message),
+        CallbackError::Invalid { field, message } => ApiError::validation(&field, message),
+        CallbackError::NoChallenge => ApiError::MethodNotAllowed,
+    }
 }

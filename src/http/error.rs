@@ -41,6 +41,9 @@ pub enum ApiError {
     Unauthenticated,
     #[error("this API key lacks the '{0}' ability")]
     InsufficientAbility(&'static str),
+    /// Authenticated, but refused (a platform's webhook challenge with the wrong token).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -88,6 +91,7 @@ impl ApiError {
                 "insufficient_ability",
                 json!({ "required_ability": ability }),
             ),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", json!({})),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", json!({})),
             Self::Conflict(_) => (StatusCode::CONFLICT, "duplicate", json!({})),
             Self::InUse(_) => (StatusCode::CONFLICT, "in_use", json!({})),

@@ -21,7 +21,7 @@ use crate::domain::ids::SenderId;
 use crate::domain::pacing::Pacing;
 use crate::domain::validation::FieldErrors;
 use crate::engine::pacing::{local_day, warmup_day};
-use crate::providers::{self, ProviderConfigError};
+use crate::providers::{self, ProviderConfigError, secrets};
 use crate::store::senders::{self, Sender, SenderFields};
 use crate::store::usage;
 
@@ -31,9 +31,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update, delete))
 }
 
-/// What replaces a secret in `provider_config` when it is shown. Sending it back in a PATCH
-/// keeps the stored value.
-const MASK: &str = "********";
+/// `provider_config` fit to show: the secrets its provider module declares masked (sending the
+/// mask back in a PATCH keeps the stored value). A provider Herald does not know shows nothing,
+/// rather than a guess at what is secret.
+fn shown_config(provider: &str, config: &Value) -> Value {
+    match providers::module(provider) {
+        Ok(module) => secrets::masked(config, module.secrets()),
+        Err(_) => Value::Object(Default::default()),
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 struct NewSender {
@@ -98,7 +104,7 @@ impl SenderView {
             id: sender.id,
             name: sender.name.clone(),
             provider: sender.provider.clone(),
-            provider_config: redacted(&sender.provider_config.0),
+            provider_config: shown_config(&sender.provider, &sender.provider_config.0),
             timezone: sender.timezone.clone(),
             pacing: sender.pacing(),
             callback_secret: None,
@@ -262,16 +268,21 @@ async fn update(
 ) -> ApiResult<Json<SenderView>> {
     let mut tx = state.db.begin().await?;
     let current = senders::get(tx.conn(), auth.workspace, id).await?;
+    let provider = patch.provider.unwrap_or_else(|| current.provider.clone());
     let provider_config = match patch.provider_config {
-        Some(mut config) => {
-            restore_masked(&mut config, &current.provider_config.0);
+        // The mask stands for the stored secret only while the provider stays the same.
+        Some(mut config) if provider == current.provider => {
+            if let Ok(module) = providers::module(&provider) {
+                secrets::restore_masked(&mut config, &current.provider_config.0, module.secrets());
+            }
             config
         }
+        Some(config) => config,
         None => current.provider_config.0.clone(),
     };
     let checked = check(Checked {
         name: patch.name.unwrap_or_else(|| current.name.clone()),
-        provider: patch.provider.unwrap_or_else(|| current.provider.clone()),
+        provider,
         provider_config,
         timezone: patch.timezone.unwrap_or_else(|| current.timezone.clone()),
         pacing: patch.pacing.unwrap_or_else(|| current.pacing()),
@@ -296,83 +307,4 @@ async fn delete(
     let mut conn = state.db.write().await?;
     senders::delete(conn.conn(), auth.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["secret", "token", "password", "key", "auth"]
-        .iter()
-        .any(|part| name.contains(part))
-}
-
-/// `provider_config` fit to show: header values and secret-looking fields masked.
-fn redacted(config: &Value) -> Value {
-    let mut shown = config.clone();
-    if let Some(fields) = shown.as_object_mut() {
-        for (name, value) in fields.iter_mut() {
-            if name == "headers" {
-                if let Some(headers) = value.as_object_mut() {
-                    headers.values_mut().for_each(|v| *v = Value::from(MASK));
-                }
-            } else if value.is_string() && is_secret_name(name) {
-                *value = Value::from(MASK);
-            }
-        }
-    }
-    shown
-}
-
-/// Puts stored secrets back where a client sent the mask it was shown.
-fn restore_masked(config: &mut Value, stored: &Value) {
-    let (Some(fields), Some(stored)) = (config.as_object_mut(), stored.as_object()) else {
-        return;
-    };
-    for (name, value) in fields.iter_mut() {
-        match (value, stored.get(name)) {
-            (value, Some(old)) if value == MASK => *value = old.clone(),
-            (Value::Object(headers), Some(Value::Object(old))) if name == "headers" => {
-                for (header, value) in headers.iter_mut() {
-                    if let Some(old) = old.get(header).filter(|_| value == MASK) {
-                        *value = old.clone();
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn secrets_are_masked_and_the_mask_restores_them() {
-        let stored = json!({
-            "url": "http://gateway/send",
-            "headers": {"X-Key": "k-123", "Accept": "application/json"},
-            "api_token": "t-456",
-            "timeout_ms": 500,
-        });
-        let shown = redacted(&stored);
-        assert_eq!(
-            shown,
-            json!({
-                "url": "http://gateway/send",
-                "headers": {"X-Key": MASK, "Accept": MASK},
-                "api_token": MASK,
-                "timeout_ms": 500,
-            })
-        );
-        let mut sent_back = shown.clone();
-        sent_back["url"] = json!("http://gateway/v2/send");
-        sent_back["headers"]["X-Key"] = json!("k-789");
-        restore_masked(&mut sent_back, &stored);
-        assert_eq!(sent_back["url"], "http://gateway/v2/send");
-        assert_eq!(sent_back["headers"]["X-Key"], "k-789");
-        assert_eq!(sent_back["headers"]["Accept"], "application/json");
-        assert_eq!(sent_back["api_token"], "t-456");
-    }
 }

@@ -19,6 +19,39 @@ const BODY: &str = "body";
 /// How much of a refusing answer is kept as the message's error.
 const ERROR_EXCERPT: usize = 300;
 
+/// The `http` provider module: its headers carry the gateway's credentials, so every header
+/// value is a secret; callbacks in Herald's own format.
+pub struct HttpModule;
+
+impl super::ProviderModule for HttpModule {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            idempotency_keys: true,
+            typing_indicator: false,
+            templates: false,
+            media: true,
+        }
+    }
+
+    fn secrets(&self) -> &'static [&'static str] {
+        &["/headers/*"]
+    }
+
+    fn build(
+        &self,
+        config: &Value,
+        context: &ProviderContext,
+    ) -> Result<std::sync::Arc<dyn Provider>, ProviderConfigError> {
+        Ok(std::sync::Arc::new(HttpProvider::from_config(
+            config, context,
+        )?))
+    }
+}
+
 pub struct HttpProvider {
     client: reqwest::Client,
     url: reqwest::Url,

@@ -1,5 +1,8 @@
-//! Providers: where messages leave Herald. One trait — send, optionally show typing — and an
-//! error that says, where it is understood, whether another attempt can succeed.
+//! Providers: where messages leave Herald. Each platform is a [`ProviderModule`] that knows its
+//! own language — its configuration and which of it is secret, what it can do, how it sends (a
+//! [`Provider`] built from the configuration), and how its callbacks are verified and read into
+//! Herald's events. The [`MODULES`] registry names them; nothing else matches on a provider's
+//! name.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +15,10 @@ use crate::domain::ids::MessageId;
 
 pub mod http;
 pub mod sandbox;
+/// Secrets in provider configurations: masked when shown, kept when the mask comes back.
+pub mod secrets;
+
+use crate::domain::callback::{self, CallbackEvent, CallbackPayload};
 
 /// The send timeout of a provider that does not say its own.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,7 +84,7 @@ pub trait Provider: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderConfigError {
-    #[error("unknown provider '{0}'; available: sandbox, http")]
+    #[error("unknown provider '{0}'; available: {list}", list = names().join(", "))]
     Unknown(String),
     #[error("provider_config.{field}: {message}")]
     Invalid {
@@ -89,7 +96,147 @@ pub enum ProviderConfigError {
 /// Where providers report delivery and read events they learn of themselves (the sandbox);
 /// real providers report through the callback endpoint, which takes the same ingestion path.
 /// Bounded: a provider that reports faster than the database takes it waits.
-pub type EventSink = tokio::sync::mpsc::Sender<crate::engine::callbacks::SenderEvents>;
+pub type EventSink = tokio::sync::mpsc::Sender<crate::domain::callback::SenderEvents>;
+
+/// What a provider can do beyond sending text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Honours Herald's message id as an idempotency key: a send repeated after a crash does
+    /// not reach the phone twice.
+    pub idempotency_keys: bool,
+    /// Can show "typing…" during the typing delay.
+    pub typing_indicator: bool,
+    /// Sends the platform's approved templates (WhatsApp's).
+    pub templates: bool,
+    /// Sends media by URL.
+    pub media: bool,
+}
+
+/// A request to `/v1/callbacks/{sender_id}`, as the sender's provider module reads it.
+pub struct CallbackRequest<'a> {
+    pub headers: &'a reqwest::header::HeaderMap,
+    /// The query string of a `GET` (a platform's challenge), undecoded.
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// The sender a callback is addressed to: what its signature is checked against.
+pub struct CallbackSender<'a> {
+    /// Herald's own per-sender secret (the `sandbox` and `http` providers sign with it).
+    pub callback_secret: &'a str,
+    /// The sender's provider configuration (a platform's app secret or verify token).
+    pub config: &'a Value,
+}
+
+/// Why a callback was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    /// Not from the platform: a bad or stale signature. Answered 401.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A challenge with the wrong token. Answered 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Not JSON at all. Answered 400.
+    #[error("{0}")]
+    Malformed(String),
+    /// JSON, but not the platform's shape. Answered 422 naming the field.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The platform verifies its webhook with no `GET`.
+    #[error("this provider's callbacks are POSTed; there is no challenge to answer")]
+    NoChallenge,
+}
+
+/// One platform: everything Herald knows of it.
+pub trait ProviderModule: Send + Sync {
+    /// The name senders use in `provider`.
+    fn name(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Where the configuration's secrets are, as JSON pointers whose `*` matches every key or
+    /// index at its level (`/headers/*`, `/auth/token`): they are shown as `"***"`, never as
+    /// themselves.
+    fn secrets(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Reads and checks a configuration and builds the sending side of one sender.
+    fn build(
+        &self,
+        config: &Value,
+        context: &ProviderContext,
+    ) -> Result<Arc<dyn Provider>, ProviderConfigError>;
+
+    /// Checks that a callback comes from the platform, for this sender. Herald's own scheme
+    /// unless the platform has its own.
+    fn verify_callback(
+        &self,
+        request: &CallbackRequest<'_>,
+        sender: &CallbackSender<'_>,
+    ) -> Result<(), CallbackError> {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        };
+        callback::verify_signature(
+            sender.callback_secret,
+            header("x-herald-timestamp"),
+            header("x-herald-signature"),
+            request.body,
+            request.now,
+        )
+        .map_err(|error| CallbackError::Unauthenticated(error.to_string()))
+    }
+
+    /// Reads a verified callback's body into Herald's events. Herald's own format unless the
+    /// platform has its own.
+    fn parse_callback(&self, body: &[u8]) -> Result<Vec<CallbackEvent>, CallbackError> {
+        serde_json::from_slice::<CallbackPayload>(body)
+            .map(|payload| payload.events)
+            .map_err(|error| {
+                if error.is_syntax() || error.is_eof() {
+                    CallbackError::Malformed(format!("the body is not valid JSON: {error}"))
+                } else {
+                    CallbackError::Invalid {
+                        field: "events".into(),
+                        message: error.to_string(),
+                    }
+                }
+            })
+    }
+
+    /// Answers a platform's `GET` verification of the webhook (Meta's `hub.challenge`) with the
+    /// body to return.
+    fn challenge(
+        &self,
+        _request: &CallbackRequest<'_>,
+        _sender: &CallbackSender<'_>,
+    ) -> Result<String, CallbackError> {
+        Err(CallbackError::NoChallenge)
+    }
+}
+
+/// Every provider Herald has.
+pub static MODULES: &[&dyn ProviderModule] = &[&sandbox::SandboxModule, &http::HttpModule];
+
+/// The names senders may use in `provider`.
+pub fn names() -> Vec<&'static str> {
+    MODULES.iter().map(|module| module.name()).collect()
+}
+
+/// The module called `name`.
+pub fn module(name: &str) -> Result<&'static dyn ProviderModule, ProviderConfigError> {
+    MODULES
+        .iter()
+        .copied()
+        .find(|module| module.name() == name)
+        .ok_or_else(|| ProviderConfigError::Unknown(name.to_owned()))
+}
 
 /// Builds the provider a sender's settings describe.
 pub fn build(
@@ -97,11 +244,7 @@ pub fn build(
     config: &Value,
     context: &ProviderContext,
 ) -> Result<Arc<dyn Provider>, ProviderConfigError> {
-    match provider {
-        "sandbox" => Ok(Arc::new(sandbox::Sandbox::from_config(config, context)?)),
-        "http" => Ok(Arc::new(http::HttpProvider::from_config(config, context)?)),
-        other => Err(ProviderConfigError::Unknown(other.to_owned())),
-    }
+    module(provider)?.build(config, context)
 }
 
 /// Checks a sender's provider settings without keeping the provider.
@@ -166,6 +309,22 @@ fn number(config: &Value, field: &'static str) -> Result<Option<f64>, ProviderCo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_registry_names_each_module_once() {
+        let names = names();
+        assert_eq!(names, ["sandbox", "http"]);
+        for name in &names {
+            assert_eq!(module(name).map(|m| m.name()), Ok(*name));
+        }
+        assert!(module("http").unwrap().capabilities().idempotency_keys);
+        assert!(!module("sandbox").unwrap().capabilities().typing_indicator);
+        let unknown = module("fax").map(|m| m.name()).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "unknown provider 'fax'; available: sandbox, http"
+        );
+    }
 
     #[test]
     fn unknown_providers_and_bad_settings_are_named() {

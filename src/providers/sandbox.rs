@@ -12,8 +12,35 @@ use super::{
     Accepted, BoxFuture, EventSink, Outbound, Provider, ProviderConfigError, ProviderContext,
     SendError, number,
 };
+use crate::domain::callback::{CallbackEvent, SenderEvents, StatusKind};
 use crate::domain::ids::{MessageId, SenderId};
-use crate::engine::callbacks::{CallbackEvent, SenderEvents, StatusKind};
+
+/// The `sandbox` provider module: no secrets, Herald's own callback format.
+pub struct SandboxModule;
+
+impl super::ProviderModule for SandboxModule {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            // It never sends anything twice: it sends nothing at all.
+            idempotency_keys: true,
+            typing_indicator: false,
+            templates: false,
+            media: true,
+        }
+    }
+
+    fn build(
+        &self,
+        config: &Value,
+        context: &ProviderContext,
+    ) -> Result<std::sync::Arc<dyn Provider>, ProviderConfigError> {
+        Ok(std::sync::Arc::new(Sandbox::from_config(config, context)?))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Sandbox {

@@ -26,7 +26,8 @@ async fn senders_keep_their_pacing_and_hide_their_secrets(db: TestDb) {
     let id = created.id();
     let secret = body["callback_secret"].as_str().unwrap();
     assert_eq!(secret.len(), 64);
-    assert_eq!(body["provider_config"]["headers"]["X-Key"], "********");
+    // API.md: secrets in provider_config are shown as "***".
+    assert_eq!(body["provider_config"]["headers"]["X-Key"], "***");
     assert_eq!(body["pacing"]["warmup_days"], 14);
     assert_eq!(body["pacing"]["send_window"]["start"], "09:00");
 
@@ -140,7 +141,76 @@ async fn bad_sender_settings_name_their_field(db: TestDb) {
     api.stop().await;
 }
 
+/// The `http` provider's credentials sit one level down, in its headers: the module declares
+/// them secret, so no answer of any route ever carries them.
+async fn a_nested_secret_is_never_returned(db: TestDb) {
+    let api = Api::start(db).await;
+    let token = "Bearer s3cret-gateway-token";
+    let created = api
+        .post(
+            "/v1/senders",
+            json!({"name": "Gateway", "provider": "http",
+                   "provider_config": {"url": "http://127.0.0.1:9/send",
+                                       "headers": {"Authorization": token, "X-Tenant": "acme"}}}),
+        )
+        .await;
+    let created_body = created.expect(201).to_string();
+    let id = created.id();
+    let shown = api.get(&format!("/v1/senders/{id}")).await;
+    let listed = api.get("/v1/senders").await;
+    let mut config = shown.expect(200)["provider_config"].clone();
+    assert_eq!(config["headers"]["Authorization"], "***");
+    assert_eq!(
+        config["url"], "http://127.0.0.1:9/send",
+        "what is not secret shows"
+    );
+    config["timeout_ms"] = json!(2000);
+    let patched = api
+        .patch(
+            &format!("/v1/senders/{id}"),
+            json!({"provider_config": config}),
+        )
+        .await;
+    for answer in [
+        created_body,
+        shown.body.to_string(),
+        listed.expect(200).to_string(),
+        patched.expect(200).to_string(),
+    ] {
+        assert!(!answer.contains("s3cret"), "a secret leaked: {answer}");
+    }
+    let mut conn = api.state().db.read().await.unwrap();
+    let stored = herald::store::senders::get_unscoped(conn.conn(), id.parse().unwrap())
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(
+        stored.provider_config.0["headers"]["Authorization"], token,
+        "the mask sent back keeps the stored secret"
+    );
+    assert_eq!(stored.provider_config.0["timeout_ms"], 2000);
+
+    // Herald's own callback format has no GET challenge; an unknown sender is refused as if
+    // its signature were wrong.
+    let challenge = api
+        .send(api.client_without_token(
+            reqwest::Method::GET,
+            &format!("/v1/callbacks/{id}?hub.mode=subscribe&hub.challenge=1"),
+        ))
+        .await;
+    challenge.expect_error(405, "method_not_allowed");
+    let unknown = api
+        .send(api.client_without_token(
+            reqwest::Method::GET,
+            &format!("/v1/callbacks/{}", unknown_id()),
+        ))
+        .await;
+    unknown.expect_error(401, "unauthenticated");
+    api.stop().await;
+}
+
 dialect_tests!(
     senders_keep_their_pacing_and_hide_their_secrets,
     bad_sender_settings_name_their_field,
+    a_nested_secret_is_never_returned,
 );
