@@ -10,19 +10,9 @@ use tokio::net::TcpListener;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::{self, EngineHandle};
+// Re-exported: what the application hands its tests; it is the HTTP layer's.
+pub use crate::http::AppState;
 use crate::store::{Db, DbOptions};
-
-/// What every request handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub config: Arc<Config>,
-    pub clock: Arc<dyn Clock>,
-    /// Where launches and imports are queued.
-    pub jobs: crate::engine::jobs::JobQueue,
-    /// Each API key's request budget.
-    pub api_limits: Arc<crate::http::auth::ApiLimits>,
-}
 
 /// The API and the engine, sharing one database: what `herald serve` runs.
 pub struct Application {

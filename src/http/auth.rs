@@ -21,8 +21,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
+use super::AppState;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::domain::auth::{Ability, PresentedToken};
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
 use crate::store;

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AppState;
 use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
 use crate::domain::ids::SenderId;
 use crate::engine::callbacks::{self, CallbackPayload, SenderEvents};
 use crate::providers::{self, CallbackError, CallbackRequest, CallbackSender};

@@ -12,12 +12,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
 use super::templates::resolve_source;
-use crate::app::AppState;
 use crate::domain::campaign::{Audience, CampaignStatus};
 use crate::domain::contact::parse_timezone;
 use crate::domain::ids::{CampaignId, SenderId, TemplateId, WorkspaceId};

@@ -13,11 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::app::AppState;
 use crate::domain::contact::{normalize_tags, parse_email, parse_timezone};
 use crate::domain::ids::{ContactId, ImportId};
 use crate::domain::phone::Phone;

@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::app::AppState;
 use crate::domain::campaign::Audience;
 use crate::domain::group::{GroupFilters, GroupKind};
 use crate::domain::ids::{ContactId, GroupId};

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::Duration;
 use sha2::{Digest, Sha256};
 
+use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::store::idempotency::{self, Claim, Scope, StoredResponse};
 
 /// The largest body Herald reads (a CSV import of some 100,000 contacts fits well inside).

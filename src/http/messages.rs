@@ -12,12 +12,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
 use super::templates::{missing_variables, resolve_source};
-use crate::app::AppState;
 use crate::domain::ids::{MessageId, SenderId, TemplateId};
 use crate::domain::message::MessageStatus;
 use crate::domain::phone::Phone;

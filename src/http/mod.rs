@@ -20,7 +20,6 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::store::Page;
 
 /// Who is calling, what they may do and how fast.
@@ -39,6 +38,18 @@ pub mod idempotency;
 mod messages;
 mod senders;
 mod templates;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: crate::store::Db,
+    pub config: Arc<crate::config::Config>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// Where launches and imports are queued.
+    pub jobs: crate::engine::jobs::JobQueue,
+    /// Each API key's request budget.
+    pub api_limits: Arc<crate::http::auth::ApiLimits>,
+}
 
 #[derive(OpenApi)]
 #[openapi(

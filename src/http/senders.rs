@@ -10,11 +10,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::app::AppState;
 use crate::domain::auth::random_secret;
 use crate::domain::contact::parse_timezone;
 use crate::domain::ids::SenderId;
