@@ -24,6 +24,7 @@ pub struct Ingested {
 /// Applies one sender's events in one transaction: statuses move messages forward (and their
 /// campaign's counters), reports about sends not recorded yet are parked, inbound messages are
 /// recorded. When it returns, all of it is durable.
+#[tracing::instrument(name = "callback", skip_all, fields(sender_id = %batch.sender, events = batch.events.len()))]
 pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store::Result<Ingested> {
     let mut reports = Vec::new();
     let mut inbound = Vec::new();

@@ -82,6 +82,8 @@ enum AfterTurn {
 
 struct Prepared {
     id: MessageId,
+    /// `None` for a single message.
+    campaign_id: Option<CampaignId>,
     to: String,
     body: String,
     media_url: Option<String>,
@@ -438,6 +440,7 @@ impl Lane {
             };
             prepared.push(Prepared {
                 id: message.id,
+                campaign_id: message.campaign_id,
                 to: message.phone,
                 body,
                 media_url,
@@ -580,7 +583,11 @@ async fn send_all(
                     };
                     let result = provider
                         .send(&outbound)
-                        .instrument(tracing::debug_span!("send", message_id = %message.id))
+                        .instrument(tracing::debug_span!(
+                            "send",
+                            message_id = %message.id,
+                            campaign_id = ?message.campaign_id.map(|id| id.0),
+                        ))
                         .await;
                     let now = shared.clock.now();
                     let (outcome, throttled_until) =
