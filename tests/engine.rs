@@ -1096,6 +1096,35 @@ async fn a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason(db: Test
     scenario.stop().await;
 }
 
+/// A provider that refuses the sender itself (a blocked account) stops its lane at once: the
+/// campaign is paused with the platform's reason, the refused message waits (neither failed nor
+/// sent), and nothing more is tried.
+async fn a_provider_that_refuses_the_sender_pauses_its_campaigns(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 5).await;
+    scenario
+        .switch_provider("sandbox", &json!({"refuse_sender": "account blocked"}))
+        .await;
+    scenario.launch().await;
+    let paused = scenario.wait_for_status(CampaignStatus::Paused).await;
+    let reason = paused.paused_reason.clone().unwrap_or_default();
+    assert!(reason.contains("sandbox: account blocked"), "{reason}");
+    assert_eq!(paused.counters(), scenario.truth().await);
+    let messages = scenario.messages().await;
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.status == MessageStatus::Pending && m.sent_at.is_none()),
+        "nothing failed or sent: {:?}",
+        messages.iter().map(|m| m.status).collect::<Vec<_>>()
+    );
+    assert!(
+        messages.iter().map(|m| m.attempts).sum::<i64>() <= 8,
+        "no more than one round of sends was tried"
+    );
+    scenario.stop().await;
+}
+
 /// An upload committed whose job was never queued (its process died between the two) is run by
 /// the engine's sweep; a second run of it finds it taken and leaves it alone.
 async fn an_import_whose_job_was_lost_is_run_by_the_sweep(db: TestDb) {
@@ -1161,6 +1190,7 @@ dialect_tests!(
     a_stopping_engine_applies_the_reports_it_had_queued,
     an_import_whose_job_was_lost_is_run_by_the_sweep,
     a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason,
+    a_provider_that_refuses_the_sender_pauses_its_campaigns,
     a_lane_whose_lease_is_taken_claims_nothing_more,
     two_engines_never_send_for_one_sender_at_once,
     a_stopping_engine_sends_and_records_all_it_claimed,

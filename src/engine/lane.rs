@@ -52,6 +52,9 @@ pub enum LaneError {
     Store(#[from] StoreError),
     #[error("sender's provider: {0}")]
     Provider(#[from] providers::ProviderConfigError),
+    /// The provider refused the sender itself (its credentials, its account).
+    #[error("the provider refuses the sender: {0}")]
+    SenderUnusable(String),
 }
 
 /// What a claim got: messages (claimed, then rendered into a [`Batch`]), or nothing for now.
@@ -387,6 +390,9 @@ impl Lane {
         if stop.lease_lost.load(Ordering::Acquire) {
             return Err(LaneError::LeaseLost);
         }
+        if let Some(reason) = stop.unusable_reason() {
+            return Err(LaneError::SenderUnusable(reason));
+        }
         Ok(())
     }
 
@@ -546,11 +552,36 @@ struct Stop {
     lease_lost: AtomicBool,
     /// Outcomes could not be recorded: sending more would only widen what a restart repeats.
     store_failed: AtomicBool,
+    /// The provider said the sender cannot send at all; the reason is in `unusable_reason`.
+    sender_unusable: AtomicBool,
+    unusable_reason: std::sync::Mutex<Option<String>>,
 }
 
 impl Stop {
     fn sending_allowed(&self) -> bool {
-        !self.lease_lost.load(Ordering::Acquire) && !self.store_failed.load(Ordering::Acquire)
+        !self.lease_lost.load(Ordering::Acquire)
+            && !self.store_failed.load(Ordering::Acquire)
+            && !self.sender_unusable.load(Ordering::Acquire)
+    }
+
+    /// Starts no further send: the sender cannot send until someone fixes it.
+    fn sender_unusable(&self, reason: &str) {
+        if let Ok(mut kept) = self.unusable_reason.lock() {
+            kept.get_or_insert_with(|| reason.to_owned());
+        }
+        self.sender_unusable.store(true, Ordering::Release);
+    }
+
+    fn unusable_reason(&self) -> Option<String> {
+        if !self.sender_unusable.load(Ordering::Acquire) {
+            return None;
+        }
+        let reason = self
+            .unusable_reason
+            .lock()
+            .ok()
+            .and_then(|kept| kept.clone());
+        Some(reason.unwrap_or_default())
     }
 }
 
@@ -590,6 +621,9 @@ async fn send_all(
                         ))
                         .await;
                     let now = shared.clock.now();
+                    if let Err(SendError::PauseSender(reason)) = &result {
+                        stop.sender_unusable(reason);
+                    }
                     let (outcome, throttled_until) =
                         outcome_of(result, message.attempts, now, shared.config.retry_base);
                     (End::Outcome(outcome), throttled_until)
@@ -626,11 +660,9 @@ fn outcome_of(
         Err(error) => error,
     };
     let throttled_until = match &error {
-        SendError::Retryable {
-            after,
-            throttled: true,
-            ..
-        } => Some(now + to_chrono(after.unwrap_or(Duration::from_secs(30)))),
+        SendError::HoldLane { after, .. } => {
+            Some(now + to_chrono(after.unwrap_or(Duration::from_secs(30))))
+        }
         _ => None,
     };
     let outcome = match after_failure(&error, attempts, retry_base, &mut rand::rng()) {

@@ -402,6 +402,11 @@ async fn run_lane(
         tracing::debug!("lane started");
         match lane.run().await {
             Ok(()) => tracing::debug!("lane idle, stopping"),
+            Err(error @ lane::LaneError::SenderUnusable(_)) => {
+                // Like a sender whose settings no longer parse: paused, and held back.
+                could_not_start(&shared, sender, &error).await;
+                return LaneEnd::CouldNotStart;
+            }
             Err(error) => tracing::warn!(%error, "lane stopped"),
         }
         lane.release().await;
@@ -411,15 +416,21 @@ async fn run_lane(
     .await
 }
 
-/// A lane that cannot start gives its lease back; when the sender's own settings are the cause
-/// (a provider configuration that no longer parses), its running campaigns are paused with the
-/// reason, since no retry can send them until someone fixes the sender.
+/// A lane that cannot start (or whose provider refuses the sender itself) gives its lease back;
+/// when the sender is the cause (a provider configuration that no longer parses, credentials
+/// the platform refuses), its running campaigns are paused with the reason, since no retry can
+/// send them until someone fixes the sender.
 async fn could_not_start(shared: &Shared, sender: SenderId, error: &lane::LaneError) {
     tracing::error!(%error, "lane could not start");
     let now = shared.clock.now();
     let result = async {
         let mut conn = shared.db.write().await?;
-        if let lane::LaneError::Provider(problem) = error {
+        let problem = match error {
+            lane::LaneError::Provider(problem) => Some(problem.to_string()),
+            lane::LaneError::SenderUnusable(reason) => Some(reason.clone()),
+            lane::LaneError::LeaseLost | lane::LaneError::Store(_) => None,
+        };
+        if let Some(problem) = problem {
             let reason = format!("the sender cannot send: {problem}");
             let paused =
                 store::campaigns::pause_for_sender(conn.conn(), sender, &reason, now).await?;

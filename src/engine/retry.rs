@@ -28,14 +28,27 @@ pub enum Next {
     GiveUp,
 }
 
+/// What becomes of the message whose send failed with `error`, on its `attempts`th attempt.
+/// (What becomes of its lane — held, stopped — is the lane's.)
 pub fn after_failure(error: &SendError, attempts: i64, base: Duration, rng: &mut impl Rng) -> Next {
     match error {
-        SendError::Fatal(_) => Next::GiveUp,
-        SendError::Retryable { .. } if attempts >= MAX_ATTEMPTS => Next::GiveUp,
-        SendError::Retryable {
+        SendError::Fail(_) => Next::GiveUp,
+        // Not the message's fault: it waits as long as the provider asks, however often.
+        SendError::HoldRecipient { after, .. } => Next::RetryIn(*after),
+        SendError::Retry { .. } | SendError::HoldLane { .. } | SendError::PauseSender(_)
+            if attempts >= MAX_ATTEMPTS =>
+        {
+            Next::GiveUp
+        }
+        SendError::Retry {
+            after: Some(after), ..
+        }
+        | SendError::HoldLane {
             after: Some(after), ..
         } => Next::RetryIn(*after),
-        SendError::Retryable { after: None, .. } => Next::RetryIn(backoff(base, attempts, rng)),
+        SendError::Retry { after: None, .. }
+        | SendError::HoldLane { after: None, .. }
+        | SendError::PauseSender(_) => Next::RetryIn(backoff(base, attempts, rng)),
     }
 }
 
@@ -64,7 +77,7 @@ mod tests {
     #[test]
     fn transient_errors_retry_until_the_last_attempt_and_fatal_ones_never() {
         let mut rng = StdRng::seed_from_u64(1);
-        let transient = SendError::retryable("503");
+        let transient = SendError::retry("503");
         assert!(matches!(
             after_failure(&transient, 1, DEFAULT_BASE, &mut rng),
             Next::RetryIn(_)
@@ -74,18 +87,35 @@ mod tests {
             Next::GiveUp
         );
         assert_eq!(
-            after_failure(&SendError::Fatal("400".into()), 1, DEFAULT_BASE, &mut rng),
+            after_failure(&SendError::Fail("400".into()), 1, DEFAULT_BASE, &mut rng),
             Next::GiveUp
         );
-        let told = SendError::Retryable {
+        let told = SendError::HoldLane {
             after: Some(Duration::from_secs(7)),
             reason: "429".into(),
-            throttled: true,
         };
         assert_eq!(
             after_failure(&told, 2, DEFAULT_BASE, &mut rng),
             Next::RetryIn(Duration::from_secs(7)),
             "the provider's word wins"
+        );
+        let pair_limit = SendError::HoldRecipient {
+            after: Duration::from_secs(60),
+            reason: "131056".into(),
+        };
+        assert_eq!(
+            after_failure(&pair_limit, MAX_ATTEMPTS + 3, DEFAULT_BASE, &mut rng),
+            Next::RetryIn(Duration::from_secs(60)),
+            "a recipient held is never given up for it"
+        );
+        assert_eq!(
+            after_failure(
+                &SendError::PauseSender("401".into()),
+                MAX_ATTEMPTS,
+                DEFAULT_BASE,
+                &mut rng
+            ),
+            Next::GiveUp
         );
     }
 }

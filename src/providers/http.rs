@@ -136,7 +136,7 @@ impl HttpProvider {
         match &self.body_template {
             None => Ok(fields.to_string()),
             Some(template) => template.render(BODY, &fields).map_err(|error| {
-                SendError::Fatal(format!("body_template could not be rendered: {error}"))
+                SendError::Fail(format!("body_template could not be rendered: {error}"))
             }),
         }
     }
@@ -176,16 +176,16 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 fn request_failed(error: &reqwest::Error) -> SendError {
     let chain = error_chain(error);
     if error.is_builder() {
-        return SendError::Fatal(format!("the request cannot be built: {chain}"));
+        return SendError::Fail(format!("the request cannot be built: {chain}"));
     }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if is_tls_error(cause) {
-            return SendError::Fatal(format!("TLS failed: {chain}"));
+            return SendError::Fail(format!("TLS failed: {chain}"));
         }
         source = cause.source();
     }
-    SendError::retryable(format!("request failed: {chain}"))
+    SendError::retry(format!("request failed: {chain}"))
 }
 
 /// Whether `error` is rustls's, itself or inside (nested) I/O errors, which hide what they wrap
@@ -257,20 +257,12 @@ impl Provider for HttpProvider {
             let excerpt: String = text.chars().take(ERROR_EXCERPT).collect();
             let reason = format!("HTTP {}: {}", status.as_u16(), excerpt.trim());
             if status == StatusCode::TOO_MANY_REQUESTS {
-                return Err(SendError::Retryable {
-                    after,
-                    reason,
-                    throttled: true,
-                });
+                return Err(SendError::HoldLane { after, reason });
             }
             if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-                return Err(SendError::Retryable {
-                    after,
-                    reason,
-                    throttled: false,
-                });
+                return Err(SendError::Retry { after, reason });
             }
-            Err(SendError::Fatal(reason))
+            Err(SendError::Fail(reason))
         })
     }
 }
@@ -306,17 +298,14 @@ mod tests {
         let id = MessageId::generate();
         let message = message(id);
         match tls.send(&message).await {
-            Err(SendError::Fatal(reason)) => assert!(reason.contains("TLS"), "{reason}"),
+            Err(SendError::Fail(reason)) => assert!(reason.contains("TLS"), "{reason}"),
             other => panic!("a TLS failure is not retried: {other:?}"),
         }
         // Nothing listens on port 9 of loopback: the next attempt may find a server.
         let refused = provider(json!({"url": "http://127.0.0.1:9/send"})).unwrap();
         assert!(matches!(
             refused.send(&message).await,
-            Err(SendError::Retryable {
-                throttled: false,
-                ..
-            })
+            Err(SendError::Retry { .. })
         ));
     }
 

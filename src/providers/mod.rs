@@ -41,28 +41,40 @@ pub struct Accepted {
     pub provider_message_id: Option<String>,
 }
 
+/// What a failed send means, as the provider's module understands its platform's answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Try again: a timeout, a 5xx, or a 429 (with the provider's `Retry-After` when it gave
-    /// one; a 429 holds the whole sender for that long).
+    /// Try this message again later: a timeout, a 5xx; after `after` when the provider said.
     #[error("{reason}")]
-    Retryable {
+    Retry {
         after: Option<Duration>,
         reason: String,
-        /// The provider asked the whole sender to slow down (HTTP 429).
-        throttled: bool,
     },
+    /// The provider asked the whole sender to slow down (HTTP 429, a throughput limit): the
+    /// lane holds for `after` (30 s when unsaid) and this message is tried again.
+    #[error("{reason}")]
+    HoldLane {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// This recipient cannot take more for now (a per-recipient rate limit): it is tried again
+    /// after `after`, while the lane goes on with the others.
+    #[error("{reason}")]
+    HoldRecipient { after: Duration, reason: String },
+    /// The sender cannot send at all (credentials revoked, an account blocked): its lane stops,
+    /// its running campaigns are paused with the reason, and this message waits for the fix.
+    #[error("{0}")]
+    PauseSender(String),
     /// Another attempt would fail the same way (an invalid number, a rejected request).
     #[error("{0}")]
-    Fatal(String),
+    Fail(String),
 }
 
 impl SendError {
-    pub fn retryable(reason: impl Into<String>) -> Self {
-        Self::Retryable {
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
             after: None,
             reason: reason.into(),
-            throttled: false,
         }
     }
 }

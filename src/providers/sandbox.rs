@@ -1,7 +1,8 @@
 //! The sandbox: a simulated provider, so the whole engine runs with no account anywhere. It
 //! takes `latency_ms`, `fail_rate`, `transient_rate`, `deliver_rate`, `read_rate`,
 //! `deliver_after_ms` and `read_after_ms` from `provider_config`, and reports deliveries and reads
-//! through the same ingestion path as real provider callbacks.
+//! through the same ingestion path as real provider callbacks. `refuse_sender` (a reason)
+//! simulates an account the platform has blocked: every send is refused for the whole sender.
 
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub struct Sandbox {
     read_rate: f64,
     deliver_after: Duration,
     read_after: Duration,
+    /// Why the simulated platform refuses this sender, if it does.
+    refuse_sender: Option<String>,
     events: EventSink,
     sender: Option<SenderId>,
 }
@@ -95,6 +98,16 @@ impl Sandbox {
             read_rate: rate(config, "read_rate", 0.6)?,
             deliver_after: millis(config, "deliver_after_ms", 800)?,
             read_after: millis(config, "read_after_ms", 2500)?,
+            refuse_sender: match config.get("refuse_sender") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(reason)) => Some(reason.clone()),
+                Some(_) => {
+                    return Err(ProviderConfigError::Invalid {
+                        field: "refuse_sender",
+                        message: "must be a string: the reason the platform gives".into(),
+                    });
+                }
+            },
             events: context.events.clone(),
             sender: context.sender,
         })
@@ -165,6 +178,9 @@ impl Provider for Sandbox {
             if !self.latency.is_zero() {
                 tokio::time::sleep(self.latency).await;
             }
+            if let Some(reason) = &self.refuse_sender {
+                return Err(SendError::PauseSender(format!("sandbox: {reason}")));
+            }
             let (failed, transient) = {
                 let mut rng = rand::rng();
                 (
@@ -173,12 +189,12 @@ impl Provider for Sandbox {
                 )
             };
             if failed {
-                return Err(SendError::Fatal(
+                return Err(SendError::Fail(
                     "sandbox: simulated rejection (invalid number)".into(),
                 ));
             }
             if transient {
-                return Err(SendError::retryable("sandbox: simulated timeout"));
+                return Err(SendError::retry("sandbox: simulated timeout"));
             }
             let provider_id = format!("sbx-{}", message.id.0.simple());
             self.report(message.id).await;
@@ -237,12 +253,12 @@ mod tests {
         let (always_fails, _) = sandbox(json!({"fail_rate": 1}));
         assert!(matches!(
             always_fails.send(&message()).await,
-            Err(SendError::Fatal(_))
+            Err(SendError::Fail(_))
         ));
         let (flaky, _) = sandbox(json!({"transient_rate": 1}));
         assert!(matches!(
             flaky.send(&message()).await,
-            Err(SendError::Retryable { .. })
+            Err(SendError::Retry { .. })
         ));
         let (silent, mut events) = sandbox(json!({"deliver_rate": 0}));
         silent.send(&message()).await.unwrap();
