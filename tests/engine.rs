@@ -111,6 +111,12 @@ impl Scenario {
     /// Stores other provider settings for the scenario's sender, as an edit through the API would
     /// (the store does not check them: a lane finds out).
     async fn switch_provider(&self, provider: &str, config: &Value) {
+        self.rewrite_sender(provider, config, "UTC").await;
+    }
+
+    /// Writes the sender's settings as they are, checked by nothing (a row from an older
+    /// version, a hand edit).
+    async fn rewrite_sender(&self, provider: &str, config: &Value, timezone: &str) {
         let mut conn = self.db.write().await.unwrap();
         let current = senders::get(conn.conn(), self.ws, self.sender)
             .await
@@ -119,7 +125,7 @@ impl Scenario {
             name: &current.name,
             provider,
             provider_config: config,
-            timezone: "UTC",
+            timezone,
             pacing: &Pacing::default(),
             warmup_started_on: None,
         };
@@ -1125,6 +1131,25 @@ async fn a_provider_that_refuses_the_sender_pauses_its_campaigns(db: TestDb) {
     scenario.stop().await;
 }
 
+/// A stored time zone that is no zone is never read as UTC (which would move the sender's day,
+/// cap and window): the sender cannot send until it is fixed, and says why.
+async fn a_sender_with_an_unknown_time_zone_pauses_instead_of_sending_in_utc(db: TestDb) {
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 3).await;
+    scenario
+        .rewrite_sender("sandbox", &json!({}), "Mars/Olympus")
+        .await;
+    scenario.launch().await;
+    let paused = scenario.wait_for_status(CampaignStatus::Paused).await;
+    let reason = paused.paused_reason.clone().unwrap_or_default();
+    assert!(reason.contains("Mars/Olympus"), "{reason}");
+    assert!(
+        scenario.messages().await.iter().all(|m| m.attempts == 0),
+        "nothing was tried"
+    );
+    scenario.stop().await;
+}
+
 /// An upload committed whose job was never queued (its process died between the two) is run by
 /// the engine's sweep; a second run of it finds it taken and leaves it alone.
 async fn an_import_whose_job_was_lost_is_run_by_the_sweep(db: TestDb) {
@@ -1191,6 +1216,7 @@ dialect_tests!(
     an_import_whose_job_was_lost_is_run_by_the_sweep,
     a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason,
     a_provider_that_refuses_the_sender_pauses_its_campaigns,
+    a_sender_with_an_unknown_time_zone_pauses_instead_of_sending_in_utc,
     a_lane_whose_lease_is_taken_claims_nothing_more,
     two_engines_never_send_for_one_sender_at_once,
     a_stopping_engine_sends_and_records_all_it_claimed,

@@ -52,6 +52,9 @@ pub enum LaneError {
     Store(#[from] StoreError),
     #[error("sender's provider: {0}")]
     Provider(#[from] providers::ProviderConfigError),
+    /// The sender's stored settings cannot be used as they are.
+    #[error("the sender's settings: {0}")]
+    Settings(String),
     /// The provider refused the sender itself (its credentials, its account).
     #[error("the provider refuses the sender: {0}")]
     SenderUnusable(String),
@@ -153,7 +156,9 @@ impl Lane {
             last_send_at,
             &mut rng,
         );
-        let tz = sender.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let tz = sender
+            .tz()
+            .map_err(|error| LaneError::Settings(error.to_string()))?;
         let renew_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
         let batch_size = batch_limit(&shared.config, provider.send_timeout());
         Ok(Self {
@@ -489,7 +494,9 @@ impl Lane {
                 Some(now),
                 &mut self.rng,
             );
-            self.tz = fresh.timezone.parse().unwrap_or(chrono_tz::UTC);
+            self.tz = fresh
+                .tz()
+                .map_err(|error| LaneError::Settings(error.to_string()))?;
             self.sender = fresh;
         }
         Ok(())

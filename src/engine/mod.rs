@@ -402,7 +402,7 @@ async fn run_lane(
         tracing::debug!("lane started");
         match lane.run().await {
             Ok(()) => tracing::debug!("lane idle, stopping"),
-            Err(error @ lane::LaneError::SenderUnusable(_)) => {
+            Err(error @ (lane::LaneError::SenderUnusable(_) | lane::LaneError::Settings(_))) => {
                 // Like a sender whose settings no longer parse: paused, and held back.
                 could_not_start(&shared, sender, &error).await;
                 return LaneEnd::CouldNotStart;
@@ -427,7 +427,9 @@ async fn could_not_start(shared: &Shared, sender: SenderId, error: &lane::LaneEr
         let mut conn = shared.db.write().await?;
         let problem = match error {
             lane::LaneError::Provider(problem) => Some(problem.to_string()),
-            lane::LaneError::SenderUnusable(reason) => Some(reason.clone()),
+            lane::LaneError::SenderUnusable(reason) | lane::LaneError::Settings(reason) => {
+                Some(reason.clone())
+            }
             lane::LaneError::LeaseLost | lane::LaneError::Store(_) => None,
         };
         if let Some(problem) = problem {

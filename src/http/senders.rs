@@ -242,7 +242,7 @@ async fn show(
     let mut conn = state.db.read().await?;
     let sender = senders::get(conn.conn(), auth.workspace, id).await?;
     let pacing = sender.pacing();
-    let tz = parse_timezone(&sender.timezone).unwrap_or(chrono_tz::UTC);
+    let tz = sender.tz()?;
     let date = local_day(state.clock.now(), tz);
     let day = warmup_day(sender.warmup_started_on, date);
     let sent = usage::sent_on(conn.conn(), sender.id, date).await?;

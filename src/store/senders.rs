@@ -56,6 +56,14 @@ fn small(value: Option<i64>) -> Option<u32> {
 }
 
 impl Sender {
+    /// The sender's time zone. A stored name that is no zone is an error, never UTC by default:
+    /// that would silently move the sender's day, daily cap and send window.
+    pub fn tz(&self) -> Result<chrono_tz::Tz> {
+        crate::domain::contact::parse_timezone(&self.timezone).map_err(|error| {
+            StoreError::Corrupt(format!("sender {}'s time zone: {error}", self.id))
+        })
+    }
+
     pub fn pacing(&self) -> Pacing {
         Pacing {
             daily_limit: small(self.daily_limit),
