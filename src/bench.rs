@@ -24,7 +24,8 @@ use crate::domain::ids::{CampaignId, WorkspaceId};
 use crate::domain::message::MessageStatus;
 use crate::domain::pacing::Pacing;
 use crate::domain::phone::Phone;
-use crate::store::campaigns::{self, CampaignFields};
+use crate::service::campaigns::{self as service, Draft, LaunchBy};
+use crate::store::campaigns;
 use crate::store::contacts::{self, ContactFields};
 use crate::store::messages::{self, MessageFilter};
 use crate::store::senders::{self, SenderFields};
@@ -216,24 +217,25 @@ async fn send_campaign(
         now,
     )
     .await?;
-    let fields = CampaignFields {
+    tx.commit().await?;
+    let fields = Draft {
         name: format!("Bench via {provider}"),
         sender_id: sender.id,
         template_id: None,
-        content: "Hi <<name|there>>! Our sale reaches <<city|your city>> today: <<discount|20%>> off with code <<code>>.".into(),
+        content: Some("Hi <<name|there>>! Our sale reaches <<city|your city>> today: <<discount|20%>> off with code <<code>>.".into()),
         media_url: None,
         audience: Audience::All,
         variables: BTreeMap::from([("code".to_owned(), "BENCH".to_owned())]),
     };
-    let campaign = campaigns::insert(tx.conn(), workspace, &fields, now).await?;
-    tx.commit().await?;
+    // Through the service, like any campaign: every variable must be fillable.
+    let campaign = service::create(db, workspace, fields, now).await?;
 
     let cpu_before = process_cpu()?;
     reset_peak_rss();
     let started = Instant::now();
-    let mut tx = db.begin().await?;
-    let launched = campaigns::launch(&mut tx, workspace, campaign.id, clock.now()).await?;
-    tx.commit().await?;
+    let launched = service::launch(db, workspace, campaign.id, LaunchBy::Person, clock.now())
+        .await?
+        .context("the campaign was not launched")?;
     let launch = started.elapsed();
     let sending = Instant::now();
     let mut peak_rss_kib = current_rss_kib();

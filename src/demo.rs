@@ -1,6 +1,7 @@
 //! `herald demo`: the whole engine on the embedded database with the sandbox provider — demo
 //! contacts, a sender with visible pacing, one campaign sent live, and its final statistics.
 
+use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ use crate::config::Config;
 use crate::domain::campaign::{Audience, CampaignStatus};
 use crate::domain::pacing::Pacing;
 use crate::domain::phone::Phone;
-use crate::store::campaigns::{self, Campaign, CampaignFields};
+use crate::service::campaigns::{self as service, Draft, LaunchBy};
+use crate::store::campaigns::{self, Campaign};
 use crate::store::contacts::{self, ContactFields};
 use crate::store::senders::{self, SenderFields};
 use crate::store::{Db, workspaces};
@@ -103,26 +105,27 @@ async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyh
         now,
     )
     .await?;
-    let campaign = CampaignFields {
+    tx.commit().await?;
+    let campaign = Draft {
         name: "Spring sale".into(),
         sender_id: sender.id,
         template_id: None,
-        content: "Hi <<name|there>>! Our spring sale reaches <<city|your city>> today: <<discount|20%>> off with code <<code>>.".into(),
+        content: Some("Hi <<name|there>>! Our spring sale reaches <<city|your city>> today: <<discount|20%>> off with code <<code>>.".into()),
         media_url: None,
         audience: Audience::Tags { tags: vec!["demo".into()] },
         variables: BTreeMap::from([("code".to_owned(), "SPRING".to_owned())]),
     };
-    let campaign = campaigns::insert(tx.conn(), workspace, &campaign, now).await?;
-    tx.commit().await?;
+    // Through the service, like any campaign: every variable must be fillable.
+    let campaign = service::create(db, workspace, campaign, now).await?;
 
     println!(
         "Workspace {workspace_name}: {} contacts, sandbox sender, campaign \"{}\".",
         args.contacts, campaign.name
     );
     let started = Instant::now();
-    let mut tx = db.begin().await?;
-    let launched = campaigns::launch(&mut tx, workspace, campaign.id, clock.now()).await?;
-    tx.commit().await?;
+    let launched = service::launch(db, workspace, campaign.id, LaunchBy::Person, clock.now())
+        .await?
+        .context("the campaign was not launched")?;
     let launch_time = started.elapsed();
 
     let progress = ProgressBar::new(launched.total_count.max(0) as u64);

@@ -32,7 +32,9 @@ pub mod engine;
 pub mod eventlog;
 /// The HTTP API.
 pub mod http;
-/// Where messages leave Herald: the provider trait and its implementations.
+/// Where messages leave Herald: one module per platform.
 pub mod providers;
+/// The rules every caller goes through: HTTP, CLI, demo and bench alike.
+pub mod service;
 /// All SQL, for both dialects.
 pub mod store;

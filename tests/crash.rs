@@ -271,14 +271,11 @@ async fn a_killed_process_of_two_repeats_only_its_in_flight_sends(db: common::Te
     let sent_before_kill: HashSet<String> = keys(&gateway).await.into_iter().collect();
     assert!(sent_before_kill.len() < 4 * RECIPIENTS as usize);
     assert!(lanes_killed > 0, "the killed process was sending");
-    check_every_recipient_sent(
-        &db,
-        &gateway,
-        &launched,
-        &sent_before_kill,
-        lanes_killed * CONCURRENCY,
-    )
-    .await;
+    // The bound is per lane the process was sending on, and that is not always a lane it still
+    // held: on a loaded machine a stalled heartbeat lets the survivor take a sender over while
+    // the stalled lane's sends (at most 64) are still out. So: at most every sender's worth of
+    // sends in flight, far below a batch (1,024) per lane.
+    check_every_recipient_sent(&db, &gateway, &launched, &sent_before_kill, 4 * CONCURRENCY).await;
 }
 
 /// A `herald serve` on a port of its own, once its API answers; returns it with its address.

@@ -640,12 +640,13 @@ async fn a_scheduled_campaign_launches_at_its_time_through_the_job_queue(db: Tes
         .await;
     let at = (Utc::now() + chrono::Duration::milliseconds(1200)).trunc_subsecs(6);
     let queue = scenario.engine.as_ref().unwrap().jobs();
-    let scheduled = engine::schedule_campaign(
+    let scheduled = herald::service::campaigns::schedule(
         &scenario.db,
         &queue,
         scenario.ws,
         scenario.campaign,
-        at,
+        &at.to_rfc3339(),
+        None,
         Utc::now(),
     )
     .await

@@ -22,5 +22,7 @@ pub mod pacing;
 pub mod phone;
 /// `<<variable>>` templates, parsed once and rendered per recipient.
 pub mod template;
+/// Local days and wall-clock times in a time zone, DST days included.
+pub mod time;
 /// Field-level validation errors.
 pub mod validation;

@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 
 use super::Shared;
 use crate::domain::ids::{CampaignId, ImportId, WorkspaceId};
-use crate::store::{self, Db};
+use crate::service::campaigns::LaunchBy;
+use crate::store::Db;
 
 /// Import an uploaded CSV of contacts. Its own queue (`herald.import`): a job of one kind can
 /// never be decoded as another, and an unknown field is refused rather than ignored.
@@ -185,26 +186,33 @@ async fn run_import(job: ImportContacts, shared: Data<Arc<Shared>>) -> Result<()
 }
 
 async fn launch(job: LaunchCampaign, shared: &Shared) -> Result<(), BoxDynError> {
-    let now = shared.clock.now();
-    let mut tx = shared.db.begin().await?;
-    let campaign = store::campaigns::get(tx.conn(), job.workspace_id, job.campaign_id).await;
-    match campaign {
-        // Rescheduled later: the job queued with the new time launches it.
-        Ok(campaign) if campaign.scheduled_at.is_some_and(|at| at > now) => return Ok(()),
-        Ok(_) => {}
-        // Deleted since: nothing to launch.
-        Err(store::StoreError::NotFound) => return Ok(()),
-        Err(error) => return Err(error.into()),
-    }
-    match store::campaigns::launch(&mut tx, job.workspace_id, job.campaign_id, now).await {
-        Ok(launched) => {
-            tx.commit().await?;
-            tracing::info!(campaign_id = %job.campaign_id, recipients = launched.total_count, "campaign launched");
-            Ok(())
-        }
-        // Started by hand, canceled, or launched by another process: nothing to do.
-        Err(store::StoreError::InvalidTransition { .. }) => Ok(()),
-        Err(error) => Err(error.into()),
+    crate::service::campaigns::launch(
+        &shared.db,
+        job.workspace_id,
+        job.campaign_id,
+        LaunchBy::Schedule,
+        shared.clock.now(),
+    )
+    .await?;
+    Ok(())
+}
+
+impl crate::service::campaigns::LaunchQueue for JobQueue {
+    fn schedule_launch<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        campaign: CampaignId,
+        at: DateTime<Utc>,
+    ) -> crate::service::campaigns::BoxFuture<'a, Result<(), String>> {
+        let job = LaunchCampaign {
+            workspace_id: workspace,
+            campaign_id: campaign,
+        };
+        Box::pin(async move {
+            JobQueue::schedule_launch(self, job, at)
+                .await
+                .map_err(|error| error.to_string())
+        })
     }
 }
 

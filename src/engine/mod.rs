@@ -146,31 +146,6 @@ pub async fn start(
     })
 }
 
-/// Schedules a draft (or reschedules a scheduled) campaign for `at` and queues its launch. The
-/// status change commits first; should the process die before the job is queued, the sweep
-/// launches the campaign.
-pub async fn schedule_campaign(
-    db: &Db,
-    queue: &jobs::JobQueue,
-    workspace: crate::domain::ids::WorkspaceId,
-    campaign: crate::domain::ids::CampaignId,
-    at: chrono::DateTime<chrono::Utc>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> store::Result<store::campaigns::Campaign> {
-    let scheduled = {
-        let mut conn = db.write().await?;
-        store::campaigns::schedule(conn.conn(), workspace, campaign, at, now).await?
-    };
-    let job = jobs::LaunchCampaign {
-        workspace_id: workspace,
-        campaign_id: campaign,
-    };
-    if let Err(error) = queue.schedule_launch(job, at).await {
-        tracing::warn!(campaign_id = %campaign, %error, "launch job not queued; the sweep will launch it");
-    }
-    Ok(scheduled)
-}
-
 async fn run(shared: Arc<Shared>, events: mpsc::Receiver<callbacks::SenderEvents>) {
     tracing::info!(owner = %shared.owner, "engine started");
     let (drain, drained) = tokio::sync::oneshot::channel();
@@ -339,14 +314,12 @@ async fn launch_due(shared: &Shared) -> store::Result<()> {
         store::campaigns::due(conn.conn(), now, 16).await?
     };
     for (workspace, campaign) in due {
-        let mut tx = shared.db.begin().await?;
-        match store::campaigns::launch(&mut tx, workspace, campaign, now).await {
-            Ok(launched) => {
-                tx.commit().await?;
-                tracing::info!(campaign_id = %campaign, recipients = launched.total_count, "campaign launched");
-            }
-            Err(store::StoreError::InvalidTransition { .. }) => {}
-            Err(error) => return Err(error),
+        let launch = crate::service::campaigns::LaunchBy::Schedule;
+        match crate::service::campaigns::launch(&shared.db, workspace, campaign, launch, now).await
+        {
+            Ok(_) => {}
+            Err(crate::service::ServiceError::Store(error)) => return Err(error),
+            Err(error) => tracing::error!(campaign_id = %campaign, %error, "campaign not launched"),
         }
     }
     Ok(())

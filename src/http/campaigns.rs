@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -17,16 +16,12 @@ use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use super::templates::resolve_source;
 use crate::domain::campaign::{Audience, CampaignStatus};
-use crate::domain::contact::parse_timezone;
-use crate::domain::ids::{CampaignId, SenderId, TemplateId, WorkspaceId};
+use crate::domain::ids::{CampaignId, SenderId, TemplateId};
 use crate::domain::message::MessageStatus;
-use crate::domain::validation::FieldErrors;
-use crate::engine::pacing::resolve_local;
-use crate::store::campaigns::{self, Campaign, CampaignFields, CampaignStats};
+use crate::service::campaigns::{self as service, Draft, LaunchBy, Patch};
+use crate::store::campaigns::{self, Campaign, CampaignStats};
 use crate::store::messages::{self, Message, MessageFilter};
-use crate::store::{Conn, StoreError, audience, groups, senders};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,9 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats))
         .routes(routes!(campaign_messages))
 }
-
-/// Most contacts a `contacts` audience may name (each is one query parameter at launch).
-pub const MAX_AUDIENCE_CONTACTS: usize = 10_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 struct NewCampaign {
@@ -93,103 +85,6 @@ struct MessageQuery {
     status: Option<MessageStatus>,
 }
 
-/// A campaign's fields as sent, before they are checked against the workspace.
-struct Draft {
-    name: String,
-    sender_id: SenderId,
-    template_id: Option<TemplateId>,
-    content: Option<String>,
-    media_url: Option<String>,
-    audience: Audience,
-    variables: BTreeMap<String, String>,
-}
-
-/// Checks a campaign against its workspace: the sender, template and group exist there, the
-/// content parses, and every variable without a fallback has a source.
-async fn check(
-    mut conn: Conn<'_>,
-    workspace: WorkspaceId,
-    draft: Draft,
-) -> ApiResult<CampaignFields> {
-    let mut errors = FieldErrors::new();
-    if draft.name.trim().is_empty() {
-        errors.add("name", "must not be empty");
-    }
-    match senders::get(conn.reborrow(), workspace, draft.sender_id).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => errors.add("sender_id", "no such sender"),
-        Err(error) => return Err(error.into()),
-    }
-    let source = resolve_source(
-        conn.reborrow(),
-        workspace,
-        draft.template_id,
-        draft.content,
-        draft.media_url,
-        &mut errors,
-    )
-    .await?;
-    match &draft.audience {
-        Audience::All => {}
-        Audience::Group { group_id } => {
-            match groups::get(conn.reborrow(), workspace, *group_id).await {
-                Ok(_) => {}
-                Err(StoreError::NotFound) => errors.add("audience.group_id", "no such group"),
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Audience::Tags { tags } => {
-            if tags.iter().all(|tag| tag.trim().is_empty()) {
-                errors.add("audience.tags", "give at least one tag");
-            }
-        }
-        Audience::Contacts { contact_ids } => {
-            if contact_ids.is_empty() {
-                errors.add("audience.contact_ids", "give at least one contact");
-            } else if contact_ids.len() > MAX_AUDIENCE_CONTACTS {
-                errors.add(
-                    "audience.contact_ids",
-                    format!(
-                        "at most {MAX_AUDIENCE_CONTACTS} contacts; use a group or tags for more"
-                    ),
-                );
-            }
-        }
-    }
-    errors.into_result().map_err(ApiError::Validation)?;
-
-    if let Some(template) = &source.template {
-        let mut unfillable = FieldErrors::new();
-        let reaches_anyone =
-            audience::count(conn.reborrow(), workspace, &draft.audience).await? > 0;
-        for name in template.required_variables() {
-            let given = draft.variables.get(name).is_some_and(|v| !v.is_empty());
-            if given || !reaches_anyone {
-                continue;
-            }
-            if !audience::any_can_fill(conn.reborrow(), workspace, &draft.audience, name).await? {
-                unfillable.add(
-                    format!("variables.{name}"),
-                    format!(
-                        "variable '{name}' has no fallback, no campaign value and no recipient \
-                         with a value for it"
-                    ),
-                );
-            }
-        }
-        unfillable.into_result().map_err(ApiError::Validation)?;
-    }
-    Ok(CampaignFields {
-        name: draft.name.trim().to_owned(),
-        sender_id: draft.sender_id,
-        template_id: draft.template_id,
-        content: source.content.unwrap_or_default(),
-        media_url: source.media_url,
-        audience: draft.audience,
-        variables: draft.variables,
-    })
-}
-
 /// Create a campaign (as a draft)
 #[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns", request_body = NewCampaign,
     responses((status = 201, description = "Created as a draft", body = Campaign)))]
@@ -207,13 +102,7 @@ async fn create(
         audience: new.audience,
         variables: new.variables,
     };
-    let fields = {
-        let mut conn = state.db.read().await?;
-        check(conn.conn(), auth.workspace, draft).await?
-    };
-    let mut conn = state.db.write().await?;
-    let campaign =
-        campaigns::insert(conn.conn(), auth.workspace, &fields, state.clock.now()).await?;
+    let campaign = service::create(&state.db, auth.workspace, draft, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(campaign)))
 }
 
@@ -256,39 +145,16 @@ async fn update(
     Id(id): Id<CampaignId>,
     JsonBody(patch): JsonBody<CampaignPatch>,
 ) -> ApiResult<Json<Campaign>> {
-    let fields = {
-        let mut conn = state.db.read().await?;
-        let current = campaigns::get(conn.conn(), auth.workspace, id).await?;
-        if !current.status.is_editable() {
-            return Err(ApiError::InvalidTransition {
-                status: current.status.to_string(),
-            });
-        }
-        // A new template or new text replaces the old source entirely; with neither, the
-        // campaign keeps the content it copied (not its template's later edits).
-        let keeps_content = patch.template_id.is_none() && patch.content.is_none();
-        let (template_id, content) = match (patch.template_id, patch.content) {
-            (None, None) => (None, Some(current.content)),
-            given => given,
-        };
-        let draft = Draft {
-            name: patch.name.unwrap_or(current.name),
-            sender_id: patch.sender_id.unwrap_or(current.sender_id),
-            template_id,
-            content,
-            media_url: patch.media_url.or(current.media_url),
-            audience: patch.audience.unwrap_or(current.audience.0),
-            variables: patch.variables.unwrap_or(current.variables.0),
-        };
-        let mut fields = check(conn.conn(), auth.workspace, draft).await?;
-        if keeps_content {
-            fields.template_id = current.template_id;
-        }
-        fields
+    let patch = Patch {
+        name: patch.name,
+        sender_id: patch.sender_id,
+        template_id: patch.template_id,
+        content: patch.content,
+        media_url: patch.media_url,
+        audience: patch.audience,
+        variables: patch.variables,
     };
-    let mut conn = state.db.write().await?;
-    let campaign =
-        campaigns::update(conn.conn(), auth.workspace, id, &fields, state.clock.now()).await?;
+    let campaign = service::update(&state.db, auth.workspace, id, patch, state.clock.now()).await?;
     Ok(Json(campaign))
 }
 
@@ -301,36 +167,8 @@ async fn delete(
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
 ) -> ApiResult<StatusCode> {
-    let mut conn = state.db.write().await?;
-    campaigns::delete(conn.conn(), auth.workspace, id).await?;
+    service::delete(&state.db, auth.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// When a schedule request means: an instant with an offset, or a local time in `timezone`
-/// (the sender's when absent).
-fn schedule_time(request: &ScheduleRequest, sender_timezone: &str) -> ApiResult<DateTime<Utc>> {
-    let at = request.at.trim();
-    if let Ok(instant) = DateTime::parse_from_rfc3339(at) {
-        return Ok(instant.with_timezone(&Utc));
-    }
-    let local = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ]
-    .iter()
-    .find_map(|format| NaiveDateTime::parse_from_str(at, format).ok())
-    .ok_or_else(|| {
-        ApiError::validation(
-            "at",
-            "must be a date and time such as 2026-12-01T09:00:00, with a UTC offset or a timezone",
-        )
-    })?;
-    let zone = request.timezone.as_deref().unwrap_or(sender_timezone);
-    let tz = parse_timezone(zone)
-        .map_err(|error| ApiError::validation("timezone", error.to_string()))?;
-    Ok(resolve_local(tz, local))
 }
 
 /// Schedule a draft, or move a scheduled campaign's time
@@ -344,24 +182,16 @@ async fn schedule(
     Id(id): Id<CampaignId>,
     JsonBody(request): JsonBody<ScheduleRequest>,
 ) -> ApiResult<Json<Campaign>> {
-    let now = state.clock.now();
-    let at = {
-        let mut conn = state.db.read().await?;
-        let campaign = campaigns::get(conn.conn(), auth.workspace, id).await?;
-        if !campaign.status.can_become(CampaignStatus::Scheduled) {
-            return Err(ApiError::InvalidTransition {
-                status: campaign.status.to_string(),
-            });
-        }
-        let sender = senders::get(conn.conn(), auth.workspace, campaign.sender_id).await?;
-        schedule_time(&request, &sender.timezone)?
-    };
-    if at <= now {
-        return Err(ApiError::validation("at", "is in the past"));
-    }
-    let campaign =
-        crate::engine::schedule_campaign(&state.db, &state.jobs, auth.workspace, id, at, now)
-            .await?;
+    let campaign = service::schedule(
+        &state.db,
+        &state.jobs,
+        auth.workspace,
+        id,
+        &request.at,
+        request.timezone.as_deref(),
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(campaign))
 }
 
@@ -374,11 +204,16 @@ async fn start(
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
 ) -> ApiResult<Json<Campaign>> {
-    let mut tx = state.db.begin().await?;
-    let campaign = campaigns::launch(&mut tx, auth.workspace, id, state.clock.now()).await?;
-    tx.commit().await?;
-    tracing::info!(campaign_id = %id, recipients = campaign.total_count, "campaign started");
-    Ok(Json(campaign))
+    let launched = service::launch(
+        &state.db,
+        auth.workspace,
+        id,
+        LaunchBy::Person,
+        state.clock.now(),
+    )
+    .await?;
+    // A person's launch is never left alone: refusals are errors.
+    launched.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// Pause a running campaign: no new send starts once this returns
@@ -390,9 +225,8 @@ async fn pause(
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
 ) -> ApiResult<Json<Campaign>> {
-    let mut conn = state.db.write().await?;
     Ok(Json(
-        campaigns::pause(conn.conn(), auth.workspace, id, state.clock.now()).await?,
+        service::pause(&state.db, auth.workspace, id, state.clock.now()).await?,
     ))
 }
 
@@ -405,9 +239,8 @@ async fn resume(
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
 ) -> ApiResult<Json<Campaign>> {
-    let mut conn = state.db.write().await?;
     Ok(Json(
-        campaigns::resume(conn.conn(), auth.workspace, id, state.clock.now()).await?,
+        service::resume(&state.db, auth.workspace, id, state.clock.now()).await?,
     ))
 }
 
@@ -420,10 +253,9 @@ async fn cancel(
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
 ) -> ApiResult<Json<Campaign>> {
-    let mut tx = state.db.begin().await?;
-    let campaign = campaigns::cancel(&mut tx, auth.workspace, id, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(Json(campaign))
+    Ok(Json(
+        service::cancel(&state.db, auth.workspace, id, state.clock.now()).await?,
+    ))
 }
 
 /// A campaign's delivery statistics
@@ -464,40 +296,4 @@ async fn campaign_messages(
     };
     let (messages, total) = messages::list(conn.conn(), auth.workspace, filter, page).await?;
     Ok(Json(List::new(messages, page, total)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(at: &str, timezone: Option<&str>) -> ScheduleRequest {
-        ScheduleRequest {
-            at: at.into(),
-            timezone: timezone.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn schedule_times_resolve_offsets_and_local_times() {
-        let utc = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
-        assert_eq!(
-            schedule_time(
-                &request("2026-12-01T09:00:00", Some("Asia/Jerusalem")),
-                "UTC"
-            )
-            .unwrap(),
-            utc("2026-12-01T07:00:00Z")
-        );
-        assert_eq!(
-            schedule_time(&request("2026-12-01T09:00:00+01:00", None), "UTC").unwrap(),
-            utc("2026-12-01T08:00:00Z")
-        );
-        // No zone given: the sender's.
-        assert_eq!(
-            schedule_time(&request("2026-07-01T09:00", None), "America/New_York").unwrap(),
-            utc("2026-07-01T13:00:00Z")
-        );
-        assert!(schedule_time(&request("tomorrow", None), "UTC").is_err());
-        assert!(schedule_time(&request("2026-12-01T09:00:00", Some("Mars/Base")), "UTC").is_err());
-    }
 }

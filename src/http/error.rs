@@ -170,6 +170,15 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
     }
 }
 
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(error: crate::service::ServiceError) -> Self {
+        match error {
+            crate::service::ServiceError::Validation(errors) => Self::Validation(errors),
+            crate::service::ServiceError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

@@ -17,12 +17,13 @@ use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use super::templates::{missing_variables, resolve_source};
+use super::templates::missing_variables;
 use crate::domain::ids::{MessageId, SenderId, TemplateId};
 use crate::domain::message::MessageStatus;
 use crate::domain::phone::Phone;
 use crate::domain::validation::FieldErrors;
 use crate::engine::render::render_once;
+use crate::service::templates::resolve_source;
 use crate::store::messages::{self, Message, MessageFilter, NewMessage};
 use crate::store::{StoreError, contacts, senders};
 

@@ -15,12 +15,13 @@ use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::domain::ids::{ContactId, TemplateId, WorkspaceId};
+use crate::domain::ids::{ContactId, TemplateId};
 use crate::domain::template::Template;
 use crate::domain::validation::FieldErrors;
 use crate::engine::render::render_once;
+use crate::service::templates::{check_content, check_media_url};
 use crate::store::templates::{self, TemplateFields, TemplateRecord};
-use crate::store::{Conn, StoreError, contacts};
+use crate::store::{StoreError, contacts};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -56,78 +57,6 @@ struct PreviewRequest {
 #[derive(Debug, Serialize, ToSchema)]
 struct Preview {
     rendered: String,
-}
-
-/// What a campaign or a single message sends, checked: its own `content` or a template's, and
-/// its media (its own, else the template's).
-pub(super) struct Source {
-    pub content: Option<String>,
-    pub template: Option<Template>,
-    pub media_url: Option<String>,
-}
-
-/// Resolves `template_id` or `content` (exactly one) within `workspace`; each problem is added
-/// to `errors`.
-pub(super) async fn resolve_source(
-    conn: Conn<'_>,
-    workspace: WorkspaceId,
-    template_id: Option<TemplateId>,
-    content: Option<String>,
-    media_url: Option<String>,
-    errors: &mut FieldErrors,
-) -> ApiResult<Source> {
-    let (content, template_media) = match (template_id, content) {
-        (Some(_), Some(_)) => {
-            errors.add("content", "give template_id or content, not both");
-            (None, None)
-        }
-        (None, None) => {
-            errors.add("content", "give template_id or content");
-            (None, None)
-        }
-        (None, Some(content)) => (Some(content), None),
-        (Some(id), None) => match templates::get(conn, workspace, id).await {
-            Ok(template) => (Some(template.content), template.media_url),
-            Err(StoreError::NotFound) => {
-                errors.add("template_id", "no such template");
-                (None, None)
-            }
-            Err(error) => return Err(error.into()),
-        },
-    };
-    let template = content
-        .as_deref()
-        .and_then(|content| check_content(content, "content", errors));
-    let media_url = media_url.or(template_media);
-    check_media_url(media_url.as_deref(), errors);
-    Ok(Source {
-        content,
-        template,
-        media_url,
-    })
-}
-
-/// Checks a template's fields; returns its parsed content.
-fn check_content(content: &str, field: &str, errors: &mut FieldErrors) -> Option<Template> {
-    if content.trim().is_empty() {
-        errors.add(field, "must not be empty");
-        return None;
-    }
-    match Template::parse(content) {
-        Ok(template) => Some(template),
-        Err(error) => {
-            errors.add(field, error.to_string());
-            None
-        }
-    }
-}
-
-fn check_media_url(media_url: Option<&str>, errors: &mut FieldErrors) {
-    if let Some(url) = media_url
-        && !(url.starts_with("https://") || url.starts_with("http://"))
-    {
-        errors.add("media_url", "must be an http:// or https:// URL");
-    }
 }
 
 fn checked(name: &str, content: &str, media_url: Option<&str>) -> ApiResult<Template> {
