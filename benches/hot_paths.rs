@@ -21,7 +21,7 @@ use herald::domain::pacing::{Pacing, SendWindow};
 use herald::domain::phone::Phone;
 use herald::domain::template::Template;
 use herald::engine::pacing::{Pacer, local_day, typing_delay, warmup_day, window_opens_at};
-use herald::engine::render::{CompiledCampaign, render};
+use herald::render::{CompiledCampaign, render};
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields, RenderFields};
 use herald::store::messages::{self, Outcome};

@@ -34,6 +34,8 @@ pub mod eventlog;
 pub mod http;
 /// Where messages leave Herald: one module per platform.
 pub mod providers;
+/// Templates rendered per recipient: a campaign's compiled once, a single message's at once.
+pub mod render;
 /// The rules every caller goes through: HTTP, CLI, demo and bench alike.
 pub mod service;
 /// All SQL, for both dialects.

@@ -34,11 +34,11 @@ use super::pacing::{
     Pacer, local_day, next_local_midnight, spaces_sends, to_chrono, typing_delay, warmup_day,
     window_opens_at,
 };
-use super::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
 use super::retry::{Next, after_failure};
 use crate::domain::ids::{CampaignId, MessageId, SenderId};
 use crate::domain::template::Template;
 use crate::providers::{self, Outbound, Provider, SendError};
+use crate::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
 use crate::store::messages::{Claimed, Outcome};
 use crate::store::senders::Sender;
 use crate::store::{self, StoreError};

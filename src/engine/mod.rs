@@ -29,7 +29,6 @@ mod lane;
 /// The pacing gates as exact functions of time.
 pub mod pacing;
 /// Rendering claimed messages with compiled templates.
-pub mod render;
 /// Retry decisions and back-off.
 pub mod retry;
 

@@ -15,17 +15,12 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{Id, JsonBody, PageParams, Query};
-use super::templates::missing_variables;
 use crate::domain::ids::{MessageId, SenderId, TemplateId};
 use crate::domain::message::MessageStatus;
-use crate::domain::phone::Phone;
-use crate::domain::validation::FieldErrors;
-use crate::engine::render::render_once;
-use crate::service::templates::resolve_source;
-use crate::store::messages::{self, Message, MessageFilter, NewMessage};
-use crate::store::{StoreError, contacts, senders};
+use crate::service::messages::{self as service, SingleMessage};
+use crate::store::messages::{self, Message, MessageFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -83,63 +78,16 @@ async fn send(
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewSingleMessage>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    let now = state.clock.now();
-    let mut errors = FieldErrors::new();
-    let phone = Phone::parse(&new.to)
-        .map_err(|error| errors.add("to", error.to_string()))
-        .ok();
-    if new.scheduled_at.is_some_and(|at| at < now) {
-        errors.add("scheduled_at", "is in the past");
-    }
-    let mut conn = state.db.read().await?;
-    match senders::get(conn.conn(), auth.workspace, new.sender_id).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => errors.add("sender_id", "no such sender"),
-        Err(error) => return Err(error.into()),
-    }
-    let source = resolve_source(
-        conn.conn(),
-        auth.workspace,
-        new.template_id,
-        new.content,
-        new.media_url,
-        &mut errors,
-    )
-    .await?;
-    errors.into_result().map_err(ApiError::Validation)?;
-    let media_url = source.media_url;
-    let (Some(phone), Some(template)) = (phone, source.template) else {
-        return Err(ApiError::validation("content", "cannot be parsed"));
-    };
-
-    let contact = contacts::find_by_phone(conn.conn(), auth.workspace, &phone).await?;
-    if let Some(contact) = &contact {
-        if contact.blocked {
-            return Err(ApiError::validation("to", "this contact is blocked"));
-        }
-        if contact.opted_out_at.is_some() {
-            return Err(ApiError::validation("to", "this contact has opted out"));
-        }
-    }
-    let fields = match &contact {
-        Some(contact) => contacts::render_fields(conn.conn(), &[contact.id])
-            .await?
-            .pop(),
-        None => None,
-    };
-    drop(conn);
-    let body = render_once(&template, fields.as_ref(), &new.variables)
-        .map_err(|missing| missing_variables(&missing))?;
-    let message = NewMessage {
+    let single = SingleMessage {
         sender_id: new.sender_id,
-        contact_id: contact.as_ref().map(|contact| contact.id),
-        phone: phone.as_str(),
-        body: &body,
-        media_url: media_url.as_deref(),
-        not_before: new.scheduled_at.unwrap_or(now).max(now),
+        to: new.to,
+        content: new.content,
+        template_id: new.template_id,
+        media_url: new.media_url,
+        variables: new.variables,
+        scheduled_at: new.scheduled_at,
     };
-    let mut conn = state.db.write().await?;
-    let message = messages::insert_single(conn.conn(), auth.workspace, &message, now).await?;
+    let message = service::send(&state.db, auth.workspace, single, state.clock.now()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -193,8 +141,7 @@ async fn cancel(
     State(state): State<AppState>,
     Id(id): Id<MessageId>,
 ) -> ApiResult<Json<Message>> {
-    let mut conn = state.db.write().await?;
     Ok(Json(
-        messages::cancel_single(conn.conn(), auth.workspace, id, state.clock.now()).await?,
+        service::cancel(&state.db, auth.workspace, id, state.clock.now()).await?,
     ))
 }

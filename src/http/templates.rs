@@ -18,7 +18,7 @@ use super::extract::{Id, JsonBody, PageParams, Query};
 use crate::domain::ids::{ContactId, TemplateId};
 use crate::domain::template::Template;
 use crate::domain::validation::FieldErrors;
-use crate::engine::render::render_once;
+use crate::render::render_once;
 use crate::service::templates::{check_content, check_media_url};
 use crate::store::templates::{self, TemplateFields, TemplateRecord};
 use crate::store::{StoreError, contacts};
@@ -190,19 +190,9 @@ async fn preview(
     };
     let template = Template::parse(&record.content)
         .map_err(|error| ApiError::validation("content", error.to_string()))?;
-    let rendered = render_once(&template, contact.as_ref(), &request.variables)
-        .map_err(|missing| missing_variables(&missing))?;
+    let rendered =
+        render_once(&template, contact.as_ref(), &request.variables).map_err(|missing| {
+            ApiError::Validation(crate::service::messages::missing_variables(&missing))
+        })?;
     Ok(Json(Preview { rendered }))
-}
-
-/// `422` naming each variable left without a value.
-pub(super) fn missing_variables(missing: &[String]) -> ApiError {
-    let mut errors = FieldErrors::new();
-    for name in missing {
-        errors.add(
-            format!("variables.{name}"),
-            format!("variable '{name}' has no value and no fallback"),
-        );
-    }
-    ApiError::Validation(errors)
 }

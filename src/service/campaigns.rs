@@ -378,39 +378,6 @@ mod tests {
         assert!(schedule_time("2026-12-01T09:00:00", Some("Mars/Base"), "UTC").is_err());
     }
 
-    async fn workspace_with_one_contact() -> (Db, WorkspaceId, SenderId) {
-        use crate::domain::phone::Phone;
-        use crate::store::contacts::{self, ContactFields};
-        let db = Db::connect("sqlite::memory:", &crate::store::DbOptions::default())
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
-        let now = Utc::now();
-        let mut tx = db.begin().await.unwrap();
-        let ws = crate::store::workspaces::ensure(tx.conn(), "acme", now)
-            .await
-            .unwrap()
-            .id;
-        let jane = ContactFields::new(Phone::from_trusted("+201000000001".into()));
-        contacts::insert_new_batch(&mut tx, ws, &[jane], now)
-            .await
-            .unwrap();
-        let fields = senders::SenderFields {
-            name: "S",
-            provider: "sandbox",
-            provider_config: &serde_json::json!({}),
-            timezone: "UTC",
-            pacing: &crate::domain::pacing::Pacing::default(),
-            warmup_started_on: None,
-        };
-        let sender = senders::insert(&mut tx, ws, &fields, "secret", now)
-            .await
-            .unwrap()
-            .id;
-        tx.commit().await.unwrap();
-        (db, ws, sender)
-    }
-
     fn draft(sender: SenderId, content: &str) -> Draft {
         Draft {
             name: "Spring".into(),
@@ -425,7 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_variable_no_recipient_can_fill_is_refused_whoever_asks() {
-        let (db, ws, sender) = workspace_with_one_contact().await;
+        let (db, ws, sender) = crate::service::testing::workspace_with_one_contact().await;
         let refused = create(&db, ws, draft(sender, "Code <<code>>"), Utc::now()).await;
         match refused {
             Err(ServiceError::Validation(errors)) => {
@@ -444,7 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_scheduled_launch_leaves_alone_what_a_person_would_be_refused() {
-        let (db, ws, sender) = workspace_with_one_contact().await;
+        let (db, ws, sender) = crate::service::testing::workspace_with_one_contact().await;
         let now = Utc::now();
         let campaign = create(&db, ws, draft(sender, "Hi"), now).await.unwrap();
         assert!(

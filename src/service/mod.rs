@@ -8,6 +8,8 @@ use crate::store::StoreError;
 
 /// Campaigns: checks, the state machine's moves, and the one way a campaign is launched.
 pub mod campaigns;
+/// Single messages: the recipient's consent, rendering, pacing.
+pub mod messages;
 /// What a campaign or a single message sends: content, template and media checked.
 pub mod templates;
 
@@ -35,3 +37,46 @@ impl ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use chrono::Utc;
+
+    use crate::domain::ids::{SenderId, WorkspaceId};
+    use crate::store::{Db, senders};
+
+    /// A fresh in-memory database with a workspace, one contact (+201000000001) and a
+    /// sandbox sender.
+    pub async fn workspace_with_one_contact() -> (Db, WorkspaceId, SenderId) {
+        use crate::domain::phone::Phone;
+        use crate::store::contacts::{self, ContactFields};
+        let db = Db::connect("sqlite::memory:", &crate::store::DbOptions::default())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let now = Utc::now();
+        let mut tx = db.begin().await.unwrap();
+        let ws = crate::store::workspaces::ensure(tx.conn(), "acme", now)
+            .await
+            .unwrap()
+            .id;
+        let jane = ContactFields::new(Phone::from_trusted("+201000000001".into()));
+        contacts::insert_new_batch(&mut tx, ws, &[jane], now)
+            .await
+            .unwrap();
+        let fields = senders::SenderFields {
+            name: "S",
+            provider: "sandbox",
+            provider_config: &serde_json::json!({}),
+            timezone: "UTC",
+            pacing: &crate::domain::pacing::Pacing::default(),
+            warmup_started_on: None,
+        };
+        let sender = senders::insert(&mut tx, ws, &fields, "secret", now)
+            .await
+            .unwrap()
+            .id;
+        tx.commit().await.unwrap();
+        (db, ws, sender)
+    }
+}
