@@ -25,10 +25,10 @@ use crate::domain::message::MessageStatus;
 use crate::domain::pacing::Pacing;
 use crate::domain::phone::Phone;
 use crate::service::campaigns::{self as service, Draft, LaunchBy};
+use crate::service::senders::{self as sender_service, SenderSettings};
 use crate::store::campaigns;
 use crate::store::contacts::{self, ContactFields};
 use crate::store::messages::{self, MessageFilter};
-use crate::store::senders::{self, SenderFields};
 use crate::store::{Db, Page, workspaces};
 
 #[derive(Debug, Args)]
@@ -200,24 +200,14 @@ async fn send_campaign(
     provider_config: &Value,
 ) -> anyhow::Result<(CampaignId, Run)> {
     let now = clock.now();
-    let mut tx = db.begin().await?;
-    let sender = SenderFields {
-        name: provider,
-        provider,
-        provider_config,
-        timezone: "UTC",
-        pacing: &Pacing::default(),
-        warmup_started_on: None,
+    let sender = SenderSettings {
+        name: provider.into(),
+        provider: provider.into(),
+        provider_config: provider_config.clone(),
+        timezone: "UTC".into(),
+        pacing: Pacing::default(),
     };
-    let sender = senders::insert(
-        &mut tx,
-        workspace,
-        &sender,
-        &crate::domain::auth::random_secret(),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
+    let (sender, _) = sender_service::create(db, workspace, sender, now).await?;
     let fields = Draft {
         name: format!("Bench via {provider}"),
         sender_id: sender.id,

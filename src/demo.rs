@@ -17,9 +17,9 @@ use crate::domain::campaign::{Audience, CampaignStatus};
 use crate::domain::pacing::Pacing;
 use crate::domain::phone::Phone;
 use crate::service::campaigns::{self as service, Draft, LaunchBy};
+use crate::service::senders::{self as sender_service, SenderSettings};
 use crate::store::campaigns::{self, Campaign};
 use crate::store::contacts::{self, ContactFields};
-use crate::store::senders::{self, SenderFields};
 use crate::store::{Db, workspaces};
 
 #[derive(Debug, Args)]
@@ -89,23 +89,15 @@ async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyh
             json!({"latency_ms": 15, "fail_rate": 0.02, "deliver_after_ms": 600, "read_after_ms": 1500}),
         )
     };
-    let sender = SenderFields {
-        name: "Demo sandbox",
-        provider: "sandbox",
-        provider_config: &provider_config,
-        timezone: "UTC",
-        pacing: &pacing,
-        warmup_started_on: None,
-    };
-    let sender = senders::insert(
-        &mut tx,
-        workspace,
-        &sender,
-        &crate::domain::auth::random_secret(),
-        now,
-    )
-    .await?;
     tx.commit().await?;
+    let sender = SenderSettings {
+        name: "Demo sandbox".into(),
+        provider: "sandbox".into(),
+        provider_config,
+        timezone: "UTC".into(),
+        pacing,
+    };
+    let (sender, _) = sender_service::create(db, workspace, sender, now).await?;
     let campaign = Draft {
         name: "Spring sale".into(),
         sender_id: sender.id,

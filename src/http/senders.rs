@@ -13,32 +13,17 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::domain::auth::random_secret;
-use crate::domain::contact::parse_timezone;
 use crate::domain::ids::SenderId;
 use crate::domain::pacing::Pacing;
-use crate::domain::validation::FieldErrors;
-use crate::engine::pacing::{local_day, warmup_day};
-use crate::providers::{self, ProviderConfigError, secrets};
-use crate::store::senders::{self, Sender, SenderFields};
-use crate::store::usage;
+use crate::service::senders::{self as service, SenderChange, SenderSettings};
+use crate::store::senders::{self, Sender};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(show, update, delete))
-}
-
-/// `provider_config` fit to show: the secrets its provider module declares masked (sending the
-/// mask back in a PATCH keeps the stored value). A provider Herald does not know shows nothing,
-/// rather than a guess at what is secret.
-fn shown_config(provider: &str, config: &Value) -> Value {
-    match providers::module(provider) {
-        Ok(module) => secrets::masked(config, module.secrets()),
-        Err(_) => Value::Object(Default::default()),
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -104,7 +89,7 @@ impl SenderView {
             id: sender.id,
             name: sender.name.clone(),
             provider: sender.provider.clone(),
-            provider_config: shown_config(&sender.provider, &sender.provider_config.0),
+            provider_config: service::shown_config(&sender.provider, &sender.provider_config.0),
             timezone: sender.timezone.clone(),
             pacing: sender.pacing(),
             callback_secret: None,
@@ -113,73 +98,6 @@ impl SenderView {
             updated_at: sender.updated_at,
         }
     }
-}
-
-/// A sender's fields, checked together.
-struct Checked {
-    name: String,
-    provider: String,
-    provider_config: Value,
-    timezone: String,
-    pacing: Pacing,
-}
-
-impl Checked {
-    /// The store's fields; warmup day 1 is kept from `previous` while warmup stays on.
-    fn fields(&self, previous: Option<&Sender>, now: DateTime<Utc>) -> SenderFields<'_> {
-        SenderFields {
-            name: &self.name,
-            provider: &self.provider,
-            provider_config: &self.provider_config,
-            timezone: &self.timezone,
-            pacing: &self.pacing,
-            warmup_started_on: warmup_start(&self.pacing, previous, &self.timezone, now),
-        }
-    }
-}
-
-fn check(checked: Checked) -> ApiResult<Checked> {
-    let mut errors = FieldErrors::new();
-    if checked.name.trim().is_empty() {
-        errors.add("name", "must not be empty");
-    }
-    if !checked.provider_config.is_object() {
-        errors.add("provider_config", "must be an object");
-    } else if let Err(error) = providers::validate(&checked.provider, &checked.provider_config) {
-        match error {
-            ProviderConfigError::Unknown(_) => errors.add("provider", error.to_string()),
-            ProviderConfigError::Invalid { field, message } => {
-                errors.add(format!("provider_config.{field}"), message)
-            }
-        }
-    }
-    if let Err(error) = parse_timezone(&checked.timezone) {
-        errors.add("timezone", error.to_string());
-    }
-    if let Err(pacing_errors) = checked.pacing.validate() {
-        return Err(ApiError::Validation(errors.merged(pacing_errors)));
-    }
-    errors.into_result().map_err(ApiError::Validation)?;
-    Ok(Checked {
-        name: checked.name.trim().to_owned(),
-        ..checked
-    })
-}
-
-/// Local date of warmup day 1: today when warmup starts now, else unchanged.
-fn warmup_start(
-    pacing: &Pacing,
-    previous: Option<&Sender>,
-    timezone: &str,
-    now: DateTime<Utc>,
-) -> Option<NaiveDate> {
-    if !pacing.warmup_enabled {
-        return None;
-    }
-    previous
-        .filter(|sender| sender.warmup_enabled)
-        .and_then(|sender| sender.warmup_started_on)
-        .or_else(|| parse_timezone(timezone).ok().map(|tz| local_day(now, tz)))
 }
 
 /// Create a sender
@@ -192,7 +110,7 @@ async fn create(
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewSender>,
 ) -> ApiResult<(StatusCode, Json<SenderView>)> {
-    let checked = check(Checked {
+    let settings = SenderSettings {
         name: new.name,
         provider: new.provider,
         provider_config: new
@@ -200,13 +118,9 @@ async fn create(
             .unwrap_or_else(|| Value::Object(Map::new())),
         timezone: new.timezone.unwrap_or_else(|| "UTC".into()),
         pacing: new.pacing.unwrap_or_default(),
-    })?;
-    let now = state.clock.now();
-    let callback_secret = random_secret();
-    let fields = checked.fields(None, now);
-    let mut tx = state.db.begin().await?;
-    let sender = senders::insert(&mut tx, auth.workspace, &fields, &callback_secret, now).await?;
-    tx.commit().await?;
+    };
+    let (sender, callback_secret) =
+        service::create(&state.db, auth.workspace, settings, state.clock.now()).await?;
     let mut view = SenderView::of(&sender);
     view.callback_secret = Some(callback_secret);
     Ok((StatusCode::CREATED, Json(view)))
@@ -239,19 +153,14 @@ async fn show(
     State(state): State<AppState>,
     Id(id): Id<SenderId>,
 ) -> ApiResult<Json<SenderView>> {
-    let mut conn = state.db.read().await?;
-    let sender = senders::get(conn.conn(), auth.workspace, id).await?;
-    let pacing = sender.pacing();
-    let tz = sender.tz()?;
-    let date = local_day(state.clock.now(), tz);
-    let day = warmup_day(sender.warmup_started_on, date);
-    let sent = usage::sent_on(conn.conn(), sender.id, date).await?;
+    let (sender, today) =
+        service::with_today(&state.db, auth.workspace, id, state.clock.now()).await?;
     let mut view = SenderView::of(&sender);
     view.today = Some(Today {
-        date,
-        sent,
-        limit: pacing.daily_cap(day),
-        warmup_day: pacing.warmup().map(|_| day),
+        date: today.date,
+        sent: today.sent,
+        limit: today.limit,
+        warmup_day: today.warmup_day,
     });
     Ok(Json(view))
 }
@@ -266,31 +175,14 @@ async fn update(
     Id(id): Id<SenderId>,
     JsonBody(patch): JsonBody<SenderPatch>,
 ) -> ApiResult<Json<SenderView>> {
-    let mut tx = state.db.begin().await?;
-    let current = senders::get(tx.conn(), auth.workspace, id).await?;
-    let provider = patch.provider.unwrap_or_else(|| current.provider.clone());
-    let provider_config = match patch.provider_config {
-        // The mask stands for the stored secret only while the provider stays the same.
-        Some(mut config) if provider == current.provider => {
-            if let Ok(module) = providers::module(&provider) {
-                secrets::restore_masked(&mut config, &current.provider_config.0, module.secrets());
-            }
-            config
-        }
-        Some(config) => config,
-        None => current.provider_config.0.clone(),
+    let change = SenderChange {
+        name: patch.name,
+        provider: patch.provider,
+        provider_config: patch.provider_config,
+        timezone: patch.timezone,
+        pacing: patch.pacing,
     };
-    let checked = check(Checked {
-        name: patch.name.unwrap_or_else(|| current.name.clone()),
-        provider,
-        provider_config,
-        timezone: patch.timezone.unwrap_or_else(|| current.timezone.clone()),
-        pacing: patch.pacing.unwrap_or_else(|| current.pacing()),
-    })?;
-    let now = state.clock.now();
-    let fields = checked.fields(Some(&current), now);
-    let sender = senders::update(tx.conn(), auth.workspace, id, &fields, now).await?;
-    tx.commit().await?;
+    let sender = service::update(&state.db, auth.workspace, id, change, state.clock.now()).await?;
     Ok(Json(SenderView::of(&sender)))
 }
 
@@ -304,7 +196,6 @@ async fn delete(
     State(state): State<AppState>,
     Id(id): Id<SenderId>,
 ) -> ApiResult<StatusCode> {
-    let mut conn = state.db.write().await?;
-    senders::delete(conn.conn(), auth.workspace, id).await?;
+    service::delete(&state.db, auth.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

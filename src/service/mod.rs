@@ -10,6 +10,8 @@ use crate::store::StoreError;
 pub mod campaigns;
 /// Single messages: the recipient's consent, rendering, pacing.
 pub mod messages;
+/// Senders: provider settings, time zone, pacing, warmup, masked secrets.
+pub mod senders;
 /// What a campaign or a single message sends: content, template and media checked.
 pub mod templates;
 

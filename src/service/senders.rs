@@ -1,0 +1,199 @@
+//! Senders: a provider configuration its module accepts, a time zone that exists, pacing that
+//! holds together, warmup's day 1 kept while warmup stays on, and secrets shown masked.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+
+use super::{ServiceError, ServiceResult};
+use crate::domain::auth::random_secret;
+use crate::domain::contact::parse_timezone;
+use crate::domain::ids::{SenderId, WorkspaceId};
+use crate::domain::pacing::Pacing;
+use crate::domain::time::{local_day, warmup_day};
+use crate::domain::validation::FieldErrors;
+use crate::providers::{self, ProviderConfigError, secrets};
+use crate::store::senders::{self, Sender, SenderFields};
+use crate::store::{Db, usage};
+
+/// A sender's settings, whole.
+#[derive(Clone, Debug)]
+pub struct SenderSettings {
+    pub name: String,
+    pub provider: String,
+    pub provider_config: Value,
+    pub timezone: String,
+    pub pacing: Pacing,
+}
+
+/// Settings to change; `None` keeps the current one, and `pacing` replaces the whole pacing.
+#[derive(Clone, Debug, Default)]
+pub struct SenderChange {
+    pub name: Option<String>,
+    pub provider: Option<String>,
+    /// Secrets sent back as the mask they were shown as keep their stored value.
+    pub provider_config: Option<Value>,
+    pub timezone: Option<String>,
+    pub pacing: Option<Pacing>,
+}
+
+/// A sender's local day: what it has sent and may send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Today {
+    pub date: NaiveDate,
+    /// Sends started today (attempts count against the cap).
+    pub sent: i64,
+    /// Today's cap, `None` when nothing caps the day.
+    pub limit: Option<u32>,
+    /// 1-based warmup day, `None` when warmup is off.
+    pub warmup_day: Option<u32>,
+}
+
+/// `provider_config` fit to show: the secrets its provider module declares masked (sending the
+/// mask back keeps the stored value). A provider Herald does not know shows nothing, rather
+/// than a guess at what is secret.
+pub fn shown_config(provider: &str, config: &Value) -> Value {
+    match providers::module(provider) {
+        Ok(module) => secrets::masked(config, module.secrets()),
+        Err(_) => Value::Object(Default::default()),
+    }
+}
+
+/// Creates a sender; returns it with its callback secret, which is never shown again.
+pub async fn create(
+    db: &Db,
+    workspace: WorkspaceId,
+    settings: SenderSettings,
+    now: DateTime<Utc>,
+) -> ServiceResult<(Sender, String)> {
+    let settings = check(settings)?;
+    let callback_secret = random_secret();
+    let fields = fields(&settings, None, now);
+    let mut tx = db.begin().await?;
+    let sender = senders::insert(&mut tx, workspace, &fields, &callback_secret, now).await?;
+    tx.commit().await?;
+    Ok((sender, callback_secret))
+}
+
+/// Changes a sender.
+pub async fn update(
+    db: &Db,
+    workspace: WorkspaceId,
+    id: SenderId,
+    change: SenderChange,
+    now: DateTime<Utc>,
+) -> ServiceResult<Sender> {
+    let mut tx = db.begin().await?;
+    let current = senders::get(tx.conn(), workspace, id).await?;
+    let provider = change.provider.unwrap_or_else(|| current.provider.clone());
+    let provider_config = match change.provider_config {
+        // The mask stands for the stored secret only while the provider stays the same.
+        Some(mut config) if provider == current.provider => {
+            if let Ok(module) = providers::module(&provider) {
+                secrets::restore_masked(&mut config, &current.provider_config.0, module.secrets());
+            }
+            config
+        }
+        Some(config) => config,
+        None => current.provider_config.0.clone(),
+    };
+    let settings = check(SenderSettings {
+        name: change.name.unwrap_or_else(|| current.name.clone()),
+        provider,
+        provider_config,
+        timezone: change.timezone.unwrap_or_else(|| current.timezone.clone()),
+        pacing: change.pacing.unwrap_or_else(|| current.pacing()),
+    })?;
+    let fields = fields(&settings, Some(&current), now);
+    let sender = senders::update(tx.conn(), workspace, id, &fields, now).await?;
+    tx.commit().await?;
+    Ok(sender)
+}
+
+/// A sender with its local day's sends and cap.
+pub async fn with_today(
+    db: &Db,
+    workspace: WorkspaceId,
+    id: SenderId,
+    now: DateTime<Utc>,
+) -> ServiceResult<(Sender, Today)> {
+    let mut conn = db.read().await?;
+    let sender = senders::get(conn.conn(), workspace, id).await?;
+    let pacing = sender.pacing();
+    let date = local_day(now, sender.tz()?);
+    let day = warmup_day(sender.warmup_started_on, date);
+    let sent = usage::sent_on(conn.conn(), sender.id, date).await?;
+    let today = Today {
+        date,
+        sent,
+        limit: pacing.daily_cap(day),
+        warmup_day: pacing.warmup().map(|_| day),
+    };
+    Ok((sender, today))
+}
+
+/// Deletes a sender that no campaign or message refers to.
+pub async fn delete(db: &Db, workspace: WorkspaceId, id: SenderId) -> ServiceResult<()> {
+    let mut conn = db.write().await?;
+    Ok(senders::delete(conn.conn(), workspace, id).await?)
+}
+
+/// The store's fields; warmup day 1 is kept from `previous` while warmup stays on.
+fn fields<'a>(
+    settings: &'a SenderSettings,
+    previous: Option<&Sender>,
+    now: DateTime<Utc>,
+) -> SenderFields<'a> {
+    SenderFields {
+        name: &settings.name,
+        provider: &settings.provider,
+        provider_config: &settings.provider_config,
+        timezone: &settings.timezone,
+        pacing: &settings.pacing,
+        warmup_started_on: warmup_start(&settings.pacing, previous, &settings.timezone, now),
+    }
+}
+
+/// Every problem with `settings` at once, each naming its field.
+fn check(settings: SenderSettings) -> ServiceResult<SenderSettings> {
+    let mut errors = FieldErrors::new();
+    if settings.name.trim().is_empty() {
+        errors.add("name", "must not be empty");
+    }
+    if !settings.provider_config.is_object() {
+        errors.add("provider_config", "must be an object");
+    } else if let Err(error) = providers::validate(&settings.provider, &settings.provider_config) {
+        match error {
+            ProviderConfigError::Unknown(_) => errors.add("provider", error.to_string()),
+            ProviderConfigError::Invalid { field, message } => {
+                errors.add(format!("provider_config.{field}"), message)
+            }
+        }
+    }
+    if let Err(error) = parse_timezone(&settings.timezone) {
+        errors.add("timezone", error.to_string());
+    }
+    if let Err(pacing_errors) = settings.pacing.validate() {
+        return Err(ServiceError::Validation(errors.merged(pacing_errors)));
+    }
+    errors.into_result()?;
+    Ok(SenderSettings {
+        name: settings.name.trim().to_owned(),
+        ..settings
+    })
+}
+
+/// Local date of warmup day 1: today when warmup starts now, else unchanged.
+fn warmup_start(
+    pacing: &Pacing,
+    previous: Option<&Sender>,
+    timezone: &str,
+    now: DateTime<Utc>,
+) -> Option<NaiveDate> {
+    if !pacing.warmup_enabled {
+        return None;
+    }
+    previous
+        .filter(|sender| sender.warmup_enabled)
+        .and_then(|sender| sender.warmup_started_on)
+        .or_else(|| parse_timezone(timezone).ok().map(|tz| local_day(now, tz)))
+}
