@@ -6,9 +6,16 @@
 //!   and the counters derived from it, `<<variable>>` templates, E.164 phones, pacing settings
 //!   and API-key tokens.
 //! - [`store`] holds all SQL, as small functions over a connection or a transaction, written once
-//!   for SQLite and PostgreSQL.
-//! - [`http`] is the axum API; [`cli`] the `herald` command; [`app`] builds the application that
-//!   both `herald serve` and the tests run.
+//!   for SQLite and PostgreSQL; every change others react to appends to the event log in its
+//!   transaction, read in order through [`eventlog`].
+//! - [`service`] holds the rules every caller goes through; [`providers`] one module per
+//!   platform; [`engine`] the sender lanes, jobs and callback ingestion.
+//! - [`http`] is the axum API (parse, call a service, present); [`cli`] the `herald` command;
+//!   [`app`] builds the application that both `herald serve` and the tests run.
+//!
+//! No module imports one that imports it back: the domain imports nothing of Herald's, the
+//! store and providers only the domain, services the store, the engine services and providers,
+//! the HTTP layer services and the engine.
 //!
 //! `../shared/DESIGN.md` describes the architecture and its invariants.
 
