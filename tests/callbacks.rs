@@ -3,22 +3,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use chrono::Utc;
 use herald::app::Application;
 use herald::config::Config;
-use herald::domain::campaign::{Audience, CampaignStatus};
 use herald::domain::message::MessageStatus;
-use herald::domain::pacing::Pacing;
-use herald::domain::phone::Phone;
 use herald::engine::callbacks::sign;
-use herald::store::campaigns::{self, CampaignFields};
-use herald::store::contacts::{self, ContactFields};
+use herald::store::Page;
+use herald::store::campaigns;
 use herald::store::messages::{self, MessageFilter};
-use herald::store::senders::{self, SenderFields};
-use herald::store::{Page, workspaces};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,63 +28,12 @@ async fn signed_callbacks_move_messages_and_counters_and_bad_ones_are_refused() 
     let server = tokio::spawn(app.run_until(std::future::pending()));
 
     // A campaign of three, sent by the sandbox, which reports nothing itself.
-    let now = Utc::now();
-    let mut tx = db.begin().await.unwrap();
-    let ws = workspaces::ensure(tx.conn(), "acme", now).await.unwrap().id;
-    let people: Vec<_> = (0..3)
-        .map(|n| ContactFields::new(Phone::from_trusted(format!("+2010{n:08}"))))
-        .collect();
-    contacts::insert_new_batch(&mut tx, ws, &people, now)
-        .await
-        .unwrap();
-    let silent = json!({"deliver_rate": 0});
-    let fields = SenderFields {
-        name: "S",
-        provider: "sandbox",
-        provider_config: &silent,
-        timezone: "UTC",
-        pacing: &Pacing::default(),
-        warmup_started_on: None,
-    };
-    let sender = senders::insert(&mut tx, ws, &fields, "whsec_test", now)
-        .await
-        .unwrap();
-    let fields = CampaignFields {
-        name: "C".into(),
-        sender_id: sender.id,
-        template_id: None,
-        content: "Hi".into(),
-        media_url: None,
-        audience: Audience::All,
-        variables: BTreeMap::new(),
-    };
-    let campaign = campaigns::insert(tx.conn(), ws, &fields, now)
-        .await
-        .unwrap();
-    campaigns::launch(&mut tx, ws, campaign.id, now)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let sent = loop {
-        let mut conn = db.read().await.unwrap();
-        let current = campaigns::get(conn.conn(), ws, campaign.id).await.unwrap();
-        if current.status == CampaignStatus::Completed {
-            break messages::list(
-                conn.conn(),
-                ws,
-                MessageFilter {
-                    campaign: Some(campaign.id),
-                    ..Default::default()
-                },
-                Page::default(),
-            )
-            .await
-            .unwrap()
-            .0;
-        }
-        drop(conn);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let common::SentCampaign {
+        ws,
+        sender,
+        campaign,
+        sent,
+    } = common::silent_campaign_sent(&db, "whsec_test").await;
     let provider_id = sent[0].provider_message_id.clone().unwrap();
 
     let client = reqwest::Client::new();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,19 +13,14 @@ use chrono::Utc;
 use common::TestDb;
 use herald::app::Application;
 use herald::config::Config;
-use herald::domain::campaign::{Audience, CampaignStatus};
 use herald::domain::event::EventType;
 use herald::domain::ids::WorkspaceId;
-use herald::domain::pacing::Pacing;
 use herald::domain::phone::Phone;
 use herald::engine::callbacks::sign;
 use herald::eventlog::{EventLog, StartAt};
-use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields};
 use herald::store::events::{self as log, NewEvent, StoredEvent};
-use herald::store::messages::{self, MessageFilter};
-use herald::store::senders::{self, SenderFields};
-use herald::store::{Db, Page, workspaces};
+use herald::store::{Db, workspaces};
 use serde_json::{Value, json};
 
 const HERALD: &str = env!("CARGO_BIN_EXE_herald");
@@ -64,59 +59,12 @@ async fn a_campaign_with_callbacks_and_an_inbound_message_is_told_once_in_order(
     let base = format!("http://{}", app.local_addr().unwrap());
     let server = tokio::spawn(app.run_until(std::future::pending()));
 
-    let now = Utc::now();
-    let mut tx = db.begin().await.unwrap();
-    let ws = workspaces::ensure(tx.conn(), "acme", now).await.unwrap().id;
-    let people: Vec<_> = (0..3)
-        .map(|n| ContactFields::new(Phone::from_trusted(format!("+2010{n:08}"))))
-        .collect();
-    contacts::insert_new_batch(&mut tx, ws, &people, now)
-        .await
-        .unwrap();
-    let silent = json!({"deliver_rate": 0});
-    let fields = SenderFields {
-        name: "S",
-        provider: "sandbox",
-        provider_config: &silent,
-        timezone: "UTC",
-        pacing: &Pacing::default(),
-        warmup_started_on: None,
-    };
-    let sender = senders::insert(&mut tx, ws, &fields, "whsec_test", now)
-        .await
-        .unwrap();
-    let fields = CampaignFields {
-        name: "Spring".into(),
-        sender_id: sender.id,
-        template_id: None,
-        content: "Hi".into(),
-        media_url: None,
-        audience: Audience::All,
-        variables: BTreeMap::new(),
-    };
-    let campaign = campaigns::insert(tx.conn(), ws, &fields, now)
-        .await
-        .unwrap();
-    campaigns::launch(&mut tx, ws, campaign.id, now)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let sent = loop {
-        let mut conn = db.read().await.unwrap();
-        let current = campaigns::get(conn.conn(), ws, campaign.id).await.unwrap();
-        if current.status == CampaignStatus::Completed {
-            let filter = MessageFilter {
-                campaign: Some(campaign.id),
-                ..Default::default()
-            };
-            break messages::list(conn.conn(), ws, filter, Page::default())
-                .await
-                .unwrap()
-                .0;
-        }
-        drop(conn);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let common::SentCampaign {
+        ws,
+        sender,
+        campaign,
+        sent,
+    } = common::silent_campaign_sent(&db, "whsec_test").await;
 
     let body = json!({"events": [
         {"type": "status", "message_id": sent[0].id.to_string(), "status": "read"},

@@ -174,3 +174,86 @@ fn database_names_are_swapped_in_urls() {
     );
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
+
+/// What [`silent_campaign_sent`] made.
+pub struct SentCampaign {
+    pub ws: herald::domain::ids::WorkspaceId,
+    pub sender: herald::store::senders::Sender,
+    pub campaign: herald::store::campaigns::Campaign,
+    /// Its messages, every one sent.
+    pub sent: Vec<herald::store::messages::Message>,
+}
+
+/// A campaign "Spring" to three contacts, sent by a sandbox that reports nothing itself (so
+/// that callbacks tell the rest) and signs callbacks with `callback_secret`; returns once the
+/// engine running on `db` has sent it.
+pub async fn silent_campaign_sent(db: &Db, callback_secret: &str) -> SentCampaign {
+    use herald::domain::campaign::{Audience, CampaignStatus};
+    use herald::domain::pacing::Pacing;
+    use herald::domain::phone::Phone;
+    use herald::store::campaigns::{self, CampaignFields};
+    use herald::store::contacts::{self, ContactFields};
+    use herald::store::messages::{self, MessageFilter};
+    use herald::store::senders::{self, SenderFields};
+    use herald::store::{Page, workspaces};
+
+    let now = Utc::now();
+    let mut tx = db.begin().await.unwrap();
+    let ws = workspaces::ensure(tx.conn(), "acme", now).await.unwrap().id;
+    let people: Vec<_> = (0..3)
+        .map(|n| ContactFields::new(Phone::from_trusted(format!("+2010{n:08}"))))
+        .collect();
+    contacts::insert_new_batch(&mut tx, ws, &people, now)
+        .await
+        .unwrap();
+    let silent = serde_json::json!({"deliver_rate": 0});
+    let fields = SenderFields {
+        name: "S",
+        provider: "sandbox",
+        provider_config: &silent,
+        timezone: "UTC",
+        pacing: &Pacing::default(),
+        warmup_started_on: None,
+    };
+    let sender = senders::insert(&mut tx, ws, &fields, callback_secret, now)
+        .await
+        .unwrap();
+    let fields = CampaignFields {
+        name: "Spring".into(),
+        sender_id: sender.id,
+        template_id: None,
+        content: "Hi".into(),
+        media_url: None,
+        audience: Audience::All,
+        variables: std::collections::BTreeMap::new(),
+    };
+    let campaign = campaigns::insert(tx.conn(), ws, &fields, now)
+        .await
+        .unwrap();
+    campaigns::launch(&mut tx, ws, campaign.id, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    loop {
+        let mut conn = db.read().await.unwrap();
+        let current = campaigns::get(conn.conn(), ws, campaign.id).await.unwrap();
+        if current.status == CampaignStatus::Completed {
+            let filter = MessageFilter {
+                campaign: Some(campaign.id),
+                ..Default::default()
+            };
+            let sent = messages::list(conn.conn(), ws, filter, Page::default())
+                .await
+                .unwrap()
+                .0;
+            return SentCampaign {
+                ws,
+                sender,
+                campaign,
+                sent,
+            };
+        }
+        drop(conn);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
