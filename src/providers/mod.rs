@@ -98,11 +98,9 @@ pub trait Provider: Send + Sync {
 pub enum ProviderConfigError {
     #[error("unknown provider '{0}'; available: {list}", list = names().join(", "))]
     Unknown(String),
-    #[error("provider_config.{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    /// `field` is a path within `provider_config`, empty for the whole of it.
+    #[error("{}: {message}", if field.is_empty() { "provider_config".to_owned() } else { format!("provider_config.{field}") })]
+    Invalid { field: String, message: String },
 }
 
 /// Where providers report delivery and read events they learn of themselves (the sandbox);
@@ -301,20 +299,37 @@ impl ProviderContext {
     }
 }
 
-/// Reads an optional non-negative number from a provider config.
-fn number(config: &Value, field: &'static str) -> Result<Option<f64>, ProviderConfigError> {
-    match config.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => {
-            value
-                .as_f64()
-                .filter(|n| *n >= 0.0)
-                .map(Some)
-                .ok_or(ProviderConfigError::Invalid {
-                    field,
-                    message: "must be a non-negative number".into(),
-                })
+/// Reads a provider configuration into the module's typed form: a wrong type or an unknown
+/// field (a typo would otherwise be ignored in silence) is an error naming its path.
+pub fn typed_config<T: serde::de::DeserializeOwned>(
+    config: &Value,
+) -> Result<T, ProviderConfigError> {
+    let config = match config {
+        Value::Null => Value::Object(serde_json::Map::new()),
+        Value::Object(_) => config.clone(),
+        _ => {
+            return Err(ProviderConfigError::Invalid {
+                field: "".into(),
+                message: "must be an object".into(),
+            });
         }
+    };
+    serde_path_to_error::deserialize(config).map_err(|error| {
+        let field = error.path().to_string();
+        let message = error.into_inner().to_string();
+        ProviderConfigError::Invalid {
+            // An unknown field is named by serde's message; the path is then the object's.
+            field: if field == "." { String::new() } else { field },
+            message,
+        }
+    })
+}
+
+/// A field's check: `Ok` or the error naming it.
+fn invalid(field: &str, message: impl Into<String>) -> ProviderConfigError {
+    ProviderConfigError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
     }
 }
 
@@ -335,6 +350,30 @@ mod tests {
         assert_eq!(
             unknown.to_string(),
             "unknown provider 'fax'; available: sandbox, http"
+        );
+    }
+
+    #[test]
+    fn configurations_are_typed_and_a_typo_is_refused() {
+        let typo = validate("sandbox", &serde_json::json!({"deliver_rat": 0.5})).unwrap_err();
+        assert!(
+            typo.to_string()
+                .starts_with("provider_config.deliver_rat: unknown field `deliver_rat`"),
+            "{typo}"
+        );
+        let nested = validate(
+            "http",
+            &serde_json::json!({"url": "http://gateway", "headers": {"X-Key": 7}}),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&nested, ProviderConfigError::Invalid { field, .. } if field == "headers.X-Key"),
+            "{nested:?}"
+        );
+        let not_an_object = validate("sandbox", &serde_json::json!([1])).unwrap_err();
+        assert_eq!(
+            not_an_object.to_string(),
+            "provider_config: must be an object"
         );
     }
 

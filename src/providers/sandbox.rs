@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     Accepted, BoxFuture, EventSink, Outbound, Provider, ProviderConfigError, ProviderContext,
-    SendError, number,
+    SendError, invalid,
 };
 use crate::domain::callback::{CallbackEvent, SenderEvents, StatusKind};
 use crate::domain::ids::{MessageId, SenderId};
@@ -58,25 +58,28 @@ pub struct Sandbox {
     sender: Option<SenderId>,
 }
 
-fn rate(config: &Value, field: &'static str, default: f64) -> Result<f64, ProviderConfigError> {
-    let value = number(config, field)?.unwrap_or(default);
-    if value > 1.0 {
-        return Err(ProviderConfigError::Invalid {
-            field,
-            message: "is a fraction between 0 and 1".into(),
-        });
-    }
-    Ok(value)
+/// `provider_config` of a sandbox sender: every field optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SandboxConfig {
+    latency_ms: Option<u64>,
+    fail_rate: Option<f64>,
+    transient_rate: Option<f64>,
+    deliver_rate: Option<f64>,
+    read_rate: Option<f64>,
+    deliver_after_ms: Option<u64>,
+    read_after_ms: Option<u64>,
+    /// The reason a simulated platform refuses the sender with.
+    refuse_sender: Option<String>,
 }
 
-fn millis(
-    config: &Value,
-    field: &'static str,
-    default: u64,
-) -> Result<Duration, ProviderConfigError> {
-    Ok(Duration::from_millis(
-        number(config, field)?.map_or(default, |ms| ms as u64),
-    ))
+/// A probability: a fraction between 0 and 1.
+fn rate(value: Option<f64>, field: &str, default: f64) -> Result<f64, ProviderConfigError> {
+    let value = value.unwrap_or(default);
+    if !(0.0..=1.0).contains(&value) {
+        return Err(invalid(field, "is a fraction between 0 and 1"));
+    }
+    Ok(value)
 }
 
 impl Sandbox {
@@ -84,30 +87,17 @@ impl Sandbox {
         config: &Value,
         context: &ProviderContext,
     ) -> Result<Self, ProviderConfigError> {
-        if !(config.is_object() || config.is_null()) {
-            return Err(ProviderConfigError::Invalid {
-                field: "sandbox",
-                message: "must be an object".into(),
-            });
-        }
+        let config: SandboxConfig = super::typed_config(config)?;
+        let millis = |value: Option<u64>, default| Duration::from_millis(value.unwrap_or(default));
         Ok(Self {
-            latency: millis(config, "latency_ms", 0)?,
-            fail_rate: rate(config, "fail_rate", 0.0)?,
-            transient_rate: rate(config, "transient_rate", 0.0)?,
-            deliver_rate: rate(config, "deliver_rate", 0.95)?,
-            read_rate: rate(config, "read_rate", 0.6)?,
-            deliver_after: millis(config, "deliver_after_ms", 800)?,
-            read_after: millis(config, "read_after_ms", 2500)?,
-            refuse_sender: match config.get("refuse_sender") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(reason)) => Some(reason.clone()),
-                Some(_) => {
-                    return Err(ProviderConfigError::Invalid {
-                        field: "refuse_sender",
-                        message: "must be a string: the reason the platform gives".into(),
-                    });
-                }
-            },
+            latency: millis(config.latency_ms, 0),
+            fail_rate: rate(config.fail_rate, "fail_rate", 0.0)?,
+            transient_rate: rate(config.transient_rate, "transient_rate", 0.0)?,
+            deliver_rate: rate(config.deliver_rate, "deliver_rate", 0.95)?,
+            read_rate: rate(config.read_rate, "read_rate", 0.6)?,
+            deliver_after: millis(config.deliver_after_ms, 800),
+            read_after: millis(config.read_after_ms, 2500),
+            refuse_sender: config.refuse_sender,
             events: context.events.clone(),
             sender: context.sender,
         })

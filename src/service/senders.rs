@@ -164,6 +164,9 @@ fn check(settings: SenderSettings) -> ServiceResult<SenderSettings> {
     } else if let Err(error) = providers::validate(&settings.provider, &settings.provider_config) {
         match error {
             ProviderConfigError::Unknown(_) => errors.add("provider", error.to_string()),
+            ProviderConfigError::Invalid { field, message } if field.is_empty() => {
+                errors.add("provider_config", message)
+            }
             ProviderConfigError::Invalid { field, message } => {
                 errors.add(format!("provider_config.{field}"), message)
             }
