@@ -17,10 +17,9 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
 use crate::domain::ids::{ContactId, TemplateId};
 use crate::domain::template::Template;
-use crate::domain::validation::FieldErrors;
 use crate::render::render_once;
-use crate::service::templates::{check_content, check_media_url};
-use crate::store::templates::{self, TemplateFields, TemplateRecord};
+use crate::service::templates as service;
+use crate::store::templates::{self, TemplateRecord};
 use crate::store::{StoreError, contacts};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -59,17 +58,6 @@ struct Preview {
     rendered: String,
 }
 
-fn checked(name: &str, content: &str, media_url: Option<&str>) -> ApiResult<Template> {
-    let mut errors = FieldErrors::new();
-    if name.trim().is_empty() {
-        errors.add("name", "must not be empty");
-    }
-    let template = check_content(content, "content", &mut errors);
-    check_media_url(media_url, &mut errors);
-    errors.into_result().map_err(ApiError::Validation)?;
-    template.ok_or_else(|| ApiError::validation("content", "cannot be parsed"))
-}
-
 /// Create a template
 #[utoipa::path(post, path = "/v1/templates", tag = "templates", request_body = NewTemplate,
     responses((status = 201, description = "Created, with the variables it uses", body = TemplateRecord)))]
@@ -78,15 +66,15 @@ async fn create(
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewTemplate>,
 ) -> ApiResult<(StatusCode, Json<TemplateRecord>)> {
-    let template = checked(&new.name, &new.content, new.media_url.as_deref())?;
-    let fields = TemplateFields {
-        name: new.name.trim(),
-        content: &new.content,
-        media_url: new.media_url.as_deref(),
-        variables: template.variables(),
-    };
-    let mut conn = state.db.write().await?;
-    let record = templates::insert(conn.conn(), auth.workspace, &fields, state.clock.now()).await?;
+    let record = service::create(
+        &state.db,
+        auth.workspace,
+        &new.name,
+        &new.content,
+        new.media_url.as_deref(),
+        state.clock.now(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -129,20 +117,16 @@ async fn update(
     Id(id): Id<TemplateId>,
     JsonBody(patch): JsonBody<TemplatePatch>,
 ) -> ApiResult<Json<TemplateRecord>> {
-    let mut conn = state.db.write().await?;
-    let current = templates::get(conn.conn(), auth.workspace, id).await?;
-    let name = patch.name.unwrap_or(current.name);
-    let content = patch.content.unwrap_or(current.content);
-    let media_url = patch.media_url.or(current.media_url);
-    let template = checked(&name, &content, media_url.as_deref())?;
-    let fields = TemplateFields {
-        name: name.trim(),
-        content: &content,
-        media_url: media_url.as_deref(),
-        variables: template.variables(),
-    };
-    let record =
-        templates::update(conn.conn(), auth.workspace, id, &fields, state.clock.now()).await?;
+    let record = service::update(
+        &state.db,
+        auth.workspace,
+        id,
+        patch.name,
+        patch.content,
+        patch.media_url,
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(record))
 }
 
@@ -155,8 +139,7 @@ async fn delete(
     State(state): State<AppState>,
     Id(id): Id<TemplateId>,
 ) -> ApiResult<StatusCode> {
-    let mut conn = state.db.write().await?;
-    templates::delete(conn.conn(), auth.workspace, id).await?;
+    service::delete(&state.db, auth.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,12 +1,78 @@
 //! Rules of templates and of what a campaign or single message sends: `<<variable>>` content that
 //! parses, media by http(s) URL, a template of the workspace.
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::ids::{TemplateId, WorkspaceId};
 use crate::domain::template::Template;
 use crate::domain::validation::FieldErrors;
-use crate::store::{Conn, StoreError, templates};
+use crate::store::templates::{TemplateFields, TemplateRecord};
+use crate::store::{Conn, Db, StoreError, templates};
 
-use super::ServiceResult;
+use super::{ServiceError, ServiceResult};
+
+/// Creates a template; its variables are read from its content.
+pub async fn create(
+    db: &Db,
+    workspace: WorkspaceId,
+    name: &str,
+    content: &str,
+    media_url: Option<&str>,
+    now: DateTime<Utc>,
+) -> ServiceResult<TemplateRecord> {
+    let template = checked(name, content, media_url)?;
+    let fields = TemplateFields {
+        name: name.trim(),
+        content,
+        media_url,
+        variables: template.variables(),
+    };
+    let mut conn = db.write().await?;
+    Ok(templates::insert(conn.conn(), workspace, &fields, now).await?)
+}
+
+/// Changes a template; `None` keeps a field. Campaigns already created keep the content they
+/// were created with.
+pub async fn update(
+    db: &Db,
+    workspace: WorkspaceId,
+    id: TemplateId,
+    name: Option<String>,
+    content: Option<String>,
+    media_url: Option<String>,
+    now: DateTime<Utc>,
+) -> ServiceResult<TemplateRecord> {
+    let mut conn = db.write().await?;
+    let current = templates::get(conn.conn(), workspace, id).await?;
+    let name = name.unwrap_or(current.name);
+    let content = content.unwrap_or(current.content);
+    let media_url = media_url.or(current.media_url);
+    let template = checked(&name, &content, media_url.as_deref())?;
+    let fields = TemplateFields {
+        name: name.trim(),
+        content: &content,
+        media_url: media_url.as_deref(),
+        variables: template.variables(),
+    };
+    Ok(templates::update(conn.conn(), workspace, id, &fields, now).await?)
+}
+
+pub async fn delete(db: &Db, workspace: WorkspaceId, id: TemplateId) -> ServiceResult<()> {
+    let mut conn = db.write().await?;
+    Ok(templates::delete(conn.conn(), workspace, id).await?)
+}
+
+/// A template's fields checked together; returns its parsed content.
+fn checked(name: &str, content: &str, media_url: Option<&str>) -> ServiceResult<Template> {
+    let mut errors = FieldErrors::new();
+    if name.trim().is_empty() {
+        errors.add("name", "must not be empty");
+    }
+    let template = check_content(content, "content", &mut errors);
+    check_media_url(media_url, &mut errors);
+    errors.into_result()?;
+    template.ok_or_else(|| ServiceError::validation("content", "cannot be parsed"))
+}
 
 /// What a campaign or a single message sends, checked: its own `content` or a template's, and
 /// its media (its own, else the template's).
