@@ -73,15 +73,6 @@ pub struct EventReader {
 }
 
 impl EventReader {
-    /// The position of the last event returned.
-    pub fn position(&self) -> i64 {
-        self.position
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Whether the last poll stopped before a position that a running transaction may still
     /// commit: more events may be readable soon even though the poll returned none.
     pub fn waiting_on_gap(&self) -> bool {

@@ -134,6 +134,14 @@ impl Scenario {
             .unwrap();
     }
 
+    /// Launches the campaign and waits for Herald to pause it; returns it with the reason.
+    async fn launched_until_paused(&mut self) -> (campaigns::Campaign, String) {
+        self.launch().await;
+        let paused = self.wait_for_status(CampaignStatus::Paused).await;
+        let reason = paused.paused_reason.clone().unwrap_or_default();
+        (paused, reason)
+    }
+
     async fn launch(&mut self) {
         let mut tx = self.db.begin().await.unwrap();
         campaigns::launch(&mut tx, self.ws, self.campaign, Utc::now())
@@ -1084,9 +1092,7 @@ async fn a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason(db: Test
     scenario
         .switch_provider("http", &json!({"url": "not an address"}))
         .await;
-    scenario.launch().await;
-    let paused = scenario.wait_for_status(CampaignStatus::Paused).await;
-    let reason = paused.paused_reason.clone().unwrap_or_default();
+    let (paused, reason) = scenario.launched_until_paused().await;
     assert!(
         reason.contains("provider_config.url"),
         "the reason names what is wrong: {reason}"
@@ -1112,9 +1118,7 @@ async fn a_provider_that_refuses_the_sender_pauses_its_campaigns(db: TestDb) {
     scenario
         .switch_provider("sandbox", &json!({"refuse_sender": "account blocked"}))
         .await;
-    scenario.launch().await;
-    let paused = scenario.wait_for_status(CampaignStatus::Paused).await;
-    let reason = paused.paused_reason.clone().unwrap_or_default();
+    let (paused, reason) = scenario.launched_until_paused().await;
     assert!(reason.contains("sandbox: account blocked"), "{reason}");
     assert_eq!(paused.counters(), scenario.truth().await);
     let messages = scenario.messages().await;
@@ -1140,9 +1144,7 @@ async fn a_sender_with_an_unknown_time_zone_pauses_instead_of_sending_in_utc(db:
     scenario
         .rewrite_sender("sandbox", &json!({}), "Mars/Olympus")
         .await;
-    scenario.launch().await;
-    let paused = scenario.wait_for_status(CampaignStatus::Paused).await;
-    let reason = paused.paused_reason.clone().unwrap_or_default();
+    let (_, reason) = scenario.launched_until_paused().await;
     assert!(reason.contains("Mars/Olympus"), "{reason}");
     assert!(
         scenario.messages().await.iter().all(|m| m.attempts == 0),

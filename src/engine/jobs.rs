@@ -203,7 +203,7 @@ impl crate::service::campaigns::LaunchQueue for JobQueue {
         workspace: WorkspaceId,
         campaign: CampaignId,
         at: DateTime<Utc>,
-    ) -> crate::service::campaigns::BoxFuture<'a, Result<(), String>> {
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
         let job = LaunchCampaign {
             workspace_id: workspace,
             campaign_id: campaign,

@@ -99,7 +99,7 @@ pub enum ProviderConfigError {
     #[error("unknown provider '{0}'; available: {list}", list = names().join(", "))]
     Unknown(String),
     /// `field` is a path within `provider_config`, empty for the whole of it.
-    #[error("{}: {message}", if field.is_empty() { "provider_config".to_owned() } else { format!("provider_config.{field}") })]
+    #[error("{}: {message}", self.field_path().unwrap_or_default())]
     Invalid { field: String, message: String },
 }
 
@@ -107,6 +107,18 @@ pub enum ProviderConfigError {
 /// real providers report through the callback endpoint, which takes the same ingestion path.
 /// Bounded: a provider that reports faster than the database takes it waits.
 pub type EventSink = tokio::sync::mpsc::Sender<crate::domain::callback::SenderEvents>;
+
+impl ProviderConfigError {
+    /// The request field a bad setting is in (`provider_config`, `provider_config.url`), or
+    /// `None` when the provider itself is unknown.
+    pub fn field_path(&self) -> Option<String> {
+        match self {
+            Self::Unknown(_) => None,
+            Self::Invalid { field, .. } if field.is_empty() => Some("provider_config".into()),
+            Self::Invalid { field, .. } => Some(format!("provider_config.{field}")),
+        }
+    }
+}
 
 /// What a provider can do beyond sending text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -3,8 +3,6 @@
 //! one way a campaign is launched — by a person, a launch job or the sweep alike.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
@@ -229,8 +227,6 @@ pub fn schedule_time(
     Ok(resolve_local(tz, local))
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// Where a campaign's launch is queued for its time (the engine's job queue).
 pub trait LaunchQueue: Send + Sync {
     fn schedule_launch<'a>(
@@ -238,7 +234,7 @@ pub trait LaunchQueue: Send + Sync {
         workspace: WorkspaceId,
         campaign: CampaignId,
         at: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
 }
 
 /// Schedules a draft, or moves a scheduled campaign's time: `at` with a UTC offset, or local in

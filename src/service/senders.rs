@@ -162,15 +162,12 @@ fn check(settings: SenderSettings) -> ServiceResult<SenderSettings> {
     if !settings.provider_config.is_object() {
         errors.add("provider_config", "must be an object");
     } else if let Err(error) = providers::validate(&settings.provider, &settings.provider_config) {
-        match error {
-            ProviderConfigError::Unknown(_) => errors.add("provider", error.to_string()),
-            ProviderConfigError::Invalid { field, message } if field.is_empty() => {
-                errors.add("provider_config", message)
-            }
-            ProviderConfigError::Invalid { field, message } => {
-                errors.add(format!("provider_config.{field}"), message)
-            }
-        }
+        let field = error.field_path().unwrap_or_else(|| "provider".into());
+        let message = match error {
+            ProviderConfigError::Invalid { message, .. } => message,
+            unknown @ ProviderConfigError::Unknown(_) => unknown.to_string(),
+        };
+        errors.add(field, message);
     }
     if let Err(error) = parse_timezone(&settings.timezone) {
         errors.add("timezone", error.to_string());
