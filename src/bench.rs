@@ -23,13 +23,12 @@ use crate::domain::campaign::Audience;
 use crate::domain::ids::{CampaignId, WorkspaceId};
 use crate::domain::message::MessageStatus;
 use crate::domain::pacing::Pacing;
-use crate::domain::phone::Phone;
 use crate::service::campaigns::{self as service, Draft, LaunchBy};
+use crate::service::contacts::{self, ContactInput};
 use crate::service::senders::{self as sender_service, SenderSettings};
-use crate::store::campaigns;
-use crate::store::contacts::{self, ContactFields};
-use crate::store::messages::{self, MessageFilter};
-use crate::store::{Db, Page, workspaces};
+use crate::service::{messages, workspaces};
+use crate::store::messages::MessageFilter;
+use crate::store::{Db, Page};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -167,25 +166,20 @@ async fn bench(config: &Config, recipients: u32, sandbox_only: bool) -> anyhow::
 async fn seed(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Result<WorkspaceId> {
     const BATCH: u32 = 10_000;
     let now = clock.now();
-    let workspace = {
-        let mut conn = db.write().await?;
-        let name = format!("bench-{}", now.format("%Y%m%d-%H%M%S%.3f"));
-        workspaces::ensure(conn.conn(), &name, now).await?.id
-    };
+    let name = format!("bench-{}", now.format("%Y%m%d-%H%M%S%.3f"));
+    let workspace = workspaces::ensure(db, &name, now).await?.id;
     let mut next = 0;
     while next < recipients {
         let end = (next + BATCH).min(recipients);
-        let people: Vec<ContactFields> = (next..end)
-            .map(|n| {
-                let mut fields = ContactFields::new(Phone::from_trusted(format!("+2010{n:08}")));
-                fields.name = Some(format!("Contact {n}"));
-                fields.custom_fields = BTreeMap::from([("city".to_owned(), "Cairo".to_owned())]);
-                fields
+        let people: Vec<ContactInput> = (next..end)
+            .map(|n| ContactInput {
+                phone: Some(format!("+2010{n:08}")),
+                name: Some(format!("Contact {n}")),
+                custom_fields: BTreeMap::from([("city".to_owned(), Value::from("Cairo"))]),
+                ..ContactInput::default()
             })
             .collect();
-        let mut tx = db.begin().await?;
-        contacts::insert_new_batch(&mut tx, workspace, &people, now).await?;
-        tx.commit().await?;
+        contacts::create_many(db, workspace, people, now).await?;
         next = end;
     }
     Ok(workspace)
@@ -232,8 +226,7 @@ async fn send_campaign(
     let finished = loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         peak_rss_kib = peak_rss_kib.max(current_rss_kib());
-        let mut conn = db.read().await?;
-        let current = campaigns::get(conn.conn(), workspace, campaign.id).await?;
+        let current = service::get(db, workspace, campaign.id).await?;
         if current.status.is_finished() {
             break current;
         }
@@ -277,23 +270,20 @@ async fn read_latency(
 ) -> anyhow::Result<Latency> {
     const STATS_READS: u32 = 2_000;
     const PAGE_READS: u32 = 200;
-    let mut conn = db.read().await?;
     let started = Instant::now();
     for _ in 0..STATS_READS {
-        let stats = campaigns::get(conn.conn(), workspace, campaign)
-            .await?
-            .stats();
+        let stats = service::get(db, workspace, campaign).await?.stats();
         std::hint::black_box(stats);
     }
     let stats_micros = started.elapsed().as_secs_f64() * 1e6 / f64::from(STATS_READS);
     let filter = MessageFilter {
         campaign: Some(campaign),
         status: Some(MessageStatus::Sent),
-        inbound: None,
+        direction: None,
     };
     let started = Instant::now();
     for _ in 0..PAGE_READS {
-        let page = messages::list(conn.conn(), workspace, filter, Page::default()).await?;
+        let page = messages::list(db, workspace, filter, Page::default()).await?;
         std::hint::black_box(page);
     }
     let page_micros = started.elapsed().as_secs_f64() * 1e6 / f64::from(PAGE_READS);

@@ -2,17 +2,19 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Application, open_database};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::domain::auth::{Ability, NewToken};
+use crate::domain::auth::Ability;
 use crate::domain::ids::ApiKeyId;
 use crate::eventlog::{EventLog, StartAt};
-use crate::store::{self, Db};
+use crate::service::ServiceError;
+use crate::service::api_keys;
+use crate::store::Db;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -150,11 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
             let db = open_database(&config).await?;
-            let revoked = async {
-                let mut conn = db.write().await?;
-                store::api_keys::revoke(conn.conn(), id, SystemClock.now()).await
-            }
-            .await;
+            let revoked = api_keys::revoke(&db, id, SystemClock.now()).await;
             db.close().await;
             if !revoked? {
                 bail!("no active API key has the id {id}");
@@ -172,17 +170,7 @@ pub async fn list_api_keys(
     clock: &dyn Clock,
     workspace: Option<&str>,
 ) -> anyhow::Result<Vec<String>> {
-    let mut conn = db.read().await?;
-    let workspace_id = match workspace {
-        Some(name) => Some(
-            store::workspaces::find_by_name(conn.conn(), name.trim())
-                .await?
-                .with_context(|| format!("no workspace is called '{name}'"))?
-                .id,
-        ),
-        None => None,
-    };
-    let keys = store::api_keys::list(conn.conn(), workspace_id).await?;
+    let keys = api_keys::list(db, workspace).await.map_err(as_flags)?;
     let now = clock.now();
     let mut lines = vec!["id\tworkspace\tname\tabilities\tcreated\tstate".to_owned()];
     for key in keys {
@@ -264,39 +252,31 @@ pub async fn create_api_key(
     clock: &dyn Clock,
     args: &CreateKey,
 ) -> anyhow::Result<(String, String)> {
-    let name = args.name.trim();
-    if name.is_empty() {
-        bail!("--name must not be empty");
-    }
-    let workspace_name = args.workspace.trim();
-    if workspace_name.is_empty() {
-        bail!("--workspace must not be empty");
-    }
-    let abilities = Ability::parse_list(&args.abilities)?;
-    if abilities.is_empty() {
-        bail!("--abilities must name at least one ability");
-    }
-    let now = clock.now();
-    if let Some(at) = args.expires_at
-        && at <= now
-    {
-        bail!("--expires-at must be in the future");
-    }
-    let minted = NewToken::generate();
-    let mut tx = db.begin().await?;
-    let workspace = store::workspaces::ensure(tx.conn(), workspace_name, now).await?;
-    let key = store::api_keys::NewApiKey {
-        id: minted.key_id,
-        workspace_id: workspace.id,
-        name,
-        secret_digest: &minted.secret_digest,
-        abilities: &abilities,
+    let key = api_keys::NewKey {
+        workspace: &args.workspace,
+        name: &args.name,
+        abilities: Ability::parse_list(&args.abilities)?,
         rate_per_minute: args.rate_per_minute,
         expires_at: args.expires_at,
     };
-    store::api_keys::insert(tx.conn(), &key, now).await?;
-    tx.commit().await.context("cannot save the API key")?;
-    Ok((workspace.name, minted.token))
+    let minted = api_keys::create(db, key, clock.now())
+        .await
+        .map_err(as_flags)?;
+    Ok((minted.workspace, minted.token))
+}
+
+/// A service's refusal in the command line's terms: a field is the flag that gave it.
+fn as_flags(error: ServiceError) -> anyhow::Error {
+    match error {
+        ServiceError::Validation(errors) => {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|(field, message)| format!("--{} {message}", field.replace('_', "-")))
+                .collect();
+            anyhow::anyhow!(lines.join("\n"))
+        }
+        other => other.into(),
+    }
 }
 
 async fn shutdown_signal() {

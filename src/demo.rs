@@ -15,12 +15,13 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::campaign::{Audience, CampaignStatus};
 use crate::domain::pacing::Pacing;
-use crate::domain::phone::Phone;
+use crate::http::CampaignStatsBody;
 use crate::service::campaigns::{self as service, Draft, LaunchBy};
+use crate::service::contacts::{self, ContactInput};
 use crate::service::senders::{self as sender_service, SenderSettings};
-use crate::store::campaigns::{self, Campaign};
-use crate::store::contacts::{self, ContactFields};
-use crate::store::{Db, workspaces};
+use crate::service::workspaces;
+use crate::store::Db;
+use crate::store::campaigns::Campaign;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -51,23 +52,20 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
 async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyhow::Result<()> {
     let now = clock.now();
     let workspace_name = format!("demo-{}", now.format("%Y%m%d-%H%M%S%.3f"));
-    let mut tx = db.begin().await?;
-    let workspace = workspaces::ensure(tx.conn(), &workspace_name, now)
-        .await?
-        .id;
-    let people: Vec<ContactFields> = (0..args.contacts)
-        .map(|n| {
-            let mut fields = ContactFields::new(Phone::from_trusted(format!("+2010{n:08}")));
-            fields.name = Some(NAMES[n as usize % NAMES.len()].to_owned());
-            fields.tags = vec!["demo".into()];
-            fields.custom_fields = BTreeMap::from([(
+    let workspace = workspaces::ensure(db, &workspace_name, now).await?.id;
+    let people: Vec<ContactInput> = (0..args.contacts)
+        .map(|n| ContactInput {
+            phone: Some(format!("+2010{n:08}")),
+            name: Some(NAMES[n as usize % NAMES.len()].to_owned()),
+            tags: vec!["demo".into()],
+            custom_fields: BTreeMap::from([(
                 "city".to_owned(),
-                CITIES[n as usize % CITIES.len()].to_owned(),
-            )]);
-            fields
+                json!(CITIES[n as usize % CITIES.len()]),
+            )]),
+            ..ContactInput::default()
         })
         .collect();
-    contacts::insert_new_batch(&mut tx, workspace, &people, now).await?;
+    contacts::create_many(db, workspace, people, now).await?;
 
     let (pacing, provider_config) = if args.no_pacing {
         (
@@ -89,7 +87,6 @@ async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyh
             json!({"latency_ms": 15, "fail_rate": 0.02, "deliver_after_ms": 600, "read_after_ms": 1500}),
         )
     };
-    tx.commit().await?;
     let sender = SenderSettings {
         name: "Demo sandbox".into(),
         provider: "sandbox".into(),
@@ -129,10 +126,7 @@ async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyh
     );
     let current = |db: &Db| {
         let db = db.clone();
-        async move {
-            let mut conn = db.read().await?;
-            campaigns::get(conn.conn(), workspace, campaign.id).await
-        }
+        async move { service::get(&db, workspace, campaign.id).await }
     };
     let show = |campaign: &Campaign| {
         let c = campaign.counters();
@@ -190,6 +184,9 @@ async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyh
         stats.counters.skipped,
         stats.counters.pending
     );
-    println!("{}", serde_json::to_string(&stats)?);
+    println!(
+        "{}",
+        serde_json::to_string(&CampaignStatsBody::from(stats))?
+    );
     Ok(())
 }

@@ -6,8 +6,8 @@ mod common;
 use chrono::Utc;
 use herald::app::Application;
 use herald::config::Config;
+use herald::domain::callback::sign;
 use herald::domain::message::MessageStatus;
-use herald::engine::callbacks::sign;
 use herald::store::Page;
 use herald::store::campaigns;
 use herald::store::messages::{self, MessageFilter};
@@ -133,7 +133,7 @@ async fn signed_callbacks_move_messages_and_counters_and_bad_ones_are_refused() 
         (MessageStatus::Failed, Some("131026 undeliverable"))
     );
     let inbound = MessageFilter {
-        inbound: Some(true),
+        direction: Some(herald::domain::message::Direction::Inbound),
         ..Default::default()
     };
     let (received, _) = messages::list(conn.conn(), ws, inbound, Page::default())

@@ -10,12 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use herald::domain::callback::sign;
 use herald::domain::campaign::{Audience, CampaignStatus};
 use herald::domain::ids::{CampaignId, SenderId, WorkspaceId};
 use herald::domain::message::MessageStatus;
 use herald::domain::pacing::Pacing;
 use herald::domain::phone::Phone;
-use herald::engine::callbacks::sign;
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields};
 use herald::store::messages::{self, Outcome};

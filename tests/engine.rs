@@ -1187,14 +1187,14 @@ async fn an_import_whose_job_was_lost_is_run_by_the_sweep(db: TestDb) {
     {
         let mut conn = db.read().await.unwrap();
         let waiting = imports::get(conn.conn(), ws, import.id).await.unwrap();
-        assert_eq!(waiting.status, "queued", "not before its grace");
+        assert_eq!(waiting.status.as_str(), "queued", "not before its grace");
     }
     clock.advance(chrono::Duration::seconds(31));
     let mut done = None;
     for _ in 0..200 {
         let mut conn = db.read().await.unwrap();
         let current = imports::get(conn.conn(), ws, import.id).await.unwrap();
-        if current.status == "completed" {
+        if current.status.as_str() == "completed" {
             done = Some(current);
             break;
         }
@@ -1204,7 +1204,7 @@ async fn an_import_whose_job_was_lost_is_run_by_the_sweep(db: TestDb) {
     let done = done.expect("the sweep ran the import");
     assert_eq!((done.total, done.created), (2, 2));
     // A late job (or another process) finds it finished and does nothing.
-    herald::engine::import::run(&db, &clock, "late-job", import.id)
+    herald::service::imports::run(&db, &clock, "late-job", import.id)
         .await
         .unwrap();
     let mut conn = db.read().await.unwrap();

@@ -79,6 +79,15 @@ impl CampaignStatus {
     }
 }
 
+/// A campaign's counters and the rates derived from them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CampaignStats {
+    pub status: CampaignStatus,
+    pub counters: super::message::Counters,
+    pub delivery_rate: f64,
+    pub read_rate: f64,
+}
+
 impl fmt::Display for CampaignStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -1,6 +1,17 @@
-//! Rules for contact data that need no storage: tags and time zones.
+//! Rules for contact data that need no storage: tags, time zones, emails, imports' states.
 
 use chrono_tz::Tz;
+
+super::named_enum! {
+    /// Where a CSV import of contacts stands.
+    pub enum ImportStatus {
+        Queued => "queued",
+        Running => "running",
+        Completed => "completed",
+        /// The file as a whole could not be imported (its header row).
+        Failed => "failed",
+    }
+}
 
 /// Tags as stored: trimmed, non-empty, each once, in the order first given.
 pub fn normalize_tags<I, S>(tags: I) -> Vec<String>

@@ -160,7 +160,7 @@ pub struct ContactEvent {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImportEvent {
     pub import_id: ImportId,
-    pub status: String,
+    pub status: super::contact::ImportStatus,
     pub total: i64,
     pub created: i64,
     pub updated: i64,

@@ -15,6 +15,14 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+super::named_enum! {
+    /// Whether Herald sent the message or received it.
+    pub enum Direction {
+        Outbound => "outbound",
+        Inbound => "inbound",
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {

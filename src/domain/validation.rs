@@ -35,6 +35,20 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// The fields with errors, in order.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Every (field, message), field by field.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().flat_map(|(field, messages)| {
+            messages
+                .iter()
+                .map(move |message| (field.as_str(), message.as_str()))
+        })
+    }
+
     pub fn get(&self, field: &str) -> Option<&[String]> {
         self.0.get(field).map(Vec::as_slice)
     }

@@ -175,7 +175,7 @@ async fn run_launch(job: LaunchCampaign, shared: Data<Arc<Shared>>) -> Result<()
 }
 
 async fn run_import(job: ImportContacts, shared: Data<Arc<Shared>>) -> Result<(), BoxDynError> {
-    super::import::run(
+    crate::service::imports::run(
         &shared.db,
         shared.clock.as_ref(),
         &shared.owner,
@@ -272,6 +272,16 @@ pub(super) fn spawn_worker(queue: JobQueue, shared: Arc<Shared>) -> JoinHandle<(
             }
         }
     })
+}
+
+impl crate::service::imports::ImportQueue for JobQueue {
+    fn queue_import(&self, id: ImportId) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            JobQueue::queue_import(self, id)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    }
 }
 
 #[cfg(test)]

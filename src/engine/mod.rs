@@ -15,20 +15,17 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::clock::Clock;
+use crate::domain::callback::{CallbackEvent, SenderEvents};
 use crate::domain::ids::SenderId;
 use crate::providers::ProviderContext;
+use crate::service::callbacks;
 use crate::store::{self, Db};
 
-/// Provider callbacks: verification and the one ingestion path.
-pub mod callbacks;
 /// The job queue: launches at their time.
-/// CSV imports of contacts.
-pub mod import;
 pub mod jobs;
 mod lane;
 /// The pacing gates as exact functions of time.
 pub mod pacing;
-/// Rendering claimed messages with compiled templates.
 /// Retry decisions and back-off.
 pub mod retry;
 
@@ -145,7 +142,7 @@ pub async fn start(
     })
 }
 
-async fn run(shared: Arc<Shared>, events: mpsc::Receiver<callbacks::SenderEvents>) {
+async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {
     tracing::info!(owner = %shared.owner, "engine started");
     let (drain, drained) = tokio::sync::oneshot::channel();
     let ingesting = tokio::spawn(ingest_events(shared.clone(), events, drained));
@@ -348,7 +345,9 @@ async fn run_stranded_imports(shared: &Arc<Shared>) -> store::Result<()> {
         tracing::warn!(import_id = %id, "import without a run: the sweep runs it");
         let shared = shared.clone();
         tokio::spawn(async move {
-            let ran = import::run(&shared.db, shared.clock.as_ref(), &shared.owner, id).await;
+            let ran =
+                crate::service::imports::run(&shared.db, shared.clock.as_ref(), &shared.owner, id)
+                    .await;
             if let Err(error) = ran {
                 tracing::error!(import_id = %id, %error, "import failed; its lease will run out and it is tried again");
             }
@@ -482,7 +481,7 @@ async fn apply_parked_reports(
 /// fires, takes what is still queued and stops.
 async fn ingest_events(
     shared: Arc<Shared>,
-    mut events: mpsc::Receiver<callbacks::SenderEvents>,
+    mut events: mpsc::Receiver<SenderEvents>,
     drain: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut drain = std::pin::pin!(drain);
@@ -502,7 +501,7 @@ async fn ingest_events(
             }
         };
         let Some(first) = first else { return };
-        let mut by_sender: HashMap<SenderId, Vec<callbacks::CallbackEvent>> = HashMap::new();
+        let mut by_sender: HashMap<SenderId, Vec<CallbackEvent>> = HashMap::new();
         by_sender
             .entry(first.sender)
             .or_default()
@@ -517,7 +516,7 @@ async fn ingest_events(
             taken += 1;
         }
         for (sender, events) in by_sender {
-            let batch = callbacks::SenderEvents { sender, events };
+            let batch = SenderEvents { sender, events };
             // On PostgreSQL a report can deadlock with the record of the send it reports on
             // (both lock the message): the loser's events are applied on the next attempt.
             let ingested = retrying("applying provider events", sender, || {

@@ -23,9 +23,10 @@ use governor::{Quota, RateLimiter};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::auth::{Ability, PresentedToken};
+use crate::domain::auth::Ability;
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
-use crate::store;
+use crate::service::api_keys;
+use crate::store::api_keys::ApiKey;
 
 /// The authenticated caller of a request.
 #[derive(Clone, Debug)]
@@ -177,20 +178,11 @@ pub async fn authenticate(
     response
 }
 
-async fn identify(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<store::api_keys::ApiKey, ApiError> {
+async fn identify(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
     let token = bearer_token(headers).ok_or(ApiError::Unauthenticated)?;
-    let presented = PresentedToken::parse(token).ok_or(ApiError::Unauthenticated)?;
-    let key = {
-        let mut conn = state.db.read().await?;
-        store::api_keys::find_active(conn.conn(), presented.key_id, state.clock.now()).await?
-    };
-    match key {
-        Some(key) if presented.matches(&key.secret_digest) => Ok(key),
-        _ => Err(ApiError::Unauthenticated),
-    }
+    api_keys::authenticate(&state.db, token, state.clock.now())
+        .await?
+        .ok_or(ApiError::Unauthenticated)
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {

@@ -13,11 +13,10 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use crate::domain::callback::CallbackPayload;
 use crate::domain::ids::SenderId;
-use crate::engine::callbacks::{self, CallbackPayload, SenderEvents};
-use crate::providers::{self, CallbackError, CallbackRequest, CallbackSender};
-use crate::store::senders::Sender;
-use crate::store::{self, StoreError};
+use crate::providers::{CallbackError, CallbackRequest};
+use crate::service::callbacks::{self, Refused};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(receive, challenge))
@@ -53,32 +52,16 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Received>> {
-    let sender = addressed(&state, &sender_id).await?;
-    let module = providers::module(&sender.provider).map_err(|error| {
-        tracing::error!(sender_id = %sender.id, %error, "callback for a sender without a provider");
-        ApiError::Unauthenticated
-    })?;
-    let now = state.clock.now();
+    let sender_id: SenderId = sender_id.parse().map_err(|_| ApiError::NotFound)?;
     let request = CallbackRequest {
         headers: &headers,
         query: None,
         body: &body,
-        now,
+        now: state.clock.now(),
     };
-    let addressee = CallbackSender {
-        callback_secret: &sender.callback_secret,
-        config: &sender.provider_config.0,
-    };
-    module
-        .verify_callback(&request, &addressee)
-        .map_err(|error| refused(&sender, error))?;
-    let events = module
-        .parse_callback(&body)
-        .map_err(|error| refused(&sender, error))?;
-    let batch = SenderEvents::new(sender.id, events);
-    // Durable before the answer (invariant 7): a report that overtook the record of its send is
-    // parked in the same transaction.
-    let ingested = callbacks::ingest(&state.db, &batch, now).await?;
+    let ingested = callbacks::receive(&state.db, sender_id, &request)
+        .await
+        .map_err(refused)?;
     Ok(Json(Received {
         applied: ingested.statuses_applied,
         inbound: ingested.inbound_recorded,
@@ -103,43 +86,31 @@ async fn challenge(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<String> {
-    let sender = addressed(&state, &sender_id).await?;
-    let module = providers::module(&sender.provider).map_err(|_| ApiError::Unauthenticated)?;
+    let sender_id: SenderId = sender_id.parse().map_err(|_| ApiError::NotFound)?;
     let request = CallbackRequest {
         headers: &headers,
         query: query.as_deref(),
         body: &[],
         now: state.clock.now(),
     };
-    let addressee = CallbackSender {
-        callback_secret: &sender.callback_secret,
-        config: &sender.provider_config.0,
+    callbacks::challenge(&state.db, sender_id, &request)
+        .await
+        .map_err(refused)
+}
+
+fn refused(refusal: Refused) -> ApiError {
+    let (sender, error) = match refusal {
+        Refused::UnknownSender => return ApiError::Unauthenticated,
+        Refused::Store(error) => return error.into(),
+        Refused::Provider { sender, error } => (sender, error),
     };
-    module
-        .challenge(&request, &addressee)
-        .map_err(|error| refused(&sender, error))
-}
-
-/// The sender a callback names. Unknown senders are refused like bad signatures: no probing
-/// for ids.
-async fn addressed(state: &AppState, sender_id: &str) -> ApiResult<Sender> {
-    let sender_id: SenderId = sender_id.parse().map_err(|_| ApiError::NotFound)?;
-    let mut conn = state.db.read().await?;
-    match store::senders::get_unscoped(conn.conn(), sender_id).await {
-        Ok(sender) => Ok(sender),
-        Err(StoreError::NotFound) => Err(ApiError::Unauthenticated),
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn refused(sender: &Sender, error: CallbackError) -> ApiError {
     match error {
         CallbackError::Unauthenticated(reason) => {
-            tracing::warn!(sender_id = %sender.id, %reason, "callback refused");
+            tracing::warn!(sender_id = %sender, %reason, "callback refused");
             ApiError::Unauthenticated
         }
         CallbackError::Forbidden(reason) => {
-            tracing::warn!(sender_id = %sender.id, %reason, "callback challenge refused");
+            tracing::warn!(sender_id = %sender, %reason, "callback challenge refused");
             ApiError::Forbidden(reason)
         }
         CallbackError::Malformed(message) => ApiError::InvalidJson(message),

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,12 +17,14 @@ use super::List;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::domain::campaign::{Audience, CampaignStatus};
+use super::messages::MessageBody;
+use crate::domain::campaign::{Audience, CampaignStats, CampaignStatus};
 use crate::domain::ids::{CampaignId, SenderId, TemplateId};
-use crate::domain::message::MessageStatus;
+use crate::domain::message::{Counters, MessageStatus};
 use crate::service::campaigns::{self as service, Draft, LaunchBy, Patch};
-use crate::store::campaigns::{self, Campaign, CampaignStats};
-use crate::store::messages::{self, Message, MessageFilter};
+use crate::service::messages;
+use crate::store::campaigns::Campaign;
+use crate::store::messages::MessageFilter;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -85,14 +88,84 @@ struct MessageQuery {
     status: Option<MessageStatus>,
 }
 
+/// A campaign, as API.md shows it (its counters are at `/stats`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Campaign)]
+struct CampaignBody {
+    id: CampaignId,
+    name: String,
+    sender_id: SenderId,
+    template_id: Option<TemplateId>,
+    content: String,
+    media_url: Option<String>,
+    audience: Audience,
+    variables: BTreeMap<String, String>,
+    status: CampaignStatus,
+    scheduled_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    paused_at: Option<DateTime<Utc>>,
+    /// Why Herald paused it itself (its sender cannot send); `null` when a person paused it.
+    paused_reason: Option<String>,
+    completed_at: Option<DateTime<Utc>>,
+    canceled_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Campaign> for CampaignBody {
+    fn from(campaign: Campaign) -> Self {
+        Self {
+            id: campaign.id,
+            name: campaign.name,
+            sender_id: campaign.sender_id,
+            template_id: campaign.template_id,
+            content: campaign.content,
+            media_url: campaign.media_url,
+            audience: campaign.audience.0,
+            variables: campaign.variables.0,
+            status: campaign.status,
+            scheduled_at: campaign.scheduled_at,
+            started_at: campaign.started_at,
+            paused_at: campaign.paused_at,
+            paused_reason: campaign.paused_reason,
+            completed_at: campaign.completed_at,
+            canceled_at: campaign.canceled_at,
+            created_at: campaign.created_at,
+            updated_at: campaign.updated_at,
+        }
+    }
+}
+
+/// `GET /v1/campaigns/{id}/stats`, as API.md defines it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CampaignStats)]
+pub struct CampaignStatsBody {
+    status: CampaignStatus,
+    #[serde(flatten)]
+    counters: Counters,
+    delivery_rate: f64,
+    read_rate: f64,
+}
+
+impl From<CampaignStats> for CampaignStatsBody {
+    fn from(stats: CampaignStats) -> Self {
+        Self {
+            status: stats.status,
+            counters: stats.counters,
+            delivery_rate: stats.delivery_rate,
+            read_rate: stats.read_rate,
+        }
+    }
+}
+
 /// Create a campaign (as a draft)
 #[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns", request_body = NewCampaign,
-    responses((status = 201, description = "Created as a draft", body = Campaign)))]
+    responses((status = 201, description = "Created as a draft", body = CampaignBody)))]
 async fn create(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewCampaign>,
-) -> ApiResult<(StatusCode, Json<Campaign>)> {
+) -> ApiResult<(StatusCode, Json<CampaignBody>)> {
     let draft = Draft {
         name: new.name,
         sender_id: new.sender_id,
@@ -103,48 +176,46 @@ async fn create(
         variables: new.variables,
     };
     let campaign = service::create(&state.db, auth.workspace, draft, state.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(campaign)))
+    Ok((StatusCode::CREATED, Json(campaign.into())))
 }
 
 /// List campaigns
 #[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns", params(PageParams, CampaignQuery),
-    responses((status = 200, description = "A page of campaigns, newest first", body = inline(List<Campaign>))))]
+    responses((status = 200, description = "A page of campaigns, newest first", body = inline(List<CampaignBody>))))]
 async fn list(
     auth: Authorized<can::CampaignsRead>,
     State(state): State<AppState>,
     Query(page): Query<PageParams>,
     Query(query): Query<CampaignQuery>,
-) -> ApiResult<Json<List<Campaign>>> {
+) -> ApiResult<Json<List<CampaignBody>>> {
     let page = page.page()?;
-    let mut conn = state.db.read().await?;
-    let (campaigns, total) =
-        campaigns::list(conn.conn(), auth.workspace, query.status, page).await?;
-    Ok(Json(List::new(campaigns, page, total)))
+    let (campaigns, total) = service::list(&state.db, auth.workspace, query.status, page).await?;
+    Ok(Json(List::of(campaigns, page, total)))
 }
 
 /// Show a campaign
 #[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns",
     params(("id" = CampaignId, Path, description = "Campaign id")),
-    responses((status = 200, description = "The campaign", body = Campaign)))]
+    responses((status = 200, description = "The campaign", body = CampaignBody)))]
 async fn show(
     auth: Authorized<can::CampaignsRead>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
-) -> ApiResult<Json<Campaign>> {
-    let mut conn = state.db.read().await?;
-    Ok(Json(campaigns::get(conn.conn(), auth.workspace, id).await?))
+) -> ApiResult<Json<CampaignBody>> {
+    let campaign = service::get(&state.db, auth.workspace, id).await?;
+    Ok(Json(campaign.into()))
 }
 
 /// Change a draft or scheduled campaign
 #[utoipa::path(patch, path = "/v1/campaigns/{id}", tag = "campaigns", request_body = CampaignPatch,
     params(("id" = CampaignId, Path, description = "Campaign id")),
-    responses((status = 200, description = "The changed campaign", body = Campaign)))]
+    responses((status = 200, description = "The changed campaign", body = CampaignBody)))]
 async fn update(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
     JsonBody(patch): JsonBody<CampaignPatch>,
-) -> ApiResult<Json<Campaign>> {
+) -> ApiResult<Json<CampaignBody>> {
     let patch = Patch {
         name: patch.name,
         sender_id: patch.sender_id,
@@ -155,7 +226,7 @@ async fn update(
         variables: patch.variables,
     };
     let campaign = service::update(&state.db, auth.workspace, id, patch, state.clock.now()).await?;
-    Ok(Json(campaign))
+    Ok(Json(campaign.into()))
 }
 
 /// Delete a draft, scheduled or canceled campaign, with its messages
@@ -175,13 +246,13 @@ async fn delete(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/schedule", tag = "campaigns",
     request_body = ScheduleRequest,
     params(("id" = CampaignId, Path, description = "Campaign id")),
-    responses((status = 200, description = "Scheduled", body = Campaign)))]
+    responses((status = 200, description = "Scheduled", body = CampaignBody)))]
 async fn schedule(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
     JsonBody(request): JsonBody<ScheduleRequest>,
-) -> ApiResult<Json<Campaign>> {
+) -> ApiResult<Json<CampaignBody>> {
     let campaign = service::schedule(
         &state.db,
         &state.jobs,
@@ -192,18 +263,18 @@ async fn schedule(
         state.clock.now(),
     )
     .await?;
-    Ok(Json(campaign))
+    Ok(Json(campaign.into()))
 }
 
 /// Start a draft or scheduled campaign now
 #[utoipa::path(post, path = "/v1/campaigns/{id}/start", tag = "campaigns",
     params(("id" = CampaignId, Path, description = "Campaign id")),
-    responses((status = 200, description = "Running (or completed, when no one is in the audience)", body = Campaign)))]
+    responses((status = 200, description = "Running (or completed, when no one is in the audience)", body = CampaignBody)))]
 async fn start(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
-) -> ApiResult<Json<Campaign>> {
+) -> ApiResult<Json<CampaignBody>> {
     let launched = service::launch(
         &state.db,
         auth.workspace,
@@ -213,49 +284,48 @@ async fn start(
     )
     .await?;
     // A person's launch is never left alone: refusals are errors.
-    launched.map(Json).ok_or(ApiError::NotFound)
+    launched
+        .map(|campaign| Json(campaign.into()))
+        .ok_or(ApiError::NotFound)
 }
 
 /// Pause a running campaign: no new send starts once this returns
 #[utoipa::path(post, path = "/v1/campaigns/{id}/pause", tag = "campaigns",
     params(("id" = CampaignId, Path, description = "Campaign id")),
-    responses((status = 200, description = "Paused", body = Campaign)))]
+    responses((status = 200, description = "Paused", body = CampaignBody)))]
 async fn pause(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
-) -> ApiResult<Json<Campaign>> {
-    Ok(Json(
-        service::pause(&state.db, auth.workspace, id, state.clock.now()).await?,
-    ))
+) -> ApiResult<Json<CampaignBody>> {
+    let campaign = service::pause(&state.db, auth.workspace, id, state.clock.now()).await?;
+    Ok(Json(campaign.into()))
 }
 
 /// Resume a paused campaign
 #[utoipa::path(post, path = "/v1/campaigns/{id}/resume", tag = "campaigns",
     params(("id" = CampaignId, Path, description = "Campaign id")),
-    responses((status = 200, description = "Running again", body = Campaign)))]
+    responses((status = 200, description = "Running again", body = CampaignBody)))]
 async fn resume(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
-) -> ApiResult<Json<Campaign>> {
-    Ok(Json(
-        service::resume(&state.db, auth.workspace, id, state.clock.now()).await?,
-    ))
+) -> ApiResult<Json<CampaignBody>> {
+    let campaign = service::resume(&state.db, auth.workspace, id, state.clock.now()).await?;
+    Ok(Json(campaign.into()))
 }
 
 /// Cancel a scheduled, running or paused campaign; pending messages are skipped
 #[utoipa::path(post, path = "/v1/campaigns/{id}/cancel", tag = "campaigns",
     params(("id" = CampaignId, Path, description = "Campaign id")),
-    responses((status = 200, description = "Canceled", body = Campaign)))]
+    responses((status = 200, description = "Canceled", body = CampaignBody)))]
 async fn cancel(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
-) -> ApiResult<Json<Campaign>> {
-    Ok(Json(
-        service::cancel(&state.db, auth.workspace, id, state.clock.now()).await?,
-    ))
+) -> ApiResult<Json<CampaignBody>> {
+    let campaign = service::cancel(&state.db, auth.workspace, id, state.clock.now()).await?;
+    Ok(Json(campaign.into()))
 }
 
 /// A campaign's delivery statistics
@@ -264,36 +334,33 @@ async fn cancel(
 /// `delivered` those that reached delivered or read. Rates are percentages with two decimals.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/stats", tag = "campaigns",
     params(("id" = CampaignId, Path, description = "Campaign id")),
-    responses((status = 200, description = "Its counters", body = CampaignStats)))]
+    responses((status = 200, description = "Its counters", body = CampaignStatsBody)))]
 async fn stats(
     auth: Authorized<can::CampaignsRead>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
-) -> ApiResult<Json<CampaignStats>> {
-    let mut conn = state.db.read().await?;
-    let campaign = campaigns::get(conn.conn(), auth.workspace, id).await?;
-    Ok(Json(campaign.stats()))
+) -> ApiResult<Json<CampaignStatsBody>> {
+    let campaign = service::get(&state.db, auth.workspace, id).await?;
+    Ok(Json(campaign.stats().into()))
 }
 
 /// A campaign's messages
 #[utoipa::path(get, path = "/v1/campaigns/{id}/messages", tag = "campaigns",
     params(("id" = CampaignId, Path, description = "Campaign id"), PageParams, MessageQuery),
-    responses((status = 200, description = "A page of its messages", body = inline(List<Message>))))]
+    responses((status = 200, description = "A page of its messages", body = inline(List<MessageBody>))))]
 async fn campaign_messages(
     auth: Authorized<can::CampaignsRead>,
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
     Query(page): Query<PageParams>,
     Query(query): Query<MessageQuery>,
-) -> ApiResult<Json<List<Message>>> {
+) -> ApiResult<Json<List<MessageBody>>> {
     let page = page.page()?;
-    let mut conn = state.db.read().await?;
-    campaigns::get(conn.conn(), auth.workspace, id).await?;
     let filter = MessageFilter {
         campaign: Some(id),
         status: query.status,
-        inbound: None,
+        direction: None,
     };
-    let (messages, total) = messages::list(conn.conn(), auth.workspace, filter, page).await?;
-    Ok(Json(List::new(messages, page, total)))
+    let (messages, total) = messages::list(&state.db, auth.workspace, filter, page).await?;
+    Ok(Json(List::of(messages, page, total)))
 }

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -16,14 +17,14 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::domain::contact::{normalize_tags, parse_email, parse_timezone};
+use crate::domain::contact::ImportStatus;
 use crate::domain::ids::{ContactId, ImportId};
-use crate::domain::phone::Phone;
-use crate::domain::validation::FieldErrors;
-use crate::store::contacts::{self, Contact, ContactFields, ContactFilter};
-use crate::store::imports::{self, Import};
+use crate::service::contacts::{self as service, ContactChange, ContactInput};
+use crate::service::imports;
+use crate::store::contacts::{Contact, ContactFilter};
+use crate::store::imports::Import;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -90,121 +91,121 @@ struct ContactQuery {
     blocked: Option<bool>,
 }
 
-/// Checks what a client sent for a contact; every problem is reported at once.
-#[derive(Default)]
-struct ContactInput {
-    phone: Option<String>,
+/// A contact, as API.md shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Contact)]
+pub(super) struct ContactBody {
+    id: ContactId,
+    /// E.164.
+    phone: String,
     name: Option<String>,
     email: Option<String>,
     tags: Vec<String>,
-    custom_fields: BTreeMap<String, Value>,
+    custom_fields: BTreeMap<String, String>,
     timezone: Option<String>,
+    opted_out_at: Option<DateTime<Utc>>,
+    blocked: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }
 
-impl ContactInput {
-    fn check(self) -> ApiResult<ContactFields> {
-        let mut errors = FieldErrors::new();
-        let phone = match self.phone.as_deref().map(Phone::parse) {
-            Some(Ok(phone)) => Some(phone),
-            Some(Err(error)) => {
-                errors.add("phone", error.to_string());
-                None
-            }
-            None => {
-                errors.add("phone", "is required");
-                None
-            }
-        };
-        let email = match self
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            Some(email) => match parse_email(email) {
-                Ok(email) => Some(email),
-                Err(error) => {
-                    errors.add("email", error.to_string());
-                    None
-                }
-            },
-            None => None,
-        };
-        let timezone = self
-            .timezone
-            .map(|zone| zone.trim().to_owned())
-            .filter(|zone| !zone.is_empty());
-        if let Some(Err(error)) = timezone.as_deref().map(parse_timezone) {
-            errors.add("timezone", error.to_string());
+impl From<Contact> for ContactBody {
+    fn from(contact: Contact) -> Self {
+        Self {
+            id: contact.id,
+            phone: contact.phone,
+            name: contact.name,
+            email: contact.email,
+            tags: contact.tags.0,
+            custom_fields: contact.custom_fields.0,
+            timezone: contact.timezone,
+            opted_out_at: contact.opted_out_at,
+            blocked: contact.blocked,
+            created_at: contact.created_at,
+            updated_at: contact.updated_at,
         }
-        let mut custom_fields = BTreeMap::new();
-        for (name, value) in self.custom_fields {
-            let text = match value {
-                Value::String(text) => text,
-                Value::Number(number) => number.to_string(),
-                Value::Bool(flag) => flag.to_string(),
-                Value::Null => continue,
-                Value::Array(_) | Value::Object(_) => {
-                    errors.add(
-                        format!("custom_fields.{name}"),
-                        "must be a string, number or boolean",
-                    );
-                    continue;
-                }
-            };
-            if name.trim().is_empty() {
-                errors.add("custom_fields", "field names must not be empty");
-                continue;
-            }
-            custom_fields.insert(name.trim().to_owned(), text);
+    }
+}
+
+/// An import's progress, as API.md shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Import)]
+struct ImportBody {
+    id: ImportId,
+    status: ImportStatus,
+    /// Data rows read so far.
+    total: i64,
+    created: i64,
+    updated: i64,
+    failed: i64,
+    /// The rows that were not imported, by line (the header is line 1); the first 1,000.
+    errors: Vec<RowErrorBody>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RowError)]
+struct RowErrorBody {
+    line: u64,
+    message: String,
+}
+
+impl From<Import> for ImportBody {
+    fn from(import: Import) -> Self {
+        Self {
+            id: import.id,
+            status: import.status,
+            total: import.total,
+            created: import.created,
+            updated: import.updated,
+            failed: import.failed,
+            errors: import
+                .errors
+                .0
+                .into_iter()
+                .map(|error| RowErrorBody {
+                    line: error.line,
+                    message: error.message,
+                })
+                .collect(),
+            created_at: import.created_at,
+            updated_at: import.updated_at,
+            finished_at: import.finished_at,
         }
-        errors.into_result().map_err(ApiError::Validation)?;
-        Ok(ContactFields {
-            phone,
-            name: self
-                .name
-                .map(|name| name.trim().to_owned())
-                .filter(|name| !name.is_empty()),
-            email,
-            tags: normalize_tags(self.tags),
-            custom_fields,
-            timezone,
-        })
     }
 }
 
 /// Create a contact
 #[utoipa::path(post, path = "/v1/contacts", tag = "contacts", request_body = NewContact,
-    responses((status = 201, description = "Created", body = Contact)))]
+    responses((status = 201, description = "Created", body = ContactBody)))]
 async fn create(
     auth: Authorized<can::ContactsWrite>,
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewContact>,
-) -> ApiResult<(StatusCode, Json<Contact>)> {
-    let fields = ContactInput {
+) -> ApiResult<(StatusCode, Json<ContactBody>)> {
+    let input = ContactInput {
         phone: Some(new.phone),
         name: new.name,
         email: new.email,
         tags: new.tags.unwrap_or_default(),
         custom_fields: new.custom_fields.unwrap_or_default(),
         timezone: new.timezone,
-    }
-    .check()?;
-    let mut tx = state.db.begin().await?;
-    let contact = contacts::insert(&mut tx, auth.workspace, &fields, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(contact)))
+    };
+    let contact = service::create(&state.db, auth.workspace, input, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(contact.into())))
 }
 
 /// List and search contacts
 #[utoipa::path(get, path = "/v1/contacts", tag = "contacts", params(PageParams, ContactQuery),
-    responses((status = 200, description = "A page of contacts, newest first", body = inline(List<Contact>))))]
+    responses((status = 200, description = "A page of contacts, newest first", body = inline(List<ContactBody>))))]
 async fn list(
     auth: Authorized<can::ContactsRead>,
     State(state): State<AppState>,
     Query(page): Query<PageParams>,
     Query(query): Query<ContactQuery>,
-) -> ApiResult<Json<List<Contact>>> {
+) -> ApiResult<Json<List<ContactBody>>> {
     let page = page.page()?;
     let filter = ContactFilter {
         search: query.search,
@@ -212,55 +213,43 @@ async fn list(
         opted_out: query.opted_out,
         blocked: query.blocked,
     };
-    let mut conn = state.db.read().await?;
-    let (contacts, total) = contacts::list(conn.conn(), auth.workspace, &filter, page).await?;
-    Ok(Json(List::new(contacts, page, total)))
+    let (contacts, total) = service::list(&state.db, auth.workspace, &filter, page).await?;
+    Ok(Json(List::of(contacts, page, total)))
 }
 
 /// Show a contact
 #[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts",
     params(("id" = ContactId, Path, description = "Contact id")),
-    responses((status = 200, description = "The contact", body = Contact)))]
+    responses((status = 200, description = "The contact", body = ContactBody)))]
 async fn show(
     auth: Authorized<can::ContactsRead>,
     State(state): State<AppState>,
     Id(id): Id<ContactId>,
-) -> ApiResult<Json<Contact>> {
-    let mut conn = state.db.read().await?;
-    Ok(Json(contacts::get(conn.conn(), auth.workspace, id).await?))
+) -> ApiResult<Json<ContactBody>> {
+    let contact = service::get(&state.db, auth.workspace, id).await?;
+    Ok(Json(contact.into()))
 }
 
 /// Change a contact
 #[utoipa::path(patch, path = "/v1/contacts/{id}", tag = "contacts", request_body = ContactPatch,
     params(("id" = ContactId, Path, description = "Contact id")),
-    responses((status = 200, description = "The changed contact", body = Contact)))]
+    responses((status = 200, description = "The changed contact", body = ContactBody)))]
 async fn update(
     auth: Authorized<can::ContactsWrite>,
     State(state): State<AppState>,
     Id(id): Id<ContactId>,
     JsonBody(patch): JsonBody<ContactPatch>,
-) -> ApiResult<Json<Contact>> {
-    let mut tx = state.db.begin().await?;
-    let current = contacts::get(tx.conn(), auth.workspace, id).await?;
-    let fields = ContactInput {
-        phone: Some(patch.phone.unwrap_or_else(|| current.phone.clone())),
-        name: patch.name.unwrap_or_else(|| current.name.clone()),
-        email: patch.email.unwrap_or_else(|| current.email.clone()),
-        tags: patch.tags.unwrap_or_else(|| current.tags.0.clone()),
-        custom_fields: patch.custom_fields.unwrap_or_else(|| {
-            current
-                .custom_fields
-                .0
-                .iter()
-                .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
-                .collect()
-        }),
-        timezone: patch.timezone.unwrap_or_else(|| current.timezone.clone()),
-    }
-    .check()?;
-    let contact = contacts::update(&mut tx, auth.workspace, id, &fields, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(Json(contact))
+) -> ApiResult<Json<ContactBody>> {
+    let change = ContactChange {
+        phone: patch.phone,
+        name: patch.name,
+        email: patch.email,
+        tags: patch.tags,
+        custom_fields: patch.custom_fields,
+        timezone: patch.timezone,
+    };
+    let contact = service::update(&state.db, auth.workspace, id, change, state.clock.now()).await?;
+    Ok(Json(contact.into()))
 }
 
 /// Delete a contact
@@ -274,88 +263,64 @@ async fn delete(
     State(state): State<AppState>,
     Id(id): Id<ContactId>,
 ) -> ApiResult<StatusCode> {
-    let mut conn = state.db.write().await?;
-    contacts::delete(conn.conn(), auth.workspace, id).await?;
+    service::delete(&state.db, auth.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn set_blocked(
-    state: &AppState,
-    auth: &Authorized<can::ContactsWrite>,
-    id: ContactId,
-    blocked: bool,
-) -> ApiResult<Json<Contact>> {
-    let mut conn = state.db.write().await?;
-    let contact =
-        contacts::set_blocked(conn.conn(), auth.workspace, id, blocked, state.clock.now()).await?;
-    Ok(Json(contact))
-}
-
-async fn set_opted_out(
-    state: &AppState,
-    auth: &Authorized<can::ContactsWrite>,
-    id: ContactId,
-    opted_out: bool,
-) -> ApiResult<Json<Contact>> {
-    let now = state.clock.now();
-    let mut conn = state.db.write().await?;
-    let contact = contacts::set_opted_out(
-        conn.conn(),
-        auth.workspace,
-        id,
-        opted_out.then_some(now),
-        now,
-    )
-    .await?;
-    Ok(Json(contact))
 }
 
 /// Block a contact: no campaign or message reaches it
 #[utoipa::path(post, path = "/v1/contacts/{id}/block", tag = "contacts",
     params(("id" = ContactId, Path, description = "Contact id")),
-    responses((status = 200, description = "The contact", body = Contact)))]
+    responses((status = 200, description = "The contact", body = ContactBody)))]
 async fn block(
     auth: Authorized<can::ContactsWrite>,
     State(state): State<AppState>,
     Id(id): Id<ContactId>,
-) -> ApiResult<Json<Contact>> {
-    set_blocked(&state, &auth, id, true).await
+) -> ApiResult<Json<ContactBody>> {
+    let contact =
+        service::set_blocked(&state.db, auth.workspace, id, true, state.clock.now()).await?;
+    Ok(Json(contact.into()))
 }
 
 /// Unblock a contact
 #[utoipa::path(post, path = "/v1/contacts/{id}/unblock", tag = "contacts",
     params(("id" = ContactId, Path, description = "Contact id")),
-    responses((status = 200, description = "The contact", body = Contact)))]
+    responses((status = 200, description = "The contact", body = ContactBody)))]
 async fn unblock(
     auth: Authorized<can::ContactsWrite>,
     State(state): State<AppState>,
     Id(id): Id<ContactId>,
-) -> ApiResult<Json<Contact>> {
-    set_blocked(&state, &auth, id, false).await
+) -> ApiResult<Json<ContactBody>> {
+    let contact =
+        service::set_blocked(&state.db, auth.workspace, id, false, state.clock.now()).await?;
+    Ok(Json(contact.into()))
 }
 
 /// Record that a contact opted out of messages
 #[utoipa::path(post, path = "/v1/contacts/{id}/opt-out", tag = "contacts",
     params(("id" = ContactId, Path, description = "Contact id")),
-    responses((status = 200, description = "The contact", body = Contact)))]
+    responses((status = 200, description = "The contact", body = ContactBody)))]
 async fn opt_out(
     auth: Authorized<can::ContactsWrite>,
     State(state): State<AppState>,
     Id(id): Id<ContactId>,
-) -> ApiResult<Json<Contact>> {
-    set_opted_out(&state, &auth, id, true).await
+) -> ApiResult<Json<ContactBody>> {
+    let contact =
+        service::set_opted_out(&state.db, auth.workspace, id, true, state.clock.now()).await?;
+    Ok(Json(contact.into()))
 }
 
 /// Record that a contact opted back in
 #[utoipa::path(post, path = "/v1/contacts/{id}/opt-in", tag = "contacts",
     params(("id" = ContactId, Path, description = "Contact id")),
-    responses((status = 200, description = "The contact", body = Contact)))]
+    responses((status = 200, description = "The contact", body = ContactBody)))]
 async fn opt_in(
     auth: Authorized<can::ContactsWrite>,
     State(state): State<AppState>,
     Id(id): Id<ContactId>,
-) -> ApiResult<Json<Contact>> {
-    set_opted_out(&state, &auth, id, false).await
+) -> ApiResult<Json<ContactBody>> {
+    let contact =
+        service::set_opted_out(&state.db, auth.workspace, id, false, state.clock.now()).await?;
+    Ok(Json(contact.into()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -378,22 +343,14 @@ async fn import(
     csv: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<ImportAccepted>)> {
     let csv = csv?;
-    if csv.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::validation(
-            "body",
-            "send the CSV file as the body, with a header row",
-        ));
-    }
-    crate::engine::import::check_header(&csv)
-        .map_err(|error| ApiError::validation("body", error))?;
-    let import = {
-        let mut conn = state.db.write().await?;
-        imports::insert(conn.conn(), auth.workspace, &csv, state.clock.now()).await?
-    };
-    if let Err(error) = state.jobs.queue_import(import.id).await {
-        // The upload is committed: the engine's sweep runs an import whose job never came.
-        tracing::warn!(import_id = %import.id, %error, "import job not queued; the sweep will run it");
-    }
+    let import = imports::upload(
+        &state.db,
+        &state.jobs,
+        auth.workspace,
+        &csv,
+        state.clock.now(),
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ImportAccepted {
@@ -405,12 +362,12 @@ async fn import(
 /// Follow an import
 #[utoipa::path(get, path = "/v1/imports/{id}", tag = "contacts",
     params(("id" = ImportId, Path, description = "Import id")),
-    responses((status = 200, description = "Its progress", body = Import)))]
+    responses((status = 200, description = "Its progress", body = ImportBody)))]
 async fn show_import(
     auth: Authorized<can::ContactsRead>,
     State(state): State<AppState>,
     Id(id): Id<ImportId>,
-) -> ApiResult<Json<Import>> {
-    let mut conn = state.db.read().await?;
-    Ok(Json(imports::get(conn.conn(), auth.workspace, id).await?))
+) -> ApiResult<Json<ImportBody>> {
+    let import = imports::get(&state.db, auth.workspace, id).await?;
+    Ok(Json(import.into()))
 }

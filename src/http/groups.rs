@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -11,16 +12,12 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::domain::campaign::Audience;
 use crate::domain::group::{GroupFilters, GroupKind};
 use crate::domain::ids::{ContactId, GroupId};
-use crate::domain::phone::Phone;
-use crate::domain::validation::FieldErrors;
-use crate::store::audience;
-use crate::store::contacts;
-use crate::store::groups::{self, Group};
+use crate::service::groups as service;
+use crate::store::groups::Group;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -28,9 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update, delete))
         .routes(routes!(add_members, remove_members))
 }
-
-/// Most contacts one membership request may name.
-const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 struct NewGroup {
@@ -48,10 +42,37 @@ struct GroupPatch {
     filters: Option<GroupFilters>,
 }
 
+/// A group, as API.md lists it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Group)]
+struct GroupBody {
+    id: GroupId,
+    name: String,
+    #[serde(rename = "type")]
+    kind: GroupKind,
+    filters: GroupFilters,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Group> for GroupBody {
+    fn from(group: Group) -> Self {
+        Self {
+            id: group.id,
+            name: group.name,
+            kind: group.kind,
+            filters: group.filters.0,
+            created_at: group.created_at,
+            updated_at: group.updated_at,
+        }
+    }
+}
+
+/// A group with how many contacts it reaches.
 #[derive(Debug, Serialize, ToSchema)]
 struct GroupView {
     #[serde(flatten)]
-    group: Group,
+    group: GroupBody,
     /// Contacts the group reaches now (opted-out and blocked ones left out).
     contact_count: i64,
 }
@@ -73,31 +94,19 @@ struct MembershipChange {
     unknown_phones: Vec<String>,
 }
 
-fn check_name(name: &str, errors: &mut FieldErrors) {
-    if name.trim().is_empty() {
-        errors.add("name", "must not be empty");
-    }
-}
-
-fn check_filters(kind: GroupKind, filters: Option<&GroupFilters>, errors: &mut FieldErrors) {
-    if kind == GroupKind::Static && filters.is_some_and(|f| !f.is_empty()) {
-        errors.add(
-            "filters",
-            "only dynamic groups have filters; add members to a static group",
-        );
+impl From<service::MembershipChange> for MembershipChange {
+    fn from(change: service::MembershipChange) -> Self {
+        Self {
+            changed: change.changed,
+            unknown_phones: change.unknown_phones,
+        }
     }
 }
 
 async fn view(state: &AppState, group: Group) -> ApiResult<GroupView> {
-    let mut conn = state.db.read().await?;
-    let contact_count = audience::count(
-        conn.conn(),
-        group.workspace_id,
-        &Audience::Group { group_id: group.id },
-    )
-    .await?;
+    let contact_count = service::size(&state.db, &group).await?;
     Ok(GroupView {
-        group,
+        group: group.into(),
         contact_count,
     })
 }
@@ -110,37 +119,30 @@ async fn create(
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewGroup>,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    let mut errors = FieldErrors::new();
-    check_name(&new.name, &mut errors);
-    check_filters(new.kind, new.filters.as_ref(), &mut errors);
-    errors.into_result().map_err(ApiError::Validation)?;
-    let group = {
-        let mut conn = state.db.write().await?;
-        groups::insert(
-            conn.conn(),
-            auth.workspace,
-            new.name.trim(),
-            new.kind,
-            &new.filters.unwrap_or_default(),
-            state.clock.now(),
-        )
-        .await?
-    };
+    let now = state.clock.now();
+    let group = service::create(
+        &state.db,
+        auth.workspace,
+        &new.name,
+        new.kind,
+        new.filters,
+        now,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(view(&state, group).await?)))
 }
 
 /// List groups
 #[utoipa::path(get, path = "/v1/groups", tag = "groups", params(PageParams),
-    responses((status = 200, description = "A page of groups, by name", body = inline(List<Group>))))]
+    responses((status = 200, description = "A page of groups, by name", body = inline(List<GroupBody>))))]
 async fn list(
     auth: Authorized<can::ContactsRead>,
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
-) -> ApiResult<Json<List<Group>>> {
+) -> ApiResult<Json<List<GroupBody>>> {
     let page = params.page()?;
-    let mut conn = state.db.read().await?;
-    let (groups, total) = groups::list(conn.conn(), auth.workspace, page).await?;
-    Ok(Json(List::new(groups, page, total)))
+    let (groups, total) = service::list(&state.db, auth.workspace, page).await?;
+    Ok(Json(List::of(groups, page, total)))
 }
 
 /// Show a group, with how many contacts it reaches
@@ -152,10 +154,7 @@ async fn show(
     State(state): State<AppState>,
     Id(id): Id<GroupId>,
 ) -> ApiResult<Json<GroupView>> {
-    let group = {
-        let mut conn = state.db.read().await?;
-        groups::get(conn.conn(), auth.workspace, id).await?
-    };
+    let group = service::get(&state.db, auth.workspace, id).await?;
     Ok(Json(view(&state, group).await?))
 }
 
@@ -169,25 +168,16 @@ async fn update(
     Id(id): Id<GroupId>,
     JsonBody(patch): JsonBody<GroupPatch>,
 ) -> ApiResult<Json<GroupView>> {
-    let group = {
-        let mut conn = state.db.write().await?;
-        let current = groups::get(conn.conn(), auth.workspace, id).await?;
-        let mut errors = FieldErrors::new();
-        let name = patch.name.unwrap_or_else(|| current.name.clone());
-        check_name(&name, &mut errors);
-        check_filters(current.kind, patch.filters.as_ref(), &mut errors);
-        errors.into_result().map_err(ApiError::Validation)?;
-        let filters = patch.filters.unwrap_or_else(|| current.filters.0.clone());
-        groups::update(
-            conn.conn(),
-            auth.workspace,
-            id,
-            name.trim(),
-            &filters,
-            state.clock.now(),
-        )
-        .await?
-    };
+    let now = state.clock.now();
+    let group = service::update(
+        &state.db,
+        auth.workspace,
+        id,
+        patch.name,
+        patch.filters,
+        now,
+    )
+    .await?;
     Ok(Json(view(&state, group).await?))
 }
 
@@ -200,56 +190,8 @@ async fn delete(
     State(state): State<AppState>,
     Id(id): Id<GroupId>,
 ) -> ApiResult<StatusCode> {
-    let mut conn = state.db.write().await?;
-    groups::delete(conn.conn(), auth.workspace, id).await?;
+    service::delete(&state.db, auth.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The contacts a membership request names: its ids and the contacts of its phones.
-async fn resolve_members(
-    state: &AppState,
-    auth: &Authorized<can::ContactsWrite>,
-    group: GroupId,
-    members: Members,
-) -> ApiResult<(Vec<ContactId>, Vec<String>)> {
-    let mut errors = FieldErrors::new();
-    if members.contact_ids.len() + members.phones.len() > MAX_MEMBERS_PER_REQUEST {
-        errors.add(
-            "contact_ids",
-            format!("at most {MAX_MEMBERS_PER_REQUEST} contacts per request"),
-        );
-    }
-    if members.contact_ids.is_empty() && members.phones.is_empty() {
-        errors.add("contact_ids", "give contact_ids or phones");
-    }
-    let mut phones = Vec::new();
-    for (index, text) in members.phones.iter().enumerate() {
-        match Phone::parse(text) {
-            Ok(phone) => phones.push((text.clone(), phone)),
-            Err(error) => errors.add(format!("phones.{index}"), error.to_string()),
-        }
-    }
-    errors.into_result().map_err(ApiError::Validation)?;
-
-    let mut conn = state.db.read().await?;
-    let group = groups::get(conn.conn(), auth.workspace, group).await?;
-    if group.kind == GroupKind::Dynamic {
-        return Err(ApiError::validation(
-            "type",
-            "a dynamic group's members come from its filters; change the filters instead",
-        ));
-    }
-    let mut ids = members.contact_ids;
-    let mut unknown = Vec::new();
-    for (text, phone) in phones {
-        match contacts::find_by_phone(conn.conn(), auth.workspace, &phone).await? {
-            Some(contact) => ids.push(contact.id),
-            None => unknown.push(text),
-        }
-    }
-    ids.sort();
-    ids.dedup();
-    Ok((ids, unknown))
 }
 
 /// Add contacts to a static group
@@ -264,14 +206,13 @@ async fn add_members(
     Id(id): Id<GroupId>,
     JsonBody(members): JsonBody<Members>,
 ) -> ApiResult<Json<MembershipChange>> {
-    let (ids, unknown_phones) = resolve_members(&state, &auth, id, members).await?;
-    let mut conn = state.db.write().await?;
-    let changed =
-        groups::add_members(conn.conn(), auth.workspace, id, &ids, state.clock.now()).await?;
-    Ok(Json(MembershipChange {
-        changed,
-        unknown_phones,
-    }))
+    let members = service::Members {
+        contact_ids: members.contact_ids,
+        phones: members.phones,
+    };
+    let change =
+        service::add_members(&state.db, auth.workspace, id, members, state.clock.now()).await?;
+    Ok(Json(change.into()))
 }
 
 /// Remove contacts from a static group
@@ -284,11 +225,10 @@ async fn remove_members(
     Id(id): Id<GroupId>,
     JsonBody(members): JsonBody<Members>,
 ) -> ApiResult<Json<MembershipChange>> {
-    let (ids, unknown_phones) = resolve_members(&state, &auth, id, members).await?;
-    let mut conn = state.db.write().await?;
-    let changed = groups::remove_members(conn.conn(), auth.workspace, id, &ids).await?;
-    Ok(Json(MembershipChange {
-        changed,
-        unknown_phones,
-    }))
+    let members = service::Members {
+        contact_ids: members.contact_ids,
+        phones: members.phones,
+    };
+    let change = service::remove_members(&state.db, auth.workspace, id, members).await?;
+    Ok(Json(change.into()))
 }

@@ -17,10 +17,10 @@ use super::List;
 use super::auth::{Authorized, can};
 use super::error::ApiResult;
 use super::extract::{Id, JsonBody, PageParams, Query};
-use crate::domain::ids::{MessageId, SenderId, TemplateId};
-use crate::domain::message::MessageStatus;
+use crate::domain::ids::{CampaignId, ContactId, MessageId, SenderId, TemplateId};
+use crate::domain::message::{Direction, MessageStatus};
 use crate::service::messages::{self as service, SingleMessage};
-use crate::store::messages::{self, Message, MessageFilter};
+use crate::store::messages::{Message, MessageFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -51,11 +51,57 @@ struct Accepted {
     status: MessageStatus,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-enum Direction {
-    Inbound,
-    Outbound,
+/// A message, as API.md shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Message)]
+pub(super) struct MessageBody {
+    id: MessageId,
+    campaign_id: Option<CampaignId>,
+    sender_id: SenderId,
+    contact_id: Option<ContactId>,
+    direction: Direction,
+    /// The contact's phone, in E.164 (for an inbound message, who wrote).
+    to: String,
+    body: Option<String>,
+    media_url: Option<String>,
+    status: MessageStatus,
+    attempts: i64,
+    /// Not sent before this time.
+    not_before: DateTime<Utc>,
+    provider_message_id: Option<String>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    read_at: Option<DateTime<Utc>>,
+    failed_at: Option<DateTime<Utc>>,
+}
+
+impl From<Message> for MessageBody {
+    fn from(message: Message) -> Self {
+        Self {
+            id: message.id,
+            campaign_id: message.campaign_id,
+            sender_id: message.sender_id,
+            contact_id: message.contact_id,
+            direction: message.direction,
+            to: message.phone,
+            body: message.body,
+            media_url: message.media_url,
+            status: message.status,
+            attempts: message.attempts,
+            not_before: message.not_before,
+            provider_message_id: message.provider_message_id,
+            error: message.error,
+            created_at: message.created_at,
+            updated_at: message.updated_at,
+            sent_at: message.sent_at,
+            delivered_at: message.delivered_at,
+            read_at: message.read_at,
+            failed_at: message.failed_at,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -99,49 +145,45 @@ async fn send(
 
 /// List messages, newest first
 #[utoipa::path(get, path = "/v1/messages", tag = "messages", params(PageParams, MessageQuery),
-    responses((status = 200, description = "A page of messages", body = inline(List<Message>))))]
+    responses((status = 200, description = "A page of messages", body = inline(List<MessageBody>))))]
 async fn list(
     auth: Authorized<can::MessagesRead>,
     State(state): State<AppState>,
     Query(page): Query<PageParams>,
     Query(query): Query<MessageQuery>,
-) -> ApiResult<Json<List<Message>>> {
+) -> ApiResult<Json<List<MessageBody>>> {
     let page = page.page()?;
     let filter = MessageFilter {
         campaign: None,
         status: query.status,
-        inbound: query
-            .direction
-            .map(|direction| matches!(direction, Direction::Inbound)),
+        direction: query.direction,
     };
-    let mut conn = state.db.read().await?;
-    let (messages, total) = messages::list(conn.conn(), auth.workspace, filter, page).await?;
-    Ok(Json(List::new(messages, page, total)))
+    let (messages, total) = service::list(&state.db, auth.workspace, filter, page).await?;
+    Ok(Json(List::of(messages, page, total)))
 }
 
 /// Show a message, with its status and times
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
     params(("id" = MessageId, Path, description = "Message id")),
-    responses((status = 200, description = "The message", body = Message)))]
+    responses((status = 200, description = "The message", body = MessageBody)))]
 async fn show(
     auth: Authorized<can::MessagesRead>,
     State(state): State<AppState>,
     Id(id): Id<MessageId>,
-) -> ApiResult<Json<Message>> {
-    let mut conn = state.db.read().await?;
-    Ok(Json(messages::get(conn.conn(), auth.workspace, id).await?))
+) -> ApiResult<Json<MessageBody>> {
+    let message = service::get(&state.db, auth.workspace, id).await?;
+    Ok(Json(message.into()))
 }
 
 /// Cancel a single message that is still pending
 #[utoipa::path(delete, path = "/v1/messages/{id}", tag = "messages",
     params(("id" = MessageId, Path, description = "Message id")),
-    responses((status = 200, description = "Canceled (now `skipped`)", body = Message)))]
+    responses((status = 200, description = "Canceled (now `skipped`)", body = MessageBody)))]
 async fn cancel(
     auth: Authorized<can::MessagesSend>,
     State(state): State<AppState>,
     Id(id): Id<MessageId>,
-) -> ApiResult<Json<Message>> {
-    Ok(Json(
-        service::cancel(&state.db, auth.workspace, id, state.clock.now()).await?,
-    ))
+) -> ApiResult<Json<MessageBody>> {
+    let message = service::cancel(&state.db, auth.workspace, id, state.clock.now()).await?;
+    Ok(Json(message.into()))
 }

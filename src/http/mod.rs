@@ -39,6 +39,9 @@ mod messages;
 mod senders;
 mod templates;
 
+/// The stats of a campaign as the API answers them (the demo prints the same).
+pub use campaigns::CampaignStatsBody;
+
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -117,6 +120,11 @@ impl<T> List<T> {
             per_page: page.per_page,
             total,
         }
+    }
+
+    /// A page of rows, each shown as its API body.
+    pub fn of<R: Into<T>>(rows: Vec<R>, page: Page, total: i64) -> Self {
+        Self::new(rows.into_iter().map(Into::into).collect(), page, total)
     }
 }
 

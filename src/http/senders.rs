@@ -18,7 +18,7 @@ use super::extract::{Id, JsonBody, PageParams, Query};
 use crate::domain::ids::SenderId;
 use crate::domain::pacing::Pacing;
 use crate::service::senders::{self as service, SenderChange, SenderSettings};
-use crate::store::senders::{self, Sender};
+use crate::store::senders::Sender;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -135,8 +135,7 @@ async fn list(
     Query(params): Query<PageParams>,
 ) -> ApiResult<Json<List<SenderView>>> {
     let page = params.page()?;
-    let mut conn = state.db.read().await?;
-    let (senders, total) = senders::list(conn.conn(), auth.workspace, page).await?;
+    let (senders, total) = service::list(&state.db, auth.workspace, page).await?;
     Ok(Json(List::new(
         senders.iter().map(SenderView::of).collect(),
         page,

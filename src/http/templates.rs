@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -13,14 +14,11 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{Id, JsonBody, PageParams, Query};
 use crate::domain::ids::{ContactId, TemplateId};
-use crate::domain::template::Template;
-use crate::render::render_once;
 use crate::service::templates as service;
-use crate::store::templates::{self, TemplateRecord};
-use crate::store::{StoreError, contacts};
+use crate::store::templates::TemplateRecord;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -58,14 +56,42 @@ struct Preview {
     rendered: String,
 }
 
+/// A template, as API.md shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Template)]
+struct TemplateBody {
+    id: TemplateId,
+    name: String,
+    content: String,
+    media_url: Option<String>,
+    /// The variables the content uses, in order of first use.
+    variables: Vec<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<TemplateRecord> for TemplateBody {
+    fn from(record: TemplateRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name,
+            content: record.content,
+            media_url: record.media_url,
+            variables: record.variables.0,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
 /// Create a template
 #[utoipa::path(post, path = "/v1/templates", tag = "templates", request_body = NewTemplate,
-    responses((status = 201, description = "Created, with the variables it uses", body = TemplateRecord)))]
+    responses((status = 201, description = "Created, with the variables it uses", body = TemplateBody)))]
 async fn create(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewTemplate>,
-) -> ApiResult<(StatusCode, Json<TemplateRecord>)> {
+) -> ApiResult<(StatusCode, Json<TemplateBody>)> {
     let record = service::create(
         &state.db,
         auth.workspace,
@@ -75,34 +101,33 @@ async fn create(
         state.clock.now(),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(record)))
+    Ok((StatusCode::CREATED, Json(record.into())))
 }
 
 /// List templates
 #[utoipa::path(get, path = "/v1/templates", tag = "templates", params(PageParams),
-    responses((status = 200, description = "A page of templates, newest first", body = inline(List<TemplateRecord>))))]
+    responses((status = 200, description = "A page of templates, newest first", body = inline(List<TemplateBody>))))]
 async fn list(
     auth: Authorized<can::CampaignsRead>,
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
-) -> ApiResult<Json<List<TemplateRecord>>> {
+) -> ApiResult<Json<List<TemplateBody>>> {
     let page = params.page()?;
-    let mut conn = state.db.read().await?;
-    let (records, total) = templates::list(conn.conn(), auth.workspace, page).await?;
-    Ok(Json(List::new(records, page, total)))
+    let (records, total) = service::list(&state.db, auth.workspace, page).await?;
+    Ok(Json(List::of(records, page, total)))
 }
 
 /// Show a template
 #[utoipa::path(get, path = "/v1/templates/{id}", tag = "templates",
     params(("id" = TemplateId, Path, description = "Template id")),
-    responses((status = 200, description = "The template", body = TemplateRecord)))]
+    responses((status = 200, description = "The template", body = TemplateBody)))]
 async fn show(
     auth: Authorized<can::CampaignsRead>,
     State(state): State<AppState>,
     Id(id): Id<TemplateId>,
-) -> ApiResult<Json<TemplateRecord>> {
-    let mut conn = state.db.read().await?;
-    Ok(Json(templates::get(conn.conn(), auth.workspace, id).await?))
+) -> ApiResult<Json<TemplateBody>> {
+    let record = service::get(&state.db, auth.workspace, id).await?;
+    Ok(Json(record.into()))
 }
 
 /// Change a template
@@ -110,13 +135,13 @@ async fn show(
 /// Campaigns already created keep the content they were created with.
 #[utoipa::path(patch, path = "/v1/templates/{id}", tag = "templates", request_body = TemplatePatch,
     params(("id" = TemplateId, Path, description = "Template id")),
-    responses((status = 200, description = "The changed template", body = TemplateRecord)))]
+    responses((status = 200, description = "The changed template", body = TemplateBody)))]
 async fn update(
     auth: Authorized<can::CampaignsWrite>,
     State(state): State<AppState>,
     Id(id): Id<TemplateId>,
     JsonBody(patch): JsonBody<TemplatePatch>,
-) -> ApiResult<Json<TemplateRecord>> {
+) -> ApiResult<Json<TemplateBody>> {
     let record = service::update(
         &state.db,
         auth.workspace,
@@ -127,7 +152,7 @@ async fn update(
         state.clock.now(),
     )
     .await?;
-    Ok(Json(record))
+    Ok(Json(record.into()))
 }
 
 /// Delete a template
@@ -154,28 +179,13 @@ async fn preview(
     Id(id): Id<TemplateId>,
     JsonBody(request): JsonBody<PreviewRequest>,
 ) -> ApiResult<Json<Preview>> {
-    let mut conn = state.db.read().await?;
-    let record = templates::get(conn.conn(), auth.workspace, id).await?;
-    let contact = match request.contact_id {
-        Some(contact_id) => {
-            // Scoped first: another workspace's contact is not found.
-            let contact = contacts::get(conn.conn(), auth.workspace, contact_id)
-                .await
-                .map_err(|error| match error {
-                    StoreError::NotFound => ApiError::validation("contact_id", "no such contact"),
-                    other => other.into(),
-                })?;
-            contacts::render_fields(conn.conn(), &[contact.id])
-                .await?
-                .pop()
-        }
-        None => None,
-    };
-    let template = Template::parse(&record.content)
-        .map_err(|error| ApiError::validation("content", error.to_string()))?;
-    let rendered =
-        render_once(&template, contact.as_ref(), &request.variables).map_err(|missing| {
-            ApiError::Validation(crate::service::messages::missing_variables(&missing))
-        })?;
+    let rendered = service::preview(
+        &state.db,
+        auth.workspace,
+        id,
+        request.contact_id,
+        &request.variables,
+    )
+    .await?;
     Ok(Json(Preview { rendered }))
 }

@@ -14,7 +14,7 @@ use crate::domain::ids::{CampaignId, SenderId, TemplateId, WorkspaceId};
 use crate::domain::time::resolve_local;
 use crate::domain::validation::FieldErrors;
 use crate::store::campaigns::{self, Campaign, CampaignFields};
-use crate::store::{Conn, Db, StoreError, audience, groups, senders};
+use crate::store::{Conn, Db, Page, StoreError, audience, groups, senders};
 
 /// Most contacts a `contacts` audience may name (each is one query parameter at launch).
 pub const MAX_AUDIENCE_CONTACTS: usize = 10_000;
@@ -44,6 +44,22 @@ pub struct Patch {
     pub media_url: Option<String>,
     pub audience: Option<Audience>,
     pub variables: Option<BTreeMap<String, String>>,
+}
+
+pub async fn get(db: &Db, workspace: WorkspaceId, id: CampaignId) -> ServiceResult<Campaign> {
+    let mut conn = db.read().await?;
+    Ok(campaigns::get(conn.conn(), workspace, id).await?)
+}
+
+/// A page of the workspace's campaigns, newest first.
+pub async fn list(
+    db: &Db,
+    workspace: WorkspaceId,
+    status: Option<CampaignStatus>,
+    page: Page,
+) -> ServiceResult<(Vec<Campaign>, i64)> {
+    let mut conn = db.read().await?;
+    Ok(campaigns::list(conn.conn(), workspace, status, page).await?)
 }
 
 /// Checks a campaign against its workspace: the sender, template and group exist there, the

@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 
 use super::templates::resolve_source;
 use super::{ServiceError, ServiceResult};
-use crate::domain::ids::{SenderId, TemplateId, WorkspaceId};
+use crate::domain::ids::{MessageId, SenderId, TemplateId, WorkspaceId};
 use crate::domain::phone::Phone;
 use crate::domain::validation::FieldErrors;
 use crate::render::render_once;
-use crate::store::messages::{self, Message, NewMessage};
-use crate::store::{Db, StoreError, contacts, senders};
+use crate::store::messages::{self, Message, MessageFilter, NewMessage};
+use crate::store::{Db, Page, StoreError, campaigns, contacts, senders};
 
 /// A single message as asked for.
 #[derive(Clone, Debug)]
@@ -113,11 +113,31 @@ pub fn missing_variables(missing: &[String]) -> FieldErrors {
 pub async fn cancel(
     db: &Db,
     workspace: WorkspaceId,
-    id: crate::domain::ids::MessageId,
+    id: MessageId,
     now: DateTime<Utc>,
 ) -> ServiceResult<Message> {
     let mut conn = db.write().await?;
     Ok(messages::cancel_single(conn.conn(), workspace, id, now).await?)
+}
+
+pub async fn get(db: &Db, workspace: WorkspaceId, id: MessageId) -> ServiceResult<Message> {
+    let mut conn = db.read().await?;
+    Ok(messages::get(conn.conn(), workspace, id).await?)
+}
+
+/// A page of the workspace's messages, newest first; a campaign's are in the order it sends
+/// them, and only when the campaign is the workspace's.
+pub async fn list(
+    db: &Db,
+    workspace: WorkspaceId,
+    filter: MessageFilter,
+    page: Page,
+) -> ServiceResult<(Vec<Message>, i64)> {
+    let mut conn = db.read().await?;
+    if let Some(campaign) = filter.campaign {
+        campaigns::get(conn.conn(), workspace, campaign).await?;
+    }
+    Ok(messages::list(conn.conn(), workspace, filter, page).await?)
 }
 
 #[cfg(test)]

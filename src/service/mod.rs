@@ -6,14 +6,27 @@
 use crate::domain::validation::FieldErrors;
 use crate::store::StoreError;
 
+/// API keys: minted, listed, revoked, and the tokens they prove.
+pub mod api_keys;
+/// Provider callbacks: verified by the sender's module, ingested on one path.
+pub mod callbacks;
 /// Campaigns: checks, the state machine's moves, and the one way a campaign is launched.
 pub mod campaigns;
+/// Contacts: their fields checked, their consent flags.
+pub mod contacts;
+/// Static and dynamic groups and their members.
+pub mod groups;
+/// CSV imports of contacts: the upload checked, the run in batches that survive a crash.
+pub mod imports;
 /// Single messages: the recipient's consent, rendering, pacing.
 pub mod messages;
 /// Senders: provider settings, time zone, pacing, warmup, masked secrets.
 pub mod senders;
 /// What a campaign or a single message sends: content, template and media checked.
 pub mod templates;
+
+/// Workspaces, the tenants.
+pub mod workspaces;
 
 /// Why a service refused or failed.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use crate::domain::time::{local_day, warmup_day};
 use crate::domain::validation::FieldErrors;
 use crate::providers::{self, ProviderConfigError, secrets};
 use crate::store::senders::{self, Sender, SenderFields};
-use crate::store::{Db, usage};
+use crate::store::{Db, Page, usage};
 
 /// A sender's settings, whole.
 #[derive(Clone, Debug)]
@@ -132,6 +132,16 @@ pub async fn with_today(
 }
 
 /// Deletes a sender that no campaign or message refers to.
+/// A page of the workspace's senders.
+pub async fn list(
+    db: &Db,
+    workspace: WorkspaceId,
+    page: Page,
+) -> ServiceResult<(Vec<Sender>, i64)> {
+    let mut conn = db.read().await?;
+    Ok(senders::list(conn.conn(), workspace, page).await?)
+}
+
 pub async fn delete(db: &Db, workspace: WorkspaceId, id: SenderId) -> ServiceResult<()> {
     let mut conn = db.write().await?;
     Ok(senders::delete(conn.conn(), workspace, id).await?)

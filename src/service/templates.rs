@@ -1,13 +1,16 @@
 //! Rules of templates and of what a campaign or single message sends: `<<variable>>` content that
 //! parses, media by http(s) URL, a template of the workspace.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::{TemplateId, WorkspaceId};
+use crate::domain::ids::{ContactId, TemplateId, WorkspaceId};
 use crate::domain::template::Template;
 use crate::domain::validation::FieldErrors;
+use crate::render::render_once;
 use crate::store::templates::{TemplateFields, TemplateRecord};
-use crate::store::{Conn, Db, StoreError, templates};
+use crate::store::{Conn, Db, Page, StoreError, contacts, templates};
 
 use super::{ServiceError, ServiceResult};
 
@@ -55,6 +58,53 @@ pub async fn update(
         variables: template.variables(),
     };
     Ok(templates::update(conn.conn(), workspace, id, &fields, now).await?)
+}
+
+pub async fn get(db: &Db, workspace: WorkspaceId, id: TemplateId) -> ServiceResult<TemplateRecord> {
+    let mut conn = db.read().await?;
+    Ok(templates::get(conn.conn(), workspace, id).await?)
+}
+
+/// A page of the workspace's templates, newest first.
+pub async fn list(
+    db: &Db,
+    workspace: WorkspaceId,
+    page: Page,
+) -> ServiceResult<(Vec<TemplateRecord>, i64)> {
+    let mut conn = db.read().await?;
+    Ok(templates::list(conn.conn(), workspace, page).await?)
+}
+
+/// A template rendered with a contact's fields (when given) and `variables` where the contact
+/// has none; every variable left without a value is an error.
+pub async fn preview(
+    db: &Db,
+    workspace: WorkspaceId,
+    id: TemplateId,
+    contact: Option<ContactId>,
+    variables: &BTreeMap<String, String>,
+) -> ServiceResult<String> {
+    let mut conn = db.read().await?;
+    let record = templates::get(conn.conn(), workspace, id).await?;
+    let fields = match contact {
+        Some(contact) => {
+            // Scoped first: another workspace's contact is not found.
+            let contact = match contacts::get(conn.conn(), workspace, contact).await {
+                Err(StoreError::NotFound) => {
+                    return Err(ServiceError::validation("contact_id", "no such contact"));
+                }
+                found => found?,
+            };
+            contacts::render_fields(conn.conn(), &[contact.id])
+                .await?
+                .pop()
+        }
+        None => None,
+    };
+    let template = Template::parse(&record.content)
+        .map_err(|error| ServiceError::validation("content", error.to_string()))?;
+    render_once(&template, fields.as_ref(), variables)
+        .map_err(|missing| super::messages::missing_variables(&missing).into())
 }
 
 pub async fn delete(db: &Db, workspace: WorkspaceId, id: TemplateId) -> ServiceResult<()> {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use sqlx::types::Json;
 
@@ -13,7 +12,7 @@ use super::audience;
 use super::events::{self, NewEvent};
 use super::sql::{Param, SqlBuilder, bind_params, fetch_page};
 use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
-use crate::domain::campaign::{Audience, CampaignStatus};
+use crate::domain::campaign::{Audience, CampaignStats, CampaignStatus};
 use crate::domain::event::{CampaignEvent, EventType};
 use crate::domain::ids::{CampaignId, SenderId, TemplateId, WorkspaceId};
 use crate::domain::message::Counters;
@@ -28,19 +27,16 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct Campaign {
     pub id: CampaignId,
-    #[serde(skip)]
     pub workspace_id: WorkspaceId,
     pub name: String,
     pub sender_id: SenderId,
     pub template_id: Option<TemplateId>,
     pub content: String,
     pub media_url: Option<String>,
-    #[schema(value_type = Audience)]
     pub audience: Json<Audience>,
-    #[schema(value_type = BTreeMap<String, String>)]
     pub variables: Json<BTreeMap<String, String>>,
     pub status: CampaignStatus,
     pub scheduled_at: Option<DateTime<Utc>>,
@@ -50,32 +46,15 @@ pub struct Campaign {
     pub paused_reason: Option<String>,
     pub completed_at: Option<DateTime<Utc>>,
     pub canceled_at: Option<DateTime<Utc>>,
-    #[serde(skip)]
     pub total_count: i64,
-    #[serde(skip)]
     pub pending_count: i64,
-    #[serde(skip)]
     pub sent_count: i64,
-    #[serde(skip)]
     pub delivered_count: i64,
-    #[serde(skip)]
     pub read_count: i64,
-    #[serde(skip)]
     pub failed_count: i64,
-    #[serde(skip)]
     pub skipped_count: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-/// `GET /v1/campaigns/{id}/stats`, as API.md defines it.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct CampaignStats {
-    pub status: CampaignStatus,
-    #[serde(flatten)]
-    pub counters: Counters,
-    pub delivery_rate: f64,
-    pub read_rate: f64,
 }
 
 impl Campaign {

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use sqlx::types::Json;
 
@@ -24,17 +23,14 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct Contact {
     pub id: ContactId,
-    #[serde(skip)]
     pub workspace_id: WorkspaceId,
     pub phone: String,
     pub name: Option<String>,
     pub email: Option<String>,
-    #[schema(value_type = Vec<String>)]
     pub tags: Json<Vec<String>>,
-    #[schema(value_type = BTreeMap<String, String>)]
     pub custom_fields: Json<BTreeMap<String, String>>,
     pub timezone: Option<String>,
     pub opted_out_at: Option<DateTime<Utc>>,

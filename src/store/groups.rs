@@ -1,7 +1,6 @@
 //! Contact groups: static members, or dynamic filters resolved at use.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use sqlx::types::Json;
 
@@ -16,15 +15,12 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct Group {
     pub id: GroupId,
-    #[serde(skip)]
     pub workspace_id: WorkspaceId,
     pub name: String,
-    #[serde(rename = "type")]
     pub kind: GroupKind,
-    #[schema(value_type = GroupFilters)]
     pub filters: Json<GroupFilters>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -7,26 +7,24 @@ use sqlx::types::Json;
 
 use super::events::{self, NewEvent};
 use super::{Conn, Result, StoreError, on_conn};
+use crate::domain::contact::ImportStatus;
 use crate::domain::event::{EventType, ImportEvent};
 use crate::domain::ids::{ImportId, WorkspaceId};
 
 /// At most this many row errors are kept; `failed` still counts them all.
 pub const MAX_ERRORS_KEPT: usize = 1000;
 
-/// `GET /v1/imports/{id}`, as API.md defines it.
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
+/// An upload and how far its run has come.
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct Import {
     pub id: ImportId,
-    #[serde(skip)]
     pub workspace_id: WorkspaceId,
-    /// `queued`, `running`, `completed` or `failed`.
-    pub status: String,
+    pub status: ImportStatus,
     /// Data rows read so far.
     pub total: i64,
     pub created: i64,
     pub updated: i64,
     pub failed: i64,
-    #[schema(value_type = Vec<RowError>)]
     pub errors: Json<Vec<RowError>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -34,7 +32,7 @@ pub struct Import {
 }
 
 /// A row that was not imported, by its line in the file (the header is line 1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowError {
     pub line: u64,
     pub message: String,
@@ -200,7 +198,11 @@ pub async fn finish(
     if !record_progress(conn.reborrow(), id, owner, progress, now).await? {
         return Ok(false);
     }
-    let status = if completed { "completed" } else { "failed" };
+    let status = if completed {
+        ImportStatus::Completed
+    } else {
+        ImportStatus::Failed
+    };
     let workspace: WorkspaceId = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
         "UPDATE contact_imports SET status = $2, csv = NULL, finished_at = $3 WHERE id = $1
          RETURNING workspace_id",
@@ -212,7 +214,7 @@ pub async fn finish(
     .await?);
     let data = ImportEvent {
         import_id: id,
-        status: status.to_owned(),
+        status,
         total: progress.total,
         created: progress.created,
         updated: progress.updated,

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 
 use super::campaigns;
@@ -15,7 +14,7 @@ use super::sql::{Param, SqlBuilder, bind_params, fetch_page, rows_per_statement}
 use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
 use crate::domain::event::{EventType, InboundEvent};
 use crate::domain::ids::{CampaignId, ContactId, MessageId, SenderId, WorkspaceId};
-use crate::domain::message::{Counters, Event, MessageStatus, Progress};
+use crate::domain::message::{Counters, Direction, Event, MessageStatus, Progress};
 
 macro_rules! columns {
     () => {
@@ -25,16 +24,14 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct Message {
     pub id: MessageId,
-    #[serde(skip)]
     pub workspace_id: WorkspaceId,
     pub campaign_id: Option<CampaignId>,
     pub sender_id: SenderId,
     pub contact_id: Option<ContactId>,
-    pub direction: String,
-    #[serde(rename = "to")]
+    pub direction: Direction,
     pub phone: String,
     pub body: Option<String>,
     pub media_url: Option<String>,
@@ -102,7 +99,7 @@ pub async fn get(conn: Conn<'_>, workspace: WorkspaceId, id: MessageId) -> Resul
 pub struct MessageFilter {
     pub campaign: Option<CampaignId>,
     pub status: Option<MessageStatus>,
-    pub inbound: Option<bool>,
+    pub direction: Option<Direction>,
 }
 
 /// One page of a workspace's messages, newest first.
@@ -132,11 +129,10 @@ pub async fn list(
             .push(" AND status = ")
             .bind(Param::Text(status.as_str().into()));
     }
-    if let Some(inbound) = filter.inbound {
-        let direction = if inbound { "inbound" } else { "outbound" };
+    if let Some(direction) = filter.direction {
         from_where
             .push(" AND direction = ")
-            .bind(Param::Text(direction.into()));
+            .bind(Param::Text(direction.as_str().into()));
     }
     let order = if filter.campaign.is_some() {
         "id"

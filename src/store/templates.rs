@@ -1,7 +1,6 @@
 //! Message templates; `variables` is derived from the content when it is written.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use sqlx::types::Json;
 
@@ -15,16 +14,14 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct TemplateRecord {
     pub id: TemplateId,
-    #[serde(skip)]
     pub workspace_id: WorkspaceId,
     pub name: String,
     pub content: String,
     pub media_url: Option<String>,
     /// The variables the content uses, in order of first use.
-    #[schema(value_type = Vec<String>)]
     pub variables: Json<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -98,5 +98,7 @@ macro_rules! text_sql_type {
 text_sql_type!(
     crate::domain::campaign::CampaignStatus,
     crate::domain::message::MessageStatus,
-    crate::domain::group::GroupKind
+    crate::domain::group::GroupKind,
+    crate::domain::contact::ImportStatus,
+    crate::domain::message::Direction
 );

@@ -1,13 +1,12 @@
 //! Workspaces: the tenants every other row belongs to.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Conn, Result, on_conn};
 use crate::domain::ids::WorkspaceId;
 
-#[derive(Clone, Debug, PartialEq, Eq, FromRow, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
 pub struct Workspace {
     pub id: WorkspaceId,
     pub name: String,

@@ -2,7 +2,7 @@
 //! end to end through the http provider, with stats from signed callbacks.
 
 use chrono::Utc;
-use herald::engine::callbacks::sign;
+use herald::domain::callback::sign;
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};

@@ -1,15 +1,20 @@
-//! Running a CSV import of contacts: rows are read in batches, each batch written in one
-//! transaction together with the import's progress, so a rerun after a crash resumes after the
-//! last batch written. A bad row is reported with its line and never stops the good ones.
+//! CSV imports of contacts: an upload is refused at once when its header row cannot import,
+//! stored, and run as a job. A run reads rows in batches, each batch written in one transaction
+//! together with the import's progress, so a rerun after a crash resumes after the last batch
+//! written. A bad row is reported with its line and never stops the good ones.
 
 use std::collections::{BTreeMap, HashSet};
 
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use super::{ServiceError, ServiceResult};
 use crate::clock::Clock;
 use crate::domain::contact::{normalize_tags, parse_email, parse_timezone};
 use crate::domain::ids::{ImportId, WorkspaceId};
 use crate::domain::phone::Phone;
 use crate::store::contacts::{self, ContactFields};
-use crate::store::imports::{self, MAX_ERRORS_KEPT, Progress, RowError};
+use crate::store::imports::{self, Import, MAX_ERRORS_KEPT, Progress, RowError};
 use crate::store::{Db, StoreError};
 
 /// Rows written per transaction.
@@ -23,6 +28,43 @@ pub fn check_header(csv: &[u8]) -> Result<(), String> {
         .trim(csv::Trim::All)
         .from_reader(csv);
     Columns::read(&mut reader).map(drop)
+}
+
+/// Hands an import to whoever runs it (the engine's job queue).
+pub trait ImportQueue: Send + Sync {
+    fn queue_import(&self, id: ImportId) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// Stores a CSV upload whose header row is usable and queues its import; the rows are read by
+/// the job, and each bad row is reported on the import.
+pub async fn upload(
+    db: &Db,
+    queue: &dyn ImportQueue,
+    workspace: WorkspaceId,
+    csv: &[u8],
+    now: DateTime<Utc>,
+) -> ServiceResult<Import> {
+    if csv.iter().all(u8::is_ascii_whitespace) {
+        return Err(ServiceError::validation(
+            "body",
+            "send the CSV file as the body, with a header row",
+        ));
+    }
+    check_header(csv).map_err(|error| ServiceError::validation("body", error))?;
+    let import = {
+        let mut conn = db.write().await?;
+        imports::insert(conn.conn(), workspace, csv, now).await?
+    };
+    if let Err(error) = queue.queue_import(import.id).await {
+        // The upload is committed: the engine's sweep runs an import whose job never came.
+        tracing::warn!(import_id = %import.id, %error, "import job not queued; the sweep will run it");
+    }
+    Ok(import)
+}
+
+pub async fn get(db: &Db, workspace: WorkspaceId, id: ImportId) -> ServiceResult<Import> {
+    let mut conn = db.read().await?;
+    Ok(imports::get(conn.conn(), workspace, id).await?)
 }
 
 /// Runs import `id` to its end, as `owner`. An import already finished (or deleted), or taken
@@ -272,5 +314,29 @@ impl Columns {
             custom_fields,
             timezone,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::workspace_with_one_contact;
+
+    #[tokio::test]
+    async fn an_upload_without_a_phone_column_is_refused_before_it_is_stored() {
+        struct NoQueue;
+        impl ImportQueue for NoQueue {
+            fn queue_import(&self, _: ImportId) -> BoxFuture<'_, Result<(), String>> {
+                panic!("a refused upload was queued")
+            }
+        }
+        let (db, ws, _) = workspace_with_one_contact().await;
+        for csv in [&b" \n"[..], b"name,email\nJane,j@example.com\n"] {
+            let refused = upload(&db, &NoQueue, ws, csv, Utc::now()).await;
+            assert!(
+                matches!(refused, Err(ServiceError::Validation(_))),
+                "{refused:?}"
+            );
+        }
     }
 }
