@@ -19,7 +19,9 @@ use herald::domain::campaign::Audience;
 use herald::domain::ids::{ContactId, SenderId, WorkspaceId};
 use herald::domain::pacing::{Pacing, SendWindow};
 use herald::domain::phone::Phone;
+use herald::domain::provider::ProviderKind;
 use herald::domain::template::Template;
+use herald::domain::time::Zone;
 use herald::engine::pacing::{Pacer, local_day, typing_delay, warmup_day, window_opens_at};
 use herald::render::{CompiledCampaign, render};
 use herald::store::campaigns::{self, CampaignFields};
@@ -72,8 +74,8 @@ fn pacing_gates(c: &mut Criterion) {
         rate_per_minute: Some(60),
         send_window: Some(SendWindow {
             days: vec![1, 2, 3, 4, 5],
-            start: "09:00".into(),
-            end: "20:00".into(),
+            start: "09:00".parse().unwrap(),
+            end: "20:00".parse().unwrap(),
         }),
     };
     let tz = chrono_tz::Asia::Jerusalem;
@@ -120,9 +122,9 @@ impl Queue {
             .expect("contacts");
         let fields = SenderFields {
             name: "bench",
-            provider: "sandbox",
+            provider: ProviderKind::Sandbox,
             provider_config: &serde_json::json!({}),
-            timezone: "UTC",
+            timezone: Zone::UTC,
             pacing: &Pacing::default(),
             warmup_started_on: None,
         };

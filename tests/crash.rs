@@ -16,6 +16,8 @@ use herald::domain::ids::{CampaignId, SenderId, WorkspaceId};
 use herald::domain::message::MessageStatus;
 use herald::domain::pacing::Pacing;
 use herald::domain::phone::Phone;
+use herald::domain::provider::ProviderKind;
+use herald::domain::time::Zone;
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields};
 use herald::store::messages::{self, Outcome};
@@ -91,9 +93,9 @@ async fn http_sender(
 ) -> SenderId {
     let fields = SenderFields {
         name,
-        provider: "http",
+        provider: ProviderKind::Http,
         provider_config: config,
-        timezone: "UTC",
+        timezone: Zone::UTC,
         pacing: &Pacing::default(),
         warmup_started_on: None,
     };

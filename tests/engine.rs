@@ -16,12 +16,14 @@ use herald::domain::ids::{CampaignId, SenderId, WorkspaceId};
 use herald::domain::message::{Counters, MessageStatus};
 use herald::domain::pacing::Pacing;
 use herald::domain::phone::Phone;
+use herald::domain::provider::ProviderKind;
+use herald::domain::time::Zone;
 use herald::engine::{self, EngineConfig, EngineHandle};
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields};
 use herald::store::messages::{self, MessageFilter};
 use herald::store::senders::{self, SenderFields};
-use herald::store::{Page, usage, workspaces};
+use herald::store::{Conn, Page, usage, workspaces};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -72,9 +74,9 @@ impl Scenario {
         let config = json!({"url": format!("{}/send", gateway.uri()), "headers": {"X-Key": "k"}});
         let fields = SenderFields {
             name: "Support line",
-            provider: "http",
+            provider: ProviderKind::Http,
             provider_config: &config,
-            timezone: "UTC",
+            timezone: Zone::UTC,
             pacing: &pacing,
             warmup_started_on: None,
         };
@@ -123,15 +125,32 @@ impl Scenario {
             .unwrap();
         let fields = SenderFields {
             name: &current.name,
-            provider,
+            provider: provider.parse().unwrap(),
             provider_config: config,
-            timezone,
+            timezone: current.timezone,
             pacing: &Pacing::default(),
             warmup_started_on: None,
         };
         senders::update(conn.conn(), self.ws, self.sender, &fields, Utc::now())
             .await
             .unwrap();
+        // The zone as text, unchecked: what a hand edit can leave behind.
+        let sql = "UPDATE senders SET timezone = $1 WHERE id = $2";
+        match conn.conn() {
+            Conn::Sqlite(c) => sqlx::query(sql)
+                .bind(timezone)
+                .bind(self.sender)
+                .execute(c)
+                .await
+                .map(drop),
+            Conn::Postgres(c) => sqlx::query(sql)
+                .bind(timezone)
+                .bind(self.sender)
+                .execute(c)
+                .await
+                .map(drop),
+        }
+        .unwrap();
     }
 
     /// Launches the campaign and waits for Herald to pause it; returns it with the reason.
@@ -816,9 +835,9 @@ async fn warmup_days_roll_over_at_local_midnight_across_a_dst_change(db: TestDb)
         let config = current.provider_config.0.clone();
         let fields = SenderFields {
             name: &current.name,
-            provider: "http",
+            provider: ProviderKind::Http,
             provider_config: &config,
-            timezone: "America/New_York",
+            timezone: "America/New_York".parse().unwrap(),
             pacing: &warmup,
             warmup_started_on: chrono::NaiveDate::from_ymd_opt(2026, 3, 7),
         };
@@ -873,8 +892,8 @@ async fn nothing_is_sent_outside_the_send_window(db: TestDb) {
     let weekdays = Pacing {
         send_window: Some(SendWindow {
             days: vec![1, 2, 3, 4, 5],
-            start: "09:00".into(),
-            end: "17:00".into(),
+            start: "09:00".parse().unwrap(),
+            end: "17:00".parse().unwrap(),
         }),
         ..Pacing::default()
     };

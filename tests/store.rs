@@ -13,6 +13,8 @@ use herald::domain::ids::{CampaignId, ContactId, MessageId, SenderId, WorkspaceI
 use herald::domain::message::{Counters, Event, MessageStatus};
 use herald::domain::pacing::{Pacing, SendWindow};
 use herald::domain::phone::Phone;
+use herald::domain::provider::ProviderKind;
+use herald::domain::time::Zone;
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields, ContactFilter};
 use herald::store::messages::{self, MessageFilter, NewMessage, Outcome, StatusReport};
@@ -51,9 +53,9 @@ async fn sender(db: &TestDb, ws: WorkspaceId) -> SenderId {
     let pacing = Pacing::default();
     let fields = SenderFields {
         name: "Support line",
-        provider: "sandbox",
+        provider: ProviderKind::Sandbox,
         provider_config: &serde_json::json!({}),
-        timezone: "UTC",
+        timezone: Zone::UTC,
         pacing: &pacing,
         warmup_started_on: None,
     };
@@ -722,9 +724,9 @@ async fn templates_and_senders_round_trip(db: TestDb) {
     let started = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
     let fields = SenderFields {
         name: "Support line",
-        provider: "http",
+        provider: ProviderKind::Http,
         provider_config: &config,
-        timezone: "Asia/Jerusalem",
+        timezone: "Asia/Jerusalem".parse().unwrap(),
         pacing: &pacing,
         warmup_started_on: Some(started),
     };
@@ -741,8 +743,8 @@ async fn templates_and_senders_round_trip(db: TestDb) {
     let plain = Pacing {
         send_window: Some(SendWindow {
             days: vec![7],
-            start: "22:00".into(),
-            end: "06:00".into(),
+            start: "22:00".parse().unwrap(),
+            end: "06:00".parse().unwrap(),
         }),
         ..Pacing::default()
     };

@@ -63,6 +63,8 @@ pub mod message;
 pub mod pacing;
 /// Phone numbers in E.164.
 pub mod phone;
+/// The platforms senders send through.
+pub mod provider;
 /// `<<variable>>` templates, parsed once and rendered per recipient.
 pub mod template;
 /// Local days and wall-clock times in a time zone, DST days included.

@@ -1,9 +1,9 @@
 //! A sender's pacing settings, exactly as API.md spells them, and the pure rules over them.
 //! Every field is optional; an absent one turns its gate off.
 
-use chrono::NaiveTime;
 use serde::{Deserialize, Serialize};
 
+use super::time::LocalTime;
 use super::validation::FieldErrors;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -32,8 +32,10 @@ pub struct Pacing {
 #[serde(deny_unknown_fields)]
 pub struct SendWindow {
     pub days: Vec<u8>,
-    pub start: String,
-    pub end: String,
+    #[schema(value_type = String, example = "09:00")]
+    pub start: LocalTime,
+    #[schema(value_type = String, example = "20:00")]
+    pub end: LocalTime,
 }
 
 /// The warmup ramp, present only when warmup is on and fully configured.
@@ -148,30 +150,10 @@ impl SendWindow {
                 "days are ISO weekdays, 1 (Monday) to 7 (Sunday)",
             );
         }
-        let start = parse_clock(&self.start);
-        let end = parse_clock(&self.end);
-        if start.is_none() {
-            errors.add("pacing.send_window.start", "must be a local time as HH:MM");
-        }
-        if end.is_none() {
-            errors.add("pacing.send_window.end", "must be a local time as HH:MM");
-        }
-        if start.is_some() && start == end {
+        if self.start == self.end {
             errors.add("pacing.send_window.end", "must differ from start");
         }
     }
-
-    pub fn start_time(&self) -> Option<NaiveTime> {
-        parse_clock(&self.start)
-    }
-
-    pub fn end_time(&self) -> Option<NaiveTime> {
-        parse_clock(&self.end)
-    }
-}
-
-fn parse_clock(text: &str) -> Option<NaiveTime> {
-    NaiveTime::parse_from_str(text, "%H:%M").ok()
 }
 
 #[cfg(test)]
@@ -257,8 +239,8 @@ mod tests {
             rate_per_minute: Some(0),
             send_window: Some(SendWindow {
                 days: vec![0, 8],
-                start: "9am".into(),
-                end: "20:00".into(),
+                start: hm("20:00"),
+                end: hm("20:00"),
             }),
             ..Pacing::default()
         };
@@ -270,11 +252,22 @@ mod tests {
             "pacing.typing_cps",
             "pacing.rate_per_minute",
             "pacing.send_window.days",
-            "pacing.send_window.start",
+            "pacing.send_window.end",
         ] {
             assert!(errors.get(field).is_some(), "{field} missing from {errors}");
         }
-        assert!(errors.get("pacing.send_window.end").is_none());
+    }
+
+    fn hm(text: &str) -> LocalTime {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_window_bound_that_is_no_time_is_refused_when_read() {
+        let refused =
+            serde_json::from_str::<SendWindow>(r#"{"days": [1], "start": "9am", "end": "20:00"}"#);
+        let error = refused.unwrap_err().to_string();
+        assert!(error.contains("must be a local time as HH:MM"), "{error}");
     }
 
     #[test]
@@ -290,15 +283,15 @@ mod tests {
         .unwrap();
         assert_eq!(pacing.validate(), Ok(()));
         let window = pacing.send_window.unwrap();
-        assert_eq!(window.start_time(), NaiveTime::from_hms_opt(9, 0, 0));
+        assert_eq!(Some(window.start), LocalTime::hm(9, 0));
     }
 
     #[test]
     fn overnight_windows_are_valid() {
         let window = SendWindow {
             days: vec![1, 7],
-            start: "22:00".into(),
-            end: "06:00".into(),
+            start: hm("22:00"),
+            end: hm("06:00"),
         };
         let pacing = Pacing {
             send_window: Some(window),

@@ -60,6 +60,15 @@ pub enum LaneError {
     SenderUnusable(String),
 }
 
+/// A sender row that cannot be read as it is stored (a time zone or window time that does not
+/// parse) is the sender's settings' fault: its campaigns are paused with the reason.
+fn unusable_settings(error: StoreError) -> LaneError {
+    match error {
+        StoreError::Corrupt(reason) => LaneError::Settings(reason),
+        other => other.into(),
+    }
+}
+
 /// What a claim got: messages (claimed, then rendered into a [`Batch`]), or nothing for now.
 enum Claim<Messages = Batch> {
     Messages(Messages),
@@ -142,11 +151,13 @@ impl Lane {
     ) -> Result<Self, LaneError> {
         let sender = {
             let mut conn = shared.db.read().await?;
-            store::senders::get_unscoped(conn.conn(), sender).await?
+            store::senders::get_unscoped(conn.conn(), sender)
+                .await
+                .map_err(unusable_settings)?
         };
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let provider = providers::build(
-            &sender.provider,
+            sender.provider,
             &sender.provider_config.0,
             &shared.providers.for_sender(sender.id),
         )?;
@@ -156,9 +167,7 @@ impl Lane {
             last_send_at,
             &mut rng,
         );
-        let tz = sender
-            .tz()
-            .map_err(|error| LaneError::Settings(error.to_string()))?;
+        let tz = sender.tz();
         let renew_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
         let batch_size = batch_limit(&shared.config, provider.send_timeout());
         Ok(Self {
@@ -479,12 +488,14 @@ impl Lane {
         self.renew_at = now + to_chrono(self.shared.config.lease / 3);
         let fresh = {
             let mut conn = self.shared.db.read().await?;
-            store::senders::get_unscoped(conn.conn(), self.sender.id).await?
+            store::senders::get_unscoped(conn.conn(), self.sender.id)
+                .await
+                .map_err(unusable_settings)?
         };
         if fresh.updated_at != self.sender.updated_at {
             tracing::info!(sender_id = %fresh.id, "sender settings changed");
             self.provider = providers::build(
-                &fresh.provider,
+                fresh.provider,
                 &fresh.provider_config.0,
                 &self.shared.providers.for_sender(fresh.id),
             )?;
@@ -494,9 +505,7 @@ impl Lane {
                 Some(now),
                 &mut self.rng,
             );
-            self.tz = fresh
-                .tz()
-                .map_err(|error| LaneError::Settings(error.to_string()))?;
+            self.tz = fresh.tz();
             self.sender = fresh;
         }
         Ok(())

@@ -88,9 +88,9 @@ impl SenderView {
         Self {
             id: sender.id,
             name: sender.name.clone(),
-            provider: sender.provider.clone(),
-            provider_config: service::shown_config(&sender.provider, &sender.provider_config.0),
-            timezone: sender.timezone.clone(),
+            provider: sender.provider.to_string(),
+            provider_config: service::shown_config(sender.provider, &sender.provider_config.0),
+            timezone: sender.timezone.to_string(),
             pacing: sender.pacing(),
             callback_secret: None,
             today: None,

@@ -15,6 +15,7 @@ use super::{
     Accepted, BoxFuture, Outbound, Provider, ProviderConfigError, ProviderContext, SendError,
     invalid,
 };
+use crate::domain::provider::ProviderKind;
 
 const BODY: &str = "body";
 /// How much of a refusing answer is kept as the message's error.
@@ -25,8 +26,8 @@ const ERROR_EXCERPT: usize = 300;
 pub struct HttpModule;
 
 impl super::ProviderModule for HttpModule {
-    fn name(&self) -> &'static str {
-        "http"
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Http
     }
 
     fn capabilities(&self) -> super::Capabilities {

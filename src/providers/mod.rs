@@ -1,7 +1,7 @@
 //! Providers: where messages leave Herald. Each platform is a [`ProviderModule`] that knows its
 //! own language — its configuration and which of it is secret, what it can do, how it sends (a
 //! [`Provider`] built from the configuration), and how its callbacks are verified and read into
-//! Herald's events. The [`MODULES`] registry names them; nothing else matches on a provider's
+//! Herald's events. The [`module_of`] registry names them; nothing else matches on a provider's
 //! name.
 
 use std::future::Future;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::domain::ids::MessageId;
+use crate::domain::provider::ProviderKind;
 
 pub mod http;
 pub mod sandbox;
@@ -173,8 +174,13 @@ pub enum CallbackError {
 
 /// One platform: everything Herald knows of it.
 pub trait ProviderModule: Send + Sync {
+    /// The platform this module speaks for.
+    fn kind(&self) -> ProviderKind;
+
     /// The name senders use in `provider`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
 
     fn capabilities(&self) -> Capabilities;
 
@@ -243,34 +249,42 @@ pub trait ProviderModule: Send + Sync {
     }
 }
 
-/// Every provider Herald has.
-pub static MODULES: &[&dyn ProviderModule] = &[&sandbox::SandboxModule, &http::HttpModule];
+/// Every provider Herald has, one per kind.
+pub fn modules() -> impl Iterator<Item = &'static dyn ProviderModule> {
+    ProviderKind::ALL.iter().map(|kind| module_of(*kind))
+}
 
 /// The names senders may use in `provider`.
 pub fn names() -> Vec<&'static str> {
-    MODULES.iter().map(|module| module.name()).collect()
+    modules().map(|module| module.name()).collect()
 }
 
 /// The module called `name`.
 pub fn module(name: &str) -> Result<&'static dyn ProviderModule, ProviderConfigError> {
-    MODULES
-        .iter()
-        .copied()
+    modules()
         .find(|module| module.name() == name)
         .ok_or_else(|| ProviderConfigError::Unknown(name.to_owned()))
 }
 
+/// The module of `kind`: the match is exhaustive, so a kind without a module does not compile.
+pub fn module_of(kind: ProviderKind) -> &'static dyn ProviderModule {
+    match kind {
+        ProviderKind::Sandbox => &sandbox::SandboxModule,
+        ProviderKind::Http => &http::HttpModule,
+    }
+}
+
 /// Builds the provider a sender's settings describe.
 pub fn build(
-    provider: &str,
+    provider: ProviderKind,
     config: &Value,
     context: &ProviderContext,
 ) -> Result<Arc<dyn Provider>, ProviderConfigError> {
-    module(provider)?.build(config, context)
+    module_of(provider).build(config, context)
 }
 
 /// Checks a sender's provider settings without keeping the provider.
-pub fn validate(provider: &str, config: &Value) -> Result<(), ProviderConfigError> {
+pub fn validate(provider: ProviderKind, config: &Value) -> Result<(), ProviderConfigError> {
     let (events, _) = tokio::sync::mpsc::channel(1);
     build(
         provider,
@@ -356,6 +370,13 @@ mod tests {
         for name in &names {
             assert_eq!(module(name).map(|m| m.name()), Ok(*name));
         }
+        for kind in ProviderKind::ALL {
+            assert_eq!(
+                module_of(*kind).kind(),
+                *kind,
+                "{kind}'s module speaks for it"
+            );
+        }
         assert!(module("http").unwrap().capabilities().idempotency_keys);
         assert!(!module("sandbox").unwrap().capabilities().typing_indicator);
         let unknown = module("fax").map(|m| m.name()).unwrap_err();
@@ -367,14 +388,18 @@ mod tests {
 
     #[test]
     fn configurations_are_typed_and_a_typo_is_refused() {
-        let typo = validate("sandbox", &serde_json::json!({"deliver_rat": 0.5})).unwrap_err();
+        let typo = validate(
+            ProviderKind::Sandbox,
+            &serde_json::json!({"deliver_rat": 0.5}),
+        )
+        .unwrap_err();
         assert!(
             typo.to_string()
                 .starts_with("provider_config.deliver_rat: unknown field `deliver_rat`"),
             "{typo}"
         );
         let nested = validate(
-            "http",
+            ProviderKind::Http,
             &serde_json::json!({"url": "http://gateway", "headers": {"X-Key": 7}}),
         )
         .unwrap_err();
@@ -382,7 +407,7 @@ mod tests {
             matches!(&nested, ProviderConfigError::Invalid { field, .. } if field == "headers.X-Key"),
             "{nested:?}"
         );
-        let not_an_object = validate("sandbox", &serde_json::json!([1])).unwrap_err();
+        let not_an_object = validate(ProviderKind::Sandbox, &serde_json::json!([1])).unwrap_err();
         assert_eq!(
             not_an_object.to_string(),
             "provider_config: must be an object"
@@ -392,10 +417,11 @@ mod tests {
     #[test]
     fn unknown_providers_and_bad_settings_are_named() {
         assert_eq!(
-            validate("carrier-pigeon", &Value::Null).unwrap_err(),
+            module("carrier-pigeon").map(|m| m.name()).unwrap_err(),
             ProviderConfigError::Unknown("carrier-pigeon".into())
         );
-        let error = validate("sandbox", &serde_json::json!({"fail_rate": -1})).unwrap_err();
+        let error =
+            validate(ProviderKind::Sandbox, &serde_json::json!({"fail_rate": -1})).unwrap_err();
         assert!(
             error.to_string().contains("provider_config.fail_rate"),
             "{error}"

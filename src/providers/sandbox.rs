@@ -15,13 +15,14 @@ use super::{
 };
 use crate::domain::callback::{CallbackEvent, SenderEvents, StatusKind};
 use crate::domain::ids::{MessageId, SenderId};
+use crate::domain::provider::ProviderKind;
 
 /// The `sandbox` provider module: no secrets, Herald's own callback format.
 pub struct SandboxModule;
 
 impl super::ProviderModule for SandboxModule {
-    fn name(&self) -> &'static str {
-        "sandbox"
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Sandbox
     }
 
     fn capabilities(&self) -> super::Capabilities {

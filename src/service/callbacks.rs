@@ -36,13 +36,6 @@ async fn addressed(db: &Db, sender: SenderId) -> Result<Sender, Refused> {
     }
 }
 
-fn module_of(sender: &Sender) -> Result<&'static dyn providers::ProviderModule, Refused> {
-    providers::module(&sender.provider).map_err(|error| {
-        tracing::error!(sender_id = %sender.id, %error, "callback for a sender without a provider");
-        Refused::UnknownSender
-    })
-}
-
 /// A platform's callback for `sender`: verified and read by the sender's provider module, then
 /// ingested. Durable before it returns (invariant 7): a report that overtook the record of its
 /// send is parked in the same transaction.
@@ -52,7 +45,7 @@ pub async fn receive(
     request: &CallbackRequest<'_>,
 ) -> Result<Ingested, Refused> {
     let sender = addressed(db, sender).await?;
-    let module = module_of(&sender)?;
+    let module = providers::module_of(sender.provider);
     let addressee = CallbackSender {
         callback_secret: &sender.callback_secret,
         config: &sender.provider_config.0,
@@ -76,7 +69,7 @@ pub async fn challenge(
     request: &CallbackRequest<'_>,
 ) -> Result<String, Refused> {
     let sender = addressed(db, sender).await?;
-    let module = module_of(&sender)?;
+    let module = providers::module_of(sender.provider);
     let addressee = CallbackSender {
         callback_secret: &sender.callback_secret,
         config: &sender.provider_config.0,

@@ -275,7 +275,7 @@ pub async fn schedule(
             .into());
         }
         let sender = senders::get(conn.conn(), workspace, campaign.sender_id).await?;
-        schedule_time(at, timezone, &sender.timezone)?
+        schedule_time(at, timezone, sender.timezone.as_str())?
     };
     if at <= now {
         return Err(ServiceError::validation("at", "is in the past"));

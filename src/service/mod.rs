@@ -81,9 +81,9 @@ pub(crate) mod testing {
             .unwrap();
         let fields = senders::SenderFields {
             name: "S",
-            provider: "sandbox",
+            provider: crate::domain::provider::ProviderKind::Sandbox,
             provider_config: &serde_json::json!({}),
-            timezone: "UTC",
+            timezone: crate::domain::time::Zone::UTC,
             pacing: &crate::domain::pacing::Pacing::default(),
             warmup_started_on: None,
         };

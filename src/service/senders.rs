@@ -6,10 +6,10 @@ use serde_json::Value;
 
 use super::{ServiceError, ServiceResult};
 use crate::domain::auth::random_secret;
-use crate::domain::contact::parse_timezone;
 use crate::domain::ids::{SenderId, WorkspaceId};
 use crate::domain::pacing::Pacing;
-use crate::domain::time::{local_day, warmup_day};
+use crate::domain::provider::ProviderKind;
+use crate::domain::time::{Zone, local_day, warmup_day};
 use crate::domain::validation::FieldErrors;
 use crate::providers::{self, ProviderConfigError, secrets};
 use crate::store::senders::{self, Sender, SenderFields};
@@ -51,11 +51,8 @@ pub struct Today {
 /// `provider_config` fit to show: the secrets its provider module declares masked (sending the
 /// mask back keeps the stored value). A provider Herald does not know shows nothing, rather
 /// than a guess at what is secret.
-pub fn shown_config(provider: &str, config: &Value) -> Value {
-    match providers::module(provider) {
-        Ok(module) => secrets::masked(config, module.secrets()),
-        Err(_) => Value::Object(Default::default()),
-    }
+pub fn shown_config(provider: ProviderKind, config: &Value) -> Value {
+    secrets::masked(config, providers::module_of(provider).secrets())
 }
 
 /// Creates a sender; returns it with its callback secret, which is never shown again.
@@ -84,13 +81,14 @@ pub async fn update(
 ) -> ServiceResult<Sender> {
     let mut tx = db.begin().await?;
     let current = senders::get(tx.conn(), workspace, id).await?;
-    let provider = change.provider.unwrap_or_else(|| current.provider.clone());
+    let provider = change
+        .provider
+        .unwrap_or_else(|| current.provider.to_string());
     let provider_config = match change.provider_config {
         // The mask stands for the stored secret only while the provider stays the same.
-        Some(mut config) if provider == current.provider => {
-            if let Ok(module) = providers::module(&provider) {
-                secrets::restore_masked(&mut config, &current.provider_config.0, module.secrets());
-            }
+        Some(mut config) if provider == current.provider.as_str() => {
+            let secrets = providers::module_of(current.provider).secrets();
+            secrets::restore_masked(&mut config, &current.provider_config.0, secrets);
             config
         }
         Some(config) => config,
@@ -100,7 +98,9 @@ pub async fn update(
         name: change.name.unwrap_or_else(|| current.name.clone()),
         provider,
         provider_config,
-        timezone: change.timezone.unwrap_or_else(|| current.timezone.clone()),
+        timezone: change
+            .timezone
+            .unwrap_or_else(|| current.timezone.to_string()),
         pacing: change.pacing.unwrap_or_else(|| current.pacing()),
     })?;
     let fields = fields(&settings, Some(&current), now);
@@ -119,7 +119,7 @@ pub async fn with_today(
     let mut conn = db.read().await?;
     let sender = senders::get(conn.conn(), workspace, id).await?;
     let pacing = sender.pacing();
-    let date = local_day(now, sender.tz()?);
+    let date = local_day(now, sender.tz());
     let day = warmup_day(sender.warmup_started_on, date);
     let sent = usage::sent_on(conn.conn(), sender.id, date).await?;
     let today = Today {
@@ -147,31 +147,48 @@ pub async fn delete(db: &Db, workspace: WorkspaceId, id: SenderId) -> ServiceRes
     Ok(senders::delete(conn.conn(), workspace, id).await?)
 }
 
+/// Settings that passed [`check`], with their time zone resolved.
+struct Checked {
+    settings: SenderSettings,
+    provider: ProviderKind,
+    zone: Zone,
+}
+
 /// The store's fields; warmup day 1 is kept from `previous` while warmup stays on.
 fn fields<'a>(
-    settings: &'a SenderSettings,
+    checked: &'a Checked,
     previous: Option<&Sender>,
     now: DateTime<Utc>,
 ) -> SenderFields<'a> {
+    let settings = &checked.settings;
     SenderFields {
         name: &settings.name,
-        provider: &settings.provider,
+        provider: checked.provider,
         provider_config: &settings.provider_config,
-        timezone: &settings.timezone,
+        timezone: checked.zone,
         pacing: &settings.pacing,
-        warmup_started_on: warmup_start(&settings.pacing, previous, &settings.timezone, now),
+        warmup_started_on: warmup_start(&settings.pacing, previous, checked.zone, now),
     }
 }
 
 /// Every problem with `settings` at once, each naming its field.
-fn check(settings: SenderSettings) -> ServiceResult<SenderSettings> {
+fn check(settings: SenderSettings) -> ServiceResult<Checked> {
     let mut errors = FieldErrors::new();
     if settings.name.trim().is_empty() {
         errors.add("name", "must not be empty");
     }
+    let provider = match providers::module(settings.provider.trim()) {
+        Ok(module) => Some(module.kind()),
+        Err(unknown) => {
+            errors.add("provider", unknown.to_string());
+            None
+        }
+    };
     if !settings.provider_config.is_object() {
         errors.add("provider_config", "must be an object");
-    } else if let Err(error) = providers::validate(&settings.provider, &settings.provider_config) {
+    } else if let Some(kind) = provider
+        && let Err(error) = providers::validate(kind, &settings.provider_config)
+    {
         let field = error.field_path().unwrap_or_else(|| "provider".into());
         let message = match error {
             ProviderConfigError::Invalid { message, .. } => message,
@@ -179,16 +196,28 @@ fn check(settings: SenderSettings) -> ServiceResult<SenderSettings> {
         };
         errors.add(field, message);
     }
-    if let Err(error) = parse_timezone(&settings.timezone) {
-        errors.add("timezone", error.to_string());
-    }
+    let zone = match settings.timezone.parse::<Zone>() {
+        Ok(zone) => Some(zone),
+        Err(error) => {
+            errors.add("timezone", error.to_string());
+            None
+        }
+    };
     if let Err(pacing_errors) = settings.pacing.validate() {
         return Err(ServiceError::Validation(errors.merged(pacing_errors)));
     }
     errors.into_result()?;
-    Ok(SenderSettings {
-        name: settings.name.trim().to_owned(),
-        ..settings
+    // A provider or zone that failed to parse was reported above.
+    let (Some(provider), Some(zone)) = (provider, zone) else {
+        return Err(ServiceError::validation("provider", "is not known"));
+    };
+    Ok(Checked {
+        settings: SenderSettings {
+            name: settings.name.trim().to_owned(),
+            ..settings
+        },
+        provider,
+        zone,
     })
 }
 
@@ -196,7 +225,7 @@ fn check(settings: SenderSettings) -> ServiceResult<SenderSettings> {
 fn warmup_start(
     pacing: &Pacing,
     previous: Option<&Sender>,
-    timezone: &str,
+    zone: Zone,
     now: DateTime<Utc>,
 ) -> Option<NaiveDate> {
     if !pacing.warmup_enabled {
@@ -205,5 +234,5 @@ fn warmup_start(
     previous
         .filter(|sender| sender.warmup_enabled)
         .and_then(|sender| sender.warmup_started_on)
-        .or_else(|| parse_timezone(timezone).ok().map(|tz| local_day(now, tz)))
+        .or_else(|| Some(local_day(now, zone.tz())))
 }

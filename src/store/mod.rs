@@ -89,6 +89,9 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Duplicate(duplicate_subject(db.constraint(), db.message()))
             }
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::InUse,
+            sqlx::Error::ColumnDecode { index, source } => {
+                StoreError::Corrupt(format!("column {index}: {source}"))
+            }
             _ => StoreError::Database(error),
         }
     }

@@ -10,6 +10,8 @@ use super::sql::{Param, SqlBuilder, fetch_page};
 use super::{Conn, Page, Result, StoreError, Tx, on_conn};
 use crate::domain::ids::{SenderId, WorkspaceId};
 use crate::domain::pacing::{Pacing, SendWindow};
+use crate::domain::provider::ProviderKind;
+use crate::domain::time::{LocalTime, Zone};
 
 macro_rules! columns {
     () => {
@@ -25,9 +27,9 @@ pub struct Sender {
     pub id: SenderId,
     pub workspace_id: WorkspaceId,
     pub name: String,
-    pub provider: String,
+    pub provider: ProviderKind,
     pub provider_config: Json<Value>,
-    pub timezone: String,
+    pub timezone: Zone,
     pub callback_secret: String,
     pub daily_limit: Option<i64>,
     pub warmup_enabled: bool,
@@ -44,8 +46,8 @@ pub struct Sender {
     pub typing_max_ms: Option<i64>,
     pub rate_per_minute: Option<i64>,
     pub window_days: Option<Json<Vec<u8>>>,
-    pub window_start: Option<String>,
-    pub window_end: Option<String>,
+    pub window_start: Option<LocalTime>,
+    pub window_end: Option<LocalTime>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -56,12 +58,10 @@ fn small(value: Option<i64>) -> Option<u32> {
 }
 
 impl Sender {
-    /// The sender's time zone. A stored name that is no zone is an error, never UTC by default:
-    /// that would silently move the sender's day, daily cap and send window.
-    pub fn tz(&self) -> Result<chrono_tz::Tz> {
-        crate::domain::contact::parse_timezone(&self.timezone).map_err(|error| {
-            StoreError::Corrupt(format!("sender {}'s time zone: {error}", self.id))
-        })
+    /// The sender's time zone. A stored name that is no zone fails the read of the row, never
+    /// becomes UTC: that would silently move the sender's day, daily cap and send window.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.tz()
     }
 
     pub fn pacing(&self) -> Pacing {
@@ -78,11 +78,11 @@ impl Sender {
             typing_min_ms: small(self.typing_min_ms),
             typing_max_ms: small(self.typing_max_ms),
             rate_per_minute: small(self.rate_per_minute),
-            send_window: match (&self.window_days, &self.window_start, &self.window_end) {
+            send_window: match (&self.window_days, self.window_start, self.window_end) {
                 (Some(days), Some(start), Some(end)) => Some(SendWindow {
                     days: days.0.clone(),
-                    start: start.clone(),
-                    end: end.clone(),
+                    start,
+                    end,
                 }),
                 _ => None,
             },
@@ -93,9 +93,9 @@ impl Sender {
 /// A sender's fields, already validated.
 pub struct SenderFields<'a> {
     pub name: &'a str,
-    pub provider: &'a str,
+    pub provider: ProviderKind,
     pub provider_config: &'a Value,
-    pub timezone: &'a str,
+    pub timezone: Zone,
     pub pacing: &'a Pacing,
     /// Local date of warmup day 1; `None` when warmup is off.
     pub warmup_started_on: Option<NaiveDate>,
@@ -168,8 +168,8 @@ pub async fn update(
     .bind(long(pacing.typing_max_ms))
     .bind(long(pacing.rate_per_minute))
     .bind(window.map(|w| Json(w.days.clone())))
-    .bind(window.map(|w| w.start.as_str()))
-    .bind(window.map(|w| w.end.as_str()))
+    .bind(window.map(|w| w.start))
+    .bind(window.map(|w| w.end))
     .bind(now)
     .execute(&mut *c)
     .await?

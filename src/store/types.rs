@@ -1,5 +1,7 @@
-//! sqlx encodings for the domain's id types: each is a UUID on the wire (a 16-byte blob in
-//! SQLite, `uuid` in PostgreSQL). Kept here so the domain stays free of SQL.
+//! sqlx encodings for the domain's types: ids are UUIDs on the wire (a 16-byte blob in SQLite,
+//! `uuid` in PostgreSQL), enums and zones their names, times of day `HH:MM`. A stored value that
+//! does not parse fails the read (`StoreError::Corrupt`), never becomes a default. Kept here so
+//! the domain stays free of SQL.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -7,6 +9,7 @@ use sqlx::{Database, Decode, Encode, Type};
 use uuid::Uuid;
 
 use crate::domain::ids::*;
+use crate::domain::time::LocalTime;
 
 macro_rules! uuid_sql_type {
     ($($name:ident),*) => {$(
@@ -100,5 +103,41 @@ text_sql_type!(
     crate::domain::message::MessageStatus,
     crate::domain::group::GroupKind,
     crate::domain::contact::ImportStatus,
-    crate::domain::message::Direction
+    crate::domain::message::Direction,
+    crate::domain::time::Zone,
+    crate::domain::provider::ProviderKind
 );
+
+/// A wall-clock time, stored as its `HH:MM` text.
+impl<DB: Database> Type<DB> for LocalTime
+where
+    String: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as Type<DB>>::type_info()
+    }
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: Database> Encode<'q, DB> for LocalTime
+where
+    String: Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, DB>>::encode(self.to_string(), buf)
+    }
+}
+
+impl<'r, DB: Database> Decode<'r, DB> for LocalTime
+where
+    String: Decode<'r, DB>,
+{
+    fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(<String as Decode<'r, DB>>::decode(value)?.parse()?)
+    }
+}

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, TimeZone, Utc};
+use herald::domain::provider::ProviderKind;
+use herald::domain::time::Zone;
 use herald::store::{Db, DbOptions};
 use sqlx::Connection;
 
@@ -209,9 +211,9 @@ pub async fn silent_campaign_sent(db: &Db, callback_secret: &str) -> SentCampaig
     let silent = serde_json::json!({"deliver_rate": 0});
     let fields = SenderFields {
         name: "S",
-        provider: "sandbox",
+        provider: ProviderKind::Sandbox,
         provider_config: &silent,
-        timezone: "UTC",
+        timezone: Zone::UTC,
         pacing: &Pacing::default(),
         warmup_started_on: None,
     };

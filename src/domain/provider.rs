@@ -1,0 +1,11 @@
+//! Which platform a sender sends through. Each kind has exactly one provider module
+//! (`providers::module_of`), which knows everything else about it.
+
+super::named_enum! {
+    pub enum ProviderKind {
+        /// Herald's simulator: latency, failures, deliveries and reads on demand.
+        Sandbox => "sandbox",
+        /// A gateway the user writes, called with a JSON body Herald renders.
+        Http => "http",
+    }
+}
