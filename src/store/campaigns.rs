@@ -499,7 +499,7 @@ pub async fn complete_if_done(
         "UPDATE campaigns SET status = $3, completed_at = $2, updated_at = $2
          WHERE id = $1 AND status IN ({}) AND pending_count = 0
          RETURNING {}",
-        status_list(&[Running, Paused]),
+        status_list(CampaignStatus::sources_of(Completed)),
         columns!()
     );
     let done: Option<Campaign> = on_conn!(conn.reborrow(), c => sqlx::query_as(super::sql::trusted(&sql))

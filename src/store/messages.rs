@@ -363,69 +363,73 @@ pub async fn record_outcomes(
     outcomes: &[(MessageId, Outcome)],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let sends: Vec<(MessageId, Option<String>)> = outcomes
+    let changes: Vec<Change> = outcomes
         .iter()
-        .filter_map(|(id, outcome)| match outcome {
-            Outcome::Sent {
-                provider_message_id,
-            } => Some((*id, provider_message_id.clone())),
-            Outcome::Retry { .. } | Outcome::Failed { .. } => None,
-        })
+        .map(|(id, outcome)| outcome.change(*id, now))
         .collect();
-    let recorded = record_plain_sends(tx, &sends, now).await?;
-    if recorded.len() == outcomes.len() {
+    let sends: Vec<&Change> = changes
+        .iter()
+        .filter(|change| matches!(change.event, Event::Sent { .. }))
+        .collect();
+    let mut recorded = record_plain_sends(tx, &sends, now).await?;
+    if recorded.len() == changes.len() {
         return Ok(());
     }
     // Everything the fast path did not take: failures, and sends of messages that moved on.
-    let mut plain = recorded;
-    let rest: Vec<(MessageId, Outcome)> = outcomes
-        .iter()
-        .filter(|(id, outcome)| !(matches!(outcome, Outcome::Sent { .. }) && plain.remove(id)))
-        .cloned()
+    let rest: Vec<Change> = changes
+        .into_iter()
+        .filter(|change| {
+            !(matches!(change.event, Event::Sent { .. }) && recorded.remove(&change.id))
+        })
         .collect();
-    apply_changes(tx, &changes_of(&rest, now), now).await
+    apply_changes(tx, &rest, now).await
 }
 
 /// The common case of [`record_outcomes`], without reading each message first: sends of
-/// messages still `sending` just as they were claimed (no callback has overtaken them), which
-/// all move the counters alike. One guarded `UPDATE … RETURNING` records them (PostgreSQL locks
-/// each row it updates; SQLite's single writer keeps them still) and says which they were; the
-/// caller takes the rest through the general path.
+/// messages still just as they were claimed (no callback has overtaken them). They share one
+/// `before`, so the domain's rules give them one `after` and one counter change; one guarded
+/// `UPDATE … RETURNING` writes that `after` where the row still is that `before` (PostgreSQL
+/// locks each row it updates; SQLite's single writer keeps them still) and says which rows they
+/// were. The caller takes the rest through the general path, [`apply_changes`].
 async fn record_plain_sends(
     tx: &mut Tx,
-    sent: &[(MessageId, Option<String>)],
+    sends: &[&Change],
     now: DateTime<Utc>,
 ) -> Result<std::collections::HashSet<MessageId>> {
-    const JUST_CLAIMED: &str = "status = 'sending' AND sent_at IS NULL AND delivered_at IS NULL \
-                                AND read_at IS NULL AND failed_at IS NULL";
-    let mut recorded = std::collections::HashSet::with_capacity(sent.len());
-    if sent.is_empty() {
+    let mut recorded = std::collections::HashSet::with_capacity(sends.len());
+    let Some(claimed) = Progress::pending().apply(Event::Claimed) else {
+        return Ok(recorded);
+    };
+    let Some(sent) = claimed.apply(Event::Sent { at: now }) else {
+        return Ok(recorded);
+    };
+    if sends.is_empty() {
         return Ok(recorded);
     }
+    let each = Counters::change(&claimed, &sent);
     let mut per_campaign: HashMap<Option<CampaignId>, i64> = HashMap::new();
-    for chunk in sent.chunks(rows_per_statement(2)) {
+    for chunk in sends.chunks(rows_per_statement(2)) {
         let mut update = SqlBuilder::new("WITH v (id, provider_message_id) AS (VALUES ");
-        for (index, (id, provider_message_id)) in chunk.iter().enumerate() {
+        for (index, change) in chunk.iter().enumerate() {
             if index > 0 {
                 update.push(", ");
             }
-            update.bind_list([Param::Id(id.0), Param::OptText(provider_message_id.clone())]);
+            update.bind_list([
+                Param::Id(change.id.0),
+                Param::OptText(change.details.provider_message_id.clone()),
+            ]);
         }
+        update.push(")\n UPDATE messages SET ");
+        set_progress(&mut update, &sent);
         update
-            .push(
-                ")
-             UPDATE messages SET status = 'sent', sent_at = ",
-            )
-            .bind(Param::Time(now))
             .push(
                 ", provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id),
                  lease_expires_at = NULL, updated_at = ",
             )
             .bind(Param::Time(now))
-            .push(&format!(
-                " FROM v WHERE messages.id = v.id AND messages.{JUST_CLAIMED}
-                 RETURNING messages.id, messages.campaign_id"
-            ));
+            .push(" FROM v WHERE messages.id = v.id AND ");
+        progress_is(&mut update, &claimed);
+        update.push(" RETURNING messages.id, messages.campaign_id");
         let rows: Vec<(MessageId, Option<CampaignId>)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&update, &*c)), &update.params)
             .fetch_all(&mut *c)
             .await?);
@@ -435,19 +439,47 @@ async fn record_plain_sends(
             }
         }
     }
-    // Each send moves the counters as the domain says a just-claimed message's send does.
-    let each = Progress::pending()
-        .apply(Event::Claimed)
-        .and_then(|claimed| {
-            let sent = claimed.apply(Event::Sent { at: now })?;
-            Some(Counters::change(&claimed, &sent))
-        })
-        .unwrap_or_default();
     let changes = per_campaign
         .into_iter()
         .filter_map(|(campaign, n)| Some((campaign?, each * n)));
     move_counters(tx, changes, now).await?;
     Ok(recorded)
+}
+
+/// `status = …, sent_at = …, …`: a message's whole progress, as the domain computed it.
+fn set_progress(update: &mut SqlBuilder, progress: &Progress) {
+    update
+        .push("status = ")
+        .bind(Param::Text(progress.status.as_str().to_owned()))
+        .push(", sent_at = ")
+        .bind(Param::OptTime(progress.sent_at))
+        .push(", delivered_at = ")
+        .bind(Param::OptTime(progress.delivered_at))
+        .push(", read_at = ")
+        .bind(Param::OptTime(progress.read_at))
+        .push(", failed_at = ")
+        .bind(Param::OptTime(progress.failed_at));
+}
+
+/// A guard that a row's progress is exactly `progress` (only times that are unset can be
+/// compared this way, which is what the fast path needs: a just-claimed message has none).
+fn progress_is(query: &mut SqlBuilder, progress: &Progress) {
+    query
+        .push("messages.status = ")
+        .bind(Param::Text(progress.status.as_str().to_owned()));
+    for (column, at) in [
+        ("sent_at", progress.sent_at),
+        ("delivered_at", progress.delivered_at),
+        ("read_at", progress.read_at),
+        ("failed_at", progress.failed_at),
+    ] {
+        match at {
+            None => query.push(&format!(" AND messages.{column} IS NULL")),
+            Some(at) => query
+                .push(&format!(" AND messages.{column} = "))
+                .bind(Param::Time(at)),
+        };
+    }
 }
 
 /// Adds each campaign's change to its counters, and completes those left with nothing to send.
@@ -465,36 +497,37 @@ async fn move_counters(
     Ok(())
 }
 
-/// Outcomes as the changes [`apply_changes`] makes of them.
-fn changes_of(outcomes: &[(MessageId, Outcome)], now: DateTime<Utc>) -> Vec<Change> {
-    outcomes
-        .iter()
-        .map(|(id, outcome)| match outcome {
+impl Outcome {
+    /// The outcome as a step of the message's lifecycle, with what else it brings.
+    fn change(&self, id: MessageId, now: DateTime<Utc>) -> Change {
+        let (event, details) = match self {
             Outcome::Sent {
                 provider_message_id,
-            } => Change {
-                id: *id,
-                event: Event::Sent { at: now },
-                provider_message_id: provider_message_id.clone(),
-                error: None,
-                not_before: None,
-            },
-            Outcome::Retry { not_before, error } => Change {
-                id: *id,
-                event: Event::Retry,
-                provider_message_id: None,
-                error: Some(error.clone()),
-                not_before: Some(*not_before),
-            },
-            Outcome::Failed { error } => Change {
-                id: *id,
-                event: Event::Failed { at: now },
-                provider_message_id: None,
-                error: Some(error.clone()),
-                not_before: None,
-            },
-        })
-        .collect()
+            } => (
+                Event::Sent { at: now },
+                Details {
+                    provider_message_id: provider_message_id.clone(),
+                    ..Details::default()
+                },
+            ),
+            Outcome::Retry { not_before, error } => (
+                Event::Retry,
+                Details {
+                    error: Some(error.clone()),
+                    not_before: Some(*not_before),
+                    ..Details::default()
+                },
+            ),
+            Outcome::Failed { error } => (
+                Event::Failed { at: now },
+                Details {
+                    error: Some(error.clone()),
+                    ..Details::default()
+                },
+            ),
+        };
+        Change { id, event, details }
+    }
 }
 
 /// A provider's report about one message, named by Herald's id or the provider's.
@@ -528,9 +561,10 @@ pub async fn record_status_reports(
             Some(&id) => changes.push(Change {
                 id,
                 event: report.event,
-                provider_message_id: None,
-                error: report.error.clone(),
-                not_before: None,
+                details: Details {
+                    error: report.error.clone(),
+                    ..Details::default()
+                },
             }),
             None => unmatched.push(report.clone()),
         }
@@ -641,9 +675,10 @@ pub async fn apply_parked_reports(
         changes.push(Change {
             id: parked.message_id,
             event: parked_event(&parked.kind, parked.at)?,
-            provider_message_id: None,
-            error: parked.error.clone(),
-            not_before: None,
+            details: Details {
+                error: parked.error.clone(),
+                ..Details::default()
+            },
         });
     }
     apply_changes(tx, &changes, now).await?;
@@ -723,12 +758,33 @@ async fn resolve_references<'r>(
     Ok(found)
 }
 
+/// A step of one message's lifecycle — a send's outcome, a provider's report — and what else it
+/// brings. Every write of a message's progress starts as one.
 struct Change {
     id: MessageId,
     event: Event,
+    details: Details,
+}
+
+/// What a change brings besides the step; each is kept when the change brings none.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Details {
     provider_message_id: Option<String>,
     error: Option<String>,
     not_before: Option<DateTime<Utc>>,
+}
+
+impl Details {
+    /// Adds what a later change of the same message brings.
+    fn absorb(&mut self, later: &Details) {
+        if later.provider_message_id.is_some() {
+            self.provider_message_id = later.provider_message_id.clone();
+        }
+        if later.error.is_some() {
+            self.error = later.error.clone();
+        }
+        self.not_before = later.not_before.or(self.not_before);
+    }
 }
 
 #[derive(FromRow)]
@@ -787,7 +843,7 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
         let before = row.progress();
         let after = before.apply(change.event);
         // A send result can carry news (the provider's id) even when the status stands still.
-        if after.is_none() && change.provider_message_id.is_none() {
+        if after.is_none() && change.details.provider_message_id.is_none() {
             continue;
         }
         let after = after.unwrap_or(before);
@@ -803,21 +859,13 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
             writes.push(Write {
                 id: change.id,
                 progress: after,
-                provider_message_id: None,
-                error: None,
-                not_before: None,
+                details: Details::default(),
             });
             writes.len() - 1
         });
         let write = &mut writes[index];
         write.progress = after;
-        if change.provider_message_id.is_some() {
-            write.provider_message_id = change.provider_message_id.clone();
-        }
-        if change.error.is_some() {
-            write.error = change.error.clone();
-        }
-        write.not_before = change.not_before.or(write.not_before);
+        write.details.absorb(&change.details);
     }
     for chunk in writes.chunks(rows_per_statement(9)) {
         write_progress(tx.conn(), chunk, now).await?;
@@ -825,13 +873,11 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
     move_counters(tx, campaign_changes, now).await
 }
 
-/// A message's new progress, and what else its change brought.
+/// A message's new progress, and what its changes brought.
 struct Write {
     id: MessageId,
     progress: Progress,
-    provider_message_id: Option<String>,
-    error: Option<String>,
-    not_before: Option<DateTime<Utc>>,
+    details: Details,
 }
 
 /// Writes many messages' progress in one statement: a `VALUES` list joined to `messages`.
@@ -852,9 +898,9 @@ async fn write_progress(conn: Conn<'_>, writes: &[Write], now: DateTime<Utc>) ->
             Param::OptTime(progress.delivered_at),
             Param::OptTime(progress.read_at),
             Param::OptTime(progress.failed_at),
-            Param::OptText(write.provider_message_id.clone()),
-            Param::OptText(write.error.clone()),
-            Param::OptTime(write.not_before),
+            Param::OptText(write.details.provider_message_id.clone()),
+            Param::OptText(write.details.error.clone()),
+            Param::OptTime(write.details.not_before),
         ]);
     }
     update
