@@ -1,7 +1,7 @@
 //! What providers tell Herald about its messages, and what arrives for it, in Herald's own
 //! terms: the events every provider's callbacks are parsed into, and the signature of Herald's
-//! own callback format (the `sandbox` and `http` providers'). Applying them is the engine's
-//! (`engine::callbacks`).
+//! own callback format (the `sandbox` and `http` providers'). Applying them is a service's
+//! (`service::callbacks`).
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};

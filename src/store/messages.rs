@@ -446,27 +446,28 @@ async fn record_plain_sends(
     Ok(recorded)
 }
 
-/// `status = …, sent_at = …, …`: a message's whole progress, as the domain computed it.
+/// `status = …, sent_at = …, …`: a message's whole progress, as the domain computed it. The
+/// status is a literal (a name of the domain's closed set), so the planner sees what a
+/// hand-written statement would show it.
 fn set_progress(update: &mut SqlBuilder, progress: &Progress) {
-    update
-        .push("status = ")
-        .bind(Param::Text(progress.status.as_str().to_owned()))
-        .push(", sent_at = ")
-        .bind(Param::OptTime(progress.sent_at))
-        .push(", delivered_at = ")
-        .bind(Param::OptTime(progress.delivered_at))
-        .push(", read_at = ")
-        .bind(Param::OptTime(progress.read_at))
-        .push(", failed_at = ")
-        .bind(Param::OptTime(progress.failed_at));
+    update.push(&format!("status = '{}'", progress.status.as_str()));
+    for (column, at) in [
+        ("sent_at", progress.sent_at),
+        ("delivered_at", progress.delivered_at),
+        ("read_at", progress.read_at),
+        ("failed_at", progress.failed_at),
+    ] {
+        match at {
+            None => update.push(&format!(", {column} = NULL")),
+            Some(at) => update.push(&format!(", {column} = ")).bind(Param::Time(at)),
+        };
+    }
 }
 
-/// A guard that a row's progress is exactly `progress` (only times that are unset can be
-/// compared this way, which is what the fast path needs: a just-claimed message has none).
+/// A guard that a row's progress is exactly `progress`, in literals where it can be (see
+/// [`set_progress`]).
 fn progress_is(query: &mut SqlBuilder, progress: &Progress) {
-    query
-        .push("messages.status = ")
-        .bind(Param::Text(progress.status.as_str().to_owned()));
+    query.push(&format!("messages.status = '{}'", progress.status.as_str()));
     for (column, at) in [
         ("sent_at", progress.sent_at),
         ("delivered_at", progress.delivered_at),

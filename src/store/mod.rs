@@ -187,8 +187,11 @@ impl Db {
             .page_size(16384)
             .pragma("cache_size", "-32000");
         let in_memory = connect.get_filename().to_string_lossy() == ":memory:";
+        // An embedded database has no server to drop a connection: checking each connection
+        // before handing it out (sqlx's default) would cost a round trip per acquire for nothing.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
@@ -206,6 +209,7 @@ impl Db {
             .connect_lazy_with(connect.clone());
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
             .await?;
