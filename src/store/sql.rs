@@ -2,7 +2,6 @@
 //! any value: every value becomes a numbered `$n` parameter, valid in both dialects.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use uuid::Uuid;
 
 /// A builder's statement text, as `conn`'s dialect runs it best (see [`Placeholders`]).
@@ -162,28 +161,18 @@ pub(crate) fn contains_pattern(text: &str) -> String {
     pattern
 }
 
-/// A page of a list: `?page=1&per_page=50`, `per_page` 1–200.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+/// A page of a list: page 1-based, `per_page` 1–200.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Page {
-    #[serde(default = "first_page")]
     pub page: u32,
-    #[serde(default = "default_per_page")]
     pub per_page: u32,
-}
-
-fn first_page() -> u32 {
-    1
-}
-
-fn default_per_page() -> u32 {
-    50
 }
 
 impl Default for Page {
     fn default() -> Self {
         Self {
-            page: first_page(),
-            per_page: default_per_page(),
+            page: 1,
+            per_page: 50,
         }
     }
 }
