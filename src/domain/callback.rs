@@ -42,7 +42,17 @@ pub enum CallbackEvent {
         body: String,
         #[serde(default = "Utc::now")]
         at: DateTime<Utc>,
+        /// The name the person gave the platform (WhatsApp's profile name), if it says.
+        #[serde(default)]
+        name: Option<String>,
     },
+    /// The person asked the platform to stop messages from this sender (WhatsApp's
+    /// `user_preferences` stop). Not part of Herald's own callback format.
+    #[serde(skip_deserializing)]
+    OptOut { from: String, at: DateTime<Utc> },
+    /// The person asked for messages again.
+    #[serde(skip_deserializing)]
+    OptIn { from: String, at: DateTime<Utc> },
 }
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]

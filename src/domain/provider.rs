@@ -7,5 +7,7 @@ super::named_enum! {
         Sandbox => "sandbox",
         /// A gateway the user writes, called with a JSON body Herald renders.
         Http => "http",
+        /// Meta's WhatsApp Cloud API.
+        WhatsappCloud => "whatsapp_cloud",
     }
 }

@@ -33,8 +33,11 @@ pub enum Next {
 pub fn after_failure(error: &SendError, attempts: i64, base: Duration, rng: &mut impl Rng) -> Next {
     match error {
         SendError::Fail(_) => Next::GiveUp,
-        // Not the message's fault: it waits as long as the provider asks, however often.
-        SendError::HoldRecipient { after, .. } => Next::RetryIn(*after),
+        // Not the message's fault: it waits at least as long as the provider asks, however
+        // often, and longer each time the recipient is still held.
+        SendError::HoldRecipient { after, .. } => {
+            Next::RetryIn((*after).max(backoff(*after, attempts, rng)))
+        }
         SendError::Retry { .. } | SendError::HoldLane { .. } | SendError::PauseSender(_)
             if attempts >= MAX_ATTEMPTS =>
         {
@@ -104,9 +107,18 @@ mod tests {
             reason: "131056".into(),
         };
         assert_eq!(
-            after_failure(&pair_limit, MAX_ATTEMPTS + 3, DEFAULT_BASE, &mut rng),
+            after_failure(&pair_limit, 1, DEFAULT_BASE, &mut rng),
             Next::RetryIn(Duration::from_secs(60)),
-            "a recipient held is never given up for it"
+            "the first wait is the provider's"
+        );
+        let Next::RetryIn(later) =
+            after_failure(&pair_limit, MAX_ATTEMPTS + 3, DEFAULT_BASE, &mut rng)
+        else {
+            panic!("a recipient held is never given up for it");
+        };
+        assert!(
+            (Duration::from_secs(150)..=Duration::from_secs(300)).contains(&later),
+            "a recipient still held waits longer each time, up to the cap: {later:?}"
         );
         assert_eq!(
             after_failure(

@@ -163,7 +163,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// timeout, a reset); but a request that cannot be built, or a TLS handshake that the server's
 /// certificate or protocol refuses, fails the same way on every attempt, so it fails the message
 /// at once instead of spending its retries.
-fn request_failed(error: &reqwest::Error) -> SendError {
+pub(super) fn request_failed(error: &reqwest::Error) -> SendError {
     let chain = error_chain(error);
     if error.is_builder() {
         return SendError::Fail(format!("the request cannot be built: {chain}"));

@@ -18,6 +18,7 @@ pub mod http;
 pub mod sandbox;
 /// Secrets in provider configurations: masked when shown, kept when the mask comes back.
 pub mod secrets;
+pub mod whatsapp_cloud;
 
 use crate::domain::callback::{self, CallbackEvent, CallbackPayload};
 
@@ -102,6 +103,9 @@ pub enum ProviderConfigError {
     /// `field` is a path within `provider_config`, empty for the whole of it.
     #[error("{}: {message}", self.field_path().unwrap_or_default())]
     Invalid { field: String, message: String },
+    /// Several fields at once, each `(path within provider_config, message)`.
+    #[error("{}", self.field_messages().iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<(String, String)>),
 }
 
 /// Where providers report delivery and read events they learn of themselves (the sandbox);
@@ -115,9 +119,30 @@ impl ProviderConfigError {
     pub fn field_path(&self) -> Option<String> {
         match self {
             Self::Unknown(_) => None,
-            Self::Invalid { field, .. } if field.is_empty() => Some("provider_config".into()),
-            Self::Invalid { field, .. } => Some(format!("provider_config.{field}")),
+            Self::Invalid { field, .. } => Some(request_field(field)),
+            Self::Fields(fields) => fields.first().map(|(field, _)| request_field(field)),
         }
+    }
+
+    /// Each bad setting as (request field, message); empty when the provider is unknown.
+    pub fn field_messages(&self) -> Vec<(String, String)> {
+        match self {
+            Self::Unknown(_) => Vec::new(),
+            Self::Invalid { field, message } => vec![(request_field(field), message.clone())],
+            Self::Fields(fields) => fields
+                .iter()
+                .map(|(field, message)| (request_field(field), message.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A path within `provider_config` as the request's field.
+fn request_field(field: &str) -> String {
+    if field.is_empty() {
+        "provider_config".into()
+    } else {
+        format!("provider_config.{field}")
     }
 }
 
@@ -271,6 +296,7 @@ pub fn module_of(kind: ProviderKind) -> &'static dyn ProviderModule {
     match kind {
         ProviderKind::Sandbox => &sandbox::SandboxModule,
         ProviderKind::Http => &http::HttpModule,
+        ProviderKind::WhatsappCloud => &whatsapp_cloud::WhatsAppCloudModule,
     }
 }
 
@@ -366,7 +392,7 @@ mod tests {
     #[test]
     fn the_registry_names_each_module_once() {
         let names = names();
-        assert_eq!(names, ["sandbox", "http"]);
+        assert_eq!(names, ["sandbox", "http", "whatsapp_cloud"]);
         for name in &names {
             assert_eq!(module(name).map(|m| m.name()), Ok(*name));
         }
@@ -382,7 +408,7 @@ mod tests {
         let unknown = module("fax").map(|m| m.name()).unwrap_err();
         assert_eq!(
             unknown.to_string(),
-            "unknown provider 'fax'; available: sandbox, http"
+            "unknown provider 'fax'; available: sandbox, http, whatsapp_cloud"
         );
     }
 

@@ -5,8 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::callback::{CallbackEvent, SenderEvents};
-use crate::domain::ids::SenderId;
+use crate::domain::ids::{SenderId, WorkspaceId};
+use crate::domain::phone::Phone;
 use crate::providers::{self, CallbackError, CallbackRequest, CallbackSender};
+use crate::store::contacts::{self, ContactFields};
 use crate::store::messages::StatusReport;
 use crate::store::senders::{self, Sender};
 use crate::store::{self, Db, StoreError};
@@ -99,6 +101,7 @@ pub struct Ingested {
 pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store::Result<Ingested> {
     let mut reports = Vec::new();
     let mut inbound = Vec::new();
+    let mut consent = Vec::new();
     for event in &batch.events {
         match event {
             CallbackEvent::Status {
@@ -111,16 +114,36 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
                 event: kind.event(*at),
                 error: error.clone(),
             }),
-            CallbackEvent::Inbound { from, body, at } => {
-                inbound.push((from.as_str(), body.as_str(), *at))
-            }
+            CallbackEvent::Inbound {
+                from,
+                body,
+                at,
+                name,
+            } => inbound.push((from.as_str(), body.as_str(), *at, name.as_deref())),
+            CallbackEvent::OptOut { from, at } => consent.push((from.as_str(), Some(*at))),
+            CallbackEvent::OptIn { from, at: _ } => consent.push((from.as_str(), None)),
         }
     }
     let mut tx = db.begin().await?;
     let parked =
         store::messages::record_status_reports(&mut tx, batch.sender, &reports, now).await?;
-    for (from, body, at) in &inbound {
-        store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now).await?;
+    if !inbound.is_empty() || !consent.is_empty() {
+        // A sender deleted meanwhile has no workspace to record anything in.
+        let workspace = match senders::get_unscoped(tx.conn(), batch.sender).await {
+            Ok(sender) => Some(sender.workspace_id),
+            Err(StoreError::NotFound) => None,
+            Err(error) => return Err(error),
+        };
+        if let Some(workspace) = workspace {
+            for (from, body, at, name) in &inbound {
+                ensure_contact(&mut tx, workspace, from, *name, now).await?;
+                store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now)
+                    .await?;
+            }
+            for (from, opted_out_at) in &consent {
+                set_consent(&mut tx, workspace, from, *opted_out_at, now).await?;
+            }
+        }
     }
     tx.commit().await?;
     Ok(Ingested {
@@ -128,4 +151,49 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
         inbound_recorded: inbound.len(),
         deferred: parked.len(),
     })
+}
+
+/// The contact who wrote: found by phone, or created with the name the platform gave (a number
+/// that is no phone is recorded on the message alone).
+async fn ensure_contact(
+    tx: &mut store::Tx,
+    workspace: WorkspaceId,
+    from: &str,
+    name: Option<&str>,
+    now: DateTime<Utc>,
+) -> store::Result<()> {
+    let Ok(phone) = Phone::parse(from) else {
+        return Ok(());
+    };
+    if contacts::find_by_phone(tx.conn(), workspace, &phone)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let mut fields = ContactFields::new(phone);
+    fields.name = name
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned);
+    contacts::insert(tx, workspace, &fields, now).await?;
+    Ok(())
+}
+
+/// Opts the contact with this phone out (`Some(since)`) or back in (`None`); a phone no
+/// contact has changes nothing.
+async fn set_consent(
+    tx: &mut store::Tx,
+    workspace: WorkspaceId,
+    from: &str,
+    opted_out_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> store::Result<()> {
+    let Ok(phone) = Phone::parse(from) else {
+        return Ok(());
+    };
+    if let Some(contact) = contacts::find_by_phone(tx.conn(), workspace, &phone).await? {
+        contacts::set_opted_out(tx.conn(), workspace, contact.id, opted_out_at, now).await?;
+    }
+    Ok(())
 }

@@ -189,12 +189,14 @@ fn check(settings: SenderSettings) -> ServiceResult<Checked> {
     } else if let Some(kind) = provider
         && let Err(error) = providers::validate(kind, &settings.provider_config)
     {
-        let field = error.field_path().unwrap_or_else(|| "provider".into());
-        let message = match error {
-            ProviderConfigError::Invalid { message, .. } => message,
-            unknown @ ProviderConfigError::Unknown(_) => unknown.to_string(),
-        };
-        errors.add(field, message);
+        match error {
+            ProviderConfigError::Unknown(_) => errors.add("provider", error.to_string()),
+            _ => {
+                for (field, message) in error.field_messages() {
+                    errors.add(field, message);
+                }
+            }
+        }
     }
     let zone = match settings.timezone.parse::<Zone>() {
         Ok(zone) => Some(zone),

@@ -15,6 +15,7 @@ mod messages;
 mod openapi;
 mod senders;
 mod templates;
+mod whatsapp_cloud;
 
 use std::time::Duration;
 

@@ -1,0 +1,356 @@
+//! The `whatsapp_cloud` provider against a mock Graph API on 127.0.0.1: Meta's request bodies,
+//! its webhook (challenge, signature, statuses out of order, inbound messages, stop), and what
+//! each class of Meta's errors does to a campaign.
+
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::Api;
+use crate::common::TestDb;
+
+const MESSAGES_PATH: &str = "/v23.0/1122334455667/messages";
+const APP_SECRET: &str = "app-secret-1";
+const VERIFY_TOKEN: &str = "verify-token-1";
+
+/// Meta's answer to a send: `wamid.<digits of to>`, or the error a recipient is set up for.
+struct Graph;
+
+impl Respond for Graph {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let to = body["to"].as_str().unwrap_or_default().to_owned();
+        let refusal = |status: u16, code: i64, message: &str| {
+            ResponseTemplate::new(status).set_body_json(json!({"error": {
+                "message": format!("(#{code}) {message}"), "type": "OAuthException",
+                "code": code, "fbtrace_id": "trace"}}))
+        };
+        match to.as_str() {
+            // Pair rate limit on the first attempt only: the recipient waits, the rest go on.
+            "201012345601" if attempts_to(request, &to) == 1 => {
+                refusal(400, 131056, "Pair rate limit hit").insert_header("Retry-After", "1")
+            }
+            "201012345602" => refusal(400, 131026, "Message undeliverable"),
+            "201012345699" => refusal(400, 131048, "Spam rate limit hit"),
+            _ => ResponseTemplate::new(200).set_body_json(json!({
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to}],
+                "messages": [{"id": format!("wamid.{to}")}]})),
+        }
+    }
+}
+
+/// How many sends to `to` the mock has seen, this one included (wiremock keeps no state for
+/// a responder, so the count is read from a shared log).
+fn attempts_to(request: &Request, to: &str) -> usize {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = format!("{}|{to}", request.url.port().unwrap_or_default());
+    let count = seen
+        .get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_default();
+    *count += 1;
+    *count
+}
+
+async fn graph() -> MockServer {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(header("authorization", "Bearer EAAG-test-token"))
+        .respond_with(Graph)
+        .mount(&graph)
+        .await;
+    graph
+}
+
+async fn whatsapp_sender(api: &Api, graph: &MockServer) -> String {
+    let created = api
+        .post(
+            "/v1/senders",
+            json!({"name": "Store line", "provider": "whatsapp_cloud",
+                   "provider_config": {"phone_number_id": "1122334455667",
+                                       "access_token": "EAAG-test-token",
+                                       "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN,
+                                       "api_base": graph.uri(), "api_version": "v23.0"}}),
+        )
+        .await;
+    created.expect(201);
+    created.id()
+}
+
+fn meta_signature(body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Meta's envelope around one change of the `messages` field.
+fn envelope(value: Value) -> String {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+        "changes": [{"field": "messages", "value": value}]}]})
+    .to_string()
+}
+
+async fn webhook(api: &Api, sender: &str, body: String, signature: &str) -> crate::Reply {
+    api.send(
+        api.client_without_token(Method::POST, &format!("/v1/callbacks/{sender}"))
+            .header("content-type", "application/json")
+            .header("X-Hub-Signature-256", signature)
+            .body(body),
+    )
+    .await
+}
+
+async fn start_campaign(api: &Api, sender: &str, tag: &str) -> String {
+    let id = api
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Spring", "sender_id": sender, "content": "Hi <<name|there>>!",
+                   "audience": {"type": "tags", "tags": [tag]}}),
+        )
+        .await
+        .id();
+    api.post_empty(&format!("/v1/campaigns/{id}/start"))
+        .await
+        .expect(200);
+    id
+}
+
+async fn a_campaign_goes_out_in_metas_json_and_metas_webhook_counts(db: TestDb) {
+    let graph = graph().await;
+    let api = Api::start(db).await;
+    let sender = whatsapp_sender(&api, &graph).await;
+    let shown = api.get(&format!("/v1/senders/{sender}")).await;
+    let config = &shown.expect(200)["provider_config"];
+    for secret in ["access_token", "app_secret", "verify_token"] {
+        assert_eq!(config[secret], "***", "{secret} is never shown");
+    }
+    assert_eq!(config["phone_number_id"], "1122334455667");
+
+    for (phone, name) in [("+201012345611", "Jane"), ("+201012345612", "Omar")] {
+        api.contact(phone, json!({"name": name, "tags": ["spring"]}))
+            .await;
+    }
+    let campaign = start_campaign(&api, &sender, "spring").await;
+    api.wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
+        s["status"] == "completed"
+    })
+    .await;
+    let requests = graph.received_requests().await.unwrap();
+    let jane = requests
+        .iter()
+        .map(|request| serde_json::from_slice::<Value>(&request.body).unwrap())
+        .find(|body| body["to"] == "201012345611")
+        .expect("Jane's send");
+    assert_eq!(
+        jane,
+        json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+               "to": "201012345611", "type": "text",
+               "text": {"preview_url": false, "body": "Hi Jane!"}})
+    );
+
+    // Meta verifies the webhook with a GET before it sends anything.
+    let challenge = |token: &str| {
+        api.client_without_token(
+            Method::GET,
+            &format!(
+                "/v1/callbacks/{sender}?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=8472"
+            ),
+        )
+        .send()
+    };
+    let answered = challenge(VERIFY_TOKEN).await.unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.text().await.unwrap(), "8472");
+    assert_eq!(challenge("a-guess").await.unwrap().status(), 403);
+
+    // Read overtakes delivered; a failure carries Meta's code and title.
+    let statuses = envelope(json!({"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1122334455667"},
+        "statuses": [
+            {"id": "wamid.201012345611", "status": "read", "timestamp": "1767000020",
+             "recipient_id": "201012345611", "pricing": {"billable": true}},
+            {"id": "wamid.201012345611", "status": "delivered", "timestamp": "1767000010",
+             "recipient_id": "201012345611"},
+            {"id": "wamid.201012345612", "status": "failed", "timestamp": "1767000011",
+             "recipient_id": "201012345612",
+             "errors": [{"code": 131026, "title": "Message undeliverable"}]}]}));
+    webhook(&api, &sender, statuses.clone(), "sha256=00")
+        .await
+        .expect_error(401, "unauthenticated");
+    let unchanged = api.get(&format!("/v1/campaigns/{campaign}/stats")).await;
+    assert_eq!(
+        unchanged.expect(200)["read"],
+        0,
+        "a forged webhook changes nothing"
+    );
+    let signature = meta_signature(&statuses);
+    webhook(&api, &sender, statuses.clone(), &signature)
+        .await
+        .expect(200);
+    // Meta retries a delivery it thinks was lost: nothing counts twice.
+    webhook(&api, &sender, statuses, &signature)
+        .await
+        .expect(200);
+    let stats = api.get(&format!("/v1/campaigns/{campaign}/stats")).await;
+    let stats = stats.expect(200);
+    assert_eq!(
+        (
+            stats["sent"].as_i64(),
+            stats["delivered"].as_i64(),
+            stats["read"].as_i64(),
+            stats["failed"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1), Some(1)),
+        "{stats}"
+    );
+    let failed = api
+        .get(&format!("/v1/campaigns/{campaign}/messages?status=failed"))
+        .await;
+    assert_eq!(
+        failed.expect(200)["data"][0]["error"],
+        "131026 Message undeliverable"
+    );
+
+    // A new number writes: its contact is created with its profile name.
+    let inbound = envelope(json!({"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1122334455667"},
+        "contacts": [{"profile": {"name": "Layla"}, "wa_id": "201012345688"}],
+        "messages": [
+            {"from": "201012345688", "id": "wamid.in1", "timestamp": "1767000030",
+             "type": "text", "text": {"body": "What does the sale cover?"}},
+            {"from": "201012345688", "id": "wamid.in2", "timestamp": "1767000031",
+             "type": "button", "button": {"text": "Stop promotions", "payload": "STOP"}}]}));
+    let recorded = webhook(&api, &sender, inbound.clone(), &meta_signature(&inbound)).await;
+    assert_eq!(recorded.expect(200)["inbound"], 2);
+    let received = api.get("/v1/messages?direction=inbound").await;
+    let bodies: Vec<&str> = received.expect(200)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|message| message["body"].as_str())
+        .collect();
+    assert!(bodies.contains(&"What does the sale cover?"), "{bodies:?}");
+    assert!(bodies.contains(&"Stop promotions"), "{bodies:?}");
+    let layla = api.get("/v1/contacts?search=Layla").await;
+    let layla = &layla.expect(200)["data"][0];
+    assert_eq!(layla["phone"], "+201012345688");
+
+    // The person stops marketing messages in WhatsApp itself.
+    let stop = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "user_preferences", "value": {"messaging_product": "whatsapp",
+         "user_preferences": [{"wa_id": "201012345688", "category": "marketing_messages",
+                               "value": "stop", "timestamp": 1767000040}]}}]}]})
+    .to_string();
+    webhook(&api, &sender, stop.clone(), &meta_signature(&stop))
+        .await
+        .expect(200);
+    let layla = api
+        .get(&format!("/v1/contacts/{}", layla["id"].as_str().unwrap()))
+        .await;
+    assert!(
+        layla.expect(200)["opted_out_at"].is_string(),
+        "{}",
+        layla.body
+    );
+    api.stop().await;
+}
+
+async fn metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender(db: TestDb) {
+    let graph = graph().await;
+    let api = Api::start(db).await;
+    let sender = whatsapp_sender(&api, &graph).await;
+    for phone in [
+        "+201012345601",
+        "+201012345602",
+        "+201012345603",
+        "+201012345604",
+    ] {
+        api.contact(phone, json!({"tags": ["errors"]})).await;
+    }
+    let campaign = start_campaign(&api, &sender, "errors").await;
+    let stats = api
+        .wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
+            s["status"] == "completed"
+        })
+        .await;
+    assert_eq!(
+        (stats["sent"].as_i64(), stats["failed"].as_i64()),
+        (Some(3), Some(1)),
+        "{stats}"
+    );
+    let failed = api
+        .get(&format!("/v1/campaigns/{campaign}/messages?status=failed"))
+        .await;
+    assert_eq!(
+        failed.expect(200)["data"][0]["error"],
+        "131026 Message undeliverable"
+    );
+    // The held recipient was tried again only after the others had gone out.
+    let order: Vec<String> = graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            body["to"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let held = order
+        .iter()
+        .rposition(|to| to == "201012345601")
+        .expect("the held recipient");
+    for other in ["201012345603", "201012345604"] {
+        let sent = order.iter().position(|to| to == other).unwrap();
+        assert!(
+            sent < held,
+            "{other} waited for the held recipient: {order:?}"
+        );
+    }
+
+    // Meta's spam rate limit: the sender's campaign is paused with the reason.
+    api.contact("+201012345699", json!({"tags": ["spam"]}))
+        .await;
+    let blocked = start_campaign(&api, &sender, "spam").await;
+    let paused = api
+        .wait_for(&format!("/v1/campaigns/{blocked}"), |c| {
+            c["status"] == "paused"
+        })
+        .await;
+    let reason = paused["paused_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("131048"), "{paused}");
+    api.stop().await;
+}
+
+async fn a_whatsapp_configuration_names_every_missing_field(db: TestDb) {
+    let api = Api::start(db).await;
+    let refused = api
+        .post(
+            "/v1/senders",
+            json!({"name": "Store line", "provider": "whatsapp_cloud",
+                   "provider_config": {"phone_number_id": "1122334455667"}}),
+        )
+        .await;
+    let errors = &refused.expect_error(422, "validation_failed")["errors"];
+    for field in ["access_token", "app_secret", "verify_token"] {
+        assert!(
+            errors[format!("provider_config.{field}")].is_array(),
+            "{field}: {errors}"
+        );
+    }
+    api.stop().await;
+}
+
+dialect_tests!(
+    a_campaign_goes_out_in_metas_json_and_metas_webhook_counts,
+    metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender,
+    a_whatsapp_configuration_names_every_missing_field,
+);
