@@ -209,6 +209,12 @@ pub trait ProviderModule: Send + Sync {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// The platform's documented throughput per sender, in sends a minute: a sender's pace
+    /// when its own pacing sets none.
+    fn default_rate_per_minute(&self) -> Option<u32> {
+        None
+    }
+
     /// Where the configuration's secrets are, as JSON pointers whose `*` matches every key or
     /// index at its level (`/headers/*`, `/auth/token`): they are shown as `"***"`, never as
     /// themselves.

@@ -57,6 +57,11 @@ impl ProviderModule for WhatsAppCloudModule {
         &["/access_token", "/app_secret", "/verify_token"]
     }
 
+    /// Meta's default throughput: 80 messages a second per number.
+    fn default_rate_per_minute(&self) -> Option<u32> {
+        Some(80 * 60)
+    }
+
     fn build(
         &self,
         config: &Value,

@@ -213,9 +213,15 @@ fn check(settings: SenderSettings) -> ServiceResult<Checked> {
     let (Some(provider), Some(zone)) = (provider, zone) else {
         return Err(ServiceError::validation("provider", "is not known"));
     };
+    // A platform's documented throughput is the pace a sender keeps unless told otherwise.
+    let mut pacing = settings.pacing;
+    if pacing.rate_per_minute.is_none() {
+        pacing.rate_per_minute = providers::module_of(provider).default_rate_per_minute();
+    }
     Ok(Checked {
         settings: SenderSettings {
             name: settings.name.trim().to_owned(),
+            pacing,
             ..settings
         },
         provider,
@@ -237,4 +243,49 @@ fn warmup_start(
         .filter(|sender| sender.warmup_enabled)
         .and_then(|sender| sender.warmup_started_on)
         .or_else(|| Some(local_day(now, zone.tz())))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn whatsapp(pacing: Pacing) -> SenderSettings {
+        SenderSettings {
+            name: "Store line".into(),
+            provider: "whatsapp_cloud".into(),
+            provider_config: json!({"phone_number_id": "1122334455667", "access_token": "t",
+                                    "app_secret": "s", "verify_token": "v"}),
+            timezone: "Africa/Cairo".into(),
+            pacing,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_whatsapp_number_keeps_metas_default_throughput_unless_told_otherwise() {
+        let (db, ws, _) = crate::service::testing::workspace_with_one_contact().await;
+        let now = Utc::now();
+        let (default, _) = create(&db, ws, whatsapp(Pacing::default()), now)
+            .await
+            .unwrap();
+        assert_eq!(default.pacing().rate_per_minute, Some(80 * 60));
+        let slower = Pacing {
+            rate_per_minute: Some(600),
+            ..Pacing::default()
+        };
+        let (slower, _) = create(&db, ws, whatsapp(slower), now).await.unwrap();
+        assert_eq!(slower.pacing().rate_per_minute, Some(600));
+        let sandbox = SenderSettings {
+            provider: "sandbox".into(),
+            provider_config: json!({}),
+            ..whatsapp(Pacing::default())
+        };
+        let (sandbox, _) = create(&db, ws, sandbox, now).await.unwrap();
+        assert_eq!(
+            sandbox.pacing().rate_per_minute,
+            None,
+            "the simulator has no limit"
+        );
+    }
 }
