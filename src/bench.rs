@@ -280,6 +280,7 @@ async fn read_latency(
         campaign: Some(campaign),
         status: Some(MessageStatus::Sent),
         direction: None,
+        contact: None,
     };
     let started = Instant::now();
     for _ in 0..PAGE_READS {

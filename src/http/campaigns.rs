@@ -360,6 +360,7 @@ async fn campaign_messages(
         campaign: Some(id),
         status: query.status,
         direction: None,
+        contact: None,
     };
     let (messages, total) = messages::list(&state.db, auth.workspace, filter, page).await?;
     Ok(Json(List::of(messages, page, total)))

@@ -19,8 +19,10 @@ use super::List;
 use super::auth::{Authorized, can};
 use super::error::ApiResult;
 use super::extract::{Id, JsonBody, PageParams, Query};
+use super::messages::MessageBody;
 use crate::domain::contact::ImportStatus;
 use crate::domain::ids::{ContactId, ImportId};
+use crate::domain::message::Direction;
 use crate::service::contacts::{self as service, ContactChange, ContactInput};
 use crate::service::imports;
 use crate::store::contacts::{Contact, ContactFilter};
@@ -34,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(unblock))
         .routes(routes!(opt_out))
         .routes(routes!(opt_in))
+        .routes(routes!(conversation))
         .routes(routes!(import))
         .routes(routes!(show_import))
 }
@@ -321,6 +324,33 @@ async fn opt_in(
     let contact =
         service::set_opted_out(&state.db, auth.workspace, id, false, state.clock.now()).await?;
     Ok(Json(contact.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ConversationQuery {
+    #[param(inline)]
+    direction: Option<Direction>,
+}
+
+/// A contact's conversation
+///
+/// Both directions, newest first: what campaigns and single sends sent it, and what it wrote
+/// (inbound messages carry `from` and `received_at`).
+#[utoipa::path(get, path = "/v1/contacts/{id}/messages", tag = "contacts",
+    params(("id" = ContactId, Path, description = "Contact id"), PageParams, ConversationQuery),
+    responses((status = 200, description = "A page of its messages", body = inline(List<MessageBody>))))]
+async fn conversation(
+    auth: Authorized<can::MessagesRead>,
+    State(state): State<AppState>,
+    Id(id): Id<ContactId>,
+    Query(page): Query<PageParams>,
+    Query(query): Query<ConversationQuery>,
+) -> ApiResult<Json<List<MessageBody>>> {
+    let page = page.page()?;
+    let (messages, total) =
+        service::conversation(&state.db, auth.workspace, id, query.direction, page).await?;
+    Ok(Json(List::of(messages, page, total)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -60,8 +60,14 @@ pub(super) struct MessageBody {
     sender_id: SenderId,
     contact_id: Option<ContactId>,
     direction: Direction,
-    /// The contact's phone, in E.164 (for an inbound message, who wrote).
+    /// The contact's phone, in E.164.
     to: String,
+    /// Inbound messages only: who wrote (E.164).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    /// Inbound messages only: when the platform says it was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received_at: Option<DateTime<Utc>>,
     body: Option<String>,
     media_url: Option<String>,
     status: MessageStatus,
@@ -80,7 +86,10 @@ pub(super) struct MessageBody {
 
 impl From<Message> for MessageBody {
     fn from(message: Message) -> Self {
+        let inbound = message.direction == Direction::Inbound;
         Self {
+            from: inbound.then(|| message.phone.clone()),
+            received_at: message.delivered_at.filter(|_| inbound),
             id: message.id,
             campaign_id: message.campaign_id,
             sender_id: message.sender_id,
@@ -157,6 +166,7 @@ async fn list(
         campaign: None,
         status: query.status,
         direction: query.direction,
+        contact: None,
     };
     let (messages, total) = service::list(&state.db, auth.workspace, filter, page).await?;
     Ok(Json(List::of(messages, page, total)))

@@ -9,9 +9,11 @@ use serde_json::Value;
 use super::ServiceResult;
 use crate::domain::contact::{normalize_tags, parse_email, parse_timezone};
 use crate::domain::ids::{ContactId, WorkspaceId};
+use crate::domain::message::Direction;
 use crate::domain::phone::Phone;
 use crate::domain::validation::FieldErrors;
 use crate::store::contacts::{self, Contact, ContactFields, ContactFilter};
+use crate::store::messages::{self, Message, MessageFilter};
 use crate::store::{Db, Page};
 
 /// A contact as a client gives it, before it is checked. Custom field values may be strings,
@@ -179,6 +181,24 @@ pub async fn list(
 ) -> ServiceResult<(Vec<Contact>, i64)> {
     let mut conn = db.read().await?;
     Ok(contacts::list(conn.conn(), workspace, filter, page).await?)
+}
+
+/// The conversation with a contact, both directions, newest first.
+pub async fn conversation(
+    db: &Db,
+    workspace: WorkspaceId,
+    id: ContactId,
+    direction: Option<Direction>,
+    page: Page,
+) -> ServiceResult<(Vec<Message>, i64)> {
+    let mut conn = db.read().await?;
+    contacts::get(conn.conn(), workspace, id).await?;
+    let filter = MessageFilter {
+        contact: Some(id),
+        direction,
+        ..MessageFilter::default()
+    };
+    Ok(messages::list(conn.conn(), workspace, filter, page).await?)
 }
 
 /// Its messages stay, for the campaigns' records.

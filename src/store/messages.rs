@@ -100,6 +100,8 @@ pub struct MessageFilter {
     pub campaign: Option<CampaignId>,
     pub status: Option<MessageStatus>,
     pub direction: Option<Direction>,
+    /// One contact's conversation, both directions (checked against the workspace first).
+    pub contact: Option<ContactId>,
 }
 
 /// One page of a workspace's messages, newest first.
@@ -128,6 +130,11 @@ pub async fn list(
         from_where
             .push(" AND status = ")
             .bind(Param::Text(status.as_str().into()));
+    }
+    if let Some(contact) = filter.contact {
+        from_where
+            .push(" AND contact_id = ")
+            .bind(Param::Id(contact.0));
     }
     if let Some(direction) = filter.direction {
         from_where
@@ -959,6 +966,18 @@ pub async fn insert_inbound(
         // The sender is gone: there is no workspace to record it in.
         return Ok(());
     };
+    // The customer-service window opens (again) with every message the person writes.
+    on_conn!(conn.reborrow(), c => sqlx::query(
+        "INSERT INTO conversations (sender_id, phone, last_inbound_at) VALUES ($1, $2, $3)
+         ON CONFLICT (sender_id, phone) DO UPDATE SET last_inbound_at = excluded.last_inbound_at
+         WHERE excluded.last_inbound_at > conversations.last_inbound_at",
+    )
+    .bind(sender)
+    .bind(&phone)
+    .bind(at)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
     let data = InboundEvent {
         message_id: id,
         contact_id,

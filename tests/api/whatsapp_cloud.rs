@@ -242,6 +242,19 @@ async fn a_campaign_goes_out_in_metas_json_and_metas_webhook_counts(db: TestDb) 
     let layla = api.get("/v1/contacts?search=Layla").await;
     let layla = &layla.expect(200)["data"][0];
     assert_eq!(layla["phone"], "+201012345688");
+    let conversation = api
+        .get(&format!(
+            "/v1/contacts/{}/messages",
+            layla["id"].as_str().unwrap()
+        ))
+        .await;
+    let conversation = conversation.expect(200);
+    assert_eq!(conversation["total"], 2, "{conversation}");
+    let newest = &conversation["data"][0];
+    assert_eq!(newest["direction"], "inbound");
+    assert_eq!(newest["from"], "+201012345688");
+    assert_eq!(newest["body"], "Stop promotions");
+    assert_eq!(newest["received_at"], "2025-12-29T09:20:31Z");
 
     // The person stops marketing messages in WhatsApp itself.
     let stop = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
