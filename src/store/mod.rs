@@ -492,6 +492,7 @@ mod tests {
             [
                 "messages_campaign_status",
                 "messages_claim",
+                "messages_contact",
                 "messages_in_flight",
                 "messages_provider_id",
                 "messages_single_due"
