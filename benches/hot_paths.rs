@@ -38,6 +38,7 @@ const CONTENT: &str = "Hi <<name|there>>! Our spring sale reaches <<city|your ci
 
 fn rendering(c: &mut Criterion) {
     let compiled = CompiledCampaign {
+        whatsapp: None,
         template: Template::parse(CONTENT),
         variables: BTreeMap::from([("code".to_owned(), "SPRING".to_owned())]),
         media_url: None,
@@ -143,6 +144,7 @@ impl Queue {
     async fn launch(&self) {
         let now = Utc::now();
         let fields = CampaignFields {
+            whatsapp: None,
             name: "bench".into(),
             sender_id: self.sender,
             template_id: None,

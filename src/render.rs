@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::domain::ids::{CampaignId, ContactId};
 use crate::domain::template::{Layered, ParseError, Template, Variables};
+use crate::domain::whatsapp::{CompiledWhatsApp, RenderedWhatsApp};
 use crate::store::contacts::RenderFields;
 
 /// What a campaign sends, compiled.
@@ -16,6 +17,9 @@ pub struct CompiledCampaign {
     pub template: Result<Template, ParseError>,
     pub variables: BTreeMap<String, String>,
     pub media_url: Option<String>,
+    /// The template approved at Meta that providers with templates send, parsed; checked when
+    /// the campaign was written, like `template`.
+    pub whatsapp: Option<Result<CompiledWhatsApp, String>>,
 }
 
 /// A contact's variables: `name`, `phone`, `email`, then its custom fields.
@@ -33,25 +37,36 @@ impl Variables for ContactVariables<'_> {
 }
 
 /// Renders `campaign`'s message for `contact` (absent when the contact was deleted after
-/// launch: only campaign values and fallbacks remain).
+/// launch: only campaign values and fallbacks remain) into `out`, and its WhatsApp part's
+/// parameters when it has one.
 pub fn render(
     campaign: &CompiledCampaign,
     contact: Option<&RenderFields>,
     out: &mut String,
-) -> Result<(), String> {
+) -> Result<Option<RenderedWhatsApp>, String> {
     out.clear();
     let template = campaign
         .template
         .as_ref()
         .map_err(|error| format!("template: {error}"))?;
-    let result = match contact {
-        Some(contact) => {
-            let fields = ContactVariables(contact);
-            template.render_into(&Layered(&[&fields, &campaign.variables]), out)
-        }
-        None => template.render_into(&campaign.variables, out),
-    };
-    result.map_err(|missing| format!("template: {missing}"))
+    let fields = contact.map(ContactVariables);
+    let mut sources: Vec<&dyn Variables> = Vec::with_capacity(2);
+    if let Some(fields) = &fields {
+        sources.push(fields);
+    }
+    sources.push(&campaign.variables);
+    let variables = Layered(&sources);
+    template
+        .render_into(&variables, out)
+        .map_err(|missing| format!("template: {missing}"))?;
+    match &campaign.whatsapp {
+        None => Ok(None),
+        Some(Err(error)) => Err(format!("whatsapp: {error}")),
+        Some(Ok(whatsapp)) => whatsapp
+            .render(&variables)
+            .map(Some)
+            .map_err(|missing| format!("whatsapp: {missing}")),
+    }
 }
 
 /// Renders `template` once, for a preview or a single message: contact fields first, then
@@ -121,6 +136,7 @@ mod tests {
 
     fn campaign(source: &str, variables: &[(&str, &str)]) -> CompiledCampaign {
         CompiledCampaign {
+            whatsapp: None,
             template: Template::parse(source),
             variables: variables
                 .iter()

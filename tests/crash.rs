@@ -126,6 +126,7 @@ async fn launch(db: &common::TestDb, gateway: &MockServer, senders: usize) -> La
     for n in 0..senders {
         let sender = http_sender(&mut tx, ws, &format!("Gateway {n}"), &config, "secret").await;
         let fields = CampaignFields {
+            whatsapp: None,
             name: format!("Crash {n}"),
             sender_id: sender,
             template_id: None,
@@ -318,6 +319,7 @@ async fn a_callback_answered_2xx_survives_a_kill(db: common::TestDb) {
         tx.conn(),
         ws,
         &CampaignFields {
+            whatsapp: None,
             name: "Callbacks".into(),
             sender_id: sender,
             template_id: None,

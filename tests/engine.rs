@@ -86,6 +86,7 @@ impl Scenario {
             .id;
         tx.commit().await.unwrap();
         let fields = CampaignFields {
+            whatsapp: None,
             name: "Spring sale".into(),
             sender_id: sender,
             template_id: None,
@@ -368,6 +369,7 @@ async fn a_campaigns_media_goes_with_each_of_its_messages(db: TestDb) {
     let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 3).await;
     let campaign = scenario.campaign().await;
     let fields = CampaignFields {
+        whatsapp: None,
         name: campaign.name,
         sender_id: campaign.sender_id,
         template_id: None,

@@ -74,6 +74,7 @@ async fn campaign(
     audience: Audience,
 ) -> CampaignId {
     let fields = CampaignFields {
+        whatsapp: None,
         name: "Spring sale".into(),
         sender_id: sender,
         template_id: None,
@@ -676,6 +677,7 @@ async fn templates_and_senders_round_trip(db: TestDb) {
     let mut conn = db.write().await.unwrap();
     let variables = vec!["name".to_string(), "code".to_string()];
     let fields = templates::TemplateFields {
+        whatsapp: None,
         name: "Welcome",
         content: "Hi <<name|there>>, your code is <<code>>",
         media_url: Some("https://example.com/a.png"),
@@ -686,6 +688,7 @@ async fn templates_and_senders_round_trip(db: TestDb) {
         .unwrap();
     assert_eq!(template.variables.0, variables);
     let renamed = templates::TemplateFields {
+        whatsapp: None,
         name: "Hello",
         ..fields
     };
@@ -893,6 +896,7 @@ async fn campaigns_edit_and_delete_only_in_allowed_states(db: TestDb) {
     let id = campaign(&db, ws, sender_id, Audience::All).await;
     let mut conn = db.write().await.unwrap();
     let mut fields = CampaignFields {
+        whatsapp: None,
         name: "Renamed".into(),
         sender_id,
         template_id: None,

@@ -71,3 +71,5 @@ pub mod template;
 pub mod time;
 /// Field-level validation errors.
 pub mod validation;
+/// A template's WhatsApp part: the template approved at Meta, rendered per contact.
+pub mod whatsapp;

@@ -37,6 +37,7 @@ use super::pacing::{
 use super::retry::{Next, after_failure};
 use crate::domain::ids::{CampaignId, MessageId, SenderId};
 use crate::domain::template::Template;
+use crate::domain::whatsapp::RenderedWhatsApp;
 use crate::providers::{self, Outbound, Provider, SendError};
 use crate::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
 use crate::store::messages::{Claimed, Outcome};
@@ -102,6 +103,8 @@ struct Prepared {
     to: String,
     body: String,
     media_url: Option<String>,
+    /// The template approved at Meta, rendered, for providers that send templates.
+    whatsapp: Option<RenderedWhatsApp>,
     attempts: i64,
 }
 
@@ -430,6 +433,11 @@ impl Lane {
                     template: Template::parse(&campaign.content),
                     variables: campaign.variables.0,
                     media_url: campaign.media_url,
+                    whatsapp: campaign.whatsapp.map(|part| {
+                        part.0
+                            .compile("whatsapp")
+                            .map_err(|errors| errors.to_string())
+                    }),
                 };
                 self.campaigns.insert(id, compiled);
             }
@@ -442,19 +450,23 @@ impl Lane {
         let mut prepared = Vec::with_capacity(batch.len());
         let mut failed = Vec::new();
         for message in batch {
-            let (body, media_url) = match (message.campaign_id, message.body) {
-                (None, body) => (body.unwrap_or_default(), message.media_url),
+            let (body, media_url, whatsapp) = match (message.campaign_id, message.body) {
+                (None, body) => (body.unwrap_or_default(), message.media_url, None),
                 (Some(campaign), _) => {
                     let compiled = self.campaigns.get(&campaign).ok_or(StoreError::NotFound)?;
                     let contact = message.contact_id.and_then(|id| contacts.get(&id));
                     let mut body = String::new();
-                    if let Err(error) = render(&compiled, contact, &mut body) {
-                        failed.push((message.id, Outcome::Failed { error }));
-                        continue;
-                    }
+                    let whatsapp = match render(&compiled, contact, &mut body) {
+                        Ok(whatsapp) => whatsapp,
+                        Err(error) => {
+                            failed.push((message.id, Outcome::Failed { error }));
+                            continue;
+                        }
+                    };
                     (
                         body,
                         message.media_url.or_else(|| compiled.media_url.clone()),
+                        whatsapp,
                     )
                 }
             };
@@ -464,6 +476,7 @@ impl Lane {
                 to: message.phone,
                 body,
                 media_url,
+                whatsapp,
                 attempts: message.attempts,
             });
         }
@@ -627,6 +640,7 @@ async fn send_all(
                         to: &message.to,
                         body: &message.body,
                         media_url: message.media_url.as_deref(),
+                        template: message.whatsapp.as_ref(),
                     };
                     let result = provider
                         .send(&outbound)

@@ -21,6 +21,7 @@ use super::messages::MessageBody;
 use crate::domain::campaign::{Audience, CampaignStats, CampaignStatus};
 use crate::domain::ids::{CampaignId, SenderId, TemplateId};
 use crate::domain::message::{Counters, MessageStatus};
+use crate::domain::whatsapp::WhatsAppTemplate;
 use crate::service::campaigns::{self as service, Draft, LaunchBy, Patch};
 use crate::service::messages;
 use crate::store::campaigns::Campaign;
@@ -98,6 +99,8 @@ struct CampaignBody {
     template_id: Option<TemplateId>,
     content: String,
     media_url: Option<String>,
+    /// The template's WhatsApp part, as it was when the campaign was written.
+    whatsapp: Option<WhatsAppTemplate>,
     audience: Audience,
     variables: BTreeMap<String, String>,
     status: CampaignStatus,
@@ -121,6 +124,7 @@ impl From<Campaign> for CampaignBody {
             template_id: campaign.template_id,
             content: campaign.content,
             media_url: campaign.media_url,
+            whatsapp: campaign.whatsapp.map(|part| part.0),
             audience: campaign.audience.0,
             variables: campaign.variables.0,
             status: campaign.status,

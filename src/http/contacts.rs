@@ -18,7 +18,7 @@ use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
 use super::error::ApiResult;
-use super::extract::{Id, JsonBody, PageParams, Query};
+use super::extract::{Id, JsonBody, PageParams, Query, present};
 use super::messages::MessageBody;
 use crate::domain::contact::ImportStatus;
 use crate::domain::ids::{ContactId, ImportId};
@@ -72,15 +72,6 @@ struct ContactPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     timezone: Option<Option<String>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -146,6 +146,15 @@ impl PageParams {
     }
 }
 
+/// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

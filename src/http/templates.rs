@@ -15,9 +15,10 @@ use super::AppState;
 use super::List;
 use super::auth::{Authorized, can};
 use super::error::ApiResult;
-use super::extract::{Id, JsonBody, PageParams, Query};
+use super::extract::{Id, JsonBody, PageParams, Query, present};
 use crate::domain::ids::{ContactId, TemplateId};
-use crate::service::templates as service;
+use crate::domain::whatsapp::WhatsAppTemplate;
+use crate::service::templates::{self as service, TemplateChange, TemplateInput};
 use crate::store::templates::TemplateRecord;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,6 +34,8 @@ struct NewTemplate {
     /// `Hi <<name|there>>, your code is <<code>>`
     content: String,
     media_url: Option<String>,
+    /// The template approved at Meta that `whatsapp_cloud` senders send instead of `content`.
+    whatsapp: Option<WhatsAppTemplate>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,6 +43,10 @@ struct TemplatePatch {
     name: Option<String>,
     content: Option<String>,
     media_url: Option<String>,
+    /// Replaces the WhatsApp part; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<WhatsAppTemplate>)]
+    whatsapp: Option<Option<WhatsAppTemplate>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -64,8 +71,9 @@ struct TemplateBody {
     name: String,
     content: String,
     media_url: Option<String>,
-    /// The variables the content uses, in order of first use.
+    /// The variables the content and the WhatsApp part use, in order of first use.
     variables: Vec<String>,
+    whatsapp: Option<WhatsAppTemplate>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -78,6 +86,7 @@ impl From<TemplateRecord> for TemplateBody {
             content: record.content,
             media_url: record.media_url,
             variables: record.variables.0,
+            whatsapp: record.whatsapp.map(|part| part.0),
             created_at: record.created_at,
             updated_at: record.updated_at,
         }
@@ -92,15 +101,13 @@ async fn create(
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewTemplate>,
 ) -> ApiResult<(StatusCode, Json<TemplateBody>)> {
-    let record = service::create(
-        &state.db,
-        auth.workspace,
-        &new.name,
-        &new.content,
-        new.media_url.as_deref(),
-        state.clock.now(),
-    )
-    .await?;
+    let input = TemplateInput {
+        name: new.name,
+        content: new.content,
+        media_url: new.media_url,
+        whatsapp: new.whatsapp,
+    };
+    let record = service::create(&state.db, auth.workspace, input, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
@@ -142,16 +149,13 @@ async fn update(
     Id(id): Id<TemplateId>,
     JsonBody(patch): JsonBody<TemplatePatch>,
 ) -> ApiResult<Json<TemplateBody>> {
-    let record = service::update(
-        &state.db,
-        auth.workspace,
-        id,
-        patch.name,
-        patch.content,
-        patch.media_url,
-        state.clock.now(),
-    )
-    .await?;
+    let change = TemplateChange {
+        name: patch.name,
+        content: patch.content,
+        media_url: patch.media_url,
+        whatsapp: patch.whatsapp,
+    };
+    let record = service::update(&state.db, auth.workspace, id, change, state.clock.now()).await?;
     Ok(Json(record.into()))
 }
 

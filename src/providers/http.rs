@@ -276,6 +276,7 @@ mod tests {
             to: "+15551234567",
             body: "Hi",
             media_url: None,
+            template: None,
         }
     }
 
@@ -308,6 +309,7 @@ mod tests {
             to: "+15551234567",
             body: "Hi Jane",
             media_url: None,
+            template: None,
         };
         let body: Value = serde_json::from_str(&http.body(&message).unwrap()).unwrap();
         assert_eq!(
@@ -329,6 +331,7 @@ mod tests {
             to: "+15551234567",
             body: tricky,
             media_url: None,
+            template: None,
         };
         let body: Value = serde_json::from_str(&http.body(&message).unwrap()).unwrap();
         assert_eq!(

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::domain::ids::MessageId;
 use crate::domain::provider::ProviderKind;
+use crate::domain::whatsapp::RenderedWhatsApp;
 
 pub mod http;
 pub mod sandbox;
@@ -35,6 +36,9 @@ pub struct Outbound<'a> {
     pub to: &'a str,
     pub body: &'a str,
     pub media_url: Option<&'a str>,
+    /// The template approved at the platform (WhatsApp's), rendered for this recipient; sent
+    /// instead of `body` by providers that send templates, ignored by the others.
+    pub template: Option<&'a RenderedWhatsApp>,
 }
 
 /// The provider took the message.

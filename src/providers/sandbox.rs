@@ -215,6 +215,7 @@ mod tests {
             to: "+14155552671",
             body: "hi",
             media_url: None,
+            template: None,
         }
     }
 

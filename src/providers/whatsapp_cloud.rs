@@ -22,6 +22,7 @@ use super::{
 };
 use crate::domain::callback::{CallbackEvent, StatusKind};
 use crate::domain::provider::ProviderKind;
+use crate::domain::whatsapp::{HeaderKind, RenderedWhatsApp};
 
 const DEFAULT_API_BASE: &str = "https://graph.facebook.com";
 const DEFAULT_API_VERSION: &str = "v23.0";
@@ -280,7 +281,8 @@ pub struct WhatsAppCloud {
 }
 
 impl WhatsAppCloud {
-    /// Meta's request body for `message`: media by link with the text as its caption, or text.
+    /// Meta's request body for `message`: its approved template with the parameters rendered
+    /// for this recipient, else media by link with the text as its caption, else text.
     fn body(message: &Outbound<'_>) -> Value {
         let to = message.to.trim_start_matches('+');
         let mut body = json!({
@@ -289,6 +291,11 @@ impl WhatsAppCloud {
             "to": to,
         });
         let fields = body.as_object_mut().expect("a JSON object literal");
+        if let Some(template) = message.template {
+            fields.insert("type".into(), json!("template"));
+            fields.insert("template".into(), template_part(template));
+            return body;
+        }
         match message.media_url {
             Some(link) => {
                 let kind = media_kind(link);
@@ -310,6 +317,31 @@ impl WhatsAppCloud {
         }
         body
     }
+}
+
+/// Meta's `template` object: name, language and the components' parameters.
+fn template_part(template: &RenderedWhatsApp) -> Value {
+    let mut components = Vec::new();
+    if let Some((kind, value)) = &template.header {
+        let parameter = match kind {
+            HeaderKind::Text => json!({"type": "text", "text": value}),
+            media => json!({"type": media.as_str(), media.as_str(): {"link": value}}),
+        };
+        components.push(json!({"type": "header", "parameters": [parameter]}));
+    }
+    if !template.body_params.is_empty() {
+        let parameters: Vec<Value> = template
+            .body_params
+            .iter()
+            .map(|text| json!({"type": "text", "text": text}))
+            .collect();
+        components.push(json!({"type": "body", "parameters": parameters}));
+    }
+    let mut part = json!({"name": template.name, "language": {"code": template.language}});
+    if !components.is_empty() {
+        part["components"] = Value::Array(components);
+    }
+    part
 }
 
 /// The media type Meta is told, from the link's file extension; a document when unsure.
@@ -746,6 +778,7 @@ mod tests {
             to: "+15551234567",
             body: "Hi Jane",
             media_url: None,
+            template: None,
         };
         assert_eq!(
             WhatsAppCloud::body(&text),
@@ -763,9 +796,32 @@ mod tests {
         );
         let document = Outbound {
             media_url: Some("https://cdn.example.com/price-list.pdf"),
-            ..text
+            ..text.clone()
         };
         assert_eq!(WhatsAppCloud::body(&document)["type"], "document");
+        let spring = RenderedWhatsApp {
+            name: "spring_sale".into(),
+            language: "en_US".into(),
+            body_params: vec!["Jane".into(), "SPRING".into()],
+            header: Some((HeaderKind::Image, "https://cdn.example.com/sale.jpg".into())),
+        };
+        let templated = Outbound {
+            template: Some(&spring),
+            ..text
+        };
+        assert_eq!(
+            WhatsAppCloud::body(&templated),
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+                   "to": "15551234567", "type": "template",
+                   "template": {"name": "spring_sale", "language": {"code": "en_US"},
+                                "components": [
+                                    {"type": "header", "parameters": [
+                                        {"type": "image",
+                                         "image": {"link": "https://cdn.example.com/sale.jpg"}}]},
+                                    {"type": "body", "parameters": [
+                                        {"type": "text", "text": "Jane"},
+                                        {"type": "text", "text": "SPRING"}]}]}})
+        );
     }
 
     #[test]

@@ -116,11 +116,11 @@ async fn check(
     }
     errors.into_result()?;
 
-    if let Some(template) = &source.template {
+    if source.template.is_some() {
         let mut unfillable = FieldErrors::new();
         let reaches_anyone =
             audience::count(conn.reborrow(), workspace, &draft.audience).await? > 0;
-        for name in template.required_variables() {
+        for name in source.required_variables() {
             let given = draft.variables.get(name).is_some_and(|v| !v.is_empty());
             if given || !reaches_anyone {
                 continue;
@@ -143,6 +143,7 @@ async fn check(
         template_id: draft.template_id,
         content: source.content.unwrap_or_default(),
         media_url: source.media_url,
+        whatsapp: source.whatsapp.map(|(part, _)| part),
         audience: draft.audience,
         variables: draft.variables,
     })

@@ -8,27 +8,45 @@ use chrono::{DateTime, Utc};
 use crate::domain::ids::{ContactId, TemplateId, WorkspaceId};
 use crate::domain::template::Template;
 use crate::domain::validation::FieldErrors;
+use crate::domain::whatsapp::{CompiledWhatsApp, WhatsAppTemplate};
 use crate::render::render_once;
 use crate::store::templates::{TemplateFields, TemplateRecord};
 use crate::store::{Conn, Db, Page, StoreError, contacts, templates};
 
 use super::{ServiceError, ServiceResult};
 
-/// Creates a template; its variables are read from its content.
+/// A template as a client gives it.
+#[derive(Clone, Debug, Default)]
+pub struct TemplateInput {
+    pub name: String,
+    pub content: String,
+    pub media_url: Option<String>,
+    pub whatsapp: Option<WhatsAppTemplate>,
+}
+
+/// Fields to change; `None` keeps a field, `whatsapp: Some(None)` removes the WhatsApp part.
+#[derive(Clone, Debug, Default)]
+pub struct TemplateChange {
+    pub name: Option<String>,
+    pub content: Option<String>,
+    pub media_url: Option<String>,
+    pub whatsapp: Option<Option<WhatsAppTemplate>>,
+}
+
+/// Creates a template; its variables are read from its content and its WhatsApp part.
 pub async fn create(
     db: &Db,
     workspace: WorkspaceId,
-    name: &str,
-    content: &str,
-    media_url: Option<&str>,
+    input: TemplateInput,
     now: DateTime<Utc>,
 ) -> ServiceResult<TemplateRecord> {
-    let template = checked(name, content, media_url)?;
+    let variables = checked(&input)?;
     let fields = TemplateFields {
-        name: name.trim(),
-        content,
-        media_url,
-        variables: template.variables(),
+        name: input.name.trim(),
+        content: &input.content,
+        media_url: input.media_url.as_deref(),
+        variables: &variables,
+        whatsapp: input.whatsapp.as_ref(),
     };
     let mut conn = db.write().await?;
     Ok(templates::insert(conn.conn(), workspace, &fields, now).await?)
@@ -40,22 +58,26 @@ pub async fn update(
     db: &Db,
     workspace: WorkspaceId,
     id: TemplateId,
-    name: Option<String>,
-    content: Option<String>,
-    media_url: Option<String>,
+    change: TemplateChange,
     now: DateTime<Utc>,
 ) -> ServiceResult<TemplateRecord> {
     let mut conn = db.write().await?;
     let current = templates::get(conn.conn(), workspace, id).await?;
-    let name = name.unwrap_or(current.name);
-    let content = content.unwrap_or(current.content);
-    let media_url = media_url.or(current.media_url);
-    let template = checked(&name, &content, media_url.as_deref())?;
+    let input = TemplateInput {
+        name: change.name.unwrap_or(current.name),
+        content: change.content.unwrap_or(current.content),
+        media_url: change.media_url.or(current.media_url),
+        whatsapp: change
+            .whatsapp
+            .unwrap_or_else(|| current.whatsapp.map(|part| part.0)),
+    };
+    let variables = checked(&input)?;
     let fields = TemplateFields {
-        name: name.trim(),
-        content: &content,
-        media_url: media_url.as_deref(),
-        variables: template.variables(),
+        name: input.name.trim(),
+        content: &input.content,
+        media_url: input.media_url.as_deref(),
+        variables: &variables,
+        whatsapp: input.whatsapp.as_ref(),
     };
     Ok(templates::update(conn.conn(), workspace, id, &fields, now).await?)
 }
@@ -112,16 +134,39 @@ pub async fn delete(db: &Db, workspace: WorkspaceId, id: TemplateId) -> ServiceR
     Ok(templates::delete(conn.conn(), workspace, id).await?)
 }
 
-/// A template's fields checked together; returns its parsed content.
-fn checked(name: &str, content: &str, media_url: Option<&str>) -> ServiceResult<Template> {
+/// A template's fields checked together; returns the variables its content and WhatsApp
+/// part use, in order of first use.
+fn checked(input: &TemplateInput) -> ServiceResult<Vec<String>> {
     let mut errors = FieldErrors::new();
-    if name.trim().is_empty() {
+    if input.name.trim().is_empty() {
         errors.add("name", "must not be empty");
     }
-    let template = check_content(content, "content", &mut errors);
-    check_media_url(media_url, &mut errors);
+    let template = check_content(&input.content, "content", &mut errors);
+    check_media_url(input.media_url.as_deref(), &mut errors);
+    let whatsapp = check_whatsapp(input.whatsapp.as_ref(), &mut errors);
     errors.into_result()?;
-    template.ok_or_else(|| ServiceError::validation("content", "cannot be parsed"))
+    let mut variables = template.map(|t| t.variables().to_vec()).unwrap_or_default();
+    for name in whatsapp.iter().flat_map(CompiledWhatsApp::variables) {
+        if !variables.contains(&name) {
+            variables.push(name);
+        }
+    }
+    Ok(variables)
+}
+
+/// Parses a WhatsApp part, adding each problem to `errors`.
+pub fn check_whatsapp(
+    whatsapp: Option<&WhatsAppTemplate>,
+    errors: &mut FieldErrors,
+) -> Option<CompiledWhatsApp> {
+    match whatsapp.map(|part| part.compile("whatsapp")) {
+        Some(Ok(compiled)) => Some(compiled),
+        Some(Err(problems)) => {
+            *errors = std::mem::take(errors).merged(problems);
+            None
+        }
+        None => None,
+    }
 }
 
 /// What a campaign or a single message sends, checked: its own `content` or a template's, and
@@ -130,6 +175,26 @@ pub struct Source {
     pub content: Option<String>,
     pub template: Option<Template>,
     pub media_url: Option<String>,
+    /// The template's WhatsApp part, when the source is a template that has one.
+    pub whatsapp: Option<(WhatsAppTemplate, CompiledWhatsApp)>,
+}
+
+impl Source {
+    /// Variables some text of the source uses without a fallback, each once.
+    pub fn required_variables(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        let content = self.template.iter().flat_map(Template::required_variables);
+        let whatsapp = self
+            .whatsapp
+            .iter()
+            .flat_map(|(_, compiled)| compiled.required_variables());
+        for name in content.chain(whatsapp) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
 }
 
 /// Resolves `template_id` or `content` (exactly one) within `workspace`; each problem is added
@@ -142,25 +207,33 @@ pub async fn resolve_source(
     media_url: Option<String>,
     errors: &mut FieldErrors,
 ) -> ServiceResult<Source> {
-    let (content, template_media) = match (template_id, content) {
+    let (content, template_media, whatsapp) = match (template_id, content) {
         (Some(_), Some(_)) => {
             errors.add("content", "give template_id or content, not both");
-            (None, None)
+            (None, None, None)
         }
         (None, None) => {
             errors.add("content", "give template_id or content");
-            (None, None)
+            (None, None, None)
         }
-        (None, Some(content)) => (Some(content), None),
+        (None, Some(content)) => (Some(content), None, None),
         (Some(id), None) => match templates::get(conn, workspace, id).await {
-            Ok(template) => (Some(template.content), template.media_url),
+            Ok(template) => (
+                Some(template.content),
+                template.media_url,
+                template.whatsapp.map(|part| part.0),
+            ),
             Err(StoreError::NotFound) => {
                 errors.add("template_id", "no such template");
-                (None, None)
+                (None, None, None)
             }
             Err(error) => return Err(error.into()),
         },
     };
+    let whatsapp = whatsapp.and_then(|part| {
+        let compiled = check_whatsapp(Some(&part), errors)?;
+        Some((part, compiled))
+    });
     let template = content
         .as_deref()
         .and_then(|content| check_content(content, "content", errors));
@@ -170,6 +243,7 @@ pub async fn resolve_source(
         content,
         template,
         media_url,
+        whatsapp,
     })
 }
 

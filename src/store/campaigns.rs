@@ -16,10 +16,11 @@ use crate::domain::campaign::{Audience, CampaignStats, CampaignStatus};
 use crate::domain::event::{CampaignEvent, EventType};
 use crate::domain::ids::{CampaignId, SenderId, TemplateId, WorkspaceId};
 use crate::domain::message::Counters;
+use crate::domain::whatsapp::WhatsAppTemplate;
 
 macro_rules! columns {
     () => {
-        "id, workspace_id, name, sender_id, template_id, content, media_url, audience, variables, \
+        "id, workspace_id, name, sender_id, template_id, content, media_url, whatsapp, audience, variables, \
          status, scheduled_at, started_at, paused_at, paused_reason, completed_at, canceled_at, \
          total_count, \
          pending_count, sent_count, delivered_count, read_count, failed_count, skipped_count, \
@@ -36,6 +37,8 @@ pub struct Campaign {
     pub template_id: Option<TemplateId>,
     pub content: String,
     pub media_url: Option<String>,
+    /// The template's WhatsApp part, copied when the campaign was written.
+    pub whatsapp: Option<Json<WhatsAppTemplate>>,
     pub audience: Json<Audience>,
     pub variables: Json<BTreeMap<String, String>>,
     pub status: CampaignStatus,
@@ -90,6 +93,8 @@ pub struct CampaignFields {
     /// The text to send: the template's content at the time of writing, or the campaign's own.
     pub content: String,
     pub media_url: Option<String>,
+    /// The template's WhatsApp part at the time of writing.
+    pub whatsapp: Option<WhatsAppTemplate>,
     pub audience: Audience,
     pub variables: BTreeMap<String, String>,
 }
@@ -103,8 +108,8 @@ pub async fn insert(
     let id = CampaignId::generate();
     on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO campaigns (id, workspace_id, name, sender_id, template_id, content, media_url,
-                                audience, variables, status, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', $10, $10)",
+                                audience, variables, status, created_at, updated_at, whatsapp)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', $10, $10, $11)",
     )
     .bind(id)
     .bind(workspace)
@@ -116,6 +121,7 @@ pub async fn insert(
     .bind(Json(&fields.audience))
     .bind(Json(&fields.variables))
     .bind(now)
+    .bind(fields.whatsapp.as_ref().map(Json))
     .execute(&mut *c)
     .await.map(drop))?;
     get(conn, workspace, id).await
@@ -188,7 +194,8 @@ pub async fn update(
 ) -> Result<Campaign> {
     let sql = format!(
         "UPDATE campaigns SET name = $3, sender_id = $4, template_id = $5, content = $6,
-                              media_url = $7, audience = $8, variables = $9, updated_at = $10
+                              media_url = $7, audience = $8, variables = $9, updated_at = $10,
+                              whatsapp = $11
          WHERE id = $1 AND workspace_id = $2 AND status IN ({})
          RETURNING {}",
         status_list(&editable()),
@@ -205,6 +212,7 @@ pub async fn update(
         .bind(Json(&fields.audience))
         .bind(Json(&fields.variables))
         .bind(now)
+        .bind(fields.whatsapp.as_ref().map(Json))
         .fetch_optional(&mut *c)
         .await?);
     match updated {

@@ -1,4 +1,5 @@
-//! Message templates; `variables` is derived from the content when it is written.
+//! Message templates; `variables` is derived from the content (and the WhatsApp part) when
+//! it is written.
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
@@ -7,10 +8,11 @@ use sqlx::types::Json;
 use super::sql::{Param, SqlBuilder, fetch_page};
 use super::{Conn, Page, Result, StoreError, on_conn};
 use crate::domain::ids::{TemplateId, WorkspaceId};
+use crate::domain::whatsapp::WhatsAppTemplate;
 
 macro_rules! columns {
     () => {
-        "id, workspace_id, name, content, media_url, variables, created_at, updated_at"
+        "id, workspace_id, name, content, media_url, variables, whatsapp, created_at, updated_at"
     };
 }
 
@@ -21,18 +23,21 @@ pub struct TemplateRecord {
     pub name: String,
     pub content: String,
     pub media_url: Option<String>,
-    /// The variables the content uses, in order of first use.
+    /// The variables the content and the WhatsApp part use, in order of first use.
     pub variables: Json<Vec<String>>,
+    /// The template approved at Meta that providers with templates send.
+    pub whatsapp: Option<Json<WhatsAppTemplate>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-/// A template's fields; `variables` must be what parsing `content` found.
+/// A template's fields; `variables` must be what parsing `content` and `whatsapp` found.
 pub struct TemplateFields<'a> {
     pub name: &'a str,
     pub content: &'a str,
     pub media_url: Option<&'a str>,
     pub variables: &'a [String],
+    pub whatsapp: Option<&'a WhatsAppTemplate>,
 }
 
 pub async fn insert(
@@ -43,8 +48,9 @@ pub async fn insert(
 ) -> Result<TemplateRecord> {
     let id = TemplateId::generate();
     on_conn!(conn.reborrow(), c => sqlx::query(
-        "INSERT INTO templates (id, workspace_id, name, content, media_url, variables, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO templates (id, workspace_id, name, content, media_url, variables, whatsapp,
+                                created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7)",
     )
     .bind(id)
     .bind(workspace)
@@ -53,6 +59,7 @@ pub async fn insert(
     .bind(fields.media_url)
     .bind(Json(fields.variables))
     .bind(now)
+    .bind(fields.whatsapp.map(Json))
     .execute(&mut *c)
     .await.map(drop))?;
     get(conn, workspace, id).await
@@ -93,7 +100,8 @@ pub async fn update(
     now: DateTime<Utc>,
 ) -> Result<TemplateRecord> {
     let updated = on_conn!(conn.reborrow(), c => sqlx::query(
-        "UPDATE templates SET name = $3, content = $4, media_url = $5, variables = $6, updated_at = $7
+        "UPDATE templates SET name = $3, content = $4, media_url = $5, variables = $6, updated_at = $7,
+                              whatsapp = $8
          WHERE id = $1 AND workspace_id = $2",
     )
     .bind(id)
@@ -103,6 +111,7 @@ pub async fn update(
     .bind(fields.media_url)
     .bind(Json(fields.variables))
     .bind(now)
+    .bind(fields.whatsapp.map(Json))
     .execute(&mut *c)
     .await?
     .rows_affected());

@@ -343,6 +343,97 @@ async fn metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender(db: Te
     api.stop().await;
 }
 
+async fn a_template_campaign_sends_metas_template_rendered_per_contact(db: TestDb) {
+    let graph = graph().await;
+    let api = Api::start(db).await;
+    let sender = whatsapp_sender(&api, &graph).await;
+    let whatsapp = json!({"name": "spring_sale", "language": "en_US",
+                          "body_params": ["<<name|there>>", "<<code>>"],
+                          "header": {"type": "image", "value": "https://cdn.example.com/spring.jpg"}});
+    let refused = api
+        .post(
+            "/v1/templates",
+            json!({"name": "Spring", "content": "Hi",
+                   "whatsapp": {"name": "Spring Sale", "language": "english", "body_params": ["<<x"]}}),
+        )
+        .await;
+    let errors = &refused.expect_error(422, "validation_failed")["errors"];
+    for field in [
+        "whatsapp.name",
+        "whatsapp.language",
+        "whatsapp.body_params.0",
+    ] {
+        assert!(errors[field].is_array(), "{field}: {errors}");
+    }
+    let template = api
+        .post(
+            "/v1/templates",
+            json!({"name": "Spring", "content": "Hi <<name|there>>, use <<code>> today",
+                   "whatsapp": whatsapp}),
+        )
+        .await;
+    let created = template.expect(201);
+    assert_eq!(created["whatsapp"], whatsapp);
+    assert_eq!(created["variables"], json!(["name", "code"]));
+    let template = template.id();
+
+    api.contact("+201012345621", json!({"name": "Jane", "tags": ["tpl"]}))
+        .await;
+    api.contact("+201012345622", json!({"tags": ["tpl"]})).await;
+    let campaign = api
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Spring", "sender_id": sender, "template_id": template,
+                   "variables": {"code": "SPRING"}, "audience": {"type": "tags", "tags": ["tpl"]}}),
+        )
+        .await;
+    assert_eq!(
+        campaign.expect(201)["whatsapp"],
+        whatsapp,
+        "copied at creation"
+    );
+    let campaign = campaign.id();
+    api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
+        .await
+        .expect(200);
+    api.wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
+        s["status"] == "completed" && s["sent"] == 2
+    })
+    .await;
+    let bodies: Vec<Value> = graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| serde_json::from_slice(&request.body).unwrap())
+        .collect();
+    let jane = bodies
+        .iter()
+        .find(|body| body["to"] == "201012345621")
+        .expect("Jane's send");
+    assert_eq!(
+        jane,
+        &json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+                "to": "201012345621", "type": "template",
+                "template": {"name": "spring_sale", "language": {"code": "en_US"},
+                             "components": [
+                                 {"type": "header", "parameters": [{"type": "image",
+                                   "image": {"link": "https://cdn.example.com/spring.jpg"}}]},
+                                 {"type": "body", "parameters": [
+                                     {"type": "text", "text": "Jane"},
+                                     {"type": "text", "text": "SPRING"}]}]}})
+    );
+    let unnamed = bodies
+        .iter()
+        .find(|body| body["to"] == "201012345622")
+        .expect("the unnamed contact's send");
+    assert_eq!(
+        unnamed["template"]["components"][1]["parameters"][0]["text"], "there",
+        "a fallback fills a parameter like the content"
+    );
+    api.stop().await;
+}
+
 async fn a_whatsapp_configuration_names_every_missing_field(db: TestDb) {
     let api = Api::start(db).await;
     let refused = api
@@ -365,5 +456,6 @@ async fn a_whatsapp_configuration_names_every_missing_field(db: TestDb) {
 dialect_tests!(
     a_campaign_goes_out_in_metas_json_and_metas_webhook_counts,
     metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender,
+    a_template_campaign_sends_metas_template_rendered_per_contact,
     a_whatsapp_configuration_names_every_missing_field,
 );

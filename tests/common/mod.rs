@@ -221,6 +221,7 @@ pub async fn silent_campaign_sent(db: &Db, callback_secret: &str) -> SentCampaig
         .await
         .unwrap();
     let fields = CampaignFields {
+        whatsapp: None,
         name: "Spring".into(),
         sender_id: sender.id,
         template_id: None,
