@@ -138,7 +138,9 @@ impl Progress {
         match (self.status, event) {
             (Pending, Event::Claimed) => next.status = Sending,
             (Sending, Event::Retry) => next.status = Pending,
-            (Pending, Event::Skipped) => next.status = Skipped,
+            // Unsent on purpose: before a lane took it, or by the lane itself (the recipient is
+            // outside a window the platform keeps).
+            (Pending | Sending, Event::Skipped) => next.status = Skipped,
             // The provider's word that it has the message beats our own bookkeeping: a message
             // skipped after its lease ran out may still have gone out.
             (Pending | Sending | Skipped, Event::Sent { at }) => {
@@ -349,10 +351,16 @@ mod tests {
     }
 
     #[test]
-    fn only_pending_messages_are_claimed_skipped_and_only_sending_ones_retried() {
+    fn only_pending_messages_are_claimed_and_only_sending_ones_retried() {
         let sending = run(&[Event::Claimed]);
         assert_eq!(sending.apply(Event::Claimed), None);
-        assert_eq!(sending.apply(Event::Skipped), None);
+        // Its lane may still decide not to send it (the recipient is outside WhatsApp's window).
+        assert_eq!(
+            sending.apply(Event::Skipped).map(|p| p.status),
+            Some(Skipped)
+        );
+        let sent = run(&[Event::Claimed, Event::Sent { at: at(1) }]);
+        assert_eq!(sent.apply(Event::Skipped), None, "what went out stays out");
         assert_eq!(sending.apply(Event::Retry).map(|p| p.status), Some(Pending));
         assert_eq!(Progress::pending().apply(Event::Retry), None);
         assert_eq!(

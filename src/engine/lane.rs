@@ -61,6 +61,12 @@ pub enum LaneError {
     SenderUnusable(String),
 }
 
+/// WhatsApp's customer-service window: free-form messages reach a person this long after their
+/// last message to the number.
+const CUSTOMER_SERVICE_WINDOW_HOURS: i64 = 24;
+/// The reason a message skipped for it carries (API.md).
+const OUTSIDE_CUSTOMER_SERVICE_WINDOW: &str = "outside_customer_service_window";
+
 /// A sender row that cannot be read as it is stored (a time zone or window time that does not
 /// parse) is the sender's settings' fault: its campaigns are paused with the reason.
 fn unusable_settings(error: StoreError) -> LaneError {
@@ -480,10 +486,44 @@ impl Lane {
                 attempts: message.attempts,
             });
         }
+        let prepared = self.within_window(prepared, &mut failed).await?;
         Ok(Batch {
             ready: prepared,
             failed,
         })
+    }
+
+    /// Where the platform keeps a customer-service window (WhatsApp: 24 hours since the
+    /// person's last message), free-form messages to people outside it are skipped with the
+    /// reason, never sent; templates always go.
+    async fn within_window(
+        &self,
+        prepared: Vec<Prepared>,
+        unsent: &mut Vec<(MessageId, Outcome)>,
+    ) -> Result<Vec<Prepared>, LaneError> {
+        let capabilities = providers::module_of(self.sender.provider).capabilities();
+        let free_form: Vec<&str> = prepared
+            .iter()
+            .filter(|message| message.whatsapp.is_none())
+            .map(|message| message.to.as_str())
+            .collect();
+        if !capabilities.customer_service_window || free_form.is_empty() {
+            return Ok(prepared);
+        }
+        let since = self.now() - chrono::Duration::hours(CUSTOMER_SERVICE_WINDOW_HOURS);
+        let open = {
+            let mut conn = self.shared.db.read().await?;
+            store::conversations::wrote_since(conn.conn(), self.sender.id, &free_form, since)
+                .await?
+        };
+        let (ready, outside): (Vec<_>, Vec<_>) = prepared
+            .into_iter()
+            .partition(|message| message.whatsapp.is_some() || open.contains(&message.to));
+        unsent.extend(outside.into_iter().map(|message| {
+            let reason = OUTSIDE_CUSTOMER_SERVICE_WINDOW.to_owned();
+            (message.id, Outcome::Skipped { reason })
+        }));
+        Ok(ready)
     }
 
     /// Renews the lease when due, and picks up changed sender settings then.

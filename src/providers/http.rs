@@ -36,6 +36,7 @@ impl super::ProviderModule for HttpModule {
             typing_indicator: false,
             templates: false,
             media: true,
+            customer_service_window: false,
         }
     }
 

@@ -162,6 +162,9 @@ pub struct Capabilities {
     pub templates: bool,
     /// Sends media by URL.
     pub media: bool,
+    /// Free-form messages reach a person only within 24 hours of their last message (WhatsApp's
+    /// customer-service window); outside it only templates go out.
+    pub customer_service_window: bool,
 }
 
 /// A request to `/v1/callbacks/{sender_id}`, as the sender's provider module reads it.

@@ -32,6 +32,7 @@ impl super::ProviderModule for SandboxModule {
             typing_indicator: false,
             templates: false,
             media: true,
+            customer_service_window: false,
         }
     }
 

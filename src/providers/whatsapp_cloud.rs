@@ -51,6 +51,7 @@ impl ProviderModule for WhatsAppCloudModule {
             typing_indicator: false,
             templates: true,
             media: true,
+            customer_service_window: true,
         }
     }
 

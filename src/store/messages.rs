@@ -361,6 +361,10 @@ pub enum Outcome {
     Failed {
         error: String,
     },
+    /// Not sent on purpose, for `reason` (`outside_customer_service_window`).
+    Skipped {
+        reason: String,
+    },
 }
 
 /// Records a batch of send outcomes in one transaction, moving counters and completing
@@ -530,6 +534,13 @@ impl Outcome {
                 Event::Failed { at: now },
                 Details {
                     error: Some(error.clone()),
+                    ..Details::default()
+                },
+            ),
+            Outcome::Skipped { reason } => (
+                Event::Skipped,
+                Details {
+                    error: Some(reason.clone()),
                     ..Details::default()
                 },
             ),

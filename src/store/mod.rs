@@ -24,6 +24,7 @@ pub mod api_keys;
 pub mod audience;
 pub mod campaigns;
 pub mod contacts;
+pub mod conversations;
 pub mod events;
 pub mod groups;
 pub mod idempotency;

@@ -108,6 +108,23 @@ async fn webhook(api: &Api, sender: &str, body: String, signature: &str) -> crat
     .await
 }
 
+/// Each phone writes to the number, which opens its customer-service window.
+async fn write_in(api: &Api, sender: &str, phones: &[&str]) {
+    let messages: Vec<Value> = phones
+        .iter()
+        .enumerate()
+        .map(|(n, phone)| {
+            json!({"from": phone.trim_start_matches('+'), "id": format!("wamid.hello{n}"),
+                   "timestamp": chrono::Utc::now().timestamp().to_string(),
+                   "type": "text", "text": {"body": "Hello"}})
+        })
+        .collect();
+    let body = envelope(json!({"messaging_product": "whatsapp", "messages": messages}));
+    webhook(api, sender, body.clone(), &meta_signature(&body))
+        .await
+        .expect(200);
+}
+
 async fn start_campaign(api: &Api, sender: &str, tag: &str) -> String {
     let id = api
         .post(
@@ -134,15 +151,46 @@ async fn a_campaign_goes_out_in_metas_json_and_metas_webhook_counts(db: TestDb) 
     }
     assert_eq!(config["phone_number_id"], "1122334455667");
 
-    for (phone, name) in [("+201012345611", "Jane"), ("+201012345612", "Omar")] {
+    for (phone, name) in [
+        ("+201012345611", "Jane"),
+        ("+201012345612", "Omar"),
+        ("+201012345613", "Sara"),
+    ] {
         api.contact(phone, json!({"name": name, "tags": ["spring"]}))
             .await;
     }
+    // Jane and Omar wrote today; Sara never did: free-form text may not reach her.
+    write_in(&api, &sender, &["+201012345611", "+201012345612"]).await;
     let campaign = start_campaign(&api, &sender, "spring").await;
-    api.wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
-        s["status"] == "completed"
-    })
-    .await;
+    let stats = api
+        .wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
+            s["status"] == "completed"
+        })
+        .await;
+    assert_eq!(
+        (
+            stats["sent"].as_i64(),
+            stats["skipped"].as_i64(),
+            stats["failed"].as_i64()
+        ),
+        (Some(2), Some(1), Some(0)),
+        "{stats}"
+    );
+    let skipped = api
+        .get(&format!("/v1/campaigns/{campaign}/messages?status=skipped"))
+        .await;
+    let skipped = &skipped.expect(200)["data"][0];
+    assert_eq!(skipped["to"], "+201012345613");
+    assert_eq!(skipped["error"], "outside_customer_service_window");
+    assert!(
+        graph
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .all(|request| !String::from_utf8_lossy(&request.body).contains("201012345613")),
+        "nothing was sent to Sara"
+    );
     let requests = graph.received_requests().await.unwrap();
     let jane = requests
         .iter()
@@ -230,7 +278,7 @@ async fn a_campaign_goes_out_in_metas_json_and_metas_webhook_counts(db: TestDb) 
              "type": "button", "button": {"text": "Stop promotions", "payload": "STOP"}}]}));
     let recorded = webhook(&api, &sender, inbound.clone(), &meta_signature(&inbound)).await;
     assert_eq!(recorded.expect(200)["inbound"], 2);
-    let received = api.get("/v1/messages?direction=inbound").await;
+    let received = api.get("/v1/messages?direction=inbound&per_page=200").await;
     let bodies: Vec<&str> = received.expect(200)["data"]
         .as_array()
         .unwrap()
@@ -280,14 +328,16 @@ async fn metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender(db: Te
     let graph = graph().await;
     let api = Api::start(db).await;
     let sender = whatsapp_sender(&api, &graph).await;
-    for phone in [
+    let phones = [
         "+201012345601",
         "+201012345602",
         "+201012345603",
         "+201012345604",
-    ] {
+    ];
+    for phone in phones {
         api.contact(phone, json!({"tags": ["errors"]})).await;
     }
+    write_in(&api, &sender, &phones).await;
     let campaign = start_campaign(&api, &sender, "errors").await;
     let stats = api
         .wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
@@ -332,6 +382,7 @@ async fn metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender(db: Te
     // Meta's spam rate limit: the sender's campaign is paused with the reason.
     api.contact("+201012345699", json!({"tags": ["spam"]}))
         .await;
+    write_in(&api, &sender, &["+201012345699"]).await;
     let blocked = start_campaign(&api, &sender, "spam").await;
     let paused = api
         .wait_for(&format!("/v1/campaigns/{blocked}"), |c| {
