@@ -694,8 +694,13 @@ async fn send_all(
                     if let Err(SendError::PauseSender(reason)) = &result {
                         stop.sender_unusable(reason);
                     }
-                    let (outcome, throttled_until) =
-                        outcome_of(result, message.attempts, now, shared.config.retry_base);
+                    let (outcome, throttled_until) = outcome_of(
+                        result,
+                        message.campaign_id.is_some(),
+                        message.attempts,
+                        now,
+                        shared.config.retry_base,
+                    );
                     (End::Outcome(outcome), throttled_until)
                 } else {
                     (End::Unsent, None)
@@ -716,6 +721,7 @@ async fn send_all(
 /// sender to wait (HTTP 429), if it did.
 fn outcome_of(
     result: Result<providers::Accepted, SendError>,
+    of_a_campaign: bool,
     attempts: i64,
     now: DateTime<Utc>,
     retry_base: Duration,
@@ -727,6 +733,11 @@ fn outcome_of(
             };
             return (sent, None);
         }
+        Err(SendError::RecipientOptedOut(error)) => return (Outcome::Unwanted { error }, None),
+        Err(SendError::PauseCampaign(reason)) if of_a_campaign => {
+            return (Outcome::CampaignBlocked { reason }, None);
+        }
+        Err(SendError::PauseCampaign(error)) => return (Outcome::Failed { error }, None),
         Err(error) => error,
     };
     let throttled_until = match &error {

@@ -32,7 +32,9 @@ pub enum Next {
 /// (What becomes of its lane — held, stopped — is the lane's.)
 pub fn after_failure(error: &SendError, attempts: i64, base: Duration, rng: &mut impl Rng) -> Next {
     match error {
-        SendError::Fail(_) => Next::GiveUp,
+        SendError::Fail(_) | SendError::RecipientOptedOut(_) => Next::GiveUp,
+        // Waits for its campaign's resume, however long: never the message's fault.
+        SendError::PauseCampaign(_) => Next::RetryIn(Duration::ZERO),
         // Not the message's fault: it waits at least as long as the provider asks, however
         // often, and longer each time the recipient is still held.
         SendError::HoldRecipient { after, .. } => {

@@ -74,6 +74,15 @@ pub enum SendError {
     /// Another attempt would fail the same way (an invalid number, a rejected request).
     #[error("{0}")]
     Fail(String),
+    /// The recipient refuses this sender's messages (WhatsApp's `131050`): the message fails
+    /// and the contact is opted out in the same transaction.
+    #[error("{0}")]
+    RecipientOptedOut(String),
+    /// What this campaign sends cannot go out as it is (its template is missing at the
+    /// platform): the campaign is paused with the reason and the message waits for the fix,
+    /// instead of failing every recipient one by one. A single message fails.
+    #[error("{0}")]
+    PauseCampaign(String),
 }
 
 impl SendError {

@@ -427,11 +427,14 @@ fn meaning_of(status: StatusCode, after: Option<Duration>, answer: &Value) -> Se
         },
         // The number or the account cannot send: nothing more until someone acts.
         Some(131048) | Some(368) | Some(131031) | Some(190) => SendError::PauseSender(reason),
+        // The person stopped marketing messages from this business.
+        Some(131050) => SendError::RecipientOptedOut(reason),
+        // The template does not exist at Meta (in this language): every send of it would fail.
+        Some(132001) => SendError::PauseCampaign(reason),
         // Another attempt would fail the same way.
-        Some(131026) | Some(131047) | Some(131050) | Some(130472) | Some(132000) | Some(132001)
-        | Some(131051) | Some(131052) | Some(131053) | Some(100) | Some(131008) | Some(131009)
-        | Some(131021) | Some(132005) | Some(132007) | Some(132012) | Some(132015)
-        | Some(132016) => SendError::Fail(reason),
+        Some(131026) | Some(131047) | Some(130472) | Some(132000) | Some(131051) | Some(131052)
+        | Some(131053) | Some(100) | Some(131008) | Some(131009) | Some(131021) | Some(132005)
+        | Some(132007) | Some(132012) | Some(132015) | Some(132016) => SendError::Fail(reason),
         _ if status == StatusCode::TOO_MANY_REQUESTS => SendError::HoldLane {
             after: Some(after.unwrap_or(THROUGHPUT_HOLD)),
             reason,
@@ -846,7 +849,15 @@ mod tests {
                 SendError::PauseSender(_)
             ));
         }
-        for code in [131026, 131047, 131050, 130472, 132000, 132001] {
+        assert!(matches!(
+            meaning_of(bad, None, &refusal(131050)),
+            SendError::RecipientOptedOut(reason) if reason.starts_with("131050")
+        ));
+        assert!(matches!(
+            meaning_of(bad, None, &refusal(132001)),
+            SendError::PauseCampaign(reason) if reason.starts_with("132001")
+        ));
+        for code in [131026, 131047, 130472, 132000] {
             assert!(matches!(
                 meaning_of(bad, None, &refusal(code)),
                 SendError::Fail(reason) if reason.starts_with(&format!("{code} Something"))

@@ -410,6 +410,35 @@ pub async fn pause(
 
 /// Pauses every running campaign of `sender`, saying why: what Herald does when the sender
 /// cannot send at all. Returns the campaigns paused.
+/// Pauses one running campaign that cannot go on as it is, with the reason; false when it is
+/// not running (already paused, or finished).
+pub async fn pause_with_reason(
+    mut conn: Conn<'_>,
+    id: CampaignId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let sql = format!(
+        "UPDATE campaigns SET status = 'paused', paused_at = $3, paused_reason = $2, updated_at = $3
+         WHERE id = $1 AND status = 'running'
+         RETURNING {}",
+        columns!()
+    );
+    let paused: Option<Campaign> = on_conn!(conn.reborrow(), c => sqlx::query_as(super::sql::trusted(&sql))
+        .bind(id)
+        .bind(reason)
+        .bind(now)
+        .fetch_optional(&mut *c)
+        .await?);
+    match paused {
+        Some(campaign) => {
+            announce(conn, &campaign, EventType::CampaignPaused, now).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 pub async fn pause_for_sender(
     mut conn: Conn<'_>,
     sender: SenderId,

@@ -365,6 +365,16 @@ pub enum Outcome {
     Skipped {
         reason: String,
     },
+    /// Failed because the recipient refuses the sender's messages: its contact is opted out
+    /// in the same transaction.
+    Unwanted {
+        error: String,
+    },
+    /// Not sent because its campaign cannot go out as it is: the campaign is paused with the
+    /// reason in the same transaction, and the message waits in the queue.
+    CampaignBlocked {
+        reason: String,
+    },
 }
 
 /// Records a batch of send outcomes in one transaction, moving counters and completing
@@ -393,7 +403,51 @@ pub async fn record_outcomes(
             !(matches!(change.event, Event::Sent { .. }) && recorded.remove(&change.id))
         })
         .collect();
-    apply_changes(tx, &rest, now).await
+    apply_changes(tx, &rest, now).await?;
+    for (id, outcome) in outcomes {
+        match outcome {
+            Outcome::Unwanted { .. } => opt_out_recipient(tx, *id, now).await?,
+            Outcome::CampaignBlocked { reason } => pause_campaign_of(tx, *id, reason, now).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Opts out the contact a message went to (its `contact.opted_out` event included).
+async fn opt_out_recipient(tx: &mut Tx, id: MessageId, now: DateTime<Utc>) -> Result<()> {
+    let recipient: Option<(WorkspaceId, Option<ContactId>)> = on_conn!(tx.conn(), c => sqlx::query_as(
+        "SELECT workspace_id, contact_id FROM messages WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?);
+    if let Some((workspace, Some(contact))) = recipient {
+        match super::contacts::set_opted_out(tx.conn(), workspace, contact, Some(now), now).await {
+            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Pauses the running campaign a message belongs to, with the reason.
+async fn pause_campaign_of(
+    tx: &mut Tx,
+    id: MessageId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let campaign: Option<Option<CampaignId>> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+        "SELECT campaign_id FROM messages WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?);
+    if let Some(Some(campaign)) = campaign {
+        campaigns::pause_with_reason(tx.conn(), campaign, reason, now).await?;
+    }
+    Ok(())
 }
 
 /// The common case of [`record_outcomes`], without reading each message first: sends of
@@ -541,6 +595,21 @@ impl Outcome {
                 Event::Skipped,
                 Details {
                     error: Some(reason.clone()),
+                    ..Details::default()
+                },
+            ),
+            Outcome::Unwanted { error } => (
+                Event::Failed { at: now },
+                Details {
+                    error: Some(error.clone()),
+                    ..Details::default()
+                },
+            ),
+            Outcome::CampaignBlocked { reason } => (
+                Event::Retry,
+                Details {
+                    error: Some(reason.clone()),
+                    not_before: Some(now),
                     ..Details::default()
                 },
             ),

@@ -28,6 +28,13 @@ impl Respond for Graph {
                 "message": format!("(#{code}) {message}"), "type": "OAuthException",
                 "code": code, "fbtrace_id": "trace"}}))
         };
+        if body["template"]["name"] == "missing_template" {
+            return refusal(
+                404,
+                132001,
+                "Template name does not exist in the translation",
+            );
+        }
         match to.as_str() {
             // Pair rate limit on the first attempt only: the recipient waits, the rest go on.
             "201012345601" if attempts_to(request, &to) == 1 => {
@@ -35,6 +42,7 @@ impl Respond for Graph {
             }
             "201012345602" => refusal(400, 131026, "Message undeliverable"),
             "201012345699" => refusal(400, 131048, "Spam rate limit hit"),
+            "201012345698" => refusal(400, 131050, "User has stopped marketing messages"),
             _ => ResponseTemplate::new(200).set_body_json(json!({
                 "messaging_product": "whatsapp",
                 "contacts": [{"input": to, "wa_id": to}],
@@ -333,6 +341,7 @@ async fn metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender(db: Te
         "+201012345602",
         "+201012345603",
         "+201012345604",
+        "+201012345698",
     ];
     for phone in phones {
         api.contact(phone, json!({"tags": ["errors"]})).await;
@@ -346,15 +355,32 @@ async fn metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender(db: Te
         .await;
     assert_eq!(
         (stats["sent"].as_i64(), stats["failed"].as_i64()),
-        (Some(3), Some(1)),
+        (Some(3), Some(2)),
         "{stats}"
     );
     let failed = api
         .get(&format!("/v1/campaigns/{campaign}/messages?status=failed"))
         .await;
-    assert_eq!(
-        failed.expect(200)["data"][0]["error"],
-        "131026 Message undeliverable"
+    let errors: Vec<&str> = failed.expect(200)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|message| message["error"].as_str())
+        .collect();
+    assert!(
+        errors.contains(&"131026 Message undeliverable"),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|error| error.starts_with("131050")),
+        "{errors:?}"
+    );
+    // 131050: the person stopped marketing messages, so the contact is opted out too.
+    let stopped = api.get("/v1/contacts?search=201012345698").await;
+    assert!(
+        stopped.expect(200)["data"][0]["opted_out_at"].is_string(),
+        "{}",
+        stopped.body
     );
     // The held recipient was tried again only after the others had gone out.
     let order: Vec<String> = graph
@@ -391,6 +417,53 @@ async fn metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender(db: Te
         .await;
     let reason = paused["paused_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("131048"), "{paused}");
+    api.stop().await;
+}
+
+async fn a_template_missing_at_meta_pauses_its_campaign_instead_of_failing_everyone(db: TestDb) {
+    let graph = graph().await;
+    let api = Api::start(db).await;
+    let sender = whatsapp_sender(&api, &graph).await;
+    let template = api
+        .post(
+            "/v1/templates",
+            json!({"name": "Missing", "content": "Hi",
+                   "whatsapp": {"name": "missing_template", "language": "en_US"}}),
+        )
+        .await
+        .id();
+    for n in 0..5 {
+        api.contact(&format!("+20101234570{n}"), json!({"tags": ["missing"]}))
+            .await;
+    }
+    let campaign = api
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Missing", "sender_id": sender, "template_id": template,
+                   "audience": {"type": "tags", "tags": ["missing"]}}),
+        )
+        .await
+        .id();
+    api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
+        .await
+        .expect(200);
+    let paused = api
+        .wait_for(&format!("/v1/campaigns/{campaign}"), |c| {
+            c["status"] == "paused"
+        })
+        .await;
+    assert!(
+        paused["paused_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.starts_with("132001")),
+        "{paused}"
+    );
+    let stats = api
+        .wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
+            s["pending"] == 5
+        })
+        .await;
+    assert_eq!(stats["failed"], 0, "no recipient failed for it: {stats}");
     api.stop().await;
 }
 
@@ -508,5 +581,6 @@ dialect_tests!(
     a_campaign_goes_out_in_metas_json_and_metas_webhook_counts,
     metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender,
     a_template_campaign_sends_metas_template_rendered_per_contact,
+    a_template_missing_at_meta_pauses_its_campaign_instead_of_failing_everyone,
     a_whatsapp_configuration_names_every_missing_field,
 );
