@@ -113,6 +113,33 @@ struct CampaignBody {
     canceled_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// On create and change only: what is allowed but likely unwanted (free-form text through
+    /// WhatsApp to people outside the 24-hour window).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<WarningBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Warning)]
+struct WarningBody {
+    code: &'static str,
+    message: String,
+    /// How many recipients it concerns.
+    count: i64,
+}
+
+impl CampaignBody {
+    fn warned(mut self, warnings: Vec<service::Warning>) -> Self {
+        self.warnings = warnings
+            .into_iter()
+            .map(|warning| WarningBody {
+                code: warning.code,
+                message: warning.message,
+                count: warning.count,
+            })
+            .collect();
+        self
+    }
 }
 
 impl From<Campaign> for CampaignBody {
@@ -136,6 +163,7 @@ impl From<Campaign> for CampaignBody {
             canceled_at: campaign.canceled_at,
             created_at: campaign.created_at,
             updated_at: campaign.updated_at,
+            warnings: Vec::new(),
         }
     }
 }
@@ -179,8 +207,13 @@ async fn create(
         audience: new.audience,
         variables: new.variables,
     };
-    let campaign = service::create(&state.db, auth.workspace, draft, state.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(campaign.into())))
+    let now = state.clock.now();
+    let campaign = service::create(&state.db, auth.workspace, draft, now).await?;
+    let warnings = service::warnings(&state.db, &campaign, now).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CampaignBody::from(campaign).warned(warnings)),
+    ))
 }
 
 /// List campaigns
@@ -229,8 +262,10 @@ async fn update(
         audience: patch.audience,
         variables: patch.variables,
     };
-    let campaign = service::update(&state.db, auth.workspace, id, patch, state.clock.now()).await?;
-    Ok(Json(campaign.into()))
+    let now = state.clock.now();
+    let campaign = service::update(&state.db, auth.workspace, id, patch, now).await?;
+    let warnings = service::warnings(&state.db, &campaign, now).await?;
+    Ok(Json(CampaignBody::from(campaign).warned(warnings)))
 }
 
 /// Delete a draft, scheduled or canceled campaign, with its messages

@@ -13,6 +13,7 @@ use crate::domain::contact::parse_timezone;
 use crate::domain::ids::{CampaignId, SenderId, TemplateId, WorkspaceId};
 use crate::domain::time::resolve_local;
 use crate::domain::validation::FieldErrors;
+use crate::providers;
 use crate::store::campaigns::{self, Campaign, CampaignFields};
 use crate::store::{Conn, Db, Page, StoreError, audience, groups, senders};
 
@@ -60,6 +61,59 @@ pub async fn list(
 ) -> ServiceResult<(Vec<Campaign>, i64)> {
     let mut conn = db.read().await?;
     Ok(campaigns::list(conn.conn(), workspace, status, page).await?)
+}
+
+/// Something about a campaign that is allowed but likely not what its author wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub code: &'static str,
+    pub message: String,
+    /// How many recipients it concerns.
+    pub count: i64,
+}
+
+/// What a campaign's author should know before it starts: through a sender whose platform
+/// keeps a customer-service window, free-form text (no WhatsApp part) is skipped for every
+/// recipient who has not written in the last 24 hours.
+pub async fn warnings(
+    db: &Db,
+    campaign: &Campaign,
+    now: DateTime<Utc>,
+) -> ServiceResult<Vec<Warning>> {
+    if campaign.whatsapp.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut conn = db.read().await?;
+    let sender = senders::get(conn.conn(), campaign.workspace_id, campaign.sender_id).await?;
+    if !providers::module_of(sender.provider)
+        .capabilities()
+        .customer_service_window
+    {
+        return Ok(Vec::new());
+    }
+    let since = now - chrono::Duration::hours(24);
+    let audience = &campaign.audience.0;
+    let silent = audience::silent_since(
+        conn.conn(),
+        campaign.workspace_id,
+        audience,
+        sender.id,
+        since,
+    )
+    .await?;
+    if silent == 0 {
+        return Ok(Vec::new());
+    }
+    let total = audience::count(conn.conn(), campaign.workspace_id, audience).await?;
+    Ok(vec![Warning {
+        code: "outside_customer_service_window",
+        message: format!(
+            "{silent} of {total} recipients have not written to this number in the last 24 \
+             hours: free-form text will be skipped for them; use a template with a whatsapp part \
+             to reach them"
+        ),
+        count: silent,
+    }])
 }
 
 /// Checks a campaign against its workspace: the sender, template and group exist there, the

@@ -133,3 +133,25 @@ pub async fn contact_ids(
         .fetch_all(&mut *c)
         .await?))
 }
+
+/// How many of the audience have not written to `sender` after `since` (outside WhatsApp's
+/// customer-service window).
+pub async fn silent_since(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    audience: &Audience,
+    sender: crate::domain::ids::SenderId,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<i64> {
+    let mut query = SqlBuilder::new("SELECT COUNT(*) FROM contacts c WHERE ");
+    push_predicate(conn.reborrow(), &mut query, workspace, audience).await?;
+    query
+        .push(" AND NOT EXISTS (SELECT 1 FROM conversations w WHERE w.sender_id = ")
+        .bind(Param::Id(sender.0))
+        .push(" AND w.phone = c.phone AND w.last_inbound_at > ")
+        .bind(Param::Time(since))
+        .push(")");
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query_scalar(super::sql::built(&query, &*c)), &query.params)
+        .fetch_one(&mut *c)
+        .await?))
+}

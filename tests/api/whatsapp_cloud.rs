@@ -169,7 +169,24 @@ async fn a_campaign_goes_out_in_metas_json_and_metas_webhook_counts(db: TestDb) 
     }
     // Jane and Omar wrote today; Sara never did: free-form text may not reach her.
     write_in(&api, &sender, &["+201012345611", "+201012345612"]).await;
-    let campaign = start_campaign(&api, &sender, "spring").await;
+    let draft = api
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Spring", "sender_id": sender, "content": "Hi <<name|there>>!",
+                   "audience": {"type": "tags", "tags": ["spring"]}}),
+        )
+        .await;
+    let warning = &draft.expect(201)["warnings"][0];
+    assert_eq!(
+        warning["code"], "outside_customer_service_window",
+        "{}",
+        draft.body
+    );
+    assert_eq!(warning["count"], 1, "only Sara: {}", draft.body);
+    let campaign = draft.id();
+    api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
+        .await
+        .expect(200);
     let stats = api
         .wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
             s["status"] == "completed"
@@ -515,6 +532,11 @@ async fn a_template_campaign_sends_metas_template_rendered_per_contact(db: TestD
         campaign.expect(201)["whatsapp"],
         whatsapp,
         "copied at creation"
+    );
+    assert!(
+        campaign.body.get("warnings").is_none(),
+        "a template reaches everyone: {}",
+        campaign.body
     );
     let campaign = campaign.id();
     api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
