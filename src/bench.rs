@@ -20,12 +20,14 @@ use crate::app::{open_database, start_engine};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::campaign::Audience;
-use crate::domain::ids::{CampaignId, WorkspaceId};
+use crate::domain::ids::{CampaignId, TemplateId, WorkspaceId};
 use crate::domain::message::MessageStatus;
 use crate::domain::pacing::Pacing;
+use crate::domain::whatsapp::WhatsAppTemplate;
 use crate::service::campaigns::{self as service, Draft, LaunchBy};
 use crate::service::contacts::{self, ContactInput};
 use crate::service::senders::{self as sender_service, SenderSettings};
+use crate::service::templates::TemplateInput;
 use crate::service::{messages, workspaces};
 use crate::store::messages::MessageFilter;
 use crate::store::{Db, Page};
@@ -119,7 +121,7 @@ async fn bench(config: &Config, recipients: u32, sandbox_only: bool) -> anyhow::
 
     let sandbox = json!({"latency_ms": 0, "deliver_rate": 0, "read_rate": 0});
     let (campaign, sandbox_run) =
-        send_campaign(&db, clock.as_ref(), workspace, "sandbox", &sandbox).await?;
+        send_campaign(&db, clock.as_ref(), workspace, "sandbox", &sandbox, None).await?;
     let latency = read_latency(&db, workspace, campaign).await?;
     let mut report = json!({
         "recipients": recipients,
@@ -141,7 +143,8 @@ async fn bench(config: &Config, recipients: u32, sandbox_only: bool) -> anyhow::
     if !sandbox_only {
         let sink = Sink::start().await?;
         let http = json!({"url": sink.url(), "timeout_ms": 10_000});
-        let (_, http_run) = send_campaign(&db, clock.as_ref(), workspace, "http", &http).await?;
+        let (_, http_run) =
+            send_campaign(&db, clock.as_ref(), workspace, "http", &http, None).await?;
         let bare = bare_reqwest(&sink, recipients, config.engine().concurrency).await?;
         let fraction = http_run.rate() / bare.max(f64::EPSILON);
         eprintln!(
@@ -155,6 +158,18 @@ async fn bench(config: &Config, recipients: u32, sandbox_only: bool) -> anyhow::
         report["bare_reqwest_per_second"] = json!(bare.round());
         report["http_fraction_of_loopback"] = json!(round(fraction));
         report["sink_requests"] = json!(sink.requests());
+
+        let whatsapp =
+            whatsapp_run(&db, clock.as_ref(), recipients.min(WHATSAPP_RECIPIENTS)).await?;
+        eprintln!(
+            "whatsapp_cloud (mock Graph API, {} ms a request, Meta's default 80/s): {:.2} sends/s ({:+.2} % of 80), {:.1} µs CPU per send",
+            GRAPH_LATENCY.as_millis(),
+            whatsapp.rate(),
+            (whatsapp.rate() / 80.0 - 1.0) * 100.0,
+            whatsapp.cpu_micros_per_send(),
+        );
+        report["whatsapp_cloud"] = whatsapp.json();
+        report["whatsapp_cloud"]["sends_per_second"] = json!(round(whatsapp.rate()));
     }
     engine.shutdown().await;
     db.close().await;
@@ -185,13 +200,15 @@ async fn seed(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Result<Wor
     Ok(workspace)
 }
 
-/// Sends one campaign to every contact through a new sender of `provider`, all gates off.
+/// Sends one campaign to every contact through a new sender of `provider`, all gates off
+/// except the platform's default rate, with its own text or `template`'s.
 async fn send_campaign(
     db: &Db,
     clock: &dyn Clock,
     workspace: WorkspaceId,
     provider: &str,
     provider_config: &Value,
+    template: Option<TemplateId>,
 ) -> anyhow::Result<(CampaignId, Run)> {
     let now = clock.now();
     let sender = SenderSettings {
@@ -205,8 +222,8 @@ async fn send_campaign(
     let fields = Draft {
         name: format!("Bench via {provider}"),
         sender_id: sender.id,
-        template_id: None,
-        content: Some("Hi <<name|there>>! Our sale reaches <<city|your city>> today: <<discount|20%>> off with code <<code>>.".into()),
+        template_id: template,
+        content: template.is_none().then(|| "Hi <<name|there>>! Our sale reaches <<city|your city>> today: <<discount|20%>> off with code <<code>>.".into()),
         media_url: None,
         audience: Audience::All,
         variables: BTreeMap::from([("code".to_owned(), "BENCH".to_owned())]),
@@ -255,6 +272,84 @@ async fn send_campaign(
             peak_rss_kib: peak_rss_kib.max(read_status_kib("VmHWM:")),
         },
     ))
+}
+
+/// Recipients of the WhatsApp run: 30 s at Meta's default 80 messages a second.
+const WHATSAPP_RECIPIENTS: u32 = 2_400;
+/// What a request to Meta's Graph API takes from here, roughly.
+const GRAPH_LATENCY: Duration = Duration::from_millis(30);
+
+/// A campaign through the `whatsapp_cloud` provider against an in-process mock of Meta's Graph
+/// API that answers after [`GRAPH_LATENCY`], at the sender's default pace (80/s): the rate it
+/// holds and its CPU per send. Its recipients never wrote, so it sends a template.
+async fn whatsapp_run(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Result<Run> {
+    let graph = MockGraph::start().await?;
+    let workspace = seed(db, clock, recipients).await?;
+    let whatsapp: WhatsAppTemplate = serde_json::from_value(json!({
+        "name": "bench_sale", "language": "en_US",
+        "body_params": ["<<name|there>>", "<<city|your city>>", "<<code>>"]}))?;
+    let template = crate::service::templates::create(
+        db,
+        workspace,
+        TemplateInput {
+            name: "Bench sale".into(),
+            content: "Hi <<name|there>>! Our sale reaches <<city|your city>>: code <<code>>."
+                .into(),
+            media_url: None,
+            whatsapp: Some(whatsapp),
+        },
+        clock.now(),
+    )
+    .await?;
+    let config = json!({"phone_number_id": "1122334455667", "access_token": "bench-token",
+                        "app_secret": "bench-secret", "verify_token": "bench-verify",
+                        "api_base": graph.base()});
+    let (_, run) = send_campaign(
+        db,
+        clock,
+        workspace,
+        "whatsapp_cloud",
+        &config,
+        Some(template.id),
+    )
+    .await?;
+    Ok(run)
+}
+
+/// Meta's `POST /{version}/{phone_number_id}/messages`, answering a wamid after a delay.
+struct MockGraph {
+    address: std::net::SocketAddr,
+}
+
+impl MockGraph {
+    // The mock stands in for Meta; it is no part of Herald's API.
+    #[allow(clippy::disallowed_methods)]
+    async fn start() -> anyhow::Result<Self> {
+        let sent = Arc::new(AtomicU64::new(0));
+        let router = axum::Router::new().route(
+            "/{version}/{phone_number_id}/messages",
+            post(move |body: axum::body::Bytes| {
+                let sent = sent.clone();
+                async move {
+                    tokio::time::sleep(GRAPH_LATENCY).await;
+                    std::hint::black_box(body);
+                    let n = sent.fetch_add(1, Ordering::Relaxed);
+                    axum::Json(json!({"messaging_product": "whatsapp",
+                                      "messages": [{"id": format!("wamid.bench{n}")}]}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { address })
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.address)
+    }
 }
 
 struct Latency {
