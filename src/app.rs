@@ -37,7 +37,6 @@ impl Application {
             db,
             config: Arc::new(config),
             clock,
-            jobs: engine.jobs(),
             api_limits: Arc::default(),
         };
         Ok(Self {

@@ -9,7 +9,7 @@
 //!   for SQLite and PostgreSQL; every change others react to appends to the event log in its
 //!   transaction, read in order through [`eventlog`].
 //! - [`service`] holds the rules every caller goes through; [`providers`] one module per
-//!   platform; [`engine`] the sender lanes, jobs and callback ingestion.
+//!   platform; [`engine`] the sender lanes, launches at their time, imports, and provider events.
 //! - [`http`] is the axum API (parse, call a service, present); [`cli`] the `herald` command;
 //!   [`app`] builds the application that both `herald serve` and the tests run.
 //!

@@ -21,8 +21,6 @@ use crate::providers::ProviderContext;
 use crate::service::callbacks;
 use crate::store::{self, Db};
 
-/// The job queue: launches at their time.
-pub mod jobs;
 mod lane;
 /// The pacing gates as exact functions of time.
 pub mod pacing;
@@ -47,9 +45,7 @@ pub struct EngineConfig {
     pub idle_exit: Duration,
     /// The wait before the first retry of a transient failure, doubled for each further one.
     pub retry_base: Duration,
-    /// How often scheduled campaigns past their time are looked for. Launch jobs start them on
-    /// time; this catches one whose job was never queued (its process died between the
-    /// schedule's commit and the push).
+    /// How often housekeeping runs: expired idempotency keys purged, old events pruned.
     pub sweep_every: Duration,
     /// How long the event log keeps what every consumer has read.
     pub event_retention: Duration,
@@ -93,34 +89,25 @@ impl Shared {
 pub struct EngineHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    worker: JoinHandle<()>,
-    jobs: jobs::JobQueue,
 }
 
 impl EngineHandle {
-    /// The job queue, for scheduling launches.
-    pub fn jobs(&self) -> jobs::JobQueue {
-        self.jobs.clone()
-    }
-
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for task in [self.task, self.worker] {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "engine task failed");
-            }
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "engine task failed");
         }
     }
 }
 
-/// Starts the engine on the current runtime: lanes, the launch worker and provider events.
+/// Starts the engine on the current runtime: lanes, launches at their time, imports, and
+/// provider events.
 pub async fn start(
     db: Db,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
     config: EngineConfig,
-) -> Result<EngineHandle, jobs::JobError> {
-    let queue = jobs::JobQueue::open(&db).await?;
+) -> Result<EngineHandle, store::StoreError> {
     let (stop, shutdown) = watch::channel(false);
     let (events, received) = mpsc::channel(EVENTS_QUEUED);
     let owner = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
@@ -132,14 +119,8 @@ pub async fn start(
         owner,
         shutdown,
     });
-    let worker = jobs::spawn_worker(queue.clone(), shared.clone());
     let task = tokio::spawn(run(shared, received));
-    Ok(EngineHandle {
-        stop,
-        task,
-        worker,
-        jobs: queue,
-    })
+    Ok(EngineHandle { stop, task })
 }
 
 async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {
@@ -243,9 +224,11 @@ async fn tick(
         *next_requeue = now + pacing::to_chrono(shared.config.requeue_every);
     }
     apply_parked_reports(shared, now).await?;
+    // The database is the queue: a campaign whose time has come and an import nobody runs are
+    // found here, a tick after they are due, whichever process wrote them.
+    launch_due(shared).await?;
+    run_waiting_imports(shared).await?;
     if now >= *next_sweep {
-        launch_due(shared).await?;
-        run_stranded_imports(shared).await?;
         let purged = {
             let mut conn = shared.db.write().await?;
             store::idempotency::purge_expired(conn.conn(), now).await?
@@ -301,8 +284,8 @@ async fn prune_events(shared: &Shared, now: chrono::DateTime<chrono::Utc>) -> st
     Ok(())
 }
 
-/// Launches scheduled campaigns past their time that no job launched. The launch is a
-/// compare-and-set, so when several processes (or a job) try, one wins and the rest are refused.
+/// Launches scheduled campaigns past their time. The launch is a compare-and-set, so when
+/// several processes try, one wins and the rest are refused.
 async fn launch_due(shared: &Shared) -> store::Result<()> {
     let now = shared.clock.now();
     let due = {
@@ -329,20 +312,17 @@ enum LaneEnd {
     CouldNotStart,
 }
 
-/// An import whose job never came for this long is run by the sweep.
-const IMPORT_JOB_GRACE: chrono::Duration = chrono::Duration::seconds(30);
-
-/// Runs imports that no run is working on: their job was lost before it was queued, or their
-/// process died mid-file. Each run takes the import's lease first, so a job that does come
-/// meanwhile, or another process's sweep, finds it taken and leaves it.
-async fn run_stranded_imports(shared: &Arc<Shared>) -> store::Result<()> {
+/// Runs imports that no run is working on: uploaded and not started yet, or left mid-file by a
+/// process that died (its lease ran out). Each run takes the import's lease first, so another
+/// process, or this one's next tick, finds it taken and leaves it.
+async fn run_waiting_imports(shared: &Arc<Shared>) -> store::Result<()> {
     let now = shared.clock.now();
-    let stranded = {
+    let waiting = {
         let mut conn = shared.db.read().await?;
-        store::imports::stranded(conn.conn(), now, now - IMPORT_JOB_GRACE).await?
+        store::imports::waiting(conn.conn(), now).await?
     };
-    for id in stranded {
-        tracing::warn!(import_id = %id, "import without a run: the sweep runs it");
+    for id in waiting {
+        tracing::info!(import_id = %id, "running an import");
         let shared = shared.clone();
         tokio::spawn(async move {
             let ran =

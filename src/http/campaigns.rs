@@ -294,7 +294,6 @@ async fn schedule(
 ) -> ApiResult<Json<CampaignBody>> {
     let campaign = service::schedule(
         &state.db,
-        &state.jobs,
         auth.workspace,
         id,
         &request.at,

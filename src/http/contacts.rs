@@ -1,5 +1,5 @@
 //! `/v1/contacts` and `/v1/imports`: contacts keyed by E.164 phone, their consent flags, and
-//! CSV imports run as jobs.
+//! CSV imports run by the engine.
 
 use std::collections::BTreeMap;
 
@@ -364,14 +364,7 @@ async fn import(
     csv: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<ImportAccepted>)> {
     let csv = csv?;
-    let import = imports::upload(
-        &state.db,
-        &state.jobs,
-        auth.workspace,
-        &csv,
-        state.clock.now(),
-    )
-    .await?;
+    let import = imports::upload(&state.db, auth.workspace, &csv, state.clock.now()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ImportAccepted {

@@ -48,8 +48,6 @@ pub struct AppState {
     pub db: crate::store::Db,
     pub config: Arc<crate::config::Config>,
     pub clock: Arc<dyn crate::clock::Clock>,
-    /// Where launches and imports are queued.
-    pub jobs: crate::engine::jobs::JobQueue,
     /// Each API key's request budget.
     pub api_limits: Arc<crate::http::auth::ApiLimits>,
 }

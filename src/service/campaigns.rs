@@ -298,22 +298,11 @@ pub fn schedule_time(
     Ok(resolve_local(tz, local))
 }
 
-/// Where a campaign's launch is queued for its time (the engine's job queue).
-pub trait LaunchQueue: Send + Sync {
-    fn schedule_launch<'a>(
-        &'a self,
-        workspace: WorkspaceId,
-        campaign: CampaignId,
-        at: DateTime<Utc>,
-    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
-}
-
 /// Schedules a draft, or moves a scheduled campaign's time: `at` with a UTC offset, or local in
-/// `timezone` (the sender's when absent), and in the future. The status change commits first;
-/// should the process die before the launch is queued, the engine's sweep launches it.
+/// `timezone` (the sender's when absent), and in the future. The engine of any process launches
+/// it once its time has come (the database is the queue).
 pub async fn schedule(
     db: &Db,
-    queue: &dyn LaunchQueue,
     workspace: WorkspaceId,
     id: CampaignId,
     at: &str,
@@ -335,14 +324,8 @@ pub async fn schedule(
     if at <= now {
         return Err(ServiceError::validation("at", "is in the past"));
     }
-    let scheduled = {
-        let mut conn = db.write().await?;
-        campaigns::schedule(conn.conn(), workspace, id, at, now).await?
-    };
-    if let Err(error) = queue.schedule_launch(workspace, id, at).await {
-        tracing::warn!(campaign_id = %id, %error, "launch job not queued; the sweep will launch it");
-    }
-    Ok(scheduled)
+    let mut conn = db.write().await?;
+    Ok(campaigns::schedule(conn.conn(), workspace, id, at, now).await?)
 }
 
 /// Who launches a campaign.
@@ -350,9 +333,8 @@ pub async fn schedule(
 pub enum LaunchBy {
     /// Someone asked to start it now: a refusal is an answer to them.
     Person,
-    /// Its time came (a launch job, or the sweep that catches a lost one): a campaign that was
-    /// rescheduled later, deleted, canceled, started by hand or launched by another process is
-    /// left alone.
+    /// Its time came (the engine found it due): a campaign that was rescheduled later,
+    /// deleted, canceled, started by hand or launched by another process is left alone.
     Schedule,
 }
 
@@ -369,7 +351,7 @@ pub async fn launch(
     let mut tx = db.begin().await?;
     if by == LaunchBy::Schedule {
         match campaigns::get(tx.conn(), workspace, id).await {
-            // Rescheduled later: the job queued with the new time launches it.
+            // Rescheduled later: launched when the new time comes.
             Ok(campaign) if campaign.scheduled_at.is_some_and(|at| at > now) => return Ok(None),
             Ok(_) => {}
             Err(StoreError::NotFound) => return Ok(None),

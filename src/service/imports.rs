@@ -1,12 +1,11 @@
 //! CSV imports of contacts: an upload is refused at once when its header row cannot import,
-//! stored, and run as a job. A run reads rows in batches, each batch written in one transaction
+//! stored, and run by the engine. A run reads rows in batches, each batch written in one transaction
 //! together with the import's progress, so a rerun after a crash resumes after the last batch
 //! written. A bad row is reported with its line and never stops the good ones.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 
 use super::{ServiceError, ServiceResult};
 use crate::clock::Clock;
@@ -30,16 +29,10 @@ pub fn check_header(csv: &[u8]) -> Result<(), String> {
     Columns::read(&mut reader).map(drop)
 }
 
-/// Hands an import to whoever runs it (the engine's job queue).
-pub trait ImportQueue: Send + Sync {
-    fn queue_import(&self, id: ImportId) -> BoxFuture<'_, Result<(), String>>;
-}
-
-/// Stores a CSV upload whose header row is usable and queues its import; the rows are read by
-/// the job, and each bad row is reported on the import.
+/// Stores a CSV upload whose header row is usable; the engine runs it (its rows are read then,
+/// and each bad row is reported on the import).
 pub async fn upload(
     db: &Db,
-    queue: &dyn ImportQueue,
     workspace: WorkspaceId,
     csv: &[u8],
     now: DateTime<Utc>,
@@ -51,15 +44,8 @@ pub async fn upload(
         ));
     }
     check_header(csv).map_err(|error| ServiceError::validation("body", error))?;
-    let import = {
-        let mut conn = db.write().await?;
-        imports::insert(conn.conn(), workspace, csv, now).await?
-    };
-    if let Err(error) = queue.queue_import(import.id).await {
-        // The upload is committed: the engine's sweep runs an import whose job never came.
-        tracing::warn!(import_id = %import.id, %error, "import job not queued; the sweep will run it");
-    }
-    Ok(import)
+    let mut conn = db.write().await?;
+    Ok(imports::insert(conn.conn(), workspace, csv, now).await?)
 }
 
 pub async fn get(db: &Db, workspace: WorkspaceId, id: ImportId) -> ServiceResult<Import> {
@@ -324,15 +310,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_upload_without_a_phone_column_is_refused_before_it_is_stored() {
-        struct NoQueue;
-        impl ImportQueue for NoQueue {
-            fn queue_import(&self, _: ImportId) -> BoxFuture<'_, Result<(), String>> {
-                panic!("a refused upload was queued")
-            }
-        }
         let (db, ws, _) = workspace_with_one_contact().await;
         for csv in [&b" \n"[..], b"name,email\nJane,j@example.com\n"] {
-            let refused = upload(&db, &NoQueue, ws, csv, Utc::now()).await;
+            let refused = upload(&db, ws, csv, Utc::now()).await;
             assert!(
                 matches!(refused, Err(ServiceError::Validation(_))),
                 "{refused:?}"

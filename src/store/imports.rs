@@ -134,22 +134,16 @@ pub async fn start(
     Ok((import, csv))
 }
 
-/// Imports no run is working on: queued before `queued_before` and never taken (their job was
-/// lost between the upload's commit and its push), or running under a lease that ran out
-/// (their process died mid-file).
-pub async fn stranded(
-    conn: Conn<'_>,
-    now: DateTime<Utc>,
-    queued_before: DateTime<Utc>,
-) -> Result<Vec<ImportId>> {
+/// Imports no run is working on: uploaded and never taken, or running under a lease that ran
+/// out (their process died mid-file). Oldest first.
+pub async fn waiting(conn: Conn<'_>, now: DateTime<Utc>) -> Result<Vec<ImportId>> {
     on_conn!(conn, c => Ok(sqlx::query_scalar(
         "SELECT id FROM contact_imports
-         WHERE (status = 'queued' AND lease_expires_at IS NULL AND created_at < $2)
+         WHERE (status = 'queued' AND lease_expires_at IS NULL)
             OR (status IN ('queued', 'running') AND lease_expires_at <= $1)
          ORDER BY created_at LIMIT 16",
     )
     .bind(now)
-    .bind(queued_before)
     .fetch_all(&mut *c)
     .await?))
 }

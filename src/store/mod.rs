@@ -122,10 +122,6 @@ pub enum Db {
         /// The single writer: SQLite serialises writes anyway, and one connection makes that
         /// explicit instead of a storm of SQLITE_BUSY retries.
         writer: SqlitePool,
-        /// The job queue's own connection: apalis sets its own pragmas on it. One, because with
-        /// two the queue's poll was seen to miss due jobs (a connection still reading an old
-        /// snapshot), and SQLite has one writer anyway.
-        jobs: SqlitePool,
     },
     Postgres(PgPool),
 }
@@ -149,8 +145,8 @@ impl Default for DbOptions {
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Herald's migrations are tracked in their own table so that the job queue's migrations (in
-/// `_sqlx_migrations`) and Herald's never mistake each other for missing versions.
+/// Herald's migrations are tracked in their own table, not sqlx's default `_sqlx_migrations`,
+/// which databases from before Herald dropped its job queue also hold for the queue's schema.
 const MIGRATIONS_TABLE: &str = "herald_migrations";
 
 impl Db {
@@ -200,25 +196,16 @@ impl Db {
         if in_memory {
             return Ok(Db::Sqlite {
                 reader: writer.clone(),
-                jobs: writer.clone(),
                 writer,
             });
         }
-        let jobs = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect.clone());
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(Db::Sqlite {
-            reader,
-            writer,
-            jobs,
-        })
+        Ok(Db::Sqlite { reader, writer })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -257,7 +244,7 @@ impl Db {
         Ok(match self {
             // IMMEDIATE takes the write lock up front, waiting under busy_timeout. A deferred
             // transaction that reads first fails at once (SQLITE_BUSY_SNAPSHOT) when it comes
-            // to write after another connection — the job queue's — committed in between.
+            // to write after another process (a CLI command) committed in between.
             Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
@@ -272,12 +259,7 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite {
-                reader,
-                writer,
-                jobs,
-            } => {
-                jobs.close().await;
+            Db::Sqlite { reader, writer } => {
                 reader.close().await;
                 writer.close().await;
             }
