@@ -149,7 +149,7 @@ fn compile_body_template(template: &str) -> Result<Handlebars<'static>, Provider
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from APIs and treated as absent).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers
         .get(RETRY_AFTER)?
         .to_str()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -378,7 +378,7 @@ impl Provider for WhatsAppCloud {
                 .await
                 .map_err(|error| super::http::request_failed(&error))?;
             let status = response.status();
-            let after = retry_after(response.headers());
+            let after = super::http::retry_after(response.headers());
             let answer: Value = response.json().await.unwrap_or(Value::Null);
             if status.is_success() {
                 let wamid = answer
@@ -395,18 +395,6 @@ impl Provider for WhatsAppCloud {
             Err(meaning_of(status, after, &answer))
         })
     }
-}
-
-/// `Retry-After` in seconds.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
 }
 
 /// What Meta's refusal means, from its error code (API.md's list), else from the HTTP status.
@@ -741,6 +729,8 @@ impl InboundMessage {
 
 #[cfg(test)]
 mod tests {
+    use reqwest::header::HeaderMap;
+
     use super::*;
 
     fn config() -> Value {

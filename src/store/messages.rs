@@ -578,41 +578,15 @@ impl Outcome {
             ),
             Outcome::Retry { not_before, error } => (
                 Event::Retry,
-                Details {
-                    error: Some(error.clone()),
-                    not_before: Some(*not_before),
-                    ..Details::default()
-                },
+                Details::error(error).waiting_until(*not_before),
             ),
-            Outcome::Failed { error } => (
-                Event::Failed { at: now },
-                Details {
-                    error: Some(error.clone()),
-                    ..Details::default()
-                },
-            ),
-            Outcome::Skipped { reason } => (
-                Event::Skipped,
-                Details {
-                    error: Some(reason.clone()),
-                    ..Details::default()
-                },
-            ),
-            Outcome::Unwanted { error } => (
-                Event::Failed { at: now },
-                Details {
-                    error: Some(error.clone()),
-                    ..Details::default()
-                },
-            ),
-            Outcome::CampaignBlocked { reason } => (
-                Event::Retry,
-                Details {
-                    error: Some(reason.clone()),
-                    not_before: Some(now),
-                    ..Details::default()
-                },
-            ),
+            Outcome::Failed { error } | Outcome::Unwanted { error } => {
+                (Event::Failed { at: now }, Details::error(error))
+            }
+            Outcome::Skipped { reason } => (Event::Skipped, Details::error(reason)),
+            Outcome::CampaignBlocked { reason } => {
+                (Event::Retry, Details::error(reason).waiting_until(now))
+            }
         };
         Change { id, event, details }
     }
@@ -863,6 +837,20 @@ struct Details {
 }
 
 impl Details {
+    fn error(text: &str) -> Self {
+        Self {
+            error: Some(text.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    fn waiting_until(self, not_before: DateTime<Utc>) -> Self {
+        Self {
+            not_before: Some(not_before),
+            ..self
+        }
+    }
+
     /// Adds what a later change of the same message brings.
     fn absorb(&mut self, later: &Details) {
         if later.provider_message_id.is_some() {

@@ -17,7 +17,24 @@ const APP_SECRET: &str = "app-secret-1";
 const VERIFY_TOKEN: &str = "verify-token-1";
 
 /// Meta's answer to a send: `wamid.<digits of to>`, or the error a recipient is set up for.
-struct Graph;
+/// Each mock server has its own count of sends per recipient.
+#[derive(Default)]
+struct Graph {
+    sends_to: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl Graph {
+    /// How many sends to `to` this mock has seen, this one included.
+    fn attempts_to(&self, to: &str) -> usize {
+        let mut sends = self
+            .sends_to
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = sends.entry(to.to_owned()).or_default();
+        *count += 1;
+        *count
+    }
+}
 
 impl Respond for Graph {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -37,7 +54,7 @@ impl Respond for Graph {
         }
         match to.as_str() {
             // Pair rate limit on the first attempt only: the recipient waits, the rest go on.
-            "201012345601" if attempts_to(request, &to) == 1 => {
+            "201012345601" if self.attempts_to(&to) == 1 => {
                 refusal(400, 131056, "Pair rate limit hit").insert_header("Retry-After", "1")
             }
             "201012345602" => refusal(400, 131026, "Message undeliverable"),
@@ -51,28 +68,12 @@ impl Respond for Graph {
     }
 }
 
-/// How many sends to `to` the mock has seen, this one included (wiremock keeps no state for
-/// a responder, so the count is read from a shared log).
-fn attempts_to(request: &Request, to: &str) -> usize {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    static SEEN: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = format!("{}|{to}", request.url.port().unwrap_or_default());
-    let count = seen
-        .get_or_insert_with(HashMap::new)
-        .entry(key)
-        .or_default();
-    *count += 1;
-    *count
-}
-
 async fn graph() -> MockServer {
     let graph = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(header("authorization", "Bearer EAAG-test-token"))
-        .respond_with(Graph)
+        .respond_with(Graph::default())
         .mount(&graph)
         .await;
     graph
