@@ -511,17 +511,22 @@ async fn record_plain_sends(
     Ok(recorded)
 }
 
+/// A progress's times, each with the column it is kept in.
+fn times_of(progress: &Progress) -> [(&'static str, Option<DateTime<Utc>>); 4] {
+    [
+        ("sent_at", progress.sent_at),
+        ("delivered_at", progress.delivered_at),
+        ("read_at", progress.read_at),
+        ("failed_at", progress.failed_at),
+    ]
+}
+
 /// `status = …, sent_at = …, …`: a message's whole progress, as the domain computed it. The
 /// status is a literal (a name of the domain's closed set), so the planner sees what a
 /// hand-written statement would show it.
 fn set_progress(update: &mut SqlBuilder, progress: &Progress) {
     update.push(&format!("status = '{}'", progress.status.as_str()));
-    for (column, at) in [
-        ("sent_at", progress.sent_at),
-        ("delivered_at", progress.delivered_at),
-        ("read_at", progress.read_at),
-        ("failed_at", progress.failed_at),
-    ] {
+    for (column, at) in times_of(progress) {
         match at {
             None => update.push(&format!(", {column} = NULL")),
             Some(at) => update.push(&format!(", {column} = ")).bind(Param::Time(at)),
@@ -533,12 +538,7 @@ fn set_progress(update: &mut SqlBuilder, progress: &Progress) {
 /// [`set_progress`]).
 fn progress_is(query: &mut SqlBuilder, progress: &Progress) {
     query.push(&format!("messages.status = '{}'", progress.status.as_str()));
-    for (column, at) in [
-        ("sent_at", progress.sent_at),
-        ("delivered_at", progress.delivered_at),
-        ("read_at", progress.read_at),
-        ("failed_at", progress.failed_at),
-    ] {
+    for (column, at) in times_of(progress) {
         match at {
             None => query.push(&format!(" AND messages.{column} IS NULL")),
             Some(at) => query
