@@ -501,13 +501,17 @@ impl Lane {
         prepared: Vec<Prepared>,
         unsent: &mut Vec<(MessageId, Outcome)>,
     ) -> Result<Vec<Prepared>, LaneError> {
+        // Most providers keep no window: their batches pass untouched, with nothing collected.
         let capabilities = providers::module_of(self.sender.provider).capabilities();
+        if !capabilities.customer_service_window {
+            return Ok(prepared);
+        }
         let free_form: Vec<&str> = prepared
             .iter()
             .filter(|message| message.whatsapp.is_none())
             .map(|message| message.to.as_str())
             .collect();
-        if !capabilities.customer_service_window || free_form.is_empty() {
+        if free_form.is_empty() {
             return Ok(prepared);
         }
         let since = self.now() - chrono::Duration::hours(CUSTOMER_SERVICE_WINDOW_HOURS);

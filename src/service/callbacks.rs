@@ -38,6 +38,14 @@ async fn addressed(db: &Db, sender: SenderId) -> Result<Sender, Refused> {
     }
 }
 
+/// What a sender's callbacks are checked against: Herald's secret and the platform's settings.
+fn addressee(sender: &Sender) -> CallbackSender<'_> {
+    CallbackSender {
+        callback_secret: &sender.callback_secret,
+        config: &sender.provider_config.0,
+    }
+}
+
 /// A platform's callback for `sender`: verified and read by the sender's provider module, then
 /// ingested. Durable before it returns (invariant 7): a report that overtook the record of its
 /// send is parked in the same transaction.
@@ -48,10 +56,7 @@ pub async fn receive(
 ) -> Result<Ingested, Refused> {
     let sender = addressed(db, sender).await?;
     let module = providers::module_of(sender.provider);
-    let addressee = CallbackSender {
-        callback_secret: &sender.callback_secret,
-        config: &sender.provider_config.0,
-    };
+    let addressee = addressee(&sender);
     let refused = |error| Refused::Provider {
         sender: sender.id,
         error,
@@ -72,10 +77,7 @@ pub async fn challenge(
 ) -> Result<String, Refused> {
     let sender = addressed(db, sender).await?;
     let module = providers::module_of(sender.provider);
-    let addressee = CallbackSender {
-        callback_secret: &sender.callback_secret,
-        config: &sender.provider_config.0,
-    };
+    let addressee = addressee(&sender);
     module
         .challenge(request, &addressee)
         .map_err(|error| Refused::Provider {
