@@ -38,6 +38,7 @@ impl Application {
             config: Arc::new(config),
             clock,
             api_limits: Arc::default(),
+            wakeups: engine.wakeups(),
         };
         Ok(Self {
             listener,

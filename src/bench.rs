@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Only the sandbox run (no HTTP sink, no loopback comparison).
     #[arg(long)]
     pub sandbox_only: bool,
+    /// Only the automatic replies: inbound callback to reply latency (idle and under a
+    /// 50,000-recipient campaign) and the ingestion rate of signed callbacks with 100 rules.
+    #[arg(long, conflicts_with = "sandbox_only")]
+    pub automations_only: bool,
     /// Run on this database instead of a fresh SQLite file (it should be empty: the benchmark
     /// adds a workspace of its own).
     #[arg(long)]
@@ -101,7 +105,11 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         database_url,
         ..config
     };
-    let outcome = bench(&config, recipients, args.sandbox_only).await;
+    let outcome = if args.automations_only {
+        bench_automations(&config).await
+    } else {
+        bench(&config, recipients, args.sandbox_only).await
+    };
     if args.database_url.is_none() {
         let _ = std::fs::remove_dir_all(&scratch);
     }
@@ -173,8 +181,274 @@ async fn bench(config: &Config, recipients: u32, sandbox_only: bool) -> anyhow::
     }
     engine.shutdown().await;
     db.close().await;
+    if !sandbox_only {
+        // With the API: a server of its own on the same database.
+        report["automations"] = automations(config).await?;
+    }
     println!("{report}");
     Ok(())
+}
+
+async fn bench_automations(config: &Config) -> anyhow::Result<()> {
+    let report = json!({
+        "database": crate::app::redact(&config.database_url),
+        "automations": automations(config).await?,
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// Recipients of the campaign the reply latency is measured under.
+const UNDER_CAMPAIGN_RECIPIENTS: u32 = 50_000;
+/// Keyword rules in the workspace while the automations are measured.
+const KEYWORD_RULES: usize = 100;
+/// Signed callbacks of the ingestion run, and how many are in flight at once.
+const INGESTED: usize = 10_000;
+const INGESTED_IN_FLIGHT: usize = 32;
+const IDLE_SAMPLES: usize = 200;
+
+/// Automatic replies through the whole server (API and engine, one process): how long from a
+/// signed inbound callback leaving the client to the reply reaching the gateway, with the sender
+/// idle and while an unpaced 50,000-recipient campaign runs on it; then how many signed inbound
+/// callbacks a second the API ingests with 100 keyword rules to check each against.
+async fn automations(config: &Config) -> anyhow::Result<Value> {
+    let config = Config {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..config.clone()
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app = crate::app::Application::build_with_clock(config, clock.clone()).await?;
+    let db = app.state().db.clone();
+    let base = format!("http://{}", app.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let measured = async {
+        let workspace = seed(&db, clock.as_ref(), UNDER_CAMPAIGN_RECIPIENTS).await?;
+        let (gateway, mut replies) = ReplyGateway::start().await?;
+        let settings = SenderSettings {
+            name: "Replies".into(),
+            provider: "http".into(),
+            provider_config: json!({"url": gateway.url(), "timeout_ms": 10_000}),
+            timezone: "UTC".into(),
+            pacing: Pacing::default(),
+        };
+        let (sender, secret) =
+            sender_service::create(&db, workspace, settings, clock.now()).await?;
+        for n in 0..KEYWORD_RULES {
+            keyword_rule(&db, workspace, &format!("kw{n}"), "never sent", clock.now()).await?;
+        }
+        keyword_rule(&db, workspace, "ping", REPLY, clock.now()).await?;
+        let callbacks = Callbacks {
+            client: reqwest::Client::new(),
+            url: format!("{base}/v1/callbacks/{}", sender.id),
+            secret,
+        };
+
+        let mut phones = (0u32..).map(|n| format!("+1555{n:07}"));
+        let mut idle = Vec::with_capacity(IDLE_SAMPLES);
+        for _ in 0..IDLE_SAMPLES {
+            let phone = phones.next().context("phones")?;
+            idle.push(reply_latency(&callbacks, &mut replies, &phone).await?);
+        }
+
+        let campaign = service::create(
+            &db,
+            workspace,
+            Draft {
+                name: "Under way".into(),
+                sender_id: sender.id,
+                template_id: None,
+                content: Some("Hi <<name|there>>, our sale is on.".into()),
+                media_url: None,
+                audience: Audience::All,
+                variables: BTreeMap::new(),
+            },
+            clock.now(),
+        )
+        .await?;
+        service::launch(&db, workspace, campaign.id, LaunchBy::Person, clock.now()).await?;
+        while service::get(&db, workspace, campaign.id).await?.sent_count < 1_000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut busy = Vec::new();
+        loop {
+            let phone = phones.next().context("phones")?;
+            let latency = reply_latency(&callbacks, &mut replies, &phone).await?;
+            if service::get(&db, workspace, campaign.id)
+                .await?
+                .status
+                .is_finished()
+            {
+                break;
+            }
+            busy.push(latency);
+        }
+
+        // Ingestion: messages that match none of the rules, so each is checked against all.
+        let started = Instant::now();
+        let failures = futures::stream::iter(0..INGESTED)
+            .map(|n| {
+                let phone = format!("+1556{:07}", n % 2_000);
+                let callbacks = &callbacks;
+                async move { callbacks.inbound(&phone, "hello, is anyone there?").await }
+            })
+            .buffer_unordered(INGESTED_IN_FLIGHT)
+            .filter(|sent| std::future::ready(sent.is_err()))
+            .count()
+            .await;
+        let ingest_rate = INGESTED as f64 / started.elapsed().as_secs_f64();
+        if failures > 0 {
+            bail!("{failures} of {INGESTED} callbacks failed");
+        }
+        anyhow::Ok((idle, busy, ingest_rate))
+    };
+    let outcome = measured.await;
+    let _ = stop.send(());
+    server.await.context("the server task")??;
+    let (idle, busy, ingest_rate) = outcome?;
+    let (idle_median, idle_p99) = median_and_p99(idle.clone());
+    let (busy_median, busy_p99) = median_and_p99(busy.clone());
+    eprintln!(
+        "automations: reply latency idle median {idle_median:.1} ms, p99 {idle_p99:.1} ms ({} samples); under a {UNDER_CAMPAIGN_RECIPIENTS}-recipient campaign median {busy_median:.1} ms, p99 {busy_p99:.1} ms ({} samples); {ingest_rate:.0} inbound callbacks/s with {KEYWORD_RULES} keyword rules",
+        idle.len(),
+        busy.len()
+    );
+    Ok(json!({
+        "idle_reply_ms": {"median": round(idle_median), "p99": round(idle_p99), "samples": idle.len()},
+        "under_campaign_reply_ms": {"median": round(busy_median), "p99": round(busy_p99), "samples": busy.len()},
+        "inbound_callbacks_per_second": ingest_rate.round(),
+    }))
+}
+
+/// What the measured rule replies.
+const REPLY: &str = "pong";
+
+async fn keyword_rule(
+    db: &Db,
+    workspace: WorkspaceId,
+    keyword: &str,
+    reply: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let input = crate::service::automations::AutomationInput {
+        name: format!("Keyword {keyword}"),
+        enabled: true,
+        trigger: crate::domain::automation::TriggerInput {
+            kind: Some("keyword".into()),
+            keywords: Some(vec![keyword.into()]),
+            mode: Some("exact".into()),
+            hours: None,
+        },
+        reply: crate::domain::automation::Reply {
+            content: Some(reply.into()),
+            template_id: None,
+        },
+        ..Default::default()
+    };
+    crate::service::automations::create(db, workspace, input, now).await?;
+    Ok(())
+}
+
+/// Signed inbound callbacks of one `http` sender.
+struct Callbacks {
+    client: reqwest::Client,
+    url: String,
+    secret: String,
+}
+
+impl Callbacks {
+    async fn inbound(&self, from: &str, text: &str) -> anyhow::Result<()> {
+        let body = json!({"events": [{"type": "inbound", "from": from, "body": text}]}).to_string();
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = crate::domain::callback::sign(&self.secret, timestamp, body.as_bytes());
+        let response = self
+            .client
+            .post(&self.url)
+            .header("X-Herald-Timestamp", timestamp.to_string())
+            .header("X-Herald-Signature", signature)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("callback answered {}", response.status());
+        }
+        Ok(())
+    }
+}
+
+/// From a signed "ping" leaving the client to "pong" reaching the gateway, in milliseconds.
+async fn reply_latency(
+    callbacks: &Callbacks,
+    replies: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    phone: &str,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    callbacks.inbound(phone, "ping").await?;
+    loop {
+        let arrival = tokio::time::timeout(Duration::from_secs(30), replies.recv())
+            .await
+            .context("no reply within 30 s")?
+            .context("the gateway stopped")?;
+        if arrival.0 == phone {
+            return Ok(arrival.1.duration_since(started).as_secs_f64() * 1e3);
+        }
+    }
+}
+
+fn median_and_p99(mut samples: Vec<f64>) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |quantile: f64| {
+        let index = ((samples.len() - 1) as f64 * quantile).round() as usize;
+        samples[index.min(samples.len() - 1)]
+    };
+    (at(0.5), at(0.99))
+}
+
+/// A gateway on 127.0.0.1 that accepts every message and tells when each reply arrived.
+struct ReplyGateway {
+    address: std::net::SocketAddr,
+}
+
+impl ReplyGateway {
+    // The gateway stands in for a provider; it is no part of Herald's API.
+    #[allow(clippy::disallowed_methods)]
+    async fn start() -> anyhow::Result<(
+        Self,
+        tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    )> {
+        let (arrived, replies) = tokio::sync::mpsc::unbounded_channel();
+        let router = axum::Router::new().route(
+            "/send",
+            post(move |axum::Json(body): axum::Json<Value>| {
+                let arrived = arrived.clone();
+                async move {
+                    let at = Instant::now();
+                    if body["body"] == REPLY {
+                        let to = body["to"].as_str().unwrap_or_default().to_owned();
+                        let _ = arrived.send((to, at));
+                    }
+                    axum::Json(json!({ "id": body["id"] }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok((Self { address }, replies))
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/send", self.address)
+    }
 }
 
 /// A workspace of `recipients` contacts, written in large batches.

@@ -103,7 +103,8 @@ async fn signed_callbacks_move_messages_and_counters_and_bad_ones_are_refused() 
     assert_eq!(accepted.status(), 200);
     assert_eq!(
         accepted.json::<Value>().await.unwrap(),
-        json!({"applied": 4, "inbound": 1, "deferred": 0})
+        json!({"applied": 4, "inbound": 1, "deferred": 0, "replies": 1}),
+        "STOP opts the contact out and queues its confirmation"
     );
 
     let mut conn = db.read().await.unwrap();

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::campaign::CampaignStatus;
-use super::ids::{CampaignId, ContactId, ImportId, MessageId, SenderId};
+use super::ids::{AutomationId, CampaignId, ContactId, ImportId, MessageId, SenderId};
 use super::message::{Counters, MessageStatus};
 
 macro_rules! event_types {
@@ -132,6 +132,17 @@ pub struct InboundEvent {
     pub from: String,
     pub body: String,
     pub received_at: DateTime<Utc>,
+}
+
+/// `data` of `automation.replied`: a rule answered an inbound message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutomationEvent {
+    pub automation_id: AutomationId,
+    pub name: String,
+    pub sender_id: SenderId,
+    pub contact_id: ContactId,
+    pub inbound_message_id: MessageId,
+    pub reply_message_id: MessageId,
 }
 
 /// `data` of `campaign.*`: the campaign's stats as it moved.

@@ -67,6 +67,10 @@ id_types! {
     MessageId,
     /// A CSV import of contacts.
     ImportId,
+    /// A rule that answers inbound messages.
+    AutomationId,
+    /// One reply an automation sent.
+    AutomationRunId,
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub struct UnknownName {
 
 /// API keys: abilities and bearer tokens stored as digests.
 pub mod auth;
+/// Opt-out keywords and the rules that answer inbound messages.
+pub mod automation;
 /// Provider callbacks in Herald's terms, and Herald's own callback signature.
 pub mod callback;
 /// The campaign state machine and audiences.

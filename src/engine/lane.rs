@@ -26,7 +26,7 @@ use chrono_tz::Tz;
 use futures::StreamExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 use super::Shared;
@@ -144,6 +144,8 @@ pub(super) struct Lane {
     campaigns: CampaignCache,
     renew_at: DateTime<Utc>,
     idle_since: Option<DateTime<Utc>>,
+    /// Signalled when this sender gets work that should not wait for the next look.
+    work: Arc<Notify>,
     /// Messages claimed at once: the configured batch, or fewer when the provider's timeout
     /// would let a batch outlive its claims (see [`batch_limit`]).
     batch_size: u32,
@@ -179,6 +181,7 @@ impl Lane {
         let tz = sender.tz();
         let renew_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
         let batch_size = batch_limit(&shared.config, provider.send_timeout());
+        let work = shared.wakeups.lane(sender.id);
         Ok(Self {
             shared,
             sender,
@@ -189,6 +192,7 @@ impl Lane {
             campaigns: CampaignCache::default(),
             renew_at,
             idle_since: None,
+            work,
             batch_size,
             claimed_ahead: None,
         })
@@ -282,7 +286,9 @@ impl Lane {
                 if now - idle_since >= to_chrono(self.shared.config.idle_exit) {
                     return Ok(AfterTurn::Exit);
                 }
-                self.wait_until(now + to_chrono(self.shared.config.tick))
+                // New work (an automatic reply) ends the wait at once.
+                let work = self.work.clone();
+                self.wait(now + to_chrono(self.shared.config.tick), Some(&work))
                     .await?;
             }
             Claim::Messages(batch) => {
@@ -570,6 +576,12 @@ impl Lane {
 
     /// Waits until `until`, renewing the lease meanwhile; returns early on shutdown.
     async fn wait_until(&mut self, until: DateTime<Utc>) -> Result<(), LaneError> {
+        self.wait(until, None).await
+    }
+
+    /// Waits until `until`, renewing the lease on the way; when `work` is given, its signal
+    /// ends the wait early.
+    async fn wait(&mut self, until: DateTime<Utc>, work: Option<&Notify>) -> Result<(), LaneError> {
         loop {
             let now = self.now();
             if now >= until || self.shared.is_shutting_down() {
@@ -579,8 +591,15 @@ impl Lane {
                 .min(self.renew_at - now)
                 .max(chrono::Duration::milliseconds(1));
             let mut shutdown = self.shared.shutdown.clone();
+            let signalled = async {
+                match work {
+                    Some(work) => work.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.shared.clock.sleep_until(now + step) => {}
+                () = signalled => return Ok(()),
                 _ = shutdown.changed() => return Ok(()),
             }
             self.keep_lease().await?;

@@ -76,6 +76,7 @@ pub(crate) struct Shared {
     config: EngineConfig,
     /// This process's name in lane leases.
     owner: String,
+    wakeups: Wakeups,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -85,13 +86,78 @@ impl Shared {
     }
 }
 
+/// Tells this process's engine that a sender has work to send now (an automatic reply), so
+/// that it goes out without waiting for the engine's next look at the queue: the sender's lane
+/// stops waiting, or the engine starts one. Work a lane in another process owns is found by
+/// that process's next tick.
+#[derive(Clone, Default)]
+pub struct Wakeups(Arc<WakeupsInner>);
+
+#[derive(Default)]
+struct WakeupsInner {
+    engine: tokio::sync::Notify,
+    /// The senders whose lanes run in this process.
+    lanes: std::sync::Mutex<HashMap<SenderId, Arc<tokio::sync::Notify>>>,
+    /// Senders woken with no lane running here, for the engine to start.
+    waiting: std::sync::Mutex<Vec<SenderId>>,
+}
+
+impl Wakeups {
+    pub fn wake(&self, sender: SenderId) {
+        let lane = self
+            .0
+            .lanes
+            .lock()
+            .ok()
+            .and_then(|lanes| lanes.get(&sender).cloned());
+        match lane {
+            Some(lane) => lane.notify_one(),
+            None => {
+                if let Ok(mut waiting) = self.0.waiting.lock() {
+                    waiting.push(sender);
+                }
+                self.0.engine.notify_one();
+            }
+        }
+    }
+
+    /// The signal of `sender`'s lane, which runs in this process from now on.
+    fn lane(&self, sender: SenderId) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        if let Ok(mut lanes) = self.0.lanes.lock() {
+            lanes.insert(sender, notify.clone());
+        }
+        notify
+    }
+
+    fn lane_stopped(&self, sender: SenderId) {
+        if let Ok(mut lanes) = self.0.lanes.lock() {
+            lanes.remove(&sender);
+        }
+    }
+
+    fn take_waiting(&self) -> Vec<SenderId> {
+        self.0
+            .waiting
+            .lock()
+            .map(|mut waiting| std::mem::take(&mut *waiting))
+            .unwrap_or_default()
+    }
+}
+
 /// A running engine; [`EngineHandle::shutdown`] stops it after in-flight sends are recorded.
 pub struct EngineHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    wakeups: Wakeups,
 }
 
 impl EngineHandle {
+    /// How others in this process (the callbacks' handler) wake the engine's lanes.
+    pub fn wakeups(&self) -> Wakeups {
+        self.wakeups.clone()
+    }
+
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         if let Err(error) = self.task.await {
@@ -111,6 +177,7 @@ pub async fn start(
     let (stop, shutdown) = watch::channel(false);
     let (events, received) = mpsc::channel(EVENTS_QUEUED);
     let owner = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let wakeups = Wakeups::default();
     let shared = Arc::new(Shared {
         db,
         clock,
@@ -118,9 +185,14 @@ pub async fn start(
         config,
         owner,
         shutdown,
+        wakeups: wakeups.clone(),
     });
     let task = tokio::spawn(run(shared, received));
-    Ok(EngineHandle { stop, task })
+    Ok(EngineHandle {
+        stop,
+        task,
+        wakeups,
+    })
 }
 
 async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {
@@ -131,12 +203,25 @@ async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {
     let mut shutdown = shared.shutdown.clone();
     let mut next_requeue = shared.clock.now();
     let mut next_sweep = shared.clock.now();
+    let mut next_tick = tokio::time::Instant::now();
     loop {
-        if let Err(error) = tick(&shared, &mut lanes, &mut next_requeue, &mut next_sweep).await {
-            tracing::error!(%error, "engine tick failed");
-        }
         tokio::select! {
-            () = tokio::time::sleep(shared.config.tick) => {}
+            () = tokio::time::sleep_until(next_tick) => {
+                if let Err(error) = tick(&shared, &mut lanes, &mut next_requeue, &mut next_sweep).await {
+                    tracing::error!(%error, "engine tick failed");
+                }
+                next_tick = tokio::time::Instant::now() + shared.config.tick;
+            }
+            () = shared.wakeups.0.engine.notified() => {
+                let mut woken = shared.wakeups.take_waiting();
+                woken.sort_unstable();
+                woken.dedup();
+                let now = shared.clock.now();
+                lanes.reap(now).await;
+                if let Err(error) = start_lanes(&shared, &mut lanes, woken, now).await {
+                    tracing::error!(%error, "woken lanes could not start");
+                }
+            }
             _ = shutdown.changed() => break,
         }
     }
@@ -243,7 +328,17 @@ async fn tick(
         let mut conn = shared.db.read().await?;
         store::lanes::senders_with_work(conn.conn(), now).await?
     };
-    for sender in candidates {
+    start_lanes(shared, lanes, candidates, now).await
+}
+
+/// Starts a lane for each of `senders` that has none here, when its lease can be taken.
+async fn start_lanes(
+    shared: &Arc<Shared>,
+    lanes: &mut Lanes,
+    senders: Vec<SenderId>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> store::Result<()> {
+    for sender in senders {
         if !lanes.may_start(sender, now) || shared.is_shutting_down() {
             continue;
         }
@@ -342,7 +437,8 @@ async fn run_lane(
     last_send_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> LaneEnd {
     let span = tracing::info_span!("lane", sender_id = %sender);
-    async move {
+    let wakeups = shared.wakeups.clone();
+    let end = async move {
         let mut lane = match lane::Lane::start(shared.clone(), sender, last_send_at).await {
             Ok(lane) => lane,
             Err(error) => {
@@ -364,7 +460,9 @@ async fn run_lane(
         LaneEnd::Stopped
     }
     .instrument(span)
-    .await
+    .await;
+    wakeups.lane_stopped(sender);
+    end
 }
 
 /// A lane that cannot start (or whose provider refuses the sender itself) gives its lease back;
@@ -503,8 +601,12 @@ async fn ingest_events(
                 callbacks::ingest(&shared.db, &batch, shared.clock.now())
             })
             .await;
-            if let Err(error) = ingested {
-                tracing::error!(sender_id = %sender, %error, count = batch.events.len(), "provider events could not be applied; they are lost");
+            match ingested {
+                Ok(ingested) if ingested.replies_queued > 0 => shared.wakeups.wake(sender),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(sender_id = %sender, %error, count = batch.events.len(), "provider events could not be applied; they are lost");
+                }
             }
         }
     }

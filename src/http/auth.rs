@@ -73,6 +73,7 @@ pub mod can {
         MessagesRead,
         SendersRead,
         SendersWrite,
+        AutomationsWrite,
     );
 }
 

@@ -30,6 +30,8 @@ struct Received {
     inbound: usize,
     /// Reports about messages whose send is not recorded yet: kept, and applied once it is.
     deferred: usize,
+    /// Automatic replies queued (opt-out keywords' and automations').
+    replies: usize,
 }
 
 /// Receive a provider's status reports and inbound messages
@@ -62,10 +64,14 @@ async fn receive(
     let ingested = callbacks::receive(&state.db, sender_id, &request)
         .await
         .map_err(refused)?;
+    if ingested.replies_queued > 0 {
+        state.wakeups.wake(sender_id);
+    }
     Ok(Json(Received {
         applied: ingested.statuses_applied,
         inbound: ingested.inbound_recorded,
         deferred: ingested.deferred,
+        replies: ingested.replies_queued,
     }))
 }
 

@@ -68,6 +68,9 @@ pub(super) struct MessageBody {
     /// Inbound messages only: when the platform says it was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     received_at: Option<DateTime<Utc>>,
+    /// Automatic replies only: the inbound message this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<MessageId>,
     body: Option<String>,
     media_url: Option<String>,
     status: MessageStatus,
@@ -96,6 +99,7 @@ impl From<Message> for MessageBody {
             contact_id: message.contact_id,
             direction: message.direction,
             to: message.phone,
+            reply_to: message.reply_to,
             body: message.body,
             media_url: message.media_url,
             status: message.status,
@@ -142,7 +146,11 @@ async fn send(
         variables: new.variables,
         scheduled_at: new.scheduled_at,
     };
-    let message = service::send(&state.db, auth.workspace, single, state.clock.now()).await?;
+    let now = state.clock.now();
+    let message = service::send(&state.db, auth.workspace, single, now).await?;
+    if message.not_before <= now {
+        state.wakeups.wake(message.sender_id);
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

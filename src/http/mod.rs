@@ -24,6 +24,7 @@ use crate::store::Page;
 
 /// Who is calling, what they may do and how fast.
 pub mod auth;
+mod automations;
 mod callbacks;
 mod campaigns;
 mod contacts;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Each API key's request budget.
     pub api_limits: Arc<crate::http::auth::ApiLimits>,
+    /// Wakes this process's lanes for work that should not wait (automatic replies).
+    pub wakeups: crate::engine::Wakeups,
 }
 
 #[derive(OpenApi)]
@@ -73,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(campaigns::router())
         .merge(messages::router())
+        .merge(automations::router())
         // Inner to outer: the caller is known before an idempotency key is looked up.
         .layer(from_fn_with_state(
             state.clone(),
@@ -174,6 +178,7 @@ impl Modify for Conventions {
             for (method, operation, mutates) in [
                 ("get", &mut item.get, false),
                 ("post", &mut item.post, true),
+                ("put", &mut item.put, true),
                 ("patch", &mut item.patch, true),
                 ("delete", &mut item.delete, true),
             ] {

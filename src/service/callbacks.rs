@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::automations;
 use crate::domain::callback::{CallbackEvent, SenderEvents};
 use crate::domain::ids::{SenderId, WorkspaceId};
 use crate::domain::phone::Phone;
@@ -94,6 +95,8 @@ pub struct Ingested {
     /// Status reports that named no message yet: parked in the database, applied once the
     /// send they report on is recorded.
     pub deferred: usize,
+    /// Automatic replies queued for the sender's lane to send.
+    pub replies_queued: usize,
 }
 
 /// Applies one sender's events in one transaction: statuses move messages forward (and their
@@ -126,6 +129,7 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
             CallbackEvent::OptIn { from, at: _ } => consent.push((from.as_str(), None)),
         }
     }
+    let mut replies_queued = 0;
     let mut tx = db.begin().await?;
     let parked =
         store::messages::record_status_reports(&mut tx, batch.sender, &reports, now).await?;
@@ -139,8 +143,13 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
         if let Some(workspace) = workspace {
             for (from, body, at, name) in &inbound {
                 ensure_contact(&mut tx, workspace, from, *name, now).await?;
-                store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now)
-                    .await?;
+                let recorded =
+                    store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now)
+                        .await?;
+                let Some(recorded) = recorded else { continue };
+                let answer =
+                    automations::answer(tx.conn(), batch.sender, &recorded, body, *at, now).await?;
+                replies_queued += usize::from(answer.is_some());
             }
             for (from, opted_out_at) in &consent {
                 set_consent(&mut tx, workspace, from, *opted_out_at, now).await?;
@@ -152,6 +161,7 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
         statuses_applied: reports.len() - parked.len(),
         inbound_recorded: inbound.len(),
         deferred: parked.len(),
+        replies_queued,
     })
 }
 

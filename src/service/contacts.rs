@@ -207,7 +207,8 @@ pub async fn delete(db: &Db, workspace: WorkspaceId, id: ContactId) -> ServiceRe
     Ok(contacts::delete(conn.conn(), workspace, id).await?)
 }
 
-/// A blocked contact is reached by no campaign and no message.
+/// A blocked contact is reached by no campaign and no message: what still waits for it is
+/// skipped.
 pub async fn set_blocked(
     db: &Db,
     workspace: WorkspaceId,
@@ -215,8 +216,10 @@ pub async fn set_blocked(
     blocked: bool,
     now: DateTime<Utc>,
 ) -> ServiceResult<Contact> {
-    let mut conn = db.write().await?;
-    Ok(contacts::set_blocked(conn.conn(), workspace, id, blocked, now).await?)
+    let mut tx = db.begin().await?;
+    let contact = contacts::set_blocked(tx.conn(), workspace, id, blocked, now).await?;
+    tx.commit().await?;
+    Ok(contact)
 }
 
 pub async fn set_opted_out(
@@ -226,9 +229,11 @@ pub async fn set_opted_out(
     opted_out: bool,
     now: DateTime<Utc>,
 ) -> ServiceResult<Contact> {
-    let mut conn = db.write().await?;
     let since = opted_out.then_some(now);
-    Ok(contacts::set_opted_out(conn.conn(), workspace, id, since, now).await?)
+    let mut tx = db.begin().await?;
+    let contact = contacts::set_opted_out(tx.conn(), workspace, id, since, now).await?;
+    tx.commit().await?;
+    Ok(contact)
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ pub async fn send(
         body: &body,
         media_url: media_url.as_deref(),
         not_before: new.scheduled_at.unwrap_or(now).max(now),
+        reply_to: None,
     };
     let mut conn = db.write().await?;
     Ok(messages::insert_single(conn.conn(), workspace, &message, now).await?)

@@ -8,6 +8,8 @@ use crate::store::StoreError;
 
 /// API keys: minted, listed, revoked, and the tokens they prove.
 pub mod api_keys;
+/// Automatic replies: rules, consent keywords, and the answer to each inbound message.
+pub mod automations;
 /// Provider callbacks: verified by the sender's module, ingested on one path.
 pub mod callbacks;
 /// Campaigns: checks, the state machine's moves, and the one way a campaign is launched.

@@ -325,6 +325,8 @@ pub async fn delete(conn: Conn<'_>, workspace: WorkspaceId, id: ContactId) -> Re
     Ok(())
 }
 
+/// Blocking skips what still waits to be sent to the contact (reason `blocked`): run it in a
+/// transaction, so that both happen or neither.
 pub async fn set_blocked(
     mut conn: Conn<'_>,
     workspace: WorkspaceId,
@@ -346,11 +348,16 @@ pub async fn set_blocked(
         return Err(StoreError::NotFound);
     }
     let contact = get(conn.reborrow(), workspace, id).await?;
+    if blocked {
+        super::messages::skip_pending_to(conn.reborrow(), id, "blocked", now).await?;
+    }
     announce(conn, &contact, EventType::ContactUpdated, now).await?;
     Ok(contact)
 }
 
 /// Opts a contact out (`Some(time)`) or back in (`None`). Opting out twice keeps the first time.
+/// Opting out skips what still waits to be sent to it (reason `opted_out`): run it in a
+/// transaction, so that both happen or neither.
 pub async fn set_opted_out(
     mut conn: Conn<'_>,
     workspace: WorkspaceId,
@@ -384,6 +391,9 @@ pub async fn set_opted_out(
         (true, false) => Some(EventType::ContactOptedIn),
         _ => None,
     };
+    if kind == Some(EventType::ContactOptedOut) {
+        super::messages::skip_pending_to(conn.reborrow(), id, "opted_out", now).await?;
+    }
     if let Some(kind) = kind {
         announce(conn, &contact, kind, now).await?;
     }

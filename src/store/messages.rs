@@ -20,7 +20,7 @@ macro_rules! columns {
     () => {
         "id, workspace_id, campaign_id, sender_id, contact_id, direction, phone, body, media_url, \
          status, attempts, not_before, provider_message_id, error, created_at, updated_at, \
-         sent_at, delivered_at, read_at, failed_at"
+         sent_at, delivered_at, read_at, failed_at, reply_to"
     };
 }
 
@@ -46,6 +46,8 @@ pub struct Message {
     pub delivered_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
+    /// An automatic reply's inbound message.
+    pub reply_to: Option<MessageId>,
 }
 
 /// A single outbound message, rendered before it is queued.
@@ -57,6 +59,8 @@ pub struct NewMessage<'a> {
     pub media_url: Option<&'a str>,
     /// Not sent before this time (now, or its schedule).
     pub not_before: DateTime<Utc>,
+    /// The inbound message this automatic reply answers.
+    pub reply_to: Option<MessageId>,
 }
 
 pub async fn insert_single(
@@ -68,8 +72,9 @@ pub async fn insert_single(
     let id = MessageId::generate();
     on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO messages (id, workspace_id, sender_id, contact_id, direction, phone, body,
-                               media_url, status, attempts, not_before, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, 'pending', 0, $8, $9, $9)",
+                               media_url, status, attempts, not_before, created_at, updated_at,
+                               reply_to)
+         VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, 'pending', 0, $8, $9, $9, $10)",
     )
     .bind(id)
     .bind(workspace)
@@ -80,6 +85,7 @@ pub async fn insert_single(
     .bind(message.media_url)
     .bind(message.not_before)
     .bind(now)
+    .bind(message.reply_to)
     .execute(&mut *c)
     .await.map(drop))?;
     get(conn, workspace, id).await
@@ -403,7 +409,7 @@ pub async fn record_outcomes(
             !(matches!(change.event, Event::Sent { .. }) && recorded.remove(&change.id))
         })
         .collect();
-    apply_changes(tx, &rest, now).await?;
+    apply_changes(tx.conn(), &rest, now).await?;
     for (id, outcome) in outcomes {
         match outcome {
             Outcome::Unwanted { .. } => opt_out_recipient(tx, *id, now).await?,
@@ -507,7 +513,7 @@ async fn record_plain_sends(
     let changes = per_campaign
         .into_iter()
         .filter_map(|(campaign, n)| Some((campaign?, each * n)));
-    move_counters(tx, changes, now).await?;
+    move_counters(tx.conn(), changes, now).await?;
     Ok(recorded)
 }
 
@@ -550,14 +556,14 @@ fn progress_is(query: &mut SqlBuilder, progress: &Progress) {
 
 /// Adds each campaign's change to its counters, and completes those left with nothing to send.
 async fn move_counters(
-    tx: &mut Tx,
+    mut conn: Conn<'_>,
     changes: impl IntoIterator<Item = (CampaignId, Counters)>,
     now: DateTime<Utc>,
 ) -> Result<()> {
     for (campaign, change) in changes {
-        let pending = campaigns::add_to_counters(tx.conn(), campaign, &change, now).await?;
+        let pending = campaigns::add_to_counters(conn.reborrow(), campaign, &change, now).await?;
         if change.pending < 0 && pending == Some(0) {
-            campaigns::complete_if_done(tx.conn(), campaign, now).await?;
+            campaigns::complete_if_done(conn.reborrow(), campaign, now).await?;
         }
     }
     Ok(())
@@ -631,7 +637,7 @@ pub async fn record_status_reports(
             None => unmatched.push(report.clone()),
         }
     }
-    apply_changes(tx, &changes, now).await?;
+    apply_changes(tx.conn(), &changes, now).await?;
     park_reports(tx.conn(), sender, &unmatched, now).await?;
     Ok(unmatched)
 }
@@ -743,7 +749,7 @@ pub async fn apply_parked_reports(
             },
         });
     }
-    apply_changes(tx, &changes, now).await?;
+    apply_changes(tx.conn(), &changes, now).await?;
     let ids: Vec<uuid::Uuid> = matched.iter().map(|parked| parked.parked_id).collect();
     for chunk in ids.chunks(rows_per_statement(1)) {
         let mut delete = SqlBuilder::new("DELETE FROM parked_reports WHERE id IN ");
@@ -888,9 +894,9 @@ impl ProgressRow {
 
 /// Reads a batch's current progress, applies each change through the domain's rules, writes
 /// what changed, and moves each campaign's counters by the sum of its messages' changes.
-async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> Result<()> {
+async fn apply_changes(mut conn: Conn<'_>, changes: &[Change], now: DateTime<Utc>) -> Result<()> {
     const READ_BATCH: usize = rows_per_statement(1);
-    let lock = match tx.conn().dialect() {
+    let lock = match conn.dialect() {
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE",
     };
@@ -902,7 +908,7 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
         select
             .bind_list(chunk.iter().map(|change| Param::Id(change.id.0)))
             .push(lock);
-        let rows: Vec<ProgressRow> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
+        let rows: Vec<ProgressRow> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
             .fetch_all(&mut *c)
             .await?);
         current.extend(rows.into_iter().map(|row| (row.id, row)));
@@ -944,9 +950,9 @@ async fn apply_changes(tx: &mut Tx, changes: &[Change], now: DateTime<Utc>) -> R
         write.details.absorb(&change.details);
     }
     for chunk in writes.chunks(rows_per_statement(9)) {
-        write_progress(tx.conn(), chunk, now).await?;
+        write_progress(conn.reborrow(), chunk, now).await?;
     }
-    move_counters(tx, campaign_changes, now).await
+    move_counters(conn, campaign_changes, now).await
 }
 
 /// A message's new progress, and what its changes brought.
@@ -1000,8 +1006,20 @@ async fn write_progress(conn: Conn<'_>, writes: &[Write], now: DateTime<Utc>) ->
     Ok(())
 }
 
+/// An inbound message, as recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inbound {
+    pub id: MessageId,
+    pub workspace: WorkspaceId,
+    pub contact: Option<ContactId>,
+    /// The phone as stored (E.164 when it parses).
+    pub phone: String,
+    /// The first message this phone ever wrote to this sender.
+    pub first_to_sender: bool,
+}
+
 /// Records a message a contact sent to `sender`, linked to the contact with that phone, and its
-/// `message.received` event.
+/// `message.received` event. `None` when the sender is gone (no workspace to record it in).
 pub async fn insert_inbound(
     mut conn: Conn<'_>,
     sender: SenderId,
@@ -1009,7 +1027,7 @@ pub async fn insert_inbound(
     body: &str,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Option<Inbound>> {
     let phone = crate::domain::phone::Phone::parse(from)
         .map_or_else(|_| from.trim().to_owned(), |p| p.into_string());
     let id = MessageId::generate();
@@ -1030,10 +1048,16 @@ pub async fn insert_inbound(
     .bind(now)
     .fetch_optional(&mut *c)
     .await?);
-    let Some((workspace, contact_id)) = inserted else {
-        // The sender is gone: there is no workspace to record it in.
-        return Ok(());
+    let Some((workspace, contact)) = inserted else {
+        return Ok(None);
     };
+    let wrote_before: bool = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM conversations WHERE sender_id = $1 AND phone = $2)",
+    )
+    .bind(sender)
+    .bind(&phone)
+    .fetch_one(&mut *c)
+    .await?);
     // The customer-service window opens (again) with every message the person writes.
     on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO conversations (sender_id, phone, last_inbound_at) VALUES ($1, $2, $3)
@@ -1048,12 +1072,47 @@ pub async fn insert_inbound(
     .map(drop))?;
     let data = InboundEvent {
         message_id: id,
-        contact_id,
+        contact_id: contact,
         sender_id: sender,
-        from: phone,
+        from: phone.clone(),
         body: body.to_owned(),
         received_at: at,
     };
     let event = NewEvent::new(workspace, EventType::MessageReceived, id, &data, now)?;
-    events::append(conn, &[event]).await
+    events::append(conn, &[event]).await?;
+    Ok(Some(Inbound {
+        id,
+        workspace,
+        contact,
+        phone,
+        first_to_sender: !wrote_before,
+    }))
+}
+
+/// Skips every outbound message still waiting for `contact` (its campaigns' and single ones),
+/// with `reason` as their error, moving their campaigns' counters. Messages already claimed are
+/// in flight and end as their send does.
+pub async fn skip_pending_to(
+    mut conn: Conn<'_>,
+    contact: ContactId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let waiting: Vec<MessageId> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "SELECT id FROM messages
+         WHERE contact_id = $1 AND direction = 'outbound' AND status = 'pending'",
+    )
+    .bind(contact)
+    .fetch_all(&mut *c)
+    .await?);
+    let changes: Vec<Change> = waiting
+        .iter()
+        .map(|id| Change {
+            id: *id,
+            event: Event::Skipped,
+            details: Details::error(reason),
+        })
+        .collect();
+    apply_changes(conn, &changes, now).await?;
+    Ok(waiting.len())
 }

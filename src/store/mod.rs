@@ -22,6 +22,7 @@ use crate::domain::message::MessageStatus;
 
 pub mod api_keys;
 pub mod audience;
+pub mod automations;
 pub mod campaigns;
 pub mod contacts;
 pub mod conversations;

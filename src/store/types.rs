@@ -57,7 +57,9 @@ uuid_sql_type!(
     SenderId,
     CampaignId,
     MessageId,
-    ImportId
+    ImportId,
+    AutomationId,
+    AutomationRunId
 );
 
 /// Enums stored as their text name (`'draft'`, `'pending'`, …), checked by the schema.
@@ -105,7 +107,8 @@ text_sql_type!(
     crate::domain::contact::ImportStatus,
     crate::domain::message::Direction,
     crate::domain::time::Zone,
-    crate::domain::provider::ProviderKind
+    crate::domain::provider::ProviderKind,
+    crate::domain::automation::TriggerType
 );
 
 /// A wall-clock time, stored as its `HH:MM` text.

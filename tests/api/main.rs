@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod automations;
 mod campaigns;
 mod contacts;
 mod groups;
