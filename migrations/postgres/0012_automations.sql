@@ -45,9 +45,3 @@ ALTER TABLE workspaces ADD COLUMN automations_version TEXT;
 -- The inbound message an automatic reply answers.
 ALTER TABLE messages ADD COLUMN reply_to UUID;
 
--- Conversations began before migration 0011 recorded them: a contact who wrote before is not
--- welcomed again.
-INSERT INTO conversations (sender_id, phone, last_inbound_at)
-SELECT sender_id, phone, MAX(created_at) FROM messages WHERE direction = 'inbound'
-GROUP BY sender_id, phone
-ON CONFLICT (sender_id, phone) DO NOTHING;

@@ -346,18 +346,14 @@ pub async fn answer(
     mut conn: Conn<'_>,
     sender: SenderId,
     inbound: &Inbound,
+    contact: Option<Contact>,
     body: &str,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> store::Result<Option<Answer>> {
     let workspace = inbound.workspace;
-    let Some(contact_id) = inbound.contact else {
+    let Some(contact) = contact.filter(|contact| Some(contact.id) == inbound.contact) else {
         return Ok(None);
-    };
-    let contact = match contacts::get(conn.reborrow(), workspace, contact_id).await {
-        Ok(contact) => contact,
-        Err(StoreError::NotFound) => return Ok(None),
-        Err(error) => return Err(error),
     };
     if let Some(keyword) = ConsentKeyword::of(body) {
         let contact = match keyword {
@@ -392,7 +388,12 @@ pub async fn answer(
         return Ok(None);
     }
     let rules = rules_of(conn.reborrow(), workspace).await?;
-    let text = InboundText::new(body, inbound.first_to_sender, at);
+    // Whether the contact wrote to this sender before matters to welcome rules alone.
+    let first_to_sender = rules
+        .iter()
+        .any(|rule| matches!(rule.matcher, Matcher::Welcome))
+        && !messages::wrote_before(conn.reborrow(), sender, contact.id, inbound.id).await?;
+    let text = InboundText::new(body, first_to_sender, at);
     let tried = candidates(&rules, sender, &text);
     if tried.is_empty() || over_hourly_cap(conn.reborrow(), &contact, now).await? {
         return Ok(None);

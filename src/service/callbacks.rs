@@ -9,7 +9,7 @@ use crate::domain::callback::{CallbackEvent, SenderEvents};
 use crate::domain::ids::{SenderId, WorkspaceId};
 use crate::domain::phone::Phone;
 use crate::providers::{self, CallbackError, CallbackRequest, CallbackSender};
-use crate::store::contacts::{self, ContactFields};
+use crate::store::contacts::{self, Contact, ContactFields};
 use crate::store::messages::StatusReport;
 use crate::store::senders::{self, Sender};
 use crate::store::{self, Db, StoreError};
@@ -67,7 +67,7 @@ pub async fn receive(
         .map_err(refused)?;
     let events = module.parse_callback(request.body).map_err(refused)?;
     let batch = SenderEvents::new(sender.id, events);
-    Ok(ingest(db, &batch, request.now).await?)
+    Ok(ingest_for(db, Some(sender.workspace_id), &batch, request.now).await?)
 }
 
 /// A platform's `GET` verification of its webhook: the challenge to answer with.
@@ -104,6 +104,16 @@ pub struct Ingested {
 /// recorded. When it returns, all of it is durable.
 #[tracing::instrument(name = "callback", skip_all, fields(sender_id = %batch.sender, events = batch.events.len()))]
 pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store::Result<Ingested> {
+    ingest_for(db, None, batch, now).await
+}
+
+/// [`ingest`], for a sender whose workspace the caller already read (`None`: read it here).
+async fn ingest_for(
+    db: &Db,
+    workspace: Option<WorkspaceId>,
+    batch: &SenderEvents,
+    now: DateTime<Utc>,
+) -> store::Result<Ingested> {
     let mut reports = Vec::new();
     let mut inbound = Vec::new();
     let mut consent = Vec::new();
@@ -131,24 +141,38 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
     }
     let mut replies_queued = 0;
     let mut tx = db.begin().await?;
-    let parked =
-        store::messages::record_status_reports(&mut tx, batch.sender, &reports, now).await?;
+    let parked = if reports.is_empty() {
+        Vec::new()
+    } else {
+        store::messages::record_status_reports(&mut tx, batch.sender, &reports, now).await?
+    };
     if !inbound.is_empty() || !consent.is_empty() {
         // A sender deleted meanwhile has no workspace to record anything in.
-        let workspace = match senders::get_unscoped(tx.conn(), batch.sender).await {
-            Ok(sender) => Some(sender.workspace_id),
-            Err(StoreError::NotFound) => None,
-            Err(error) => return Err(error),
+        let workspace = match workspace {
+            Some(workspace) => Some(workspace),
+            None => match senders::get_unscoped(tx.conn(), batch.sender).await {
+                Ok(sender) => Some(sender.workspace_id),
+                Err(StoreError::NotFound) => None,
+                Err(error) => return Err(error),
+            },
         };
         if let Some(workspace) = workspace {
             for (from, body, at, name) in &inbound {
-                ensure_contact(&mut tx, workspace, from, *name, now).await?;
+                let contact = ensure_contact(&mut tx, workspace, from, *name, now).await?;
                 let recorded =
                     store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now)
                         .await?;
                 let Some(recorded) = recorded else { continue };
-                let answer =
-                    automations::answer(tx.conn(), batch.sender, &recorded, body, *at, now).await?;
+                let answer = automations::answer(
+                    tx.conn(),
+                    batch.sender,
+                    &recorded,
+                    contact,
+                    body,
+                    *at,
+                    now,
+                )
+                .await?;
                 replies_queued += usize::from(answer.is_some());
             }
             for (from, opted_out_at) in &consent {
@@ -173,23 +197,19 @@ async fn ensure_contact(
     from: &str,
     name: Option<&str>,
     now: DateTime<Utc>,
-) -> store::Result<()> {
+) -> store::Result<Option<Contact>> {
     let Ok(phone) = Phone::parse(from) else {
-        return Ok(());
+        return Ok(None);
     };
-    if contacts::find_by_phone(tx.conn(), workspace, &phone)
-        .await?
-        .is_some()
-    {
-        return Ok(());
+    if let Some(contact) = contacts::find_by_phone(tx.conn(), workspace, &phone).await? {
+        return Ok(Some(contact));
     }
     let mut fields = ContactFields::new(phone);
     fields.name = name
         .map(str::trim)
         .filter(|name| !name.is_empty())
         .map(str::to_owned);
-    contacts::insert(tx, workspace, &fields, now).await?;
-    Ok(())
+    Ok(Some(contacts::insert(tx, workspace, &fields, now).await?))
 }
 
 /// Opts the contact with this phone out (`Some(since)`) or back in (`None`); a phone no

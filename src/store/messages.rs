@@ -1014,8 +1014,6 @@ pub struct Inbound {
     pub contact: Option<ContactId>,
     /// The phone as stored (E.164 when it parses).
     pub phone: String,
-    /// The first message this phone ever wrote to this sender.
-    pub first_to_sender: bool,
 }
 
 /// Records a message a contact sent to `sender`, linked to the contact with that phone, and its
@@ -1051,13 +1049,6 @@ pub async fn insert_inbound(
     let Some((workspace, contact)) = inserted else {
         return Ok(None);
     };
-    let wrote_before: bool = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM conversations WHERE sender_id = $1 AND phone = $2)",
-    )
-    .bind(sender)
-    .bind(&phone)
-    .fetch_one(&mut *c)
-    .await?);
     // The customer-service window opens (again) with every message the person writes.
     on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO conversations (sender_id, phone, last_inbound_at) VALUES ($1, $2, $3)
@@ -1085,8 +1076,26 @@ pub async fn insert_inbound(
         workspace,
         contact,
         phone,
-        first_to_sender: !wrote_before,
     }))
+}
+
+/// Whether `contact` wrote to `sender` before its message `inbound`.
+pub async fn wrote_before(
+    conn: Conn<'_>,
+    sender: SenderId,
+    contact: ContactId,
+    inbound: MessageId,
+) -> Result<bool> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages
+                        WHERE contact_id = $1 AND sender_id = $2 AND direction = 'inbound'
+                              AND id <> $3)",
+    )
+    .bind(contact)
+    .bind(sender)
+    .bind(inbound)
+    .fetch_one(&mut *c)
+    .await?))
 }
 
 /// Skips every outbound message still waiting for `contact` (its campaigns' and single ones),
