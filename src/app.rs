@@ -34,6 +34,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let engine = start_engine(&config, &db, clock.clone()).await?;
         let state = AppState {
+            ingestor: crate::service::callbacks::Ingestor::start(db.clone()),
             db,
             config: Arc::new(config),
             clock,

@@ -61,7 +61,7 @@ async fn receive(
         body: &body,
         now: state.clock.now(),
     };
-    let ingested = callbacks::receive(&state.db, sender_id, &request)
+    let ingested = callbacks::receive(&state.ingestor, sender_id, &request)
         .await
         .map_err(refused)?;
     if ingested.replies_queued > 0 {

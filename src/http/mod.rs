@@ -53,6 +53,8 @@ pub struct AppState {
     pub api_limits: Arc<crate::http::auth::ApiLimits>,
     /// Wakes this process's lanes for work that should not wait (automatic replies).
     pub wakeups: crate::engine::Wakeups,
+    /// Commits provider callbacks that arrive together in one transaction.
+    pub ingestor: crate::service::callbacks::Ingestor,
 }
 
 #[derive(OpenApi)]

@@ -3,6 +3,7 @@
 //! Their types and Herald's signature scheme are the domain's (`domain::callback`).
 
 use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
 
 use super::automations;
 use crate::domain::callback::{CallbackEvent, SenderEvents};
@@ -51,11 +52,11 @@ fn addressee(sender: &Sender) -> CallbackSender<'_> {
 /// ingested. Durable before it returns (invariant 7): a report that overtook the record of its
 /// send is parked in the same transaction.
 pub async fn receive(
-    db: &Db,
+    ingestor: &Ingestor,
     sender: SenderId,
     request: &CallbackRequest<'_>,
 ) -> Result<Ingested, Refused> {
-    let sender = addressed(db, sender).await?;
+    let sender = addressed(&ingestor.db, sender).await?;
     let module = providers::module_of(sender.provider);
     let addressee = addressee(&sender);
     let refused = |error| Refused::Provider {
@@ -67,7 +68,98 @@ pub async fn receive(
         .map_err(refused)?;
     let events = module.parse_callback(request.body).map_err(refused)?;
     let batch = SenderEvents::new(sender.id, events);
-    Ok(ingest_for(db, Some(sender.workspace_id), &batch, request.now).await?)
+    Ok(ingestor
+        .ingest(sender.workspace_id, batch, request.now)
+        .await?)
+}
+
+/// Callbacks that arrive together are committed together: each waits for the commit that
+/// holds its events (so it is durable before it is answered, invariant 7), and many share it,
+/// instead of each taking the database's writer for a transaction of its own.
+#[derive(Clone)]
+pub struct Ingestor {
+    db: Db,
+    queue: mpsc::Sender<Job>,
+}
+
+struct Job {
+    workspace: WorkspaceId,
+    batch: SenderEvents,
+    now: DateTime<Utc>,
+    answer: oneshot::Sender<store::Result<Ingested>>,
+}
+
+/// Callbacks one commit holds at most.
+const CALLBACKS_PER_COMMIT: usize = 64;
+
+impl Ingestor {
+    /// Starts the task that commits callbacks on `db`; it stops when the last handle is gone.
+    pub fn start(db: Db) -> Self {
+        let (queue, jobs) = mpsc::channel(CALLBACKS_PER_COMMIT * 16);
+        tokio::spawn(commit_in_groups(db.clone(), jobs));
+        Self { db, queue }
+    }
+
+    async fn ingest(
+        &self,
+        workspace: WorkspaceId,
+        batch: SenderEvents,
+        now: DateTime<Utc>,
+    ) -> store::Result<Ingested> {
+        let (answer, answered) = oneshot::channel();
+        let job = Job {
+            workspace,
+            batch,
+            now,
+            answer,
+        };
+        // The task ends only with the process: a closed queue is a database being closed.
+        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.queue.send(job).await.map_err(|_| closed())?;
+        answered.await.map_err(|_| closed())?
+    }
+}
+
+async fn commit_in_groups(db: Db, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < CALLBACKS_PER_COMMIT {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        match commit_together(&db, &group).await {
+            Ok(ingested) => {
+                for (job, ingested) in group.into_iter().zip(ingested) {
+                    let _ = job.answer.send(Ok(ingested));
+                }
+            }
+            // One callback's failure (a deadlock on PostgreSQL, a constraint) must not fail
+            // the others: each is tried again on its own.
+            Err(_) if group.len() > 1 => {
+                for job in group {
+                    let ingested = ingest_for(&db, Some(job.workspace), &job.batch, job.now).await;
+                    let _ = job.answer.send(ingested);
+                }
+            }
+            Err(error) => {
+                if let Some(job) = group.pop() {
+                    let _ = job.answer.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_together(db: &Db, group: &[Job]) -> store::Result<Vec<Ingested>> {
+    let mut tx = db.begin().await?;
+    let mut ingested = Vec::with_capacity(group.len());
+    for job in group {
+        ingested.push(ingest_in(&mut tx, Some(job.workspace), &job.batch, job.now).await?);
+    }
+    tx.commit().await?;
+    Ok(ingested)
 }
 
 /// A platform's `GET` verification of its webhook: the challenge to answer with.
@@ -114,6 +206,19 @@ async fn ingest_for(
     batch: &SenderEvents,
     now: DateTime<Utc>,
 ) -> store::Result<Ingested> {
+    let mut tx = db.begin().await?;
+    let ingested = ingest_in(&mut tx, workspace, batch, now).await?;
+    tx.commit().await?;
+    Ok(ingested)
+}
+
+/// Applies one sender's events within `tx`.
+async fn ingest_in(
+    tx: &mut store::Tx,
+    workspace: Option<WorkspaceId>,
+    batch: &SenderEvents,
+    now: DateTime<Utc>,
+) -> store::Result<Ingested> {
     let mut reports = Vec::new();
     let mut inbound = Vec::new();
     let mut consent = Vec::new();
@@ -140,11 +245,10 @@ async fn ingest_for(
         }
     }
     let mut replies_queued = 0;
-    let mut tx = db.begin().await?;
     let parked = if reports.is_empty() {
         Vec::new()
     } else {
-        store::messages::record_status_reports(&mut tx, batch.sender, &reports, now).await?
+        store::messages::record_status_reports(tx, batch.sender, &reports, now).await?
     };
     if !inbound.is_empty() || !consent.is_empty() {
         // A sender deleted meanwhile has no workspace to record anything in.
@@ -158,7 +262,7 @@ async fn ingest_for(
         };
         if let Some(workspace) = workspace {
             for (from, body, at, name) in &inbound {
-                let contact = ensure_contact(&mut tx, workspace, from, *name, now).await?;
+                let contact = ensure_contact(tx, workspace, from, *name, now).await?;
                 let recorded =
                     store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now)
                         .await?;
@@ -176,11 +280,10 @@ async fn ingest_for(
                 replies_queued += usize::from(answer.is_some());
             }
             for (from, opted_out_at) in &consent {
-                set_consent(&mut tx, workspace, from, *opted_out_at, now).await?;
+                set_consent(tx, workspace, from, *opted_out_at, now).await?;
             }
         }
     }
-    tx.commit().await?;
     Ok(Ingested {
         statuses_applied: reports.len() - parked.len(),
         inbound_recorded: inbound.len(),
