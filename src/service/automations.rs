@@ -53,6 +53,21 @@ pub struct AutomationChange {
     pub reply: Option<Reply>,
 }
 
+impl AutomationInput {
+    /// What is stored of a checked rule, with its parsed trigger.
+    fn fields<'a>(&'a self, trigger: &'a Trigger) -> AutomationFields<'a> {
+        AutomationFields {
+            sender_id: self.sender_id,
+            name: self.name.trim(),
+            priority: self.priority,
+            enabled: self.enabled,
+            cooldown_s: self.cooldown_s,
+            trigger,
+            reply: &self.reply,
+        }
+    }
+}
+
 /// The longest cooldown: a day, a week… a month is more than any rule needs.
 const MAX_COOLDOWN_S: i64 = 30 * 24 * 3600;
 const MAX_NAME_LEN: usize = 200;
@@ -65,15 +80,7 @@ pub async fn create(
 ) -> ServiceResult<Automation> {
     let mut tx = db.begin().await?;
     let trigger = checked(tx.conn(), workspace, &input).await?;
-    let fields = AutomationFields {
-        sender_id: input.sender_id,
-        name: input.name.trim(),
-        priority: input.priority,
-        enabled: input.enabled,
-        cooldown_s: input.cooldown_s,
-        trigger: &trigger,
-        reply: &input.reply,
-    };
+    let fields = input.fields(&trigger);
     let automation = automations::insert(tx.conn(), workspace, &fields, now).await?;
     tx.commit().await?;
     Ok(automation)
@@ -101,15 +108,7 @@ pub async fn update(
         reply: change.reply.unwrap_or(current.reply_spec.0),
     };
     let trigger = checked(tx.conn(), workspace, &input).await?;
-    let fields = AutomationFields {
-        sender_id: input.sender_id,
-        name: input.name.trim(),
-        priority: input.priority,
-        enabled: input.enabled,
-        cooldown_s: input.cooldown_s,
-        trigger: &trigger,
-        reply: &input.reply,
-    };
+    let fields = input.fields(&trigger);
     let automation = automations::update(tx.conn(), workspace, id, &fields, now).await?;
     tx.commit().await?;
     Ok(automation)
