@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on POST, PATCH and DELETE: the first response to a key is stored (status
+//! `Idempotency-Key` on POST, PUT, PATCH and DELETE: the first response to a key is stored (status
 //! and body) for 24 hours per API key and path, and a retry gets it back with
 //! `Idempotent-Replay: true` instead of running again.
 
@@ -49,7 +49,7 @@ pub async fn replay_or_run(
 ) -> Response {
     if !matches!(
         *request.method(),
-        Method::POST | Method::PATCH | Method::DELETE
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) {
         return next.run(request).await;
     }

@@ -161,7 +161,7 @@ async fn wrong_method() -> error::ApiError {
 
 /// What API.md says of every route, written into the document once instead of on each
 /// handler: bearer auth, the error responses each kind of route can give, and the
-/// `Idempotency-Key` header of POST, PATCH and DELETE.
+/// `Idempotency-Key` header of POST, PUT, PATCH and DELETE.
 struct Conventions;
 
 impl Modify for Conventions {

@@ -373,14 +373,15 @@ async fn keyword_replies_are_the_workspaces_to_set_or_silence(db: TestDb) {
         defaults.expect(200)["help_reply"],
         "Reply STOP to unsubscribe."
     );
-    let set = line
-        .api
-        .send(
-            line.api
-                .request(Method::PUT, "/v1/settings/keywords")
-                .json(&json!({"opt_out_reply": "Bye <<name|friend>>.", "help_reply": null})),
-        )
-        .await;
+    let put = || {
+        line.api
+            .request(Method::PUT, "/v1/settings/keywords")
+            .header("Idempotency-Key", "keywords-1")
+            .json(&json!({"opt_out_reply": "Bye <<name|friend>>.", "help_reply": null}))
+    };
+    let set = line.api.send(put()).await;
+    let replayed = line.api.send(put()).await;
+    assert_eq!(replayed.header("Idempotent-Replay"), Some("true"));
     let set = set.expect(200);
     assert_eq!(set["help_reply"], Value::Null);
     assert_eq!(set["opt_in_reply"], "You are subscribed again.");
