@@ -45,3 +45,8 @@ ALTER TABLE workspaces ADD COLUMN automations_version TEXT;
 -- The inbound message an automatic reply answers.
 ALTER TABLE messages ADD COLUMN reply_to UUID;
 
+
+-- A platform's id of an inbound message, once per sender: a webhook delivered again records
+-- (and answers) nothing twice.
+CREATE UNIQUE INDEX messages_inbound_once ON messages (sender_id, provider_message_id)
+    WHERE direction = 'inbound' AND provider_message_id IS NOT NULL;

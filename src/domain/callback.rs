@@ -45,6 +45,10 @@ pub enum CallbackEvent {
         /// The name the person gave the platform (WhatsApp's profile name), if it says.
         #[serde(default)]
         name: Option<String>,
+        /// The platform's id of the message: a message delivered again (a platform retrying
+        /// its webhook) is recorded, and answered, once.
+        #[serde(default, rename = "message_id")]
+        id: Option<String>,
     },
     /// The person asked the platform to stop messages from this sender (WhatsApp's
     /// `user_preferences` stop). Not part of Herald's own callback format.

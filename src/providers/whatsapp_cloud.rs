@@ -516,6 +516,8 @@ struct MetaError {
 #[derive(Debug, Deserialize)]
 struct InboundMessage {
     from: String,
+    #[serde(default)]
+    id: Option<String>,
     timestamp: Option<Timestamp>,
     #[serde(rename = "type", default)]
     kind: String,
@@ -723,6 +725,7 @@ impl InboundMessage {
             body,
             at: Timestamp::instant(self.timestamp.as_ref()),
             name,
+            id: self.id,
         })
     }
 }
@@ -915,19 +918,22 @@ mod tests {
                     from: "+15551234567".into(),
                     body: "price?".into(),
                     at: at(1767000000),
-                    name: jane()
+                    name: jane(),
+                    id: Some("wamid.in1".into())
                 },
                 CallbackEvent::Inbound {
                     from: "+15551234567".into(),
                     body: "Yes please".into(),
                     at: at(1767000001),
-                    name: jane()
+                    name: jane(),
+                    id: Some("wamid.in2".into())
                 },
                 CallbackEvent::Inbound {
                     from: "+15551234567".into(),
                     body: "Large".into(),
                     at: at(1767000002),
-                    name: jane()
+                    name: jane(),
+                    id: Some("wamid.in3".into())
                 },
                 CallbackEvent::OptOut {
                     from: "+15557654321".into(),

@@ -11,7 +11,7 @@ use crate::domain::ids::{SenderId, WorkspaceId};
 use crate::domain::phone::Phone;
 use crate::providers::{self, CallbackError, CallbackRequest, CallbackSender};
 use crate::store::contacts::{self, Contact, ContactFields};
-use crate::store::messages::StatusReport;
+use crate::store::messages::{NewInbound, StatusReport};
 use crate::store::senders::{self, Sender};
 use crate::store::{self, Db, StoreError};
 
@@ -239,12 +239,20 @@ async fn ingest_in(
                 body,
                 at,
                 name,
-            } => inbound.push((from.as_str(), body.as_str(), *at, name.as_deref())),
+                id,
+            } => inbound.push(NewInbound {
+                from,
+                body,
+                at: *at,
+                name: name.as_deref(),
+                id: id.as_deref(),
+            }),
             CallbackEvent::OptOut { from, at } => consent.push((from.as_str(), Some(*at))),
             CallbackEvent::OptIn { from, at: _ } => consent.push((from.as_str(), None)),
         }
     }
     let mut replies_queued = 0;
+    let mut inbound_recorded = 0;
     let parked = if reports.is_empty() {
         Vec::new()
     } else {
@@ -261,19 +269,20 @@ async fn ingest_in(
             },
         };
         if let Some(workspace) = workspace {
-            for (from, body, at, name) in &inbound {
-                let contact = ensure_contact(tx, workspace, from, *name, now).await?;
+            for new in &inbound {
+                let contact = ensure_contact(tx, workspace, new.from, new.name, now).await?;
                 let recorded =
-                    store::messages::insert_inbound(tx.conn(), batch.sender, from, body, *at, now)
-                        .await?;
+                    store::messages::insert_inbound(tx.conn(), batch.sender, new, now).await?;
+                // A message already recorded (delivered again) is not answered again.
                 let Some(recorded) = recorded else { continue };
+                inbound_recorded += 1;
                 let answer = automations::answer(
                     tx.conn(),
                     batch.sender,
                     &recorded,
                     contact,
-                    body,
-                    *at,
+                    new.body,
+                    new.at,
                     now,
                 )
                 .await?;
@@ -286,7 +295,7 @@ async fn ingest_in(
     }
     Ok(Ingested {
         statuses_applied: reports.len() - parked.len(),
-        inbound_recorded: inbound.len(),
+        inbound_recorded,
         deferred: parked.len(),
         replies_queued,
     })

@@ -808,7 +808,8 @@ async fn resolve_references<'r>(
     let provider_ids: Vec<&str> = by_provider_id.keys().copied().collect();
     for chunk in provider_ids.chunks(CHUNK) {
         let mut select = SqlBuilder::new(
-            "SELECT id, provider_message_id FROM messages WHERE provider_message_id IN ",
+            "SELECT id, provider_message_id FROM messages
+             WHERE direction = 'outbound' AND provider_message_id IN ",
         );
         select
             .bind_list(chunk.iter().map(|id| Param::Text((*id).to_owned())))
@@ -1006,6 +1007,18 @@ async fn write_progress(conn: Conn<'_>, writes: &[Write], now: DateTime<Utc>) ->
     Ok(())
 }
 
+/// An inbound message as a platform reported it.
+#[derive(Clone, Copy, Debug)]
+pub struct NewInbound<'a> {
+    pub from: &'a str,
+    pub body: &'a str,
+    pub at: DateTime<Utc>,
+    /// The name the person gave the platform.
+    pub name: Option<&'a str>,
+    /// The platform's id of the message, when it gives one.
+    pub id: Option<&'a str>,
+}
+
 /// An inbound message, as recorded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Inbound {
@@ -1017,25 +1030,28 @@ pub struct Inbound {
 }
 
 /// Records a message a contact sent to `sender`, linked to the contact with that phone, and its
-/// `message.received` event. `None` when the sender is gone (no workspace to record it in).
+/// `message.received` event. `None` when the sender is gone (no workspace to record it in) or
+/// the platform's id of the message is recorded already (the platform delivered it again).
 pub async fn insert_inbound(
     mut conn: Conn<'_>,
     sender: SenderId,
-    from: &str,
-    body: &str,
-    at: DateTime<Utc>,
+    new: &NewInbound<'_>,
     now: DateTime<Utc>,
 ) -> Result<Option<Inbound>> {
+    let (from, body, at) = (new.from, new.body, new.at);
     let phone = crate::domain::phone::Phone::parse(from)
         .map_or_else(|_| from.trim().to_owned(), |p| p.into_string());
     let id = MessageId::generate();
     let inserted: Option<(WorkspaceId, Option<ContactId>)> = on_conn!(conn.reborrow(), c => sqlx::query_as(
         "INSERT INTO messages (id, workspace_id, sender_id, contact_id, direction, phone, body, status,
-                               attempts, not_before, created_at, updated_at, delivered_at)
+                               attempts, not_before, created_at, updated_at, delivered_at,
+                               provider_message_id)
          SELECT $1, s.workspace_id, s.id,
                 (SELECT c.id FROM contacts c WHERE c.workspace_id = s.workspace_id AND c.phone = $3),
-                'inbound', $3, $4, 'delivered', 0, $5, $6, $6, $5
+                'inbound', $3, $4, 'delivered', 0, $5, $6, $6, $5, $7
          FROM senders s WHERE s.id = $2
+         ON CONFLICT (sender_id, provider_message_id)
+            WHERE direction = 'inbound' AND provider_message_id IS NOT NULL DO NOTHING
          RETURNING workspace_id, contact_id",
     )
     .bind(id)
@@ -1044,6 +1060,7 @@ pub async fn insert_inbound(
     .bind(body)
     .bind(at)
     .bind(now)
+    .bind(new.id)
     .fetch_optional(&mut *c)
     .await?);
     let Some((workspace, contact)) = inserted else {

@@ -478,6 +478,7 @@ mod tests {
                 "messages_claim",
                 "messages_contact",
                 "messages_in_flight",
+                "messages_inbound_once",
                 "messages_provider_id",
                 "messages_single_due"
             ]

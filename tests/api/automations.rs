@@ -61,9 +61,13 @@ impl Line {
 
     /// `from` writes `text` to the line; the callback's answer.
     async fn write(&self, from: &str, text: &str) -> Value {
-        let body = json!({"events": [{"type": "inbound", "from": from, "body": text,
-                                      "name": "Dana"}]})
-        .to_string();
+        self.deliver(json!({"type": "inbound", "from": from, "body": text, "name": "Dana"}))
+            .await
+    }
+
+    /// One event in a signed callback of Herald's own format; the callback's answer.
+    async fn deliver(&self, event: Value) -> Value {
+        let body = json!({ "events": [event] }).to_string();
         let timestamp = Utc::now().timestamp();
         let signature = sign(&self.secret, timestamp, body.as_bytes());
         let reply = self
@@ -144,6 +148,7 @@ dialect_tests!(
     rules_answer_by_match_mode_in_priority_order_with_a_fallback,
     cooldowns_and_the_hourly_cap_bound_replies,
     stop_during_a_running_campaign_stops_everything_and_start_and_help_answer,
+    a_message_delivered_twice_is_recorded_and_answered_once,
     keyword_replies_are_the_workspaces_to_set_or_silence,
     away_rules_answer_outside_their_hours,
     rules_are_managed_with_filters_abilities_and_clear_refusals,
@@ -363,6 +368,38 @@ async fn stop_during_a_running_campaign_stops_everything_and_start_and_help_answ
     let opted_in = line.api.get("/v1/contacts?opted_out=false").await;
     assert_eq!(opted_in.expect(200)["total"], 3);
 
+    line.api.stop().await;
+}
+
+async fn a_message_delivered_twice_is_recorded_and_answered_once(db: TestDb) {
+    let line = Line::open(db, json!({})).await;
+    line.rule(json!({"name": "Fallback", "trigger": {"type": "fallback"},
+                     "reply": {"content": "We got it"}}))
+        .await;
+    let event = json!({"type": "inbound", "from": "+201012345641", "body": "my order?",
+                       "message_id": "gw-in-1"});
+    let first = line.deliver(event.clone()).await;
+    assert_eq!(
+        (&first["inbound"], &first["replies"]),
+        (&json!(1), &json!(1))
+    );
+    // The platform retries the webhook: nothing is recorded or answered again.
+    let again = line.deliver(event).await;
+    assert_eq!(
+        (&again["inbound"], &again["replies"]),
+        (&json!(0), &json!(0))
+    );
+    // Another message of the same person is its own.
+    let other = line
+        .deliver(
+            json!({"type": "inbound", "from": "+201012345641", "body": "hello?",
+                        "message_id": "gw-in-2"}),
+        )
+        .await;
+    assert_eq!(other["inbound"], 1);
+    let inbound = line.api.get("/v1/messages?direction=inbound").await;
+    assert_eq!(inbound.expect(200)["total"], 2);
+    line.sent_count(2).await;
     line.api.stop().await;
 }
 

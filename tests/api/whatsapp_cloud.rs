@@ -123,7 +123,7 @@ async fn write_in(api: &Api, sender: &str, phones: &[&str]) {
         .iter()
         .enumerate()
         .map(|(n, phone)| {
-            json!({"from": phone.trim_start_matches('+'), "id": format!("wamid.hello{n}"),
+            json!({"from": phone.trim_start_matches('+'), "id": format!("wamid.hello{}.{n}", phone.trim_start_matches('+')),
                    "timestamp": chrono::Utc::now().timestamp().to_string(),
                    "type": "text", "text": {"body": "Hello"}})
         })
