@@ -235,7 +235,14 @@ async fn check_every_recipient_sent(
     );
 }
 
+/// One kill test at a time: each runs several `herald serve` processes against a gateway, and
+/// six at once starve a 2-core machine until the bounds they check measure the starvation (a
+/// claim outliving its lease while its lane waits is sent twice; lanes do not renew their claims
+/// yet, issue 11).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn two_kills_repeat_at_most_what_was_in_flight_and_lose_nothing(db: common::TestDb) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let gateway = slow_gateway().await;
     let launched = launch(&db, &gateway, 1).await;
     let url = db.url.clone();
@@ -266,6 +273,7 @@ async fn two_kills_repeat_at_most_what_was_in_flight_and_lose_nothing(db: common
 /// Two processes share four senders on one PostgreSQL database; one is killed mid-campaign. The
 /// survivor takes its senders over when their leases run out, and sends what was left.
 async fn a_killed_process_of_two_repeats_only_its_in_flight_sends(db: common::TestDb) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let gateway = slow_gateway().await;
     let launched = launch(&db, &gateway, 4).await;
     let url = db.url.clone();
@@ -308,6 +316,7 @@ async fn serve_api(database_url: &str) -> (Server, String) {
 /// Invariant 7: a status report answered 2xx survives a `kill -9` that comes right after the
 /// answer, even when it overtook the record of the send it reports on.
 async fn a_callback_answered_2xx_survives_a_kill(db: common::TestDb) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let now = Utc::now();
     let mut tx = db.begin().await.unwrap();
     let ws = workspaces::ensure(tx.conn(), "acme", now).await.unwrap().id;
