@@ -1226,7 +1226,61 @@ async fn an_uploaded_import_is_run_by_the_engine_once(db: TestDb) {
     engine.shutdown().await;
 }
 
+/// An automatic reply must not wait for the engine's next look at the queue: with a tick of a
+/// minute, only the wake-up can send this message within seconds.
+async fn a_woken_sender_sends_without_waiting_for_the_next_tick(db: TestDb) {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw-1"})))
+        .mount(&gateway)
+        .await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 0).await;
+    scenario
+        .start_engine(EngineConfig {
+            tick: Duration::from_secs(60),
+            ..fast()
+        })
+        .await;
+    // The engine's first look finds nothing to send; the next is a minute away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let message = messages::NewMessage {
+        sender_id: scenario.sender,
+        contact_id: None,
+        phone: "+201000000001",
+        body: "Thanks, we got it",
+        media_url: None,
+        not_before: Utc::now(),
+        reply_to: None,
+    };
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        messages::insert_single(conn.conn(), scenario.ws, &message, Utc::now())
+            .await
+            .unwrap();
+    }
+    scenario
+        .engine
+        .as_ref()
+        .unwrap()
+        .wakeups()
+        .wake(scenario.sender);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while gateway
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the woken sender did not send"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 dialect_tests!(
+    a_woken_sender_sends_without_waiting_for_the_next_tick,
     a_stopping_engine_applies_the_reports_it_had_queued,
     an_uploaded_import_is_run_by_the_engine_once,
     a_sender_that_cannot_send_pauses_its_campaigns_with_the_reason,
