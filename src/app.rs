@@ -13,12 +13,14 @@ use crate::engine::{self, EngineHandle};
 // Re-exported: what the application hands its tests; it is the HTTP layer's.
 pub use crate::http::AppState;
 use crate::store::{Db, DbOptions};
+use crate::webhooks::{DispatcherConfig, WebhookDispatcher};
 
 /// The API and the engine, sharing one database: what `herald serve` runs.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     engine: EngineHandle,
+    webhooks: WebhookDispatcher,
 }
 
 impl Application {
@@ -33,6 +35,15 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let engine = start_engine(&config, &db, clock.clone()).await?;
+        let webhooks = WebhookDispatcher::start(
+            db.clone(),
+            clock.clone(),
+            config.url_guard().client(),
+            DispatcherConfig {
+                url_guard: config.url_guard(),
+                ..DispatcherConfig::default()
+            },
+        );
         let state = AppState {
             ingestor: crate::service::callbacks::Ingestor::start(db.clone()),
             db,
@@ -45,6 +56,7 @@ impl Application {
             listener,
             state,
             engine,
+            webhooks,
         })
     }
 
@@ -69,6 +81,7 @@ impl Application {
             .await;
         // Sends in flight finish and are recorded before the database closes.
         self.engine.shutdown().await;
+        self.webhooks.shutdown().await;
         db.close().await;
         served.context("HTTP server failed")
     }
@@ -93,9 +106,14 @@ pub async fn start_engine(
     db: &Db,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<EngineHandle> {
-    engine::start(db.clone(), clock, reqwest::Client::new(), config.engine())
-        .await
-        .context("cannot start the engine")
+    engine::start(
+        db.clone(),
+        clock,
+        config.url_guard().client(),
+        config.engine(),
+    )
+    .await
+    .context("cannot start the engine")
 }
 
 /// A database URL fit for logs: any password replaced.

@@ -31,6 +31,7 @@ use crate::service::templates::TemplateInput;
 use crate::service::{messages, workspaces};
 use crate::store::messages::MessageFilter;
 use crate::store::{Db, Page};
+use crate::url_guard::UrlGuard;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -103,6 +104,8 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     };
     let config = Config {
         database_url,
+        // The benchmark's gateway and webhook receiver listen on 127.0.0.1.
+        allow_private_urls: true,
         ..config
     };
     let outcome = if args.automations_only {
@@ -235,8 +238,14 @@ async fn automations(config: &Config) -> anyhow::Result<Value> {
             timezone: "UTC".into(),
             pacing: Pacing::default(),
         };
-        let (sender, secret) =
-            sender_service::create(&db, workspace, settings, clock.now()).await?;
+        let (sender, secret) = sender_service::create(
+            &db,
+            workspace,
+            settings,
+            UrlGuard::ALLOW_PRIVATE,
+            clock.now(),
+        )
+        .await?;
         for n in 0..KEYWORD_RULES {
             keyword_rule(&db, workspace, &format!("kw{n}"), "never sent", clock.now()).await?;
         }
@@ -492,7 +501,8 @@ async fn send_campaign(
         timezone: "UTC".into(),
         pacing: Pacing::default(),
     };
-    let (sender, _) = sender_service::create(db, workspace, sender, now).await?;
+    let (sender, _) =
+        sender_service::create(db, workspace, sender, UrlGuard::ALLOW_PRIVATE, now).await?;
     let fields = Draft {
         name: format!("Bench via {provider}"),
         sender_id: sender.id,

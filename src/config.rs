@@ -29,6 +29,10 @@ pub struct Config {
     /// How long the event log keeps an event that every consumer has read
     /// (`HERALD_EVENT_RETENTION_HOURS`).
     pub event_retention_hours: u64,
+    /// Lets webhook, gateway and API URLs reach loopback and private networks
+    /// (`HERALD_ALLOW_PRIVATE_URLS`): off, a user's URL can never make Herald call an internal
+    /// service or a cloud's metadata address.
+    pub allow_private_urls: bool,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             engine_tick_ms: 250,
             lane_lease_ms: 30_000,
             event_retention_hours: 7 * 24,
+            allow_private_urls: false,
         }
     }
 }
@@ -130,7 +135,15 @@ impl Config {
         if let Some(value) = lookup("HERALD_EVENT_RETENTION_HOURS") {
             self.event_retention_hours = parsed("HERALD_EVENT_RETENTION_HOURS", value)?;
         }
+        if let Some(value) = lookup("HERALD_ALLOW_PRIVATE_URLS") {
+            self.allow_private_urls = parsed("HERALD_ALLOW_PRIVATE_URLS", value)?;
+        }
         Ok(self)
+    }
+
+    /// The guard on users' URLs this configuration implies.
+    pub fn url_guard(&self) -> crate::url_guard::UrlGuard {
+        crate::url_guard::UrlGuard::new(self.allow_private_urls)
     }
 
     /// The engine settings this configuration implies.
@@ -142,6 +155,7 @@ impl Config {
             lease: std::time::Duration::from_millis(self.lane_lease_ms.max(3)),
             requeue_every: claim_lease.min(std::time::Duration::from_secs(5)),
             event_retention: std::time::Duration::from_secs(self.event_retention_hours * 3600),
+            url_guard: self.url_guard(),
             ..crate::engine::EngineConfig::default()
         }
     }

@@ -94,7 +94,14 @@ async fn send_demo_campaign(db: &Db, clock: &dyn Clock, args: &DemoArgs) -> anyh
         timezone: "UTC".into(),
         pacing,
     };
-    let (sender, _) = sender_service::create(db, workspace, sender, now).await?;
+    let (sender, _) = sender_service::create(
+        db,
+        workspace,
+        sender,
+        crate::url_guard::UrlGuard::STRICT,
+        now,
+    )
+    .await?;
     let campaign = Draft {
         name: "Spring sale".into(),
         sender_id: sender.id,

@@ -47,3 +47,7 @@ pub mod render;
 pub mod service;
 /// All SQL, for both dialects.
 pub mod store;
+/// The private-address guard on every URL a user gives Herald to call.
+pub mod url_guard;
+/// Outbound webhooks: the event log fanned out to endpoints, delivered, signed and retried.
+pub mod webhooks;

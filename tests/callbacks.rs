@@ -20,6 +20,7 @@ async fn signed_callbacks_move_messages_and_counters_and_bad_ones_are_refused() 
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", dir.path().join("herald.db").display()),
         engine_tick_ms: 20,
+        allow_private_urls: true,
         ..Config::default()
     };
     let app = Application::build(config).await.unwrap();

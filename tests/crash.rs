@@ -63,6 +63,7 @@ fn spawn_serve(database_url: &str, listen: &str) -> Server {
         .env("HERALD_LISTEN", listen)
         .env("HERALD_CLAIM_LEASE_MS", "5000")
         .env("HERALD_LANE_LEASE_MS", "1500")
+        .env("HERALD_ALLOW_PRIVATE_URLS", "true")
         .env("HERALD_ENGINE_TICK_MS", "50")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -39,6 +39,8 @@ fn fast() -> EngineConfig {
         idle_exit: Duration::from_millis(100),
         retry_base: Duration::from_millis(10),
         sweep_every: Duration::from_millis(50),
+        // The gateways are mock servers on 127.0.0.1.
+        url_guard: herald::url_guard::UrlGuard::ALLOW_PRIVATE,
         ..EngineConfig::default()
     }
 }

@@ -167,6 +167,13 @@ pub struct ContactEvent {
     pub opted_out: bool,
 }
 
+/// `data` of `webhook.test`: sent to the one endpoint being tested.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookTestEvent {
+    pub webhook_id: super::ids::WebhookId,
+    pub message: String,
+}
+
 /// `data` of `import.completed`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImportEvent {

@@ -71,6 +71,10 @@ id_types! {
     AutomationId,
     /// One reply an automation sent.
     AutomationRunId,
+    /// An endpoint outbound webhooks are delivered to.
+    WebhookId,
+    /// One event's delivery to one endpoint, with its attempts.
+    DeliveryId,
 }
 
 #[cfg(test)]

@@ -73,5 +73,7 @@ pub mod template;
 pub mod time;
 /// Field-level validation errors.
 pub mod validation;
+/// Outbound webhooks: event patterns, Standard Webhooks signatures, the retry schedule.
+pub mod webhook;
 /// A template's WhatsApp part: the template approved at Meta, rendered per contact.
 pub mod whatsapp;

@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub sweep_every: Duration,
     /// How long the event log keeps what every consumer has read.
     pub event_retention: Duration,
+    /// What the URLs in senders' settings must pass.
+    pub url_guard: crate::url_guard::UrlGuard,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +66,7 @@ impl Default for EngineConfig {
             retry_base: retry::DEFAULT_BASE,
             sweep_every: Duration::from_secs(15),
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            url_guard: crate::url_guard::UrlGuard::STRICT,
         }
     }
 }
@@ -181,7 +184,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         db,
         clock,
-        providers: ProviderContext::new(http, events, None),
+        providers: ProviderContext::new(http, events, None).with_url_guard(config.url_guard),
         config,
         owner,
         shutdown,

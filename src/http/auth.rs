@@ -74,6 +74,7 @@ pub mod can {
         SendersRead,
         SendersWrite,
         AutomationsWrite,
+        WebhooksWrite,
     );
 }
 

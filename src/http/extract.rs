@@ -110,6 +110,25 @@ impl<S: Send + Sync, T: FromStr> FromRequestParts<S> for Id<T> {
     }
 }
 
+/// The two ids in a route such as `/v1/webhooks/{id}/deliveries/{delivery_id}`: 404 unless both
+/// are ids.
+pub struct Ids<A, B>(pub A, pub B);
+
+impl<S: Send + Sync, A: FromStr, B: FromStr> FromRequestParts<S> for Ids<A, B> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((first, second)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound)?;
+        match (first.parse(), second.parse()) {
+            (Ok(first), Ok(second)) => Ok(Ids(first, second)),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+}
+
 /// Further than any list is worth paging by number (and `OFFSET` stays a sane size).
 const MAX_PAGE: u32 = 1_000_000;
 

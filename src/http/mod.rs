@@ -39,6 +39,7 @@ pub mod idempotency;
 mod messages;
 mod senders;
 mod templates;
+mod webhooks;
 
 /// The stats of a campaign as the API answers them (the demo prints the same).
 pub use campaigns::CampaignStatsBody;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(campaigns::router())
         .merge(messages::router())
         .merge(automations::router())
+        .merge(webhooks::router())
         // Inner to outer: the caller is known before an idempotency key is looked up.
         .layer(from_fn_with_state(
             state.clone(),

@@ -119,8 +119,14 @@ async fn create(
         timezone: new.timezone.unwrap_or_else(|| "UTC".into()),
         pacing: new.pacing.unwrap_or_default(),
     };
-    let (sender, callback_secret) =
-        service::create(&state.db, auth.workspace, settings, state.clock.now()).await?;
+    let (sender, callback_secret) = service::create(
+        &state.db,
+        auth.workspace,
+        settings,
+        state.config.url_guard(),
+        state.clock.now(),
+    )
+    .await?;
     let mut view = SenderView::of(&sender);
     view.callback_secret = Some(callback_secret);
     Ok((StatusCode::CREATED, Json(view)))
@@ -181,7 +187,15 @@ async fn update(
         timezone: patch.timezone,
         pacing: patch.pacing,
     };
-    let sender = service::update(&state.db, auth.workspace, id, change, state.clock.now()).await?;
+    let sender = service::update(
+        &state.db,
+        auth.workspace,
+        id,
+        change,
+        state.config.url_guard(),
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(SenderView::of(&sender)))
 }
 

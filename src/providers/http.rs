@@ -86,10 +86,10 @@ impl HttpProvider {
         let url = config
             .url
             .ok_or_else(|| invalid("url", "is required: the address messages are POSTed to"))?;
-        let url = reqwest::Url::parse(&url).map_err(|error| invalid("url", error.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("url", "must be an http or https address"));
-        }
+        let url = context
+            .url_guard
+            .parse(&url)
+            .map_err(|refused| invalid("url", refused.to_string()))?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let field = format!("headers.{name}");
@@ -149,7 +149,7 @@ fn compile_body_template(template: &str) -> Result<Handlebars<'static>, Provider
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from APIs and treated as absent).
-pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers
         .get(RETRY_AFTER)?
         .to_str()
@@ -195,7 +195,7 @@ fn is_tls_error(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// An error and its causes, as one line: reqwest's own message rarely says what went wrong.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -267,7 +267,8 @@ mod tests {
         let (events, _) = tokio::sync::mpsc::channel(1);
         HttpProvider::from_config(
             &config,
-            &ProviderContext::new(reqwest::Client::new(), events, None),
+            &ProviderContext::new(reqwest::Client::new(), events, None)
+                .with_url_guard(crate::url_guard::UrlGuard::ALLOW_PRIVATE),
         )
     }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::domain::ids::MessageId;
 use crate::domain::provider::ProviderKind;
 use crate::domain::whatsapp::RenderedWhatsApp;
+use crate::url_guard::UrlGuard;
 
 pub mod http;
 pub mod sandbox;
@@ -331,13 +332,18 @@ pub fn build(
     module_of(provider).build(config, context)
 }
 
-/// Checks a sender's provider settings without keeping the provider.
-pub fn validate(provider: ProviderKind, config: &Value) -> Result<(), ProviderConfigError> {
+/// Checks a sender's provider settings without keeping the provider; the URLs in them pass
+/// `url_guard`.
+pub fn validate(
+    provider: ProviderKind,
+    config: &Value,
+    url_guard: UrlGuard,
+) -> Result<(), ProviderConfigError> {
     let (events, _) = tokio::sync::mpsc::channel(1);
     build(
         provider,
         config,
-        &ProviderContext::new(reqwest::Client::new(), events, None),
+        &ProviderContext::new(reqwest::Client::new(), events, None).with_url_guard(url_guard),
     )
     .map(drop)
 }
@@ -350,6 +356,8 @@ pub struct ProviderContext {
     pub events: EventSink,
     /// The sender a provider is built for, so that self-reported events name it.
     pub sender: Option<crate::domain::ids::SenderId>,
+    /// What a configuration's URLs must pass: strict unless the operator allows private ones.
+    pub url_guard: UrlGuard,
 }
 
 impl ProviderContext {
@@ -362,7 +370,12 @@ impl ProviderContext {
             http,
             events,
             sender,
+            url_guard: UrlGuard::STRICT,
         }
+    }
+
+    pub fn with_url_guard(self, url_guard: UrlGuard) -> Self {
+        Self { url_guard, ..self }
     }
 
     pub fn for_sender(&self, sender: crate::domain::ids::SenderId) -> Self {
@@ -439,6 +452,7 @@ mod tests {
         let typo = validate(
             ProviderKind::Sandbox,
             &serde_json::json!({"deliver_rat": 0.5}),
+            UrlGuard::STRICT,
         )
         .unwrap_err();
         assert!(
@@ -449,13 +463,19 @@ mod tests {
         let nested = validate(
             ProviderKind::Http,
             &serde_json::json!({"url": "http://gateway", "headers": {"X-Key": 7}}),
+            UrlGuard::STRICT,
         )
         .unwrap_err();
         assert!(
             matches!(&nested, ProviderConfigError::Invalid { field, .. } if field == "headers.X-Key"),
             "{nested:?}"
         );
-        let not_an_object = validate(ProviderKind::Sandbox, &serde_json::json!([1])).unwrap_err();
+        let not_an_object = validate(
+            ProviderKind::Sandbox,
+            &serde_json::json!([1]),
+            UrlGuard::STRICT,
+        )
+        .unwrap_err();
         assert_eq!(
             not_an_object.to_string(),
             "provider_config: must be an object"
@@ -468,8 +488,12 @@ mod tests {
             module("carrier-pigeon").map(|m| m.name()).unwrap_err(),
             ProviderConfigError::Unknown("carrier-pigeon".into())
         );
-        let error =
-            validate(ProviderKind::Sandbox, &serde_json::json!({"fail_rate": -1})).unwrap_err();
+        let error = validate(
+            ProviderKind::Sandbox,
+            &serde_json::json!({"fail_rate": -1}),
+            UrlGuard::STRICT,
+        )
+        .unwrap_err();
         assert!(
             error.to_string().contains("provider_config.fail_rate"),
             "{error}"

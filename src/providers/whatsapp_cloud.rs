@@ -23,6 +23,7 @@ use super::{
 use crate::domain::callback::{CallbackEvent, StatusKind};
 use crate::domain::provider::ProviderKind;
 use crate::domain::whatsapp::{HeaderKind, RenderedWhatsApp};
+use crate::url_guard::UrlGuard;
 
 const DEFAULT_API_BASE: &str = "https://graph.facebook.com";
 const DEFAULT_API_VERSION: &str = "v23.0";
@@ -69,7 +70,7 @@ impl ProviderModule for WhatsAppCloudModule {
         config: &Value,
         context: &ProviderContext,
     ) -> Result<Arc<dyn Provider>, ProviderConfigError> {
-        let config = CloudConfig::read(config)?;
+        let config = CloudConfig::read(config, context.url_guard)?;
         Ok(Arc::new(WhatsAppCloud {
             client: context.http.clone(),
             messages_url: config.messages_url,
@@ -176,7 +177,7 @@ struct CloudConfig {
 
 impl CloudConfig {
     /// Every missing or wrong field is named at once.
-    fn read(config: &Value) -> Result<Self, ProviderConfigError> {
+    fn read(config: &Value, guard: UrlGuard) -> Result<Self, ProviderConfigError> {
         let input: CloudConfigInput = super::typed_config(config)?;
         let mut problems = Vec::new();
         let mut required = |field: &str, value: Option<String>, what: &str| match value
@@ -235,14 +236,10 @@ impl CloudConfig {
         let base = input
             .api_base
             .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
-        let base = match reqwest::Url::parse(&base) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-            Ok(_) => {
-                problems.push(("api_base".into(), "must be an http or https address".into()));
-                None
-            }
-            Err(error) => {
-                problems.push(("api_base".into(), error.to_string()));
+        let base = match guard.parse(&base) {
+            Ok(url) => Some(url),
+            Err(refused) => {
+                problems.push(("api_base".into(), refused.to_string()));
                 None
             }
         };
@@ -744,9 +741,12 @@ mod tests {
 
     #[test]
     fn a_configuration_names_every_missing_or_wrong_field() {
-        let Err(ProviderConfigError::Fields(problems)) = CloudConfig::read(&json!({
-            "phone_number_id": "12ab", "api_version": "23", "api_base": "ftp://meta"
-        })) else {
+        let Err(ProviderConfigError::Fields(problems)) = CloudConfig::read(
+            &json!({
+                "phone_number_id": "12ab", "api_version": "23", "api_base": "ftp://meta"
+            }),
+            UrlGuard::ALLOW_PRIVATE,
+        ) else {
             panic!("a bad configuration was accepted");
         };
         let fields: Vec<&str> = problems.iter().map(|(field, _)| field.as_str()).collect();
@@ -760,7 +760,7 @@ mod tests {
         ] {
             assert!(fields.contains(&field), "{field} missing from {problems:?}");
         }
-        let read = CloudConfig::read(&config()).unwrap();
+        let read = CloudConfig::read(&config(), UrlGuard::ALLOW_PRIVATE).unwrap();
         assert_eq!(
             read.messages_url.as_str(),
             "http://127.0.0.1:9/v23.0/1122334455667/messages"

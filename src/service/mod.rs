@@ -27,6 +27,8 @@ pub mod senders;
 /// What a campaign or a single message sends: content, template and media checked.
 pub mod templates;
 
+/// Outbound webhooks: endpoints, tests and replays.
+pub mod webhooks;
 /// Workspaces, the tenants.
 pub mod workspaces;
 

@@ -14,6 +14,7 @@ use crate::domain::validation::FieldErrors;
 use crate::providers::{self, ProviderConfigError, secrets};
 use crate::store::senders::{self, Sender, SenderFields};
 use crate::store::{Db, Page, usage};
+use crate::url_guard::UrlGuard;
 
 /// A sender's settings, whole.
 #[derive(Clone, Debug)]
@@ -60,9 +61,10 @@ pub async fn create(
     db: &Db,
     workspace: WorkspaceId,
     settings: SenderSettings,
+    url_guard: UrlGuard,
     now: DateTime<Utc>,
 ) -> ServiceResult<(Sender, String)> {
-    let settings = check(settings)?;
+    let settings = check(settings, url_guard)?;
     let callback_secret = random_secret();
     let fields = fields(&settings, None, now);
     let mut tx = db.begin().await?;
@@ -77,6 +79,7 @@ pub async fn update(
     workspace: WorkspaceId,
     id: SenderId,
     change: SenderChange,
+    url_guard: UrlGuard,
     now: DateTime<Utc>,
 ) -> ServiceResult<Sender> {
     let mut tx = db.begin().await?;
@@ -94,15 +97,18 @@ pub async fn update(
         Some(config) => config,
         None => current.provider_config.0.clone(),
     };
-    let settings = check(SenderSettings {
-        name: change.name.unwrap_or_else(|| current.name.clone()),
-        provider,
-        provider_config,
-        timezone: change
-            .timezone
-            .unwrap_or_else(|| current.timezone.to_string()),
-        pacing: change.pacing.unwrap_or_else(|| current.pacing()),
-    })?;
+    let settings = check(
+        SenderSettings {
+            name: change.name.unwrap_or_else(|| current.name.clone()),
+            provider,
+            provider_config,
+            timezone: change
+                .timezone
+                .unwrap_or_else(|| current.timezone.to_string()),
+            pacing: change.pacing.unwrap_or_else(|| current.pacing()),
+        },
+        url_guard,
+    )?;
     let fields = fields(&settings, Some(&current), now);
     let sender = senders::update(tx.conn(), workspace, id, &fields, now).await?;
     tx.commit().await?;
@@ -172,7 +178,7 @@ fn fields<'a>(
 }
 
 /// Every problem with `settings` at once, each naming its field.
-fn check(settings: SenderSettings) -> ServiceResult<Checked> {
+fn check(settings: SenderSettings, url_guard: UrlGuard) -> ServiceResult<Checked> {
     let mut errors = FieldErrors::new();
     if settings.name.trim().is_empty() {
         errors.add("name", "must not be empty");
@@ -187,7 +193,7 @@ fn check(settings: SenderSettings) -> ServiceResult<Checked> {
     if !settings.provider_config.is_object() {
         errors.add("provider_config", "must be an object");
     } else if let Some(kind) = provider
-        && let Err(error) = providers::validate(kind, &settings.provider_config)
+        && let Err(error) = providers::validate(kind, &settings.provider_config, url_guard)
     {
         match error {
             ProviderConfigError::Unknown(_) => errors.add("provider", error.to_string()),
@@ -266,7 +272,7 @@ mod tests {
     async fn a_whatsapp_number_keeps_metas_default_throughput_unless_told_otherwise() {
         let (db, ws, _) = crate::service::testing::workspace_with_one_contact().await;
         let now = Utc::now();
-        let (default, _) = create(&db, ws, whatsapp(Pacing::default()), now)
+        let (default, _) = create(&db, ws, whatsapp(Pacing::default()), UrlGuard::STRICT, now)
             .await
             .unwrap();
         assert_eq!(default.pacing().rate_per_minute, Some(80 * 60));
@@ -274,14 +280,18 @@ mod tests {
             rate_per_minute: Some(600),
             ..Pacing::default()
         };
-        let (slower, _) = create(&db, ws, whatsapp(slower), now).await.unwrap();
+        let (slower, _) = create(&db, ws, whatsapp(slower), UrlGuard::STRICT, now)
+            .await
+            .unwrap();
         assert_eq!(slower.pacing().rate_per_minute, Some(600));
         let sandbox = SenderSettings {
             provider: "sandbox".into(),
             provider_config: json!({}),
             ..whatsapp(Pacing::default())
         };
-        let (sandbox, _) = create(&db, ws, sandbox, now).await.unwrap();
+        let (sandbox, _) = create(&db, ws, sandbox, UrlGuard::STRICT, now)
+            .await
+            .unwrap();
         assert_eq!(
             sandbox.pacing().rate_per_minute,
             None,

@@ -306,3 +306,30 @@ pub async fn prune(conn: Conn<'_>, before: DateTime<Utc>, limit: i64) -> Result<
         .await?
         .rows_affected()))
 }
+
+/// Takes or renews the lease on consumer `name` for `owner` until `until`, when it is free, run
+/// out, or `owner`'s already: one process at a time reads for a consumer, and another takes
+/// over once a dead one's lease has run out. Registers the consumer at `start` if it is new.
+pub async fn lease_consumer(
+    mut conn: Conn<'_>,
+    name: &str,
+    owner: &str,
+    start: i64,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool> {
+    register_consumer(conn.reborrow(), name, start, now).await?;
+    let taken = on_conn!(conn, c => sqlx::query(
+        "UPDATE event_consumers SET lease_owner = $2, lease_until = $4
+         WHERE name = $1
+           AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $3)",
+    )
+    .bind(name)
+    .bind(owner)
+    .bind(now)
+    .bind(until)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(taken == 1)
+}

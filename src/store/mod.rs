@@ -37,6 +37,8 @@ mod sql;
 pub mod templates;
 mod types;
 pub mod usage;
+/// Outbound webhooks: endpoints, deliveries claimed with a lease, attempts.
+pub mod webhooks;
 pub mod workspaces;
 
 pub use sql::Page;

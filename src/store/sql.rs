@@ -71,6 +71,8 @@ pub(crate) enum Param {
     /// Already serialised JSON, stored as [`Param::Json`] is.
     RawJson(Box<serde_json::value::RawValue>),
     Int(i64),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
     Bool(bool),
     Time(DateTime<Utc>),
     /// A time or NULL.
@@ -136,6 +138,7 @@ macro_rules! bind_params {
                 $crate::store::sql::Param::Json(value) => query.bind(sqlx::types::Json(value)),
                 $crate::store::sql::Param::RawJson(value) => query.bind(sqlx::types::Json(value)),
                 $crate::store::sql::Param::Int(value) => query.bind(*value),
+                $crate::store::sql::Param::OptInt(value) => query.bind(*value),
                 $crate::store::sql::Param::Bool(value) => query.bind(*value),
                 $crate::store::sql::Param::OptTime(value) => query.bind(*value),
                 $crate::store::sql::Param::Time(value) => query.bind(*value),

@@ -59,7 +59,9 @@ uuid_sql_type!(
     MessageId,
     ImportId,
     AutomationId,
-    AutomationRunId
+    AutomationRunId,
+    WebhookId,
+    DeliveryId
 );
 
 /// Enums stored as their text name (`'draft'`, `'pending'`, …), checked by the schema.
@@ -108,7 +110,8 @@ text_sql_type!(
     crate::domain::message::Direction,
     crate::domain::time::Zone,
     crate::domain::provider::ProviderKind,
-    crate::domain::automation::TriggerType
+    crate::domain::automation::TriggerType,
+    crate::domain::webhook::DeliveryStatus
 );
 
 /// A wall-clock time, stored as its `HH:MM` text.

@@ -16,6 +16,7 @@ mod messages;
 mod openapi;
 mod senders;
 mod templates;
+mod webhooks;
 mod whatsapp_cloud;
 
 use std::time::Duration;
@@ -86,19 +87,56 @@ impl Reply {
 }
 
 impl Api {
+    /// The server with private addresses allowed: the tests' gateways and receivers are mock
+    /// servers on 127.0.0.1.
     pub async fn start(db: TestDb) -> Self {
+        Self::start_with(db, |config| Config {
+            allow_private_urls: true,
+            ..config
+        })
+        .await
+    }
+
+    /// The server on `clock`, with private addresses allowed.
+    pub async fn start_on_clock(
+        db: TestDb,
+        clock: std::sync::Arc<dyn herald::clock::Clock>,
+    ) -> Self {
+        Self::launch(
+            db,
+            |config| Config {
+                allow_private_urls: true,
+                ..config
+            },
+            clock,
+        )
+        .await
+    }
+
+    /// The server with its configuration changed by `configure`.
+    pub async fn start_with(db: TestDb, configure: impl FnOnce(Config) -> Config) -> Self {
+        Self::launch(db, configure, std::sync::Arc::new(SystemClock)).await
+    }
+
+    async fn launch(
+        db: TestDb,
+        configure: impl FnOnce(Config) -> Config,
+        clock: std::sync::Arc<dyn herald::clock::Clock>,
+    ) -> Self {
         // `RUST_LOG=herald=debug cargo test --test api` shows the server's log with a failure.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let config = Config {
+        let config = configure(Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: db.url.clone(),
             engine_tick_ms: 20,
             ..Config::default()
-        };
-        let app = Application::build(config).await.expect("the app starts");
+        });
+        let app = Application::build_with_clock(config, clock)
+            .await
+            .expect("the app starts");
         let base = format!("http://{}", app.local_addr().unwrap());
         let state = app.state().clone();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();

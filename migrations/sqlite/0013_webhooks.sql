@@ -1,0 +1,81 @@
+-- Outbound webhooks: endpoints, one delivery per (endpoint, event) with its attempts, and a
+-- lease on event-log consumers so that one process at a time fans the log out.
+CREATE TABLE webhooks (
+    id               BLOB PRIMARY KEY,
+    workspace_id     BLOB NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    url              TEXT NOT NULL,
+    description      TEXT,
+    events           TEXT NOT NULL,      -- JSON array of patterns: names, 'prefix.*', '*'
+    secret           TEXT NOT NULL,      -- whsec_…: read back to sign, never shown again
+    enabled          INTEGER NOT NULL,
+    disabled_reason  TEXT,               -- why Herald turned it off (a 410)
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL
+);
+CREATE INDEX webhooks_workspace ON webhooks (workspace_id, created_at, id);
+
+CREATE TABLE webhook_deliveries (
+    id               BLOB PRIMARY KEY,
+    workspace_id     BLOB NOT NULL,
+    webhook_id       BLOB NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event_id         INTEGER NOT NULL,   -- the event's position in the log: webhook-id
+    type             TEXT NOT NULL,
+    subject_id       BLOB NOT NULL,      -- the message, campaign, contact…: ordered per subject
+    body             TEXT NOT NULL,      -- {"type","timestamp","data"}, kept after the log is pruned
+    status           TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+    attempts         INTEGER NOT NULL,
+    failures         INTEGER NOT NULL,   -- failed attempts since the delivery (re)started
+    response_status  INTEGER,
+    error            TEXT,
+    duration_ms      INTEGER,
+    next_attempt_at  TEXT,
+    lease_owner      TEXT,
+    lease_until      TEXT,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL
+);
+-- An event fanned out again after a crash adds nothing.
+CREATE UNIQUE INDEX webhook_deliveries_once ON webhook_deliveries (webhook_id, event_id);
+-- What is due, and the earlier deliveries of a subject that a later one waits behind.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_chain ON webhook_deliveries (webhook_id, subject_id, event_id)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_list ON webhook_deliveries (webhook_id, created_at, id);
+
+CREATE TABLE webhook_attempts (
+    id               BLOB PRIMARY KEY,
+    delivery_id      BLOB NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+    at               TEXT NOT NULL,
+    response_status  INTEGER,
+    error            TEXT,
+    duration_ms      INTEGER NOT NULL,
+    response_excerpt TEXT               -- the first bytes of the answer, never more
+);
+CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, at);
+
+ALTER TABLE event_consumers ADD COLUMN lease_owner TEXT;
+ALTER TABLE event_consumers ADD COLUMN lease_until TEXT;
+
+-- A message can reach delivered or read without a recorded stop at sent (a platform's report
+-- that overtakes the send's own record) or reach read without delivered (WhatsApp skips it at
+-- times). Whoever follows a message hears every step, in order: the ones it skipped are told
+-- before the one it reached.
+DROP TRIGGER messages_status_event;
+CREATE TRIGGER messages_status_event AFTER UPDATE OF status ON messages
+WHEN NEW.status IS NOT OLD.status AND NEW.direction = 'outbound'
+     AND (NEW.status = 'sent' OR NEW.status = 'delivered' OR NEW.status = 'read'
+          OR NEW.status = 'failed')
+BEGIN
+    INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
+    SELECT NEW.workspace_id, 'message.sent', NEW.id, NULL, NEW.updated_at
+    -- ORs, not IN lists: SQLite builds a temporary index per row for an IN list.
+    WHERE (OLD.status = 'pending' OR OLD.status = 'sending')
+      AND (NEW.status = 'delivered' OR NEW.status = 'read');
+    INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
+    SELECT NEW.workspace_id, 'message.delivered', NEW.id, NULL, NEW.updated_at
+    WHERE (OLD.status = 'pending' OR OLD.status = 'sending' OR OLD.status = 'sent')
+      AND NEW.status = 'read';
+    INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
+    VALUES (NEW.workspace_id, 'message.' || NEW.status, NEW.id, NULL, NEW.updated_at);
+END;
