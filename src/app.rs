@@ -41,6 +41,7 @@ impl Application {
             config.url_guard().client(),
             DispatcherConfig {
                 url_guard: config.url_guard(),
+                send_activity: engine.activity(),
                 ..DispatcherConfig::default()
             },
         );

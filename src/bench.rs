@@ -48,6 +48,11 @@ pub struct BenchArgs {
     /// 50,000-recipient campaign) and the ingestion rate of signed callbacks with 100 rules.
     #[arg(long, conflicts_with = "sandbox_only")]
     pub automations_only: bool,
+    /// Only outbound webhooks: the sandbox campaign without and with a `message.*` webhook to
+    /// an in-process receiver; the send rate each time, deliveries a second, CPU per delivery,
+    /// and how long after the campaign's end the last `message.sent` arrives.
+    #[arg(long, conflicts_with_all = ["sandbox_only", "automations_only"])]
+    pub webhooks_only: bool,
     /// Run on this database instead of a fresh SQLite file (it should be empty: the benchmark
     /// adds a workspace of its own).
     #[arg(long)]
@@ -110,6 +115,8 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     };
     let outcome = if args.automations_only {
         bench_automations(&config).await
+    } else if args.webhooks_only {
+        bench_webhooks(&config, recipients).await
     } else {
         bench(&config, recipients, args.sandbox_only).await
     };
@@ -671,6 +678,164 @@ async fn read_latency(
         stats_micros: round(stats_micros),
         page_micros: round(page_micros),
     })
+}
+
+/// The sandbox campaign without a webhook, with a `message.*` webhook to an in-process
+/// receiver, and without again (the machine's drift shows in the two runs without).
+async fn bench_webhooks(config: &Config, recipients: u32) -> anyhow::Result<()> {
+    let db = open_database(config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let workspace = seed(&db, clock.as_ref(), recipients).await?;
+    let engine = start_engine(config, &db, clock.clone()).await?;
+    let sandbox = json!({"latency_ms": 0, "deliver_rate": 0, "read_rate": 0});
+
+    let (_, before) =
+        send_campaign(&db, clock.as_ref(), workspace, "sandbox", &sandbox, None).await?;
+    eprintln!("without webhooks: {:.0} sends/s", before.rate());
+
+    let receiver = Receiver::start().await?;
+    let dispatcher = crate::webhooks::WebhookDispatcher::start(
+        db.clone(),
+        clock.clone(),
+        config.url_guard().client(),
+        crate::webhooks::DispatcherConfig {
+            url_guard: config.url_guard(),
+            send_activity: engine.activity(),
+            ..crate::webhooks::DispatcherConfig::default()
+        },
+    );
+    crate::service::webhooks::create(
+        &db,
+        workspace,
+        crate::service::webhooks::WebhookInput {
+            url: receiver.url(),
+            events: vec!["message.*".into()],
+            description: Some("bench".into()),
+            enabled: true,
+        },
+        UrlGuard::ALLOW_PRIVATE,
+        clock.now(),
+    )
+    .await?;
+    // The fan-out registers at the log's end when it starts: let it, before the campaign.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_before = process_cpu()?;
+    let started = Instant::now();
+    let (_, with) =
+        send_campaign(&db, clock.as_ref(), workspace, "sandbox", &sandbox, None).await?;
+    let campaign_end = Instant::now();
+    eprintln!("with a message.* webhook: {:.0} sends/s", with.rate());
+    let expected = u64::try_from(with.sends).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while receiver.sent() < expected {
+        if Instant::now() > deadline {
+            bail!(
+                "{} of {expected} message.sent deliveries arrived in 10 minutes",
+                receiver.sent()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let last = receiver.last_sent().unwrap_or(campaign_end);
+    let cpu = process_cpu()?.saturating_sub(cpu_before);
+    let deliveries = receiver.requests();
+    let span = last.duration_since(started);
+    let after_end = last.saturating_duration_since(campaign_end);
+    // What the sends cost without webhooks, taken off the run's CPU: the rest is the webhooks'.
+    let sends_cpu = before.cpu.as_secs_f64() * (with.sends as f64 / before.sends.max(1) as f64);
+    let per_delivery_us = (cpu.as_secs_f64() - sends_cpu).max(0.0) * 1e6 / deliveries.max(1) as f64;
+    dispatcher.shutdown().await;
+
+    let (_, after) =
+        send_campaign(&db, clock.as_ref(), workspace, "sandbox", &sandbox, None).await?;
+    eprintln!("without webhooks again: {:.0} sends/s", after.rate());
+    let baseline = (before.rate() + after.rate()) / 2.0;
+    let ratio = with.rate() / baseline.max(f64::EPSILON);
+    eprintln!(
+        "webhooks: send rate at {ratio:.2} of the runs without; {deliveries} deliveries at {:.0}/s, {per_delivery_us:.1} µs CPU each; the last message.sent {:.2} s after the campaign's end",
+        deliveries as f64 / span.as_secs_f64().max(f64::EPSILON),
+        after_end.as_secs_f64(),
+    );
+    engine.shutdown().await;
+    db.close().await;
+    let report = json!({
+        "recipients": recipients,
+        "database": crate::app::redact(&config.database_url),
+        "without_webhooks": before.json(),
+        "with_webhook": with.json(),
+        "without_webhooks_again": after.json(),
+        "send_rate_ratio": round(ratio),
+        "deliveries": deliveries,
+        "deliveries_per_second": (deliveries as f64 / span.as_secs_f64().max(f64::EPSILON)).round(),
+        "cpu_us_per_delivery": round(per_delivery_us),
+        "last_sent_after_campaign_end_s": round(after_end.as_secs_f64()),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// A webhook receiver on 127.0.0.1 that counts what it gets and when the last `message.sent`
+/// came.
+struct Receiver {
+    address: std::net::SocketAddr,
+    requests: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+    last_sent: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl Receiver {
+    async fn start() -> anyhow::Result<Self> {
+        let requests = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
+        let last_sent = Arc::new(std::sync::Mutex::new(None));
+        let (r, s, l) = (requests.clone(), sent.clone(), last_sent.clone());
+        let router = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let (r, s, l) = (r.clone(), s.clone(), l.clone());
+            async move {
+                r.fetch_add(1, Ordering::Relaxed);
+                if is_message_sent(&body) {
+                    s.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut last) = l.lock() {
+                        *last = Some(Instant::now());
+                    }
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self {
+            address,
+            requests,
+            sent,
+            last_sent,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hooks", self.address)
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn last_sent(&self) -> Option<Instant> {
+        self.last_sent.lock().ok().and_then(|last| *last)
+    }
+}
+
+/// Whether a delivery's body is a `message.sent` event, wherever its `type` field sits.
+fn is_message_sent(body: &[u8]) -> bool {
+    let needle = br#""type":"message.sent""#;
+    body.windows(needle.len()).any(|window| window == needle)
 }
 
 /// A minimal HTTP gateway on 127.0.0.1 that accepts every message.

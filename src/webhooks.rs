@@ -29,6 +29,7 @@ use crate::domain::ids::{DeliveryId, WebhookId, WorkspaceId};
 use crate::domain::webhook::{
     DeliveryStatus, next_attempt_after, secret_key, sign, wants, webhook_id,
 };
+use crate::engine::SendActivity;
 use crate::eventlog::{EventLog, EventReader, StartAt};
 use crate::store::events::{self as log, StoredEvent};
 use crate::store::webhooks::{self as store, Attempted, Claimed, NewDelivery, Webhook};
@@ -57,6 +58,8 @@ pub struct DispatcherConfig {
     /// How often an idle fan-out or deliverer looks again.
     pub poll: Duration,
     pub url_guard: UrlGuard,
+    /// The engine's count of recorded sends: while it moves, the fan-out gives way.
+    pub send_activity: SendActivity,
 }
 
 impl Default for DispatcherConfig {
@@ -66,9 +69,10 @@ impl Default for DispatcherConfig {
             lease: Duration::from_secs(60),
             per_endpoint: 16,
             claim_batch: 256,
-            read_batch: 512,
+            read_batch: 1024,
             poll: Duration::from_millis(100),
             url_guard: UrlGuard::STRICT,
+            send_activity: SendActivity::default(),
         }
     }
 }
@@ -98,6 +102,15 @@ impl Shared {
 
     fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Waits `wait`, or less if the process stops.
+    async fn stopped_or_after(&self, wait: Duration) {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stopping| *stopping) => {}
+        }
     }
 
     /// Waits up to `wait`, less if deliveries may be due or the process stops.
@@ -151,6 +164,8 @@ async fn fan_out(shared: Arc<Shared>) {
     let events = EventLog::new(shared.db.clone(), shared.clock.clone());
     let mut reader: Option<EventReader> = None;
     let mut held_until: Option<DateTime<Utc>> = None;
+    let mut health = EndpointHealth::default();
+    let mut sends_seen = shared.config.send_activity.total();
     while !shared.stopping() {
         let now = shared.clock.now();
         // Renewed at half its life, so that it never runs out while this process reads.
@@ -196,11 +211,12 @@ async fn fan_out(shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Some(last) = batch.last().map(|event| event.position) else {
+        if batch.is_empty() {
             shared.idle(shared.config.poll).await;
             continue;
-        };
-        match fan_out_batch(&shared, &batch, last).await {
+        }
+        let started = Instant::now();
+        match fan_out_batch(&shared, &batch, &mut health).await {
             Ok(0) => {}
             Ok(_) => shared.due.notify_one(),
             Err(error) => {
@@ -209,6 +225,15 @@ async fn fan_out(shared: Arc<Shared>) {
                 reader = None;
                 shared.idle(shared.config.poll * 10).await;
             }
+        }
+        // While lanes are sending, the fan-out takes about a quarter of the time: the sends
+        // keep their pace, and the events they leave behind go out once they stop (or as the
+        // gaps allow). Idle lanes get the fan-out at full speed.
+        let sends = shared.config.send_activity.total();
+        if sends != sends_seen {
+            sends_seen = sends;
+            let pause = (started.elapsed() * GIVE_WAY).min(Duration::from_secs(1));
+            shared.stopped_or_after(pause).await;
         }
     }
 }
@@ -227,30 +252,215 @@ async fn take_lease(shared: &Shared, now: DateTime<Utc>) -> db_store::Result<boo
     .await
 }
 
-/// Records the deliveries of `batch` and the log's position after it, in one transaction.
-/// Returns how many deliveries it recorded.
+/// Delivers the events of `batch` and records them with the log's position after them.
+///
+/// Most deliveries go out at once, from memory, and are written once, with their first
+/// attempt: to an endpoint that answers well, for a subject with nothing pending before it.
+/// The others are written as pending for the deliverer to claim: a subject's events behind a
+/// delivery still pending, an endpoint that failed or answered slowly of late (so that it holds
+/// no one else's deliveries), and the rest of a subject's events after a failed attempt. The
+/// position moves only once all of it is written, so a crash delivers a batch again (receivers
+/// drop repeats by `webhook-id`) and never loses one. Returns how many it left pending.
 async fn fan_out_batch(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     batch: &[StoredEvent],
-    last: i64,
+    health: &mut EndpointHealth,
 ) -> db_store::Result<usize> {
+    let Some(last) = batch.last().map(|event| event.position) else {
+        return Ok(0);
+    };
     let workspaces: Vec<WorkspaceId> = batch
         .iter()
         .map(|event| event.workspace)
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let endpoints = {
+    let (endpoints, deliveries, held) = {
         let mut conn = shared.db.read().await?;
-        store::of_workspaces(conn.conn(), &workspaces).await?
+        let endpoints = store::of_workspaces(conn.conn(), &workspaces).await?;
+        let deliveries = deliveries_of(batch, &endpoints);
+        let held: HashSet<(WebhookId, uuid::Uuid)> =
+            if !deliveries.is_empty() && store::any_pending(conn.conn()).await? {
+                let webhooks: Vec<WebhookId> = endpoints.iter().map(|e| e.id).collect();
+                let subjects: Vec<uuid::Uuid> = deliveries
+                    .iter()
+                    .map(|d| d.subject)
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                let mut held = HashSet::new();
+                for slice in subjects.chunks(500) {
+                    held.extend(store::pending_subjects(conn.conn(), &webhooks, slice).await?);
+                }
+                held
+            } else {
+                HashSet::new()
+            };
+        (endpoints, deliveries, held)
     };
-    let deliveries = deliveries_of(batch, &endpoints);
+    let by_id: HashMap<WebhookId, Arc<Webhook>> = endpoints
+        .into_iter()
+        .map(|endpoint| (endpoint.id, Arc::new(endpoint)))
+        .collect();
     let now = shared.clock.now();
+    let (chains, mut queued) = split(deliveries, held, |webhook| health.is_fast(webhook, now));
+
+    // Each subject's chain in order, the chains at once, `per_endpoint` at a time per endpoint.
+    let mut running = JoinSet::new();
+    for chain in chains {
+        let Some(endpoint) = by_id.get(&chain[0].webhook).cloned() else {
+            continue;
+        };
+        let gate = health.gate(endpoint.id, shared.config.per_endpoint);
+        let shared = shared.clone();
+        running.spawn(async move {
+            let mut attempted = Vec::new();
+            let mut rest = chain.into_iter();
+            for delivery in rest.by_ref() {
+                let Ok(_permit) = gate.acquire().await else {
+                    break;
+                };
+                let claimed = Claimed {
+                    id: delivery.id,
+                    webhook_id: delivery.webhook,
+                    event_id: delivery.event_id,
+                    kind: delivery.kind.as_str().to_owned(),
+                    body: delivery.body.clone(),
+                    failures: 0,
+                    attempts: 0,
+                };
+                let started = Instant::now();
+                let recorded = attempt(&shared, &endpoint, &claimed).await;
+                let succeeded = recorded.attempt.status == DeliveryStatus::Succeeded;
+                attempted.push((delivery, recorded, started.elapsed()));
+                if !succeeded {
+                    break;
+                }
+            }
+            // After a failure the subject's later events wait behind it, as rows.
+            (attempted, rest.collect::<Vec<_>>())
+        });
+    }
+    let mut written = Vec::new();
+    let mut gone = HashSet::new();
+    while let Some(done) = running.join_next().await {
+        let Ok((attempted, behind)) = done else {
+            continue;
+        };
+        for (delivery, recorded, took) in attempted {
+            health.observe(
+                delivery.webhook,
+                recorded.attempt.status == DeliveryStatus::Succeeded,
+                took,
+                shared.clock.now(),
+            );
+            gone.extend(recorded.gone);
+            written.push((delivery, recorded.attempt));
+        }
+        queued.extend(behind);
+    }
+
+    // In slices, each its own transaction: SQLite has one writer, and a lane records its sends
+    // as they complete, so a long transaction here would hold the lane's next sends. The
+    // position goes with the last slice.
+    let pending = queued.len()
+        + written
+            .iter()
+            .filter(|(_, a)| a.status == DeliveryStatus::Pending)
+            .count();
+    for slice in queued.chunks(WRITE_SLICE) {
+        let mut tx = shared.db.begin().await?;
+        store::insert_deliveries(tx.conn(), slice, shared.clock.now()).await?;
+        tx.commit().await?;
+    }
+    for slice in written.chunks(WRITE_SLICE) {
+        let mut tx = shared.db.begin().await?;
+        store::insert_attempted(tx.conn(), slice).await?;
+        tx.commit().await?;
+    }
     let mut tx = shared.db.begin().await?;
-    store::insert_deliveries(tx.conn(), &deliveries, now).await?;
-    log::save_position(tx.conn(), CONSUMER, last, now).await?;
+    for endpoint in gone {
+        store::disable(tx.conn(), endpoint, GONE, shared.clock.now()).await?;
+    }
+    log::save_position(tx.conn(), CONSUMER, last, shared.clock.now()).await?;
     tx.commit().await?;
-    Ok(deliveries.len())
+    Ok(pending)
+}
+
+/// How many times its own work the fan-out pauses while lanes are sending.
+const GIVE_WAY: u32 = 3;
+
+/// The most deliveries one of the dispatcher's transactions writes.
+const WRITE_SLICE: usize = 64;
+
+/// Splits a batch's deliveries into chains to attempt at once — each subject's deliveries at one
+/// endpoint, in order — and deliveries to leave pending: those of a subject `held` behind a
+/// pending delivery, and all of an endpoint that is not `fast`.
+fn split(
+    deliveries: Vec<NewDelivery>,
+    mut held: HashSet<(WebhookId, uuid::Uuid)>,
+    mut fast: impl FnMut(WebhookId) -> bool,
+) -> (Vec<Vec<NewDelivery>>, Vec<NewDelivery>) {
+    let mut chains: Vec<Vec<NewDelivery>> = Vec::new();
+    let mut chain_of: HashMap<(WebhookId, uuid::Uuid), usize> = HashMap::new();
+    let mut queued = Vec::new();
+    for delivery in deliveries {
+        let key = (delivery.webhook, delivery.subject);
+        if held.contains(&key) || !fast(delivery.webhook) {
+            held.insert(key);
+            queued.push(delivery);
+            continue;
+        }
+        match chain_of.get(&key) {
+            Some(&index) => chains[index].push(delivery),
+            None => {
+                chain_of.insert(key, chains.len());
+                chains.push(vec![delivery]);
+            }
+        }
+    }
+    (chains, queued)
+}
+
+/// How endpoints have answered the fan-out of late: one that failed or took over
+/// [`SLOW_ANSWER`] gets its deliveries through the deliverer for [`SLOW_FOR`], where it holds
+/// only its own.
+#[derive(Default)]
+struct EndpointHealth {
+    slow_until: HashMap<WebhookId, DateTime<Utc>>,
+    gates: HashMap<WebhookId, Arc<Semaphore>>,
+}
+
+/// An answer slower than this takes the endpoint off the fan-out's own attempts for a while.
+const SLOW_ANSWER: Duration = Duration::from_secs(1);
+const SLOW_FOR: Duration = Duration::from_secs(60);
+const GONE: &str = "the endpoint answered 410 Gone";
+
+impl EndpointHealth {
+    fn is_fast(&mut self, webhook: WebhookId, now: DateTime<Utc>) -> bool {
+        match self.slow_until.get(&webhook) {
+            Some(until) if *until > now => false,
+            Some(_) => {
+                self.slow_until.remove(&webhook);
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn observe(&mut self, webhook: WebhookId, succeeded: bool, took: Duration, now: DateTime<Utc>) {
+        if !succeeded || took > SLOW_ANSWER {
+            let until = now + chrono::Duration::from_std(SLOW_FOR).unwrap_or_default();
+            self.slow_until.insert(webhook, until);
+        }
+    }
+
+    fn gate(&mut self, webhook: WebhookId, permits: usize) -> Arc<Semaphore> {
+        self.gates
+            .entry(webhook)
+            .or_insert_with(|| Arc::new(Semaphore::new(permits.max(1))))
+            .clone()
+    }
 }
 
 /// Each event of `batch` for each endpoint of its workspace that wants it: enabled and
@@ -275,6 +485,7 @@ fn deliveries_of(batch: &[StoredEvent], endpoints: &[Webhook]) -> Vec<NewDeliver
             };
             if wanted {
                 deliveries.push(NewDelivery {
+                    id: DeliveryId::generate(),
                     workspace: event.workspace,
                     webhook: endpoint.id,
                     event_id: event.position,
@@ -303,8 +514,15 @@ async fn deliver(shared: Arc<Shared>, recorder: mpsc::Sender<Recorded>) {
     let claimed_per_endpoint = Arc::new(Mutex::new(HashMap::<WebhookId, usize>::new()));
     let mut gates: HashMap<WebhookId, Arc<Semaphore>> = HashMap::new();
     let mut attempts = JoinSet::new();
+    let mut renewed = Instant::now();
     while !shared.stopping() {
         while attempts.try_join_next().is_some() {}
+        if !attempts.is_empty() && renewed.elapsed() >= shared.config.lease / 3 {
+            renewed = Instant::now();
+            if let Err(error) = renew(&shared).await {
+                tracing::warn!(%error, "webhooks: cannot renew claims");
+            }
+        }
         let full: Vec<WebhookId> = claimed_per_endpoint
             .lock()
             .map(|claimed| {
@@ -374,6 +592,13 @@ async fn deliver(shared: Arc<Shared>, recorder: mpsc::Sender<Recorded>) {
     if let Err(error) = release(&shared, &unattempted).await {
         tracing::warn!(%error, "webhooks: claims left to run out");
     }
+}
+
+/// Keeps this process's claims from running out while their endpoint is slow.
+async fn renew(shared: &Shared) -> db_store::Result<()> {
+    let until = shared.lease_until(shared.clock.now());
+    let mut conn = shared.db.write().await?;
+    store::renew_claims(conn.conn(), &shared.owner, until).await
 }
 
 /// Claims due deliveries with their endpoints.
@@ -461,6 +686,7 @@ async fn attempt(shared: &Shared, endpoint: &Webhook, delivery: &Claimed) -> Rec
     Recorded {
         attempt: Attempted {
             delivery: delivery.id,
+            number: delivery.attempts + 1,
             at,
             status: status_after,
             failures,
@@ -538,7 +764,7 @@ async fn excerpt(mut response: reqwest::Response) -> Option<String> {
 }
 
 /// Most attempts recorded in one transaction.
-const RECORD_BATCH: usize = 128;
+const RECORD_BATCH: usize = 256;
 
 /// Writes attempts as they finish, in group commits.
 async fn record(shared: Arc<Shared>, mut recorded: mpsc::Receiver<Recorded>) {

@@ -34,25 +34,24 @@ CREATE TABLE webhook_deliveries (
     created_at       TIMESTAMPTZ NOT NULL,
     updated_at       TIMESTAMPTZ NOT NULL
 );
--- An event fanned out again after a crash adds nothing.
+-- An event fanned out again after a crash adds nothing; an endpoint's log, newest first.
 CREATE UNIQUE INDEX webhook_deliveries_once ON webhook_deliveries (webhook_id, event_id);
 -- What is due, and the earlier deliveries of a subject that a later one waits behind.
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_chain ON webhook_deliveries (webhook_id, subject_id, event_id)
     WHERE status = 'pending';
-CREATE INDEX webhook_deliveries_list ON webhook_deliveries (webhook_id, created_at, id);
 
 CREATE TABLE webhook_attempts (
-    id               UUID PRIMARY KEY,
     delivery_id      UUID NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+    attempt          BIGINT  NOT NULL,   -- 1 for the first, counting on through replays
     at               TIMESTAMPTZ NOT NULL,
     response_status  BIGINT ,
     error            TEXT,
     duration_ms      BIGINT  NOT NULL,
-    response_excerpt TEXT               -- the first bytes of the answer, never more
+    response_excerpt TEXT,              -- the first bytes of the answer, never more
+    PRIMARY KEY (delivery_id, attempt)
 );
-CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, at);
 
 ALTER TABLE event_consumers ADD COLUMN lease_owner TEXT;
 ALTER TABLE event_consumers ADD COLUMN lease_until TIMESTAMPTZ;

@@ -895,6 +895,7 @@ async fn record_group(
         Ok(still_held)
     })
     .await?;
+    shared.activity.recorded(outcomes.len());
     // The sends happened all the same: they are recorded, said so, and nothing more starts (the
     // lease was found lost by this commit, the heartbeat or a claim).
     if !still_held {

@@ -80,6 +80,7 @@ pub(crate) struct Shared {
     /// This process's name in lane leases.
     owner: String,
     wakeups: Wakeups,
+    activity: SendActivity,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -153,12 +154,36 @@ pub struct EngineHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     wakeups: Wakeups,
+    activity: SendActivity,
+}
+
+/// How many sends this process's lanes have recorded so far: work that shares the machine with
+/// them (the webhook dispatcher) reads it to give way while campaigns are sending.
+#[derive(Clone, Debug, Default)]
+pub struct SendActivity(Arc<std::sync::atomic::AtomicU64>);
+
+impl SendActivity {
+    fn recorded(&self, sends: usize) {
+        self.0.fetch_add(
+            u64::try_from(sends).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl EngineHandle {
     /// How others in this process (the callbacks' handler) wake the engine's lanes.
     pub fn wakeups(&self) -> Wakeups {
         self.wakeups.clone()
+    }
+
+    /// The count of sends recorded by this engine's lanes.
+    pub fn activity(&self) -> SendActivity {
+        self.activity.clone()
     }
 
     pub async fn shutdown(self) {
@@ -181,6 +206,7 @@ pub async fn start(
     let (events, received) = mpsc::channel(EVENTS_QUEUED);
     let owner = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
     let wakeups = Wakeups::default();
+    let activity = SendActivity::default();
     let shared = Arc::new(Shared {
         db,
         clock,
@@ -189,12 +215,14 @@ pub async fn start(
         owner,
         shutdown,
         wakeups: wakeups.clone(),
+        activity: activity.clone(),
     });
     let task = tokio::spawn(run(shared, received));
     Ok(EngineHandle {
         stop,
         task,
         wakeups,
+        activity,
     })
 }
 

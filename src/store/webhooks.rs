@@ -222,6 +222,7 @@ pub async fn disable(
 /// One event for one endpoint, as the fan-out records it.
 #[derive(Clone, Debug)]
 pub struct NewDelivery {
+    pub id: DeliveryId,
     pub workspace: WorkspaceId,
     pub webhook: WebhookId,
     /// The event's position in the log.
@@ -249,7 +250,7 @@ pub async fn insert_deliveries(
                 insert.push(", ");
             }
             insert.bind_list([
-                Param::Id(DeliveryId::generate().0),
+                Param::Id(delivery.id.0),
                 Param::Id(delivery.workspace.0),
                 Param::Id(delivery.webhook.0),
                 Param::Int(delivery.event_id),
@@ -276,6 +277,87 @@ pub async fn insert_deliveries(
     Ok(())
 }
 
+/// Whether any delivery is pending: when none is, no subject waits behind one, and the fan-out
+/// needs to look no further.
+pub async fn any_pending(conn: Conn<'_>) -> Result<bool> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status = 'pending')",
+    )
+    .fetch_one(&mut *c)
+    .await?))
+}
+
+/// Which of `subjects` have a pending delivery at one of `webhooks`: their later events wait
+/// behind it.
+pub async fn pending_subjects(
+    conn: Conn<'_>,
+    webhooks: &[WebhookId],
+    subjects: &[uuid::Uuid],
+) -> Result<Vec<(WebhookId, uuid::Uuid)>> {
+    let mut query = SqlBuilder::new(
+        "SELECT DISTINCT webhook_id, subject_id FROM webhook_deliveries
+         WHERE status = 'pending' AND webhook_id IN ",
+    );
+    query.bind_list(webhooks.iter().map(|id| Param::Id(id.0)));
+    query.push(" AND subject_id IN ");
+    query.bind_list(subjects.iter().map(|id| Param::Id(*id)));
+    on_conn!(conn, c => Ok(bind_params!(
+        sqlx::query_as(super::sql::built(&query, &*c)),
+        &query.params
+    )
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+/// Records deliveries made at once, with their first attempt: one row each, in the state the
+/// attempt left it (succeeded, pending a retry, failed). A delivery recorded already (its event
+/// fanned out again after a crash) is left as it is, and so is its attempt.
+pub async fn insert_attempted(
+    mut conn: Conn<'_>,
+    attempted: &[(NewDelivery, Attempted)],
+) -> Result<()> {
+    for chunk in attempted.chunks(rows_per_statement(16)) {
+        let mut insert = SqlBuilder::new(
+            "INSERT INTO webhook_deliveries (id, workspace_id, webhook_id, event_id, type,
+                 subject_id, body, created_at, status, attempts, failures, next_attempt_at,
+                 updated_at, response_status, error, duration_ms) VALUES ",
+        );
+        for (index, (delivery, attempt)) in chunk.iter().enumerate() {
+            if index > 0 {
+                insert.push(", ");
+            }
+            insert.bind_list([
+                Param::Id(delivery.id.0),
+                Param::Id(delivery.workspace.0),
+                Param::Id(delivery.webhook.0),
+                Param::Int(delivery.event_id),
+                Param::Text(delivery.kind.as_str().to_owned()),
+                Param::Id(delivery.subject),
+                Param::Text(delivery.body.clone()),
+                Param::Time(attempt.at),
+                Param::Text(attempt.status.as_str().to_owned()),
+                Param::Int(attempt.number),
+                Param::Int(attempt.failures),
+                Param::OptTime(attempt.next_attempt_at),
+                Param::Time(attempt.at),
+                Param::OptInt(attempt.response_status),
+                Param::OptText(attempt.error.clone()),
+                Param::Int(attempt.duration_ms),
+            ]);
+        }
+        insert.push(" ON CONFLICT (webhook_id, event_id) DO NOTHING");
+        on_conn!(conn.reborrow(), c => bind_params!(
+            sqlx::query(super::sql::built(&insert, &*c)),
+            &insert.params
+        )
+        .execute(&mut *c)
+        .await
+        .map(drop))?;
+    }
+    let attempts: Vec<Attempted> = attempted.iter().map(|(_, a)| a.clone()).collect();
+    insert_attempt_rows(conn, &attempts).await
+}
+
 /// A delivery claimed for an attempt.
 #[derive(Clone, Debug, FromRow)]
 pub struct Claimed {
@@ -287,6 +369,8 @@ pub struct Claimed {
     pub body: String,
     /// Failed attempts since the delivery (re)started: where it is in the retry schedule.
     pub failures: i64,
+    /// Attempts made so far.
+    pub attempts: i64,
 }
 
 /// Claims up to `limit` due deliveries for `owner` until `until`: pending, not leased by a live
@@ -327,7 +411,7 @@ pub async fn claim_due(
     if conn.dialect() == Dialect::Postgres {
         claim.push(" FOR UPDATE OF d SKIP LOCKED");
     }
-    claim.push(") RETURNING id, webhook_id, event_id, type, body, failures");
+    claim.push(") RETURNING id, webhook_id, event_id, type, body, failures, attempts");
     on_conn!(conn, c => Ok(bind_params!(
         sqlx::query_as(super::sql::built(&claim, &*c)),
         &claim.params
@@ -340,6 +424,8 @@ pub async fn claim_due(
 #[derive(Clone, Debug)]
 pub struct Attempted {
     pub delivery: DeliveryId,
+    /// Which attempt of the delivery this was: 1 for the first, counting on through replays.
+    pub number: i64,
     pub at: DateTime<Utc>,
     /// Where the delivery now stands: succeeded, pending again (at `next_attempt_at`), failed.
     pub status: DeliveryStatus,
@@ -351,41 +437,66 @@ pub struct Attempted {
     pub response_excerpt: Option<String>,
 }
 
-/// Records attempts and what they make of their deliveries, releasing the claims. A delivery
-/// replayed or finished by another process meanwhile is left as it is.
+/// Records attempts and what they make of their deliveries, releasing the claims: one
+/// statement per few hundred attempts, since the dispatcher shares SQLite's one writer with the
+/// send path. A delivery replayed or finished by another process meanwhile is left as it is.
 pub async fn record_attempts(mut conn: Conn<'_>, attempts: &[Attempted]) -> Result<()> {
-    for attempt in attempts {
-        on_conn!(conn.reborrow(), c => sqlx::query(
+    for chunk in attempts.chunks(rows_per_statement(8)) {
+        let mut update = SqlBuilder::new(
             "UPDATE webhook_deliveries
-             SET status = $2, attempts = attempts + 1, failures = $3, next_attempt_at = $4,
-                 response_status = $5, error = $6, duration_ms = $7, lease_owner = NULL,
-                 lease_until = NULL, updated_at = $8
-             WHERE id = $1 AND status = 'pending'",
+             SET status = v.column2, attempts = attempts + 1, failures = v.column3,
+                 next_attempt_at = v.column4, response_status = v.column5, error = v.column6,
+                 duration_ms = v.column7, lease_owner = NULL, lease_until = NULL,
+                 updated_at = v.column8
+             FROM (VALUES ",
+        );
+        for (index, attempt) in chunk.iter().enumerate() {
+            if index > 0 {
+                update.push(", ");
+            }
+            update.bind_list([
+                Param::Id(attempt.delivery.0),
+                Param::Text(attempt.status.as_str().to_owned()),
+                Param::Int(attempt.failures),
+                Param::OptTime(attempt.next_attempt_at),
+                Param::OptInt(attempt.response_status),
+                Param::OptText(attempt.error.clone()),
+                Param::Int(attempt.duration_ms),
+                Param::Time(attempt.at),
+            ]);
+        }
+        update.push(
+            ") AS v WHERE webhook_deliveries.id = v.column1
+               AND webhook_deliveries.status = 'pending'",
+        );
+        on_conn!(conn.reborrow(), c => bind_params!(
+            sqlx::query(super::sql::built(&update, &*c)),
+            &update.params
         )
-        .bind(attempt.delivery)
-        .bind(attempt.status)
-        .bind(attempt.failures)
-        .bind(attempt.next_attempt_at)
-        .bind(attempt.response_status)
-        .bind(attempt.error.as_deref())
-        .bind(attempt.duration_ms)
-        .bind(attempt.at)
         .execute(&mut *c)
         .await
         .map(drop))?;
     }
+    insert_attempt_rows(conn, attempts).await
+}
+
+/// The attempts' own rows; an attempt of a delivery that is not recorded (its row was not
+/// written: another copy of it was) or recorded already is left out.
+async fn insert_attempt_rows(mut conn: Conn<'_>, attempts: &[Attempted]) -> Result<()> {
     for chunk in attempts.chunks(rows_per_statement(7)) {
         let mut insert = SqlBuilder::new(
-            "INSERT INTO webhook_attempts (id, delivery_id, at, response_status, error,
-                                           duration_ms, response_excerpt) VALUES ",
+            "INSERT INTO webhook_attempts (delivery_id, attempt, at, response_status, error,
+                                           duration_ms, response_excerpt)
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
+             FROM (VALUES ",
         );
         for (index, attempt) in chunk.iter().enumerate() {
             if index > 0 {
                 insert.push(", ");
             }
             insert.bind_list([
-                Param::Id(uuid::Uuid::now_v7()),
                 Param::Id(attempt.delivery.0),
+                Param::Int(attempt.number),
                 Param::Time(attempt.at),
                 Param::OptInt(attempt.response_status),
                 Param::OptText(attempt.error.clone()),
@@ -393,6 +504,10 @@ pub async fn record_attempts(mut conn: Conn<'_>, attempts: &[Attempted]) -> Resu
                 Param::OptText(attempt.response_excerpt.clone()),
             ]);
         }
+        insert.push(
+            ") AS v WHERE EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = v.column1)
+             ON CONFLICT (delivery_id, attempt) DO NOTHING",
+        );
         on_conn!(conn.reborrow(), c => bind_params!(
             sqlx::query(super::sql::built(&insert, &*c)),
             &insert.params
@@ -445,7 +560,7 @@ pub struct Delivery {
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, type, status, attempts, \
     response_status, error, duration_ms, next_attempt_at, created_at, updated_at";
 
-/// A page of an endpoint's deliveries, newest first.
+/// A page of an endpoint's deliveries, newest event first.
 pub async fn deliveries(
     conn: Conn<'_>,
     workspace: WorkspaceId,
@@ -463,14 +578,7 @@ pub async fn deliveries(
             .push(" AND status = ")
             .bind(Param::Text(status.as_str().to_owned()));
     }
-    fetch_page(
-        conn,
-        DELIVERY_COLUMNS,
-        &from_where,
-        "created_at DESC, event_id DESC",
-        page,
-    )
-    .await
+    fetch_page(conn, DELIVERY_COLUMNS, &from_where, "event_id DESC", page).await
 }
 
 /// Delivers again, from the first attempt of the schedule, whatever the delivery's status.
@@ -503,6 +611,7 @@ pub async fn replay(
 /// An attempt as recorded.
 #[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct Attempt {
+    pub attempt: i64,
     pub at: DateTime<Utc>,
     pub response_status: Option<i64>,
     pub error: Option<String>,
@@ -513,10 +622,25 @@ pub struct Attempt {
 /// A delivery's attempts, oldest first.
 pub async fn attempts(conn: Conn<'_>, delivery: DeliveryId) -> Result<Vec<Attempt>> {
     on_conn!(conn, c => Ok(sqlx::query_as(
-        "SELECT at, response_status, error, duration_ms, response_excerpt
-         FROM webhook_attempts WHERE delivery_id = $1 ORDER BY at",
+        "SELECT attempt, at, response_status, error, duration_ms, response_excerpt
+         FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
     )
     .bind(delivery)
     .fetch_all(&mut *c)
     .await?))
+}
+
+/// Extends every claim `owner` holds to `until`: deliveries waiting for a slow endpoint stay
+/// this process's while it lives.
+pub async fn renew_claims(conn: Conn<'_>, owner: &str, until: DateTime<Utc>) -> Result<()> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE webhook_deliveries SET lease_until = $2
+         WHERE lease_owner = $1 AND status = 'pending' AND lease_until IS NOT NULL",
+    )
+    .bind(owner)
+    .bind(until)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
+    Ok(())
 }
