@@ -42,6 +42,7 @@ impl Application {
             DispatcherConfig {
                 url_guard: config.url_guard(),
                 send_activity: engine.activity(),
+                lease: std::time::Duration::from_millis(config.webhook_lease_ms.max(3)),
                 ..DispatcherConfig::default()
             },
         );

@@ -33,6 +33,10 @@ pub struct Config {
     /// (`HERALD_ALLOW_PRIVATE_URLS`): off, a user's URL can never make Herald call an internal
     /// service or a cloud's metadata address.
     pub allow_private_urls: bool,
+    /// How long a process holds a webhook delivery it claimed, or the fan-out of the event log,
+    /// without renewing; after a crash, another takes over once it runs out
+    /// (`HERALD_WEBHOOK_LEASE_MS`).
+    pub webhook_lease_ms: u64,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             lane_lease_ms: 30_000,
             event_retention_hours: 7 * 24,
             allow_private_urls: false,
+            webhook_lease_ms: 60_000,
         }
     }
 }
@@ -137,6 +142,9 @@ impl Config {
         }
         if let Some(value) = lookup("HERALD_ALLOW_PRIVATE_URLS") {
             self.allow_private_urls = parsed("HERALD_ALLOW_PRIVATE_URLS", value)?;
+        }
+        if let Some(value) = lookup("HERALD_WEBHOOK_LEASE_MS") {
+            self.webhook_lease_ms = parsed("HERALD_WEBHOOK_LEASE_MS", value)?;
         }
         Ok(self)
     }

@@ -216,7 +216,19 @@ async fn fan_out(shared: Arc<Shared>) {
             continue;
         }
         let started = Instant::now();
-        match fan_out_batch(&shared, &batch, &mut health).await {
+        // The lease is kept while the batch is out: a batch to a slow endpoint can outlast it,
+        // and another process would then deliver the same events again.
+        let outcome = tokio::select! {
+            outcome = fan_out_batch(&shared, &batch, &mut health) => outcome,
+            () = keep_lease(&shared) => {
+                tracing::warn!("webhooks: the event log's lease was lost mid-batch");
+                held_until = None;
+                reader = None;
+                continue;
+            }
+        };
+        held_until = None;
+        match outcome {
             Ok(0) => {}
             Ok(_) => shared.due.notify_one(),
             Err(error) => {
@@ -234,6 +246,18 @@ async fn fan_out(shared: Arc<Shared>) {
             sends_seen = sends;
             let pause = (started.elapsed() * GIVE_WAY).min(Duration::from_secs(1));
             shared.stopped_or_after(pause).await;
+        }
+    }
+}
+
+/// Renews the fan-out's lease every third of its life; returns once it is lost.
+async fn keep_lease(shared: &Shared) {
+    loop {
+        tokio::time::sleep(shared.config.lease / 3).await;
+        match take_lease(shared, shared.clock.now()).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => tracing::warn!(%error, "webhooks: cannot renew the event log's lease"),
         }
     }
 }
