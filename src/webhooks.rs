@@ -14,7 +14,7 @@
 //! A process killed mid-delivery loses nothing: its claims run out and another attempt is made,
 //! with the same `webhook-id`, so receivers can drop the repeat.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -145,7 +145,7 @@ impl WebhookDispatcher {
         });
         let (attempts, recorded) = mpsc::channel(1024);
         let mut tasks = JoinSet::new();
-        tasks.spawn(fan_out(shared.clone()));
+        tasks.spawn(fan_out(shared.clone(), attempts.clone()));
         tasks.spawn(deliver(shared.clone(), attempts));
         tasks.spawn(record(shared, recorded));
         Self { stop, tasks }
@@ -160,7 +160,7 @@ impl WebhookDispatcher {
 }
 
 /// Reads the log while this process holds the fan-out's lease, and records deliveries.
-async fn fan_out(shared: Arc<Shared>) {
+async fn fan_out(shared: Arc<Shared>, recorder: mpsc::Sender<Recorded>) {
     let events = EventLog::new(shared.db.clone(), shared.clock.clone());
     let mut reader: Option<EventReader> = None;
     let mut held_until: Option<DateTime<Utc>> = None;
@@ -219,7 +219,7 @@ async fn fan_out(shared: Arc<Shared>) {
         // The lease is kept while the batch is out: a batch to a slow endpoint can outlast it,
         // and another process would then deliver the same events again.
         let outcome = tokio::select! {
-            outcome = fan_out_batch(&shared, &batch, &mut health) => outcome,
+            outcome = fan_out_batch(&shared, &batch, &mut health, &recorder) => outcome,
             () = keep_lease(&shared) => {
                 tracing::warn!("webhooks: the event log's lease was lost mid-batch");
                 held_until = None;
@@ -289,6 +289,7 @@ async fn fan_out_batch(
     shared: &Arc<Shared>,
     batch: &[StoredEvent],
     health: &mut EndpointHealth,
+    recorder: &mpsc::Sender<Recorded>,
 ) -> db_store::Result<usize> {
     let Some(last) = batch.last().map(|event| event.position) else {
         return Ok(0);
@@ -331,47 +332,39 @@ async fn fan_out_batch(
 
     // Each subject's chain in order, the chains at once, `per_endpoint` at a time per endpoint.
     let mut running = JoinSet::new();
+    let mut progress = Vec::new();
+    let rows_written = watch::Sender::new(false);
     for chain in chains {
         let Some(endpoint) = by_id.get(&chain[0].webhook).cloned() else {
             continue;
         };
+        let chain = Arc::new(Mutex::new(Chain {
+            rest: chain.into(),
+            ..Chain::default()
+        }));
+        progress.push(chain.clone());
         let gate = health.gate(endpoint.id, shared.config.per_endpoint);
         let shared = shared.clone();
+        let recorder = recorder.clone();
+        let row_written = rows_written.subscribe();
         running.spawn(async move {
-            let mut attempted = Vec::new();
-            let mut rest = chain.into_iter();
-            for delivery in rest.by_ref() {
-                let Ok(_permit) = gate.acquire().await else {
-                    break;
-                };
-                let claimed = Claimed {
-                    id: delivery.id,
-                    webhook_id: delivery.webhook,
-                    event_id: delivery.event_id,
-                    kind: delivery.kind.as_str().to_owned(),
-                    body: delivery.body.clone(),
-                    failures: 0,
-                    attempts: 0,
-                };
-                let started = Instant::now();
-                let recorded = attempt(&shared, &endpoint, &claimed).await;
-                let succeeded = recorded.attempt.status == DeliveryStatus::Succeeded;
-                attempted.push((delivery, recorded, started.elapsed()));
-                if !succeeded {
-                    break;
-                }
-            }
-            // After a failure the subject's later events wait behind it, as rows.
-            (attempted, rest.collect::<Vec<_>>())
+            run_chain(&shared, &endpoint, &chain, &gate, &recorder, row_written).await;
         });
     }
+    // What has not answered by the deadline is left to finish on its own, as a claimed row, and
+    // an endpoint slower than a second goes to the deliverer: a slow receiver holds up no one
+    // else's deliveries.
+    let deadline = tokio::time::Instant::now() + BATCH_DEADLINE;
+    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, running.join_next()).await {}
+    running.detach_all();
     let mut written = Vec::new();
     let mut gone = HashSet::new();
-    while let Some(done) = running.join_next().await {
-        let Ok((attempted, behind)) = done else {
+    let mut detached = Vec::new();
+    for chain in progress {
+        let Ok(mut chain) = chain.lock() else {
             continue;
         };
-        for (delivery, recorded, took) in attempted {
+        for (delivery, recorded, took) in chain.done.drain(..) {
             health.observe(
                 delivery.webhook,
                 recorded.attempt.status == DeliveryStatus::Succeeded,
@@ -381,20 +374,40 @@ async fn fan_out_batch(
             gone.extend(recorded.gone);
             written.push((delivery, recorded.attempt));
         }
-        queued.extend(behind);
+        chain.detached = true;
+        if let Some(waiting) = chain.waiting.take() {
+            chain.rest.push_front(waiting);
+        }
+        if let Some((delivery, since)) = chain.in_flight.clone() {
+            health.observe(delivery.webhook, true, since.elapsed(), shared.clock.now());
+            detached.push(delivery);
+        }
+        // After a failure (or behind a slow answer) the subject's later events wait, as rows.
+        queued.extend(chain.rest.drain(..));
     }
 
     // In slices, each its own transaction: SQLite has one writer, and a lane records its sends
     // as they complete, so a long transaction here would hold the lane's next sends. The
     // position goes with the last slice.
     let pending = queued.len()
+        + detached.len()
         + written
             .iter()
             .filter(|(_, a)| a.status == DeliveryStatus::Pending)
             .count();
+    let claimed_by = (
+        shared.owner.as_str(),
+        shared.lease_until(shared.clock.now()),
+    );
+    for slice in detached.chunks(WRITE_SLICE) {
+        let mut tx = shared.db.begin().await?;
+        store::insert_deliveries(tx.conn(), slice, shared.clock.now(), Some(claimed_by)).await?;
+        tx.commit().await?;
+    }
+    rows_written.send_replace(true);
     for slice in queued.chunks(WRITE_SLICE) {
         let mut tx = shared.db.begin().await?;
-        store::insert_deliveries(tx.conn(), slice, shared.clock.now()).await?;
+        store::insert_deliveries(tx.conn(), slice, shared.clock.now(), None).await?;
         tx.commit().await?;
     }
     for slice in written.chunks(WRITE_SLICE) {
@@ -416,6 +429,91 @@ const GIVE_WAY: u32 = 4;
 
 /// The most deliveries one of the dispatcher's transactions writes.
 const WRITE_SLICE: usize = 64;
+
+/// One subject's deliveries at one endpoint, as the fan-out attempts them.
+#[derive(Default)]
+struct Chain {
+    /// Not yet attempted.
+    rest: VecDeque<NewDelivery>,
+    /// Next, waiting for a place among the endpoint's deliveries in flight.
+    waiting: Option<NewDelivery>,
+    /// Being attempted, since when.
+    in_flight: Option<(NewDelivery, Instant)>,
+    /// Attempted, with what came of each and how long it took.
+    done: Vec<(NewDelivery, Recorded, Duration)>,
+    /// The fan-out moved on without it: the attempt in flight is recorded by the recorder, on
+    /// the claimed row the fan-out wrote for it.
+    detached: bool,
+}
+
+/// Attempts a chain's deliveries in order until one fails or the fan-out moves on.
+async fn run_chain(
+    shared: &Shared,
+    endpoint: &Webhook,
+    chain: &Mutex<Chain>,
+    gate: &Semaphore,
+    recorder: &mpsc::Sender<Recorded>,
+    mut row_written: watch::Receiver<bool>,
+) {
+    loop {
+        let delivery = {
+            let Ok(mut chain) = chain.lock() else { return };
+            if chain.detached {
+                return;
+            }
+            let Some(delivery) = chain.rest.pop_front() else {
+                return;
+            };
+            chain.waiting = Some(delivery.clone());
+            delivery
+        };
+        let Ok(_permit) = gate.acquire().await else {
+            return;
+        };
+        {
+            let Ok(mut chain) = chain.lock() else { return };
+            // Moved on before its turn: the fan-out put it back among the rows to write.
+            if chain.detached {
+                return;
+            }
+            chain.waiting = None;
+            chain.in_flight = Some((delivery.clone(), Instant::now()));
+        }
+        let claimed = Claimed {
+            id: delivery.id,
+            webhook_id: delivery.webhook,
+            event_id: delivery.event_id,
+            kind: delivery.kind.as_str().to_owned(),
+            body: delivery.body.clone(),
+            failures: 0,
+            attempts: 0,
+        };
+        let started = Instant::now();
+        let recorded = attempt(shared, endpoint, &claimed).await;
+        let took = started.elapsed();
+        let succeeded = recorded.attempt.status == DeliveryStatus::Succeeded;
+        let detached = {
+            let Ok(mut chain) = chain.lock() else { return };
+            chain.in_flight = None;
+            if chain.detached {
+                true
+            } else {
+                chain.done.push((delivery, recorded.clone(), took));
+                false
+            }
+        };
+        if detached {
+            // Recorded on its row once the fan-out has written it (or, if it never does, made
+            // again when the claim runs out: a repeat, never a loss).
+            let _ = row_written.wait_for(|written| *written).await;
+            let _ = recorder.send(recorded).await;
+            return;
+        }
+        if !succeeded {
+            return;
+        }
+    }
+}
 
 /// Splits a batch's deliveries into chains to attempt at once — each subject's deliveries at one
 /// endpoint, in order — and deliveries to leave pending: those of a subject `held` behind a
@@ -457,6 +555,8 @@ struct EndpointHealth {
 
 /// An answer slower than this takes the endpoint off the fan-out's own attempts for a while.
 const SLOW_ANSWER: Duration = Duration::from_secs(1);
+/// How long the fan-out waits for a batch's attempts before it moves on without the rest.
+const BATCH_DEADLINE: Duration = Duration::from_secs(2);
 const SLOW_FOR: Duration = Duration::from_secs(60);
 const GONE: &str = "the endpoint answered 410 Gone";
 
@@ -524,6 +624,7 @@ fn deliveries_of(batch: &[StoredEvent], endpoints: &[Webhook]) -> Vec<NewDeliver
 }
 
 /// One attempt's result on its way to the recorder.
+#[derive(Clone)]
 struct Recorded {
     attempt: Attempted,
     /// The endpoint answered 410 Gone: it is turned off.

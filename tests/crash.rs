@@ -5,8 +5,9 @@
 
 mod common;
 
+use common::Server;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -31,23 +32,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const RECIPIENTS: u32 = 3_000;
 /// Sends in flight per lane: what one `kill -9` may repeat, at most, per lane it stops.
 const CONCURRENCY: usize = 64;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Server {
-    /// SIGKILL: no shutdown, no cleanup, whatever was in flight.
-    fn kill(mut self) {
-        self.0.kill().expect("kill -9");
-        self.0.wait().expect("reap the killed process");
-    }
-}
 
 /// A `herald serve` whose API is of no use to the test.
 fn serve(database_url: &str) -> Server {

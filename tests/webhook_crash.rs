@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::Server;
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,23 +21,6 @@ use herald::url_guard::UrlGuard;
 
 /// Events of each test: three read batches of the fan-out's 1,024 and some.
 const EVENTS: usize = 3_000;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Server {
-    /// SIGKILL: no shutdown, whatever was in flight.
-    fn kill(mut self) {
-        self.0.kill().expect("kill -9");
-        self.0.wait().expect("reap the killed process");
-    }
-}
 
 fn serve(database_url: &str) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_herald"))

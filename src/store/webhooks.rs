@@ -105,29 +105,28 @@ pub async fn list(
 
 /// Every endpoint of these workspaces, enabled or not: what the fan-out matches events with.
 pub async fn of_workspaces(conn: Conn<'_>, workspaces: &[WorkspaceId]) -> Result<Vec<Webhook>> {
-    let mut query = SqlBuilder::new(concat!(
-        "SELECT ",
-        webhook_columns!(),
-        " FROM webhooks WHERE workspace_id IN "
-    ));
-    query.bind_list(workspaces.iter().map(|ws| Param::Id(ws.0)));
-    on_conn!(conn, c => Ok(bind_params!(
-        sqlx::query_as(super::sql::built(&query, &*c)),
-        &query.params
-    )
-    .fetch_all(&mut *c)
-    .await?))
+    select_where_in(conn, "workspace_id", workspaces.iter().map(|ws| ws.0)).await
 }
 
 /// The endpoints with these ids, whatever their workspace: the deliverer's view of what it
 /// claimed.
 pub async fn by_ids(conn: Conn<'_>, ids: &[WebhookId]) -> Result<Vec<Webhook>> {
+    select_where_in(conn, "id", ids.iter().map(|id| id.0)).await
+}
+
+/// The endpoints whose `column` (a fixed name, never input) is one of `values`.
+async fn select_where_in(
+    conn: Conn<'_>,
+    column: &'static str,
+    values: impl IntoIterator<Item = uuid::Uuid>,
+) -> Result<Vec<Webhook>> {
     let mut query = SqlBuilder::new(concat!(
         "SELECT ",
         webhook_columns!(),
-        " FROM webhooks WHERE id IN "
+        " FROM webhooks WHERE "
     ));
-    query.bind_list(ids.iter().map(|id| Param::Id(id.0)));
+    query.push(column).push(" IN ");
+    query.bind_list(values.into_iter().map(Param::Id));
     on_conn!(conn, c => Ok(bind_params!(
         sqlx::query_as(super::sql::built(&query, &*c)),
         &query.params
@@ -233,17 +232,19 @@ pub struct NewDelivery {
     pub body: String,
 }
 
-/// Records deliveries due at `now`; an event fanned out again (after a crash) adds nothing.
+/// Records deliveries due at `now`, claimed already by `claimed_by` (owner, until) when it is
+/// given; an event fanned out again (after a crash) adds nothing.
 pub async fn insert_deliveries(
     mut conn: Conn<'_>,
     deliveries: &[NewDelivery],
     now: DateTime<Utc>,
+    claimed_by: Option<(&str, DateTime<Utc>)>,
 ) -> Result<()> {
-    for chunk in deliveries.chunks(rows_per_statement(13)) {
+    for chunk in deliveries.chunks(rows_per_statement(15)) {
         let mut insert = SqlBuilder::new(
             "INSERT INTO webhook_deliveries (id, workspace_id, webhook_id, event_id, type,
                  subject_id, body, created_at, status, attempts, failures, next_attempt_at,
-                 updated_at) VALUES ",
+                 updated_at, lease_owner, lease_until) VALUES ",
         );
         for (index, delivery) in chunk.iter().enumerate() {
             if index > 0 {
@@ -263,6 +264,8 @@ pub async fn insert_deliveries(
                 Param::Int(0),
                 Param::Time(now),
                 Param::Time(now),
+                Param::OptText(claimed_by.map(|(owner, _)| owner.to_owned())),
+                Param::OptTime(claimed_by.map(|(_, until)| until)),
             ]);
         }
         insert.push(" ON CONFLICT (webhook_id, event_id) DO NOTHING");

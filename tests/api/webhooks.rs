@@ -25,6 +25,7 @@ dialect_tests!(
     events_reach_an_endpoint_signed_and_in_order,
     a_failing_endpoint_is_retried_on_schedule_then_failed_and_replayed,
     retry_after_gone_and_redirects_are_honoured,
+    a_slow_endpoint_holds_up_no_other,
 );
 
 /// One request a receiver got.
@@ -43,6 +44,8 @@ struct Script {
     /// Answers to give, in order; 200 once they run out (or `otherwise`).
     answers: VecDeque<(u16, Vec<(&'static str, String)>)>,
     otherwise: Option<u16>,
+    /// How long each answer takes.
+    delay: Duration,
 }
 
 /// A webhook receiver on 127.0.0.1 that records what it gets and answers as scripted.
@@ -66,6 +69,10 @@ impl Receiver {
             status,
             headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         ));
+    }
+
+    fn delay(&self, delay: Duration) {
+        self.0.lock().unwrap().delay = delay;
     }
 
     fn otherwise(&self, status: Option<u16>) {
@@ -107,6 +114,8 @@ async fn receive(
             .unwrap_or_default()
             .to_owned()
     };
+    let delay = receiver.0.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
     let mut script = receiver.0.lock().unwrap();
     script.received.push(Received {
         id: header("webhook-id"),
@@ -622,5 +631,47 @@ async fn retry_after_gone_and_redirects_are_honoured(db: TestDb) {
     assert_eq!(received[before].body["data"]["phone"], "+201012345610");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), before + 1);
+    api.stop().await;
+}
+
+async fn a_slow_endpoint_holds_up_no_other(db: TestDb) {
+    let api = Api::start(db).await;
+    let (slow, slow_url) = Receiver::start().await;
+    slow.delay(Duration::from_secs(4));
+    let (fast, fast_url) = Receiver::start().await;
+    for url in [&slow_url, &fast_url] {
+        api.post("/v1/webhooks", json!({"url": url, "events": ["contact.*"]}))
+            .await
+            .expect(201);
+    }
+    let started = std::time::Instant::now();
+    api.post("/v1/contacts", json!({"phone": "+201012345601"}))
+        .await
+        .expect(201);
+    fast.wait_for(1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the fast endpoint waited {:?} for the slow one",
+        started.elapsed()
+    );
+    // The slow one is answered too (4 s is within the 10 s a delivery has), and recorded.
+    api.post("/v1/contacts", json!({"phone": "+201012345602"}))
+        .await
+        .expect(201);
+    fast.wait_for(2).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    slow.wait_for(2).await;
+    let webhooks = api.get("/v1/webhooks").await;
+    let slow_id = webhooks.body["data"][0]["id"].as_str().unwrap().to_owned();
+    api.wait_for(
+        &format!("/v1/webhooks/{slow_id}/deliveries?status=succeeded"),
+        |body| body["total"] == 2,
+    )
+    .await;
+    assert_eq!(slow.received().len(), 2, "each once");
     api.stop().await;
 }

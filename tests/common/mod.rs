@@ -260,3 +260,21 @@ pub async fn silent_campaign_sent(db: &Db, callback_secret: &str) -> SentCampaig
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A `herald serve` child process, killed when dropped (a failed test leaves none behind).
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Server {
+    /// SIGKILL: no shutdown, no cleanup, whatever was in flight.
+    pub fn kill(mut self) {
+        self.0.kill().expect("kill -9");
+        self.0.wait().expect("reap the killed process");
+    }
+}
