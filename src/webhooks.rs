@@ -227,7 +227,7 @@ async fn fan_out(shared: Arc<Shared>, recorder: mpsc::Sender<Recorded>) {
                 continue;
             }
         };
-        held_until = None;
+        // `held_until` stays: a renewal during the batch only moved the real end later.
         match outcome {
             Ok(0) => {}
             Ok(_) => shared.due.notify_one(),
