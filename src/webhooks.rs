@@ -777,9 +777,14 @@ async fn attempt(shared: &Shared, endpoint: &Webhook, delivery: &Claimed) -> Rec
     let started = Instant::now();
     let answer = post(shared, endpoint, delivery, at).await;
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    let (status, error, retry_after, excerpt) = match answer {
-        Ok(answer) => answer,
-        Err(error) => (None, Some(error), None, None),
+    let (status, retry_after, excerpt, error) = match answer {
+        Ok(answer) => (
+            Some(answer.status),
+            answer.retry_after,
+            answer.excerpt,
+            None,
+        ),
+        Err(error) => (None, None, None, Some(error)),
     };
     let succeeded = status.is_some_and(|status| status.is_success());
     let gone = status == Some(StatusCode::GONE);
@@ -825,15 +830,16 @@ async fn attempt(shared: &Shared, endpoint: &Webhook, delivery: &Claimed) -> Rec
     }
 }
 
-type Answer = (
-    Option<StatusCode>,
-    Option<String>,
-    Option<Duration>,
-    Option<String>,
-);
+/// An endpoint's answer to one attempt.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    /// The first [`EXCERPT_BYTES`] of its body.
+    excerpt: Option<String>,
+}
 
 /// The request itself: the URL checked again (the guard's resolver checks the address it
-/// connects to), the Standard Webhooks headers, the answer's status and first bytes.
+/// connects to) and the Standard Webhooks headers; `Err` says why no answer came.
 async fn post(
     shared: &Shared,
     endpoint: &Webhook,
@@ -871,8 +877,11 @@ async fn post(
         })?;
     let status = response.status();
     let retry_after = crate::providers::http::retry_after(response.headers());
-    let excerpt = excerpt(response).await;
-    Ok((Some(status), None, retry_after, excerpt))
+    Ok(Answer {
+        status,
+        retry_after,
+        excerpt: excerpt(response).await,
+    })
 }
 
 /// The first [`EXCERPT_BYTES`] of an answer's body, read no further.
