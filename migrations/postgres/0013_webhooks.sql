@@ -59,19 +59,23 @@ ALTER TABLE event_consumers ADD COLUMN lease_until TIMESTAMPTZ;
 -- A message can reach delivered or read without a recorded stop at sent (a platform's report
 -- that overtakes the send's own record) or reach read without delivered (WhatsApp skips it at
 -- times). Whoever follows a message hears every step, in order: the ones it skipped are told
--- before the one it reached.
-CREATE OR REPLACE FUNCTION herald_message_status_event() RETURNS trigger LANGUAGE plpgsql AS $$
+-- before the one it reached. A BEFORE trigger of its own, so that they come first and the
+-- common move (to sent) runs nothing more than its WHEN.
+CREATE FUNCTION herald_message_skipped_status_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF OLD.status IN ('pending', 'sending') AND NEW.status IN ('delivered', 'read') THEN
+    IF OLD.status <> 'sent' THEN
         INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
         VALUES (NEW.workspace_id, 'message.sent', NEW.id, NULL, NEW.updated_at);
     END IF;
-    IF OLD.status IN ('pending', 'sending', 'sent') AND NEW.status = 'read' THEN
+    IF NEW.status = 'read' THEN
         INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
         VALUES (NEW.workspace_id, 'message.delivered', NEW.id, NULL, NEW.updated_at);
     END IF;
-    INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
-    VALUES (NEW.workspace_id, 'message.' || NEW.status, NEW.id, NULL, NEW.updated_at);
-    RETURN NULL;
+    RETURN NEW;   -- a BEFORE trigger that returned NULL would cancel the update
 END
 $$;
+CREATE TRIGGER messages_skipped_status_events BEFORE UPDATE OF status ON messages
+FOR EACH ROW
+WHEN (NEW.direction = 'outbound' AND OLD.status IN ('pending', 'sending', 'sent')
+      AND NEW.status IN ('delivered', 'read'))
+EXECUTE FUNCTION herald_message_skipped_status_events();

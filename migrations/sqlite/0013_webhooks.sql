@@ -59,22 +59,18 @@ ALTER TABLE event_consumers ADD COLUMN lease_until TEXT;
 -- A message can reach delivered or read without a recorded stop at sent (a platform's report
 -- that overtakes the send's own record) or reach read without delivered (WhatsApp skips it at
 -- times). Whoever follows a message hears every step, in order: the ones it skipped are told
--- before the one it reached.
-DROP TRIGGER messages_status_event;
-CREATE TRIGGER messages_status_event AFTER UPDATE OF status ON messages
-WHEN NEW.status IS NOT OLD.status AND NEW.direction = 'outbound'
-     AND (NEW.status = 'sent' OR NEW.status = 'delivered' OR NEW.status = 'read'
-          OR NEW.status = 'failed')
+-- before the one it reached. A BEFORE trigger of its own, so that they come first and the
+-- common move (to sent) runs nothing more than its WHEN; ORs, not IN lists, because SQLite
+-- builds a temporary index per row for an IN list.
+CREATE TRIGGER messages_skipped_status_events BEFORE UPDATE OF status ON messages
+WHEN NEW.direction = 'outbound'
+     AND (OLD.status = 'pending' OR OLD.status = 'sending' OR OLD.status = 'sent')
+     AND (NEW.status = 'delivered' OR NEW.status = 'read')
 BEGIN
     INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
     SELECT NEW.workspace_id, 'message.sent', NEW.id, NULL, NEW.updated_at
-    -- ORs, not IN lists: SQLite builds a temporary index per row for an IN list.
-    WHERE (OLD.status = 'pending' OR OLD.status = 'sending')
-      AND (NEW.status = 'delivered' OR NEW.status = 'read');
+    WHERE OLD.status <> 'sent';
     INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
     SELECT NEW.workspace_id, 'message.delivered', NEW.id, NULL, NEW.updated_at
-    WHERE (OLD.status = 'pending' OR OLD.status = 'sending' OR OLD.status = 'sent')
-      AND NEW.status = 'read';
-    INSERT INTO events (workspace_id, type, subject_id, payload, occurred_at)
-    VALUES (NEW.workspace_id, 'message.' || NEW.status, NEW.id, NULL, NEW.updated_at);
+    WHERE NEW.status = 'read';
 END;
