@@ -34,6 +34,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        crate::metrics::start_upkeep();
         let engine = start_engine(&config, &db, clock.clone()).await?;
         let webhooks = WebhookDispatcher::start(
             db.clone(),

@@ -37,6 +37,19 @@ pub struct Config {
     /// without renewing; after a crash, another takes over once it runs out
     /// (`HERALD_WEBHOOK_LEASE_MS`).
     pub webhook_lease_ms: u64,
+    /// The bearer token `GET /metrics` asks for (`HERALD_METRICS_TOKEN`); unset, it is open.
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// A token that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(***)")
+    }
 }
 
 impl Default for Config {
@@ -52,6 +65,7 @@ impl Default for Config {
             event_retention_hours: 7 * 24,
             allow_private_urls: false,
             webhook_lease_ms: 60_000,
+            metrics_token: None,
         }
     }
 }
@@ -145,6 +159,11 @@ impl Config {
         }
         if let Some(value) = lookup("HERALD_WEBHOOK_LEASE_MS") {
             self.webhook_lease_ms = parsed("HERALD_WEBHOOK_LEASE_MS", value)?;
+        }
+        if let Some(value) = lookup("HERALD_METRICS_TOKEN") {
+            self.metrics_token = Some(value.trim().to_owned())
+                .filter(|token| !token.is_empty())
+                .map(MetricsToken);
         }
         Ok(self)
     }

@@ -39,6 +39,8 @@ pub mod engine;
 pub mod eventlog;
 /// The HTTP API.
 pub mod http;
+/// Prometheus metrics of the engine, the webhooks and the callbacks.
+pub mod metrics;
 /// Where messages leave Herald: one module per platform.
 pub mod providers;
 /// Templates rendered per recipient: a campaign's compiled once, a single message's at once.

@@ -813,6 +813,11 @@ async fn attempt(shared: &Shared, endpoint: &Webhook, delivery: &Claimed) -> Rec
             None => (DeliveryStatus::Failed, failures, None),
         }
     };
+    crate::metrics::webhook_attempt(match status_after {
+        DeliveryStatus::Succeeded => "succeeded",
+        DeliveryStatus::Pending => "retrying",
+        DeliveryStatus::Failed => "failed",
+    });
     Recorded {
         attempt: Attempted {
             delivery: delivery.id,

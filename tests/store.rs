@@ -15,6 +15,7 @@ use herald::domain::pacing::{Pacing, SendWindow};
 use herald::domain::phone::Phone;
 use herald::domain::provider::ProviderKind;
 use herald::domain::time::Zone;
+use herald::store::analytics::Snapshot;
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields, ContactFilter};
 use herald::store::messages::{self, MessageFilter, NewMessage, Outcome, StatusReport};
@@ -1360,6 +1361,96 @@ async fn cancel_skips_pending_messages_and_completion_follows_the_last_result(db
     );
 }
 
+/// Claims a few of `sender`'s messages and records outcomes for most (sent, failed, retried);
+/// the rest stay in flight until their lease runs out. Sends are remembered in `known`.
+async fn random_sends(
+    db: &TestDb,
+    rng: &mut StdRng,
+    sender: SenderId,
+    clock: DateTime<Utc>,
+    known: &mut Vec<(MessageId, Option<String>)>,
+) {
+    let mut tx = db.begin().await.unwrap();
+    let claimed = messages::claim(
+        &mut tx,
+        sender,
+        clock,
+        clock + Duration::seconds(5),
+        rng.random_range(1..8),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut outcomes = Vec::new();
+    for message in &claimed {
+        if !rng.random_bool(0.85) {
+            continue; // stays in flight until its lease runs out
+        }
+        let outcome = match rng.random_range(0..10) {
+            0 => Outcome::Failed {
+                error: "400 invalid number".into(),
+            },
+            1 => Outcome::Retry {
+                not_before: clock + Duration::seconds(2),
+                error: "503".into(),
+            },
+            _ => Outcome::Sent {
+                provider_message_id: Some(format!("p-{}", message.id)),
+            },
+        };
+        if let Outcome::Sent {
+            provider_message_id,
+        } = &outcome
+        {
+            known.push((message.id, provider_message_id.clone()));
+        }
+        outcomes.push((message.id, outcome));
+    }
+    let mut tx = db.begin().await.unwrap();
+    messages::record_outcomes(&mut tx, &outcomes, clock)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A few provider reports (delivered, read, failed) about sends in `known`, by either id, dated
+/// up to `max_age` before `clock`.
+async fn random_reports(
+    db: &TestDb,
+    rng: &mut StdRng,
+    sender: SenderId,
+    clock: DateTime<Utc>,
+    max_age: Duration,
+    known: &[(MessageId, Option<String>)],
+) {
+    let reports: Vec<StatusReport> = (0..rng.random_range(1..6))
+        .map(|_| {
+            let (id, provider) = &known[rng.random_range(0..known.len())];
+            let reference = match provider {
+                Some(provider) if rng.random_bool(0.5) => provider.clone(),
+                _ => id.to_string(),
+            };
+            let at = clock - Duration::seconds(rng.random_range(0..=max_age.num_seconds()));
+            let event = match rng.random_range(0..4) {
+                0 => Event::Delivered { at },
+                1 => Event::Read { at },
+                2 => Event::Failed { at },
+                _ => Event::Delivered { at },
+            };
+            StatusReport {
+                reference,
+                event,
+                error: None,
+            }
+        })
+        .collect();
+    let mut tx = db.begin().await.unwrap();
+    messages::record_status_reports(&mut tx, sender, &reports, clock)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 async fn counters_equal_the_messages_after_random_transitions(db: TestDb) {
     let ws = workspace(&db, "acme").await;
     let sender_id = sender(&db, ws).await;
@@ -1379,76 +1470,17 @@ async fn counters_equal_the_messages_after_random_transitions(db: TestDb) {
     for step in 0..250 {
         clock += Duration::seconds(1);
         match rng.random_range(0..10) {
-            0..=2 => {
-                let mut tx = db.begin().await.unwrap();
-                let claimed = messages::claim(
-                    &mut tx,
+            0..=2 => random_sends(&db, &mut rng, sender_id, clock, &mut known).await,
+            3..=5 if !known.is_empty() => {
+                random_reports(
+                    &db,
+                    &mut rng,
                     sender_id,
                     clock,
-                    clock + Duration::seconds(5),
-                    rng.random_range(1..8),
+                    Duration::seconds(2),
+                    &known,
                 )
                 .await
-                .unwrap();
-                tx.commit().await.unwrap();
-                let mut outcomes = Vec::new();
-                for message in &claimed {
-                    if !rng.random_bool(0.85) {
-                        continue; // stays in flight until its lease runs out
-                    }
-                    let outcome = match rng.random_range(0..10) {
-                        0 => Outcome::Failed {
-                            error: "400 invalid number".into(),
-                        },
-                        1 => Outcome::Retry {
-                            not_before: clock + Duration::seconds(2),
-                            error: "503".into(),
-                        },
-                        _ => Outcome::Sent {
-                            provider_message_id: Some(format!("p-{}", message.id)),
-                        },
-                    };
-                    if let Outcome::Sent {
-                        provider_message_id,
-                    } = &outcome
-                    {
-                        known.push((message.id, provider_message_id.clone()));
-                    }
-                    outcomes.push((message.id, outcome));
-                }
-                let mut tx = db.begin().await.unwrap();
-                messages::record_outcomes(&mut tx, &outcomes, clock)
-                    .await
-                    .unwrap();
-                tx.commit().await.unwrap();
-            }
-            3..=5 if !known.is_empty() => {
-                let reports: Vec<StatusReport> = (0..rng.random_range(1..6))
-                    .map(|_| {
-                        let (id, provider) = &known[rng.random_range(0..known.len())];
-                        let reference = match provider {
-                            Some(provider) if rng.random_bool(0.5) => provider.clone(),
-                            _ => id.to_string(),
-                        };
-                        let at = clock - Duration::seconds(rng.random_range(0..3));
-                        let event = match rng.random_range(0..4) {
-                            0 => Event::Delivered { at },
-                            1 => Event::Read { at },
-                            2 => Event::Failed { at },
-                            _ => Event::Delivered { at },
-                        };
-                        StatusReport {
-                            reference,
-                            event,
-                            error: None,
-                        }
-                    })
-                    .collect();
-                let mut tx = db.begin().await.unwrap();
-                messages::record_status_reports(&mut tx, sender_id, &reports, clock)
-                    .await
-                    .unwrap();
-                tx.commit().await.unwrap();
             }
             6 => {
                 let mut conn = db.write().await.unwrap();
@@ -1485,6 +1517,130 @@ async fn counters_equal_the_messages_after_random_transitions(db: TestDb) {
             "the sequence exercised the stages: {stored:?}"
         );
     }
+}
+
+async fn rollups(db: &TestDb, ws: WorkspaceId) -> (Snapshot, Snapshot) {
+    let mut conn = db.read().await.unwrap();
+    let stored = Snapshot::stored(conn.conn(), ws).await.unwrap();
+    let truth = Snapshot::from_rows(conn.conn(), ws).await.unwrap();
+    (stored, truth)
+}
+
+/// Analytics' rollups (messages by hour and quarter, campaign timelines, contacts created and
+/// opted out, contact totals) equal a count over the rows after a random sequence of sends,
+/// reports, inbound messages, cancels, opt-outs and opt-ins, blocks and deletions, with the clock
+/// crossing many hours. Another workspace's activity never shows in this one's.
+async fn rollups_equal_the_messages_after_random_transitions(db: TestDb) {
+    let ws = workspace(&db, "acme").await;
+    let other = workspace(&db, "other").await;
+    let sender_id = sender(&db, ws).await;
+    let other_sender = sender(&db, other).await;
+    let mut people = Vec::new();
+    for n in 0..40 {
+        people.push(contact(&db, ws, n, &[]).await);
+    }
+    contact(&db, other, 1, &[]).await;
+    let ids: Vec<CampaignId> = vec![
+        campaign(&db, ws, sender_id, Audience::All).await,
+        campaign(&db, ws, sender_id, Audience::All).await,
+    ];
+    for &id in &ids {
+        launch(&db, ws, id).await;
+    }
+    let mut rng = StdRng::seed_from_u64(0x0701_10b5);
+    let mut known: Vec<(MessageId, Option<String>)> = Vec::new();
+    let mut clock = now();
+    let mut inbound_count = 0;
+    for step in 0..300 {
+        // Minutes to an hour and more per step: buckets of many hours and every quarter.
+        clock += Duration::seconds(rng.random_range(1..5000));
+        match rng.random_range(0..12) {
+            0..=2 => random_sends(&db, &mut rng, sender_id, clock, &mut known).await,
+            3..=4 if !known.is_empty() => {
+                random_reports(&db, &mut rng, sender_id, clock, Duration::hours(2), &known).await
+            }
+            5 => {
+                let mut conn = db.write().await.unwrap();
+                messages::requeue_expired(conn.conn(), clock).await.unwrap();
+            }
+            6 | 7 => {
+                let n = rng.random_range(0..60);
+                let from = egypt(n).into_string();
+                let sender = if rng.random_bool(0.9) {
+                    sender_id
+                } else {
+                    other_sender
+                };
+                let at = clock - Duration::seconds(rng.random_range(0..600));
+                let new = messages::NewInbound {
+                    from: &from,
+                    body: "hello",
+                    at,
+                    name: None,
+                    id: None,
+                };
+                let mut conn = db.write().await.unwrap();
+                let inbound = messages::insert_inbound(conn.conn(), sender, &new, clock)
+                    .await
+                    .unwrap();
+                inbound_count += inbound.is_some() as usize;
+            }
+            8 => {
+                let person = people[rng.random_range(0..people.len())];
+                let opted_out = rng.random_bool(0.6).then_some(clock);
+                let mut tx = db.begin().await.unwrap();
+                let _ = contacts::set_opted_out(tx.conn(), ws, person, opted_out, clock).await;
+                tx.commit().await.unwrap();
+            }
+            9 => {
+                let person = people[rng.random_range(0..people.len())];
+                let mut tx = db.begin().await.unwrap();
+                let _ =
+                    contacts::set_blocked(tx.conn(), ws, person, rng.random_bool(0.5), clock).await;
+                tx.commit().await.unwrap();
+            }
+            10 if step > 200 => {
+                let index = rng.random_range(0..people.len());
+                let person = people.swap_remove(index);
+                let mut conn = db.write().await.unwrap();
+                contacts::delete(conn.conn(), ws, person).await.unwrap();
+            }
+            11 if step > 150 => {
+                let mut tx = db.begin().await.unwrap();
+                let _ = campaigns::cancel(&mut tx, ws, ids[1], clock).await;
+                tx.commit().await.unwrap();
+            }
+            _ => {}
+        }
+        if step % 25 == 0 {
+            let (stored, truth) = rollups(&db, ws).await;
+            assert_eq!(stored, truth, "step {step}");
+        }
+    }
+    let (stored, truth) = rollups(&db, ws).await;
+    assert_eq!(stored, truth);
+    let outcomes: HashSet<&str> = stored
+        .messages
+        .keys()
+        .map(|(_, _, _, outcome)| outcome.as_str())
+        .collect();
+    assert_eq!(
+        outcomes,
+        HashSet::from(["sent", "delivered", "read", "failed", "received"]),
+        "the sequence exercised every outcome"
+    );
+    let hours: HashSet<i64> = stored.messages.keys().map(|(hour, ..)| *hour).collect();
+    assert!(hours.len() > 20, "many hours: {}", hours.len());
+    assert!(inbound_count > 0 && stored.totals.opted_out > 0 && stored.totals.blocked > 0);
+    assert!(
+        stored
+            .contacts
+            .keys()
+            .any(|(_, outcome)| outcome == "opted_out")
+    );
+    assert!(!stored.timeline.is_empty());
+    let (other_stored, other_truth) = rollups(&db, other).await;
+    assert_eq!(other_stored, other_truth);
 }
 
 /// A report naming the provider's id before the send that carries it is recorded is parked,
@@ -1927,6 +2083,7 @@ dialect_tests!(
     expired_claims_return_to_the_queue,
     cancel_skips_pending_messages_and_completion_follows_the_last_result,
     counters_equal_the_messages_after_random_transitions,
+    rollups_equal_the_messages_after_random_transitions,
     status_reports_find_messages_by_either_id,
     a_send_recorded_after_its_callback_keeps_what_the_callback_said,
     daily_usage_never_exceeds_the_cap,

@@ -220,7 +220,8 @@ impl Counters {
     }
 }
 
-fn percentage(part: i64, whole: i64) -> f64 {
+/// `part / whole × 100`, two decimals, 0 when there is no whole.
+pub fn percentage(part: i64, whole: i64) -> f64 {
     if whole == 0 {
         return 0.0;
     }

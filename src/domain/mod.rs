@@ -43,6 +43,8 @@ pub struct UnknownName {
     pub name: String,
 }
 
+/// Periods of local dates and the rollups' quarter hours they cover.
+pub mod analytics;
 /// API keys: abilities and bearer tokens stored as digests.
 pub mod auth;
 /// Opt-out keywords and the rules that answer inbound messages.

@@ -38,6 +38,7 @@ use super::retry::{Next, after_failure};
 use crate::domain::ids::{CampaignId, MessageId, SenderId};
 use crate::domain::template::Template;
 use crate::domain::whatsapp::RenderedWhatsApp;
+use crate::metrics::{self, Gate};
 use crate::providers::{self, Outbound, Provider, SendError};
 use crate::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
 use crate::store::messages::{Claimed, Outcome};
@@ -258,10 +259,12 @@ impl Lane {
             let spaced = spaces_sends(self.pacer.pacing());
             if let Some(opens) = self.window_opens_at(now) {
                 tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
+                metrics::lane_waits(Gate::Window, opens - now);
                 self.wait_until(opens).await?;
                 continue;
             }
             if spaced && let Some(at) = self.pacer.next_send_at() {
+                metrics::lane_waits(Gate::Spacing, at - now);
                 self.wait_until(at).await?;
                 continue;
             }
@@ -279,6 +282,7 @@ impl Lane {
         match claim {
             Claim::CapSpentUntil(until) => {
                 tracing::info!(sender_id = %self.sender.id, %until, "daily cap reached");
+                metrics::lane_waits(Gate::DailyCap, until - now);
                 self.wait_until(until).await?;
             }
             Claim::Messages(batch) if batch.is_empty() => {
@@ -378,6 +382,7 @@ impl Lane {
             if let Some(message) = ready.first() {
                 let delay = typing_delay(self.pacer.pacing(), message.body.chars().count());
                 if !delay.is_zero() {
+                    metrics::lane_waits(Gate::Typing, to_chrono(delay));
                     if let Err(error) = self.provider.typing(&message.to).await {
                         tracing::debug!(%error, "typing indicator failed");
                     }
@@ -401,7 +406,15 @@ impl Lane {
             });
         }
         let shared = self.shared.clone();
-        let sending = send_all(&shared, self.provider.clone(), ready, &stop, completed);
+        let latency = metrics::provider_latency(self.sender.provider.as_str());
+        let sending = send_all(
+            &shared,
+            self.provider.clone(),
+            latency,
+            ready,
+            &stop,
+            completed,
+        );
         let recording = record_as_completed(&shared, self.sender.id, completions, &stop, spaced);
         let claim_ahead = self.may_claim_ahead(spaced);
         let wanted = self.batch_size;
@@ -414,6 +427,7 @@ impl Lane {
         let ((), recorded, ()) = tokio::join!(sending, recording, ahead);
         if let Some(until) = recorded? {
             tracing::warn!(sender_id = %self.sender.id, %until, "provider throttled the sender");
+            metrics::lane_waits(Gate::Throttled, until - self.now());
             self.pacer.hold_until(until);
         }
         if stop.lease_lost.load(Ordering::Acquire) {
@@ -683,6 +697,7 @@ impl Stop {
 async fn send_all(
     shared: &Shared,
     provider: Arc<dyn Provider>,
+    latency: metrics::Histogram,
     messages: Vec<Prepared>,
     stop: &Stop,
     completed: mpsc::UnboundedSender<Completion>,
@@ -694,6 +709,7 @@ async fn send_all(
             let provider = provider.clone();
             let completed = completed.clone();
             let slots = slots.clone();
+            let latency = &latency;
             async move {
                 let slot = slots.acquire_owned().await.ok();
                 let started_at = shared.clock.now();
@@ -705,6 +721,7 @@ async fn send_all(
                         media_url: message.media_url.as_deref(),
                         template: message.whatsapp.as_ref(),
                     };
+                    let asked = std::time::Instant::now();
                     let result = provider
                         .send(&outbound)
                         .instrument(tracing::debug_span!(
@@ -713,6 +730,7 @@ async fn send_all(
                             campaign_id = ?message.campaign_id.map(|id| id.0),
                         ))
                         .await;
+                    latency.record(asked.elapsed());
                     let now = shared.clock.now();
                     if let Err(SendError::PauseSender(reason)) = &result {
                         stop.sender_unusable(reason);
@@ -896,6 +914,7 @@ async fn record_group(
     })
     .await?;
     shared.activity.recorded(outcomes.len());
+    crate::metrics::sends_recorded(sender, &outcomes);
     // The sends happened all the same: they are recorded, said so, and nothing more starts (the
     // lease was found lost by this commit, the heartbeat or a claim).
     if !still_held {

@@ -75,6 +75,7 @@ pub mod can {
         SendersWrite,
         AutomationsWrite,
         WebhooksWrite,
+        AnalyticsRead,
     );
 }
 
@@ -187,7 +188,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiEr
         .ok_or(ApiError::Unauthenticated)
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get("authorization")?.to_str().ok()?.trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme

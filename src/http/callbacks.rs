@@ -64,6 +64,7 @@ async fn receive(
     let ingested = callbacks::receive(&state.ingestor, sender_id, &request)
         .await
         .map_err(refused)?;
+    crate::metrics::ingested(ingested.inbound_recorded, ingested.replies_queued);
     if ingested.replies_queued > 0 {
         state.wakeups.wake(sender_id);
     }

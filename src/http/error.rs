@@ -179,6 +179,12 @@ impl From<crate::service::ServiceError> for ApiError {
     }
 }
 
+impl From<crate::domain::validation::FieldErrors> for ApiError {
+    fn from(errors: crate::domain::validation::FieldErrors) -> Self {
+        Self::Validation(errors)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 
 use crate::store::Page;
 
+mod analytics;
 /// Who is calling, what they may do and how fast.
 pub mod auth;
 mod automations;
@@ -37,6 +38,7 @@ mod health;
 /// Replaying responses to repeated `Idempotency-Key`s.
 pub mod idempotency;
 mod messages;
+mod metrics;
 mod senders;
 mod templates;
 mod webhooks;
@@ -81,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(automations::router())
         .merge(webhooks::router())
+        .merge(analytics::router())
         // Inner to outer: the caller is known before an idempotency key is looked up.
         .layer(from_fn_with_state(
             state.clone(),
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(callbacks::router())
+        .merge(metrics::router())
         .routes(routes!(openapi_document))
         .merge(authenticated)
         .split_for_parts();

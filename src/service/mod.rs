@@ -6,6 +6,8 @@
 use crate::domain::validation::FieldErrors;
 use crate::store::StoreError;
 
+/// Analytics from the rollups, in the caller's local dates and hours.
+pub mod analytics;
 /// API keys: minted, listed, revoked, and the tokens they prove.
 pub mod api_keys;
 /// Automatic replies: rules, consent keywords, and the answer to each inbound message.
@@ -16,6 +18,8 @@ pub mod callbacks;
 pub mod campaigns;
 /// Contacts: their fields checked, their consent flags.
 pub mod contacts;
+/// CSV exports of contacts and of a campaign's messages, streamed.
+pub mod exports;
 /// Static and dynamic groups and their members.
 pub mod groups;
 /// CSV imports of contacts: the upload checked, the run in batches that survive a crash.

@@ -11,7 +11,7 @@ use super::events::{self, NewEvent};
 use super::sql::{
     Param, SqlBuilder, bind_params, contains_pattern, fetch_page, rows_per_statement,
 };
-use super::{Conn, Page, Result, StoreError, Tx, on_conn};
+use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
 use crate::domain::event::{ContactEvent, EventType};
 use crate::domain::ids::{ContactId, WorkspaceId};
 use crate::domain::phone::Phone;
@@ -273,7 +273,25 @@ pub async fn list(
     filter: &ContactFilter,
     page: Page,
 ) -> Result<(Vec<Contact>, i64)> {
-    let mut condition = SqlBuilder::new("FROM contacts WHERE workspace_id = ");
+    fetch_page(
+        conn,
+        columns!(),
+        &matching(workspace, filter),
+        "created_at DESC, id DESC",
+        page,
+    )
+    .await
+}
+
+/// `FROM contacts WHERE …`: the workspace's contacts that `filter` keeps.
+fn matching(workspace: WorkspaceId, filter: &ContactFilter) -> SqlBuilder {
+    let mut condition = SqlBuilder::new("");
+    push_matching(&mut condition, workspace, filter);
+    condition
+}
+
+fn push_matching(condition: &mut SqlBuilder, workspace: WorkspaceId, filter: &ContactFilter) {
+    condition.push("FROM contacts WHERE workspace_id = ");
     condition.bind(Param::Id(workspace.0));
     if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
         let pattern = contains_pattern(search.trim());
@@ -296,20 +314,56 @@ pub async fn list(
     match filter.opted_out {
         Some(true) => condition.push(" AND opted_out_at IS NOT NULL"),
         Some(false) => condition.push(" AND opted_out_at IS NULL"),
-        None => &mut condition,
+        None => condition,
     };
     if let Some(blocked) = filter.blocked {
         condition.push(" AND blocked = ").bind(Param::Bool(blocked));
     }
+}
 
-    fetch_page(
-        conn,
-        columns!(),
-        &condition,
-        "created_at DESC, id DESC",
-        page,
-    )
-    .await
+/// Up to `limit` of the contacts `filter` keeps, in id order after `after`: an export reads
+/// the whole list in pages of this, whatever its size, without holding it.
+pub async fn page_after(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    filter: &ContactFilter,
+    after: Option<ContactId>,
+    limit: i64,
+) -> Result<Vec<Contact>> {
+    let mut query = SqlBuilder::new(concat!("SELECT ", columns!(), " "));
+    push_matching(&mut query, workspace, filter);
+    if let Some(after) = after {
+        query.push(" AND id > ").bind(Param::Id(after.0));
+    }
+    query.push(" ORDER BY id LIMIT ").bind(Param::Int(limit));
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query_as(super::sql::built(&query, &*c)), &query.params)
+        .fetch_all(&mut *c)
+        .await?))
+}
+
+/// The names of the custom fields the contacts `filter` keeps have, sorted.
+pub async fn custom_field_names(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    filter: &ContactFilter,
+) -> Result<Vec<String>> {
+    let keys = match conn.dialect() {
+        Dialect::Sqlite => "SELECT DISTINCT j.key FROM (SELECT custom_fields ",
+        Dialect::Postgres => {
+            "SELECT DISTINCT jsonb_object_keys(custom_fields) FROM (SELECT custom_fields "
+        }
+    };
+    let mut query = SqlBuilder::new(keys);
+    push_matching(&mut query, workspace, filter);
+    query.push(match conn.dialect() {
+        Dialect::Sqlite => ") AS c, json_each(c.custom_fields) AS j",
+        Dialect::Postgres => ") AS c",
+    });
+    let mut names: Vec<String> = on_conn!(conn, c => bind_params!(sqlx::query_scalar(super::sql::built(&query, &*c)), &query.params)
+        .fetch_all(&mut *c)
+        .await?);
+    names.sort();
+    Ok(names)
 }
 
 pub async fn delete(conn: Conn<'_>, workspace: WorkspaceId, id: ContactId) -> Result<()> {

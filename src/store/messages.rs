@@ -1142,3 +1142,28 @@ pub async fn skip_pending_to(
     apply_changes(conn, &changes, now).await?;
     Ok(waiting.len())
 }
+
+/// Up to `limit` of a campaign's messages with `status`, in id order after `after`: an export
+/// walks each status's range of `messages_campaign_status` in pages of this.
+pub async fn campaign_page_after(
+    conn: Conn<'_>,
+    campaign: CampaignId,
+    status: MessageStatus,
+    after: Option<MessageId>,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let mut query = SqlBuilder::new(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM messages WHERE campaign_id = "
+    ));
+    query.bind(Param::Id(campaign.0));
+    query.push(&format!(" AND status = '{}'", status.as_str()));
+    if let Some(after) = after {
+        query.push(" AND id > ").bind(Param::Id(after.0));
+    }
+    query.push(" ORDER BY id LIMIT ").bind(Param::Int(limit));
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query_as(super::sql::built(&query, &*c)), &query.params)
+        .fetch_all(&mut *c)
+        .await?))
+}

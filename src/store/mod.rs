@@ -20,6 +20,8 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::message::MessageStatus;
 
+/// Reads of the analytics rollups.
+pub mod analytics;
 pub mod api_keys;
 pub mod audience;
 pub mod automations;

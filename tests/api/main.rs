@@ -5,14 +5,17 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod analytics;
 mod auth;
 mod automations;
 mod campaigns;
 mod contacts;
+mod exports;
 mod groups;
 mod idempotency;
 mod imports;
 mod messages;
+mod metrics;
 mod openapi;
 mod senders;
 mod templates;

@@ -75,6 +75,15 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/webhooks/{id}/test"),
     ("get", "/v1/webhooks/{id}/deliveries"),
     ("post", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay"),
+    ("get", "/v1/analytics/overview"),
+    ("get", "/v1/analytics/campaigns"),
+    ("get", "/v1/analytics/senders"),
+    ("get", "/v1/analytics/contacts"),
+    ("get", "/v1/analytics/activity"),
+    ("get", "/v1/campaigns/{id}/timeline"),
+    ("get", "/v1/contacts/export"),
+    ("get", "/v1/campaigns/{id}/messages/export"),
+    ("get", "/metrics"),
     ("get", "/v1/health"),
     ("get", "/v1/openapi.json"),
 ];
@@ -123,9 +132,9 @@ async fn the_document_covers_every_route(db: TestDb) {
             Method::PATCH,
             Method::DELETE,
         ] {
-            let reply = api.send(api.request(method.clone(), &concrete)).await;
             let listed = operations.contains(&(method.as_str().to_lowercase(), path.clone()));
             if !listed {
+                let reply = api.send(api.request(method.clone(), &concrete)).await;
                 assert_eq!(
                     reply.status.as_u16(),
                     405,

@@ -1,0 +1,267 @@
+-- Analytics read rollups, never `messages`: the database keeps them in the statement that changes
+-- what they count, so they commit with the counters and the events, and an analytics query costs
+-- the same at a thousand messages and at ten million.
+--
+-- Buckets are UTC hours (hours since the Unix epoch), each split into four quarter-hour counts:
+-- every time zone in use is a whole number of quarter hours from UTC, so a local day or hour of
+-- any zone (Kolkata's +05:30, Kathmandu's +05:45, a DST day's 23 or 25 hours) is an exact sum of
+-- quarters, while there is still one row per hour.
+
+-- Outbound: sent, delivered, read, failed, each counted in the quarter its time (sent_at, …)
+-- falls in. Inbound: received, at the time the person wrote (delivered_at of an inbound row).
+CREATE TABLE message_rollups (
+    workspace_id  UUID NOT NULL,
+    hour          BIGINT NOT NULL,
+    sender_id     UUID NOT NULL,
+    direction     TEXT NOT NULL,
+    outcome       TEXT NOT NULL,
+    q0            BIGINT NOT NULL,
+    q1            BIGINT NOT NULL,
+    q2            BIGINT NOT NULL,
+    q3            BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, hour, sender_id, direction, outcome)
+);
+
+-- A campaign's timeline, by UTC minute (minutes since the Unix epoch).
+CREATE TABLE campaign_timeline (
+    campaign_id  UUID NOT NULL,
+    minute       BIGINT NOT NULL,
+    sent         BIGINT NOT NULL,
+    delivered    BIGINT NOT NULL,
+    read         BIGINT NOT NULL,
+    failed       BIGINT NOT NULL,
+    PRIMARY KEY (campaign_id, minute)
+);
+
+-- Contacts created and opted out, by the hour of created_at and opted_out_at. A contact that opts
+-- back in, or is deleted, leaves the buckets it was counted in.
+CREATE TABLE contact_rollups (
+    workspace_id  UUID NOT NULL,
+    hour          BIGINT NOT NULL,
+    outcome       TEXT NOT NULL,
+    q0            BIGINT NOT NULL,
+    q1            BIGINT NOT NULL,
+    q2            BIGINT NOT NULL,
+    q3            BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, hour, outcome)
+);
+
+-- A workspace's contacts now: the overview is one row, whatever the list's size.
+CREATE TABLE contact_totals (
+    workspace_id  UUID PRIMARY KEY,
+    total         BIGINT NOT NULL,
+    opted_out     BIGINT NOT NULL,
+    blocked       BIGINT NOT NULL
+);
+
+-- Campaigns by when they started, for the campaigns of a period.
+CREATE INDEX campaigns_workspace_started ON campaigns (workspace_id, started_at);
+
+-- Whole seconds since the epoch: the unit every bucket is cut from.
+CREATE FUNCTION herald_epoch(at TIMESTAMPTZ) RETURNS BIGINT LANGUAGE sql IMMUTABLE AS
+$$ SELECT floor(extract(epoch FROM at))::bigint $$;
+
+-- Times are only ever set, never moved or cleared (domain::message::Progress), so a step counts
+-- once, when its time appears. A statement trigger: the send path records 64 outcomes in one
+-- UPDATE, and their rollups are one grouped upsert per table instead of 64 calls. Rows without
+-- any time (a claim's move to sending) are left out before the join.
+CREATE FUNCTION herald_message_rollups() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WITH steps AS (
+        SELECT n.workspace_id, n.sender_id, n.campaign_id, step.outcome,
+               herald_epoch(step.at) AS s
+        FROM (SELECT * FROM new_rows
+              WHERE direction = 'outbound'
+                AND (sent_at IS NOT NULL OR failed_at IS NOT NULL)) AS n
+        JOIN old_rows o ON o.id = n.id
+        CROSS JOIN LATERAL (VALUES
+            ('sent', CASE WHEN o.sent_at IS NULL THEN n.sent_at END),
+            ('delivered', CASE WHEN o.delivered_at IS NULL THEN n.delivered_at END),
+            ('read', CASE WHEN o.read_at IS NULL THEN n.read_at END),
+            ('failed', CASE WHEN o.failed_at IS NULL THEN n.failed_at END)) AS step (outcome, at)
+        WHERE step.at IS NOT NULL
+    ), hourly AS (
+        INSERT INTO message_rollups AS r
+            (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+        SELECT workspace_id, s / 3600, sender_id, 'outbound', outcome,
+               count(*) FILTER (WHERE s % 3600 / 900 = 0), count(*) FILTER (WHERE s % 3600 / 900 = 1),
+               count(*) FILTER (WHERE s % 3600 / 900 = 2), count(*) FILTER (WHERE s % 3600 / 900 = 3)
+        FROM steps
+        GROUP BY workspace_id, s / 3600, sender_id, outcome
+        ON CONFLICT (workspace_id, hour, sender_id, direction, outcome) DO UPDATE
+        SET q0 = r.q0 + EXCLUDED.q0, q1 = r.q1 + EXCLUDED.q1,
+            q2 = r.q2 + EXCLUDED.q2, q3 = r.q3 + EXCLUDED.q3
+    )
+    INSERT INTO campaign_timeline AS t (campaign_id, minute, sent, delivered, read, failed)
+    SELECT campaign_id, s / 60, count(*) FILTER (WHERE outcome = 'sent'),
+           count(*) FILTER (WHERE outcome = 'delivered'), count(*) FILTER (WHERE outcome = 'read'),
+           count(*) FILTER (WHERE outcome = 'failed')
+    FROM steps
+    WHERE campaign_id IS NOT NULL
+    GROUP BY campaign_id, s / 60
+    ON CONFLICT (campaign_id, minute) DO UPDATE
+    SET sent = t.sent + EXCLUDED.sent, delivered = t.delivered + EXCLUDED.delivered,
+        read = t.read + EXCLUDED.read, failed = t.failed + EXCLUDED.failed;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER messages_rollups AFTER UPDATE ON messages
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION herald_message_rollups();
+
+-- Inbound messages arrive one at a time: a row trigger that outbound inserts skip in its WHEN.
+CREATE FUNCTION herald_inbound_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    s BIGINT := herald_epoch(COALESCE(NEW.delivered_at, NEW.created_at));
+BEGIN
+    INSERT INTO message_rollups AS r
+        (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+    VALUES (NEW.workspace_id, s / 3600, NEW.sender_id, 'inbound', 'received',
+            (s % 3600 / 900 = 0)::int, (s % 3600 / 900 = 1)::int,
+            (s % 3600 / 900 = 2)::int, (s % 3600 / 900 = 3)::int)
+    ON CONFLICT (workspace_id, hour, sender_id, direction, outcome) DO UPDATE
+    SET q0 = r.q0 + EXCLUDED.q0, q1 = r.q1 + EXCLUDED.q1,
+        q2 = r.q2 + EXCLUDED.q2, q3 = r.q3 + EXCLUDED.q3;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER messages_inbound_rollup AFTER INSERT ON messages
+FOR EACH ROW WHEN (NEW.direction = 'inbound')
+EXECUTE FUNCTION herald_inbound_rollup();
+
+-- Contacts: +1 where a time appears, -1 where it goes (opt-in, deletion). Statement triggers, so
+-- that an import's batch of a thousand contacts is one grouped upsert; each passes its signed
+-- steps (workspace, second, outcome, +1 or -1) and its totals' changes to the two functions
+-- below.
+CREATE FUNCTION herald_contact_rollup(
+    workspaces UUID[], seconds BIGINT[], outcomes TEXT[], deltas INT[]
+) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO contact_rollups AS r (workspace_id, hour, outcome, q0, q1, q2, q3)
+    SELECT workspace_id, s / 3600, outcome,
+           COALESCE(sum(delta) FILTER (WHERE s % 3600 / 900 = 0), 0),
+           COALESCE(sum(delta) FILTER (WHERE s % 3600 / 900 = 1), 0),
+           COALESCE(sum(delta) FILTER (WHERE s % 3600 / 900 = 2), 0),
+           COALESCE(sum(delta) FILTER (WHERE s % 3600 / 900 = 3), 0)
+    FROM unnest(workspaces, seconds, outcomes, deltas) AS step (workspace_id, s, outcome, delta)
+    GROUP BY workspace_id, s / 3600, outcome
+    ON CONFLICT (workspace_id, hour, outcome) DO UPDATE
+    SET q0 = r.q0 + EXCLUDED.q0, q1 = r.q1 + EXCLUDED.q1,
+        q2 = r.q2 + EXCLUDED.q2, q3 = r.q3 + EXCLUDED.q3
+$$;
+
+CREATE FUNCTION herald_contact_totals(
+    workspaces UUID[], totals BIGINT[], opted_outs BIGINT[], blockeds BIGINT[]
+) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO contact_totals AS t (workspace_id, total, opted_out, blocked)
+    SELECT workspace_id, sum(total), sum(opted_out), sum(blocked)
+    FROM unnest(workspaces, totals, opted_outs, blockeds) AS change (workspace_id, total, opted_out, blocked)
+    GROUP BY workspace_id
+    ON CONFLICT (workspace_id) DO UPDATE
+    SET total = t.total + EXCLUDED.total, opted_out = t.opted_out + EXCLUDED.opted_out,
+        blocked = t.blocked + EXCLUDED.blocked
+$$;
+
+CREATE FUNCTION herald_contacts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM herald_contact_rollup(array_agg(workspace_id), array_agg(herald_epoch(at)),
+                                  array_agg(outcome), array_agg(1))
+    FROM (SELECT n.workspace_id, step.outcome, step.at
+          FROM new_rows n
+          CROSS JOIN LATERAL (VALUES ('created', n.created_at), ('opted_out', n.opted_out_at))
+              AS step (outcome, at)
+          WHERE step.at IS NOT NULL) AS steps;
+    PERFORM herald_contact_totals(array_agg(workspace_id), array_agg(1::bigint),
+                                  array_agg((opted_out_at IS NOT NULL)::int::bigint),
+                                  array_agg(blocked::int::bigint))
+    FROM new_rows;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER contacts_rollups_insert AFTER INSERT ON contacts
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION herald_contacts_inserted();
+
+CREATE FUNCTION herald_contacts_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM herald_contact_rollup(array_agg(workspace_id), array_agg(herald_epoch(at)),
+                                  array_agg('opted_out'::text), array_agg(delta))
+    FROM (SELECT n.workspace_id, step.at, step.delta
+          FROM new_rows n JOIN old_rows o ON o.id = n.id
+          CROSS JOIN LATERAL (VALUES (o.opted_out_at, -1), (n.opted_out_at, 1)) AS step (at, delta)
+          WHERE n.opted_out_at IS DISTINCT FROM o.opted_out_at AND step.at IS NOT NULL) AS steps;
+    PERFORM herald_contact_totals(array_agg(n.workspace_id), array_agg(0::bigint),
+                                  array_agg((n.opted_out_at IS NOT NULL)::int::bigint
+                                            - (o.opted_out_at IS NOT NULL)::int::bigint),
+                                  array_agg(n.blocked::int::bigint - o.blocked::int::bigint))
+    FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE n.opted_out_at IS DISTINCT FROM o.opted_out_at OR n.blocked <> o.blocked;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER contacts_rollups_update AFTER UPDATE ON contacts
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION herald_contacts_updated();
+
+CREATE FUNCTION herald_contacts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM herald_contact_rollup(array_agg(workspace_id), array_agg(herald_epoch(at)),
+                                  array_agg(outcome), array_agg(-1))
+    FROM (SELECT o.workspace_id, step.outcome, step.at
+          FROM old_rows o
+          CROSS JOIN LATERAL (VALUES ('created', o.created_at), ('opted_out', o.opted_out_at))
+              AS step (outcome, at)
+          WHERE step.at IS NOT NULL) AS steps;
+    PERFORM herald_contact_totals(array_agg(workspace_id), array_agg(-1::bigint),
+                                  array_agg(-(opted_out_at IS NOT NULL)::int::bigint),
+                                  array_agg(-blocked::int::bigint))
+    FROM old_rows;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER contacts_rollups_delete AFTER DELETE ON contacts
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION herald_contacts_deleted();
+
+-- What exists already.
+INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+SELECT workspace_id, s / 3600, sender_id, direction, outcome,
+       count(*) FILTER (WHERE s % 3600 / 900 = 0), count(*) FILTER (WHERE s % 3600 / 900 = 1),
+       count(*) FILTER (WHERE s % 3600 / 900 = 2), count(*) FILTER (WHERE s % 3600 / 900 = 3)
+FROM (SELECT m.workspace_id, m.sender_id, m.direction, step.outcome, herald_epoch(step.at) AS s
+      FROM messages m
+      CROSS JOIN LATERAL (VALUES
+          ('sent', CASE WHEN m.direction = 'outbound' THEN m.sent_at END),
+          ('delivered', CASE WHEN m.direction = 'outbound' THEN m.delivered_at END),
+          ('read', CASE WHEN m.direction = 'outbound' THEN m.read_at END),
+          ('failed', CASE WHEN m.direction = 'outbound' THEN m.failed_at END),
+          ('received', CASE WHEN m.direction = 'inbound'
+                            THEN COALESCE(m.delivered_at, m.created_at) END)) AS step (outcome, at)
+      WHERE step.at IS NOT NULL) AS steps
+GROUP BY workspace_id, s / 3600, sender_id, direction, outcome;
+
+INSERT INTO campaign_timeline (campaign_id, minute, sent, delivered, read, failed)
+SELECT campaign_id, s / 60, count(*) FILTER (WHERE outcome = 'sent'),
+       count(*) FILTER (WHERE outcome = 'delivered'), count(*) FILTER (WHERE outcome = 'read'),
+       count(*) FILTER (WHERE outcome = 'failed')
+FROM (SELECT m.campaign_id, step.outcome, herald_epoch(step.at) AS s
+      FROM messages m
+      CROSS JOIN LATERAL (VALUES ('sent', m.sent_at), ('delivered', m.delivered_at),
+                                 ('read', m.read_at), ('failed', m.failed_at)) AS step (outcome, at)
+      WHERE m.campaign_id IS NOT NULL AND step.at IS NOT NULL) AS steps
+GROUP BY campaign_id, s / 60;
+
+INSERT INTO contact_rollups (workspace_id, hour, outcome, q0, q1, q2, q3)
+SELECT workspace_id, s / 3600, outcome,
+       count(*) FILTER (WHERE s % 3600 / 900 = 0), count(*) FILTER (WHERE s % 3600 / 900 = 1),
+       count(*) FILTER (WHERE s % 3600 / 900 = 2), count(*) FILTER (WHERE s % 3600 / 900 = 3)
+FROM (SELECT c.workspace_id, step.outcome, herald_epoch(step.at) AS s
+      FROM contacts c
+      CROSS JOIN LATERAL (VALUES ('created', c.created_at), ('opted_out', c.opted_out_at))
+          AS step (outcome, at)
+      WHERE step.at IS NOT NULL) AS steps
+GROUP BY workspace_id, s / 3600, outcome;
+
+INSERT INTO contact_totals (workspace_id, total, opted_out, blocked)
+SELECT workspace_id, count(*), count(*) FILTER (WHERE opted_out_at IS NOT NULL),
+       count(*) FILTER (WHERE blocked)
+FROM contacts GROUP BY workspace_id;

@@ -1,0 +1,225 @@
+-- Analytics read rollups, never `messages`: the database keeps them in the statement that changes
+-- what they count, so they commit with the counters and the events, and an analytics query costs
+-- the same at a thousand messages and at ten million.
+--
+-- Buckets are UTC hours (hours since the Unix epoch), each split into four quarter-hour counts:
+-- every time zone in use is a whole number of quarter hours from UTC, so a local day or hour of
+-- any zone (Kolkata's +05:30, Kathmandu's +05:45, a DST day's 23 or 25 hours) is an exact sum of
+-- quarters, while there is still one row per hour.
+
+-- Outbound: sent, delivered, read, failed, each counted in the quarter its time (sent_at, …)
+-- falls in. Inbound: received, at the time the person wrote (delivered_at of an inbound row).
+CREATE TABLE message_rollups (
+    workspace_id  BLOB NOT NULL,
+    hour          INTEGER NOT NULL,
+    sender_id     BLOB NOT NULL,
+    direction     TEXT NOT NULL,
+    outcome       TEXT NOT NULL,
+    q0            INTEGER NOT NULL,
+    q1            INTEGER NOT NULL,
+    q2            INTEGER NOT NULL,
+    q3            INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, hour, sender_id, direction, outcome)
+) WITHOUT ROWID;
+
+-- A campaign's timeline, by UTC minute (minutes since the Unix epoch).
+CREATE TABLE campaign_timeline (
+    campaign_id  BLOB NOT NULL,
+    minute       INTEGER NOT NULL,
+    sent         INTEGER NOT NULL,
+    delivered    INTEGER NOT NULL,
+    read         INTEGER NOT NULL,
+    failed       INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, minute)
+) WITHOUT ROWID;
+
+-- Contacts created and opted out, by the hour of created_at and opted_out_at. A contact that opts
+-- back in, or is deleted, leaves the buckets it was counted in.
+CREATE TABLE contact_rollups (
+    workspace_id  BLOB NOT NULL,
+    hour          INTEGER NOT NULL,
+    outcome       TEXT NOT NULL,
+    q0            INTEGER NOT NULL,
+    q1            INTEGER NOT NULL,
+    q2            INTEGER NOT NULL,
+    q3            INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, hour, outcome)
+) WITHOUT ROWID;
+
+-- A workspace's contacts now: the overview is one row, whatever the list's size.
+CREATE TABLE contact_totals (
+    workspace_id  BLOB PRIMARY KEY,
+    total         INTEGER NOT NULL,
+    opted_out     INTEGER NOT NULL,
+    blocked       INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Campaigns by when they started, for the campaigns of a period.
+CREATE INDEX campaigns_workspace_started ON campaigns (workspace_id, started_at);
+
+-- Times are only ever set, never moved or cleared (domain::message::Progress), so a step counts
+-- once, when its time appears. One trigger and two statements: the send path's common move (to
+-- sent) pays one upsert per table.
+CREATE TRIGGER messages_rollups AFTER UPDATE OF sent_at, delivered_at, read_at, failed_at ON messages
+WHEN NEW.direction = 'outbound'
+     AND ((OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL)
+          OR (OLD.delivered_at IS NULL AND NEW.delivered_at IS NOT NULL)
+          OR (OLD.read_at IS NULL AND NEW.read_at IS NOT NULL)
+          OR (OLD.failed_at IS NULL AND NEW.failed_at IS NOT NULL))
+BEGIN
+    INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+    SELECT NEW.workspace_id, at / 3600, NEW.sender_id, 'outbound', outcome,
+           (at % 3600) / 900 = 0, (at % 3600) / 900 = 1, (at % 3600) / 900 = 2,
+           (at % 3600) / 900 = 3
+    FROM (SELECT 'sent' AS outcome,
+                 unixepoch(CASE WHEN OLD.sent_at IS NULL THEN NEW.sent_at END) AS at
+          UNION ALL SELECT 'delivered',
+                 unixepoch(CASE WHEN OLD.delivered_at IS NULL THEN NEW.delivered_at END)
+          UNION ALL SELECT 'read', unixepoch(CASE WHEN OLD.read_at IS NULL THEN NEW.read_at END)
+          UNION ALL SELECT 'failed',
+                 unixepoch(CASE WHEN OLD.failed_at IS NULL THEN NEW.failed_at END))
+    WHERE at IS NOT NULL
+    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
+                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
+    INSERT INTO campaign_timeline (campaign_id, minute, sent, delivered, read, failed)
+    SELECT NEW.campaign_id, at / 60, outcome = 'sent', outcome = 'delivered', outcome = 'read',
+           outcome = 'failed'
+    FROM (SELECT 'sent' AS outcome,
+                 unixepoch(CASE WHEN OLD.sent_at IS NULL THEN NEW.sent_at END) AS at
+          UNION ALL SELECT 'delivered',
+                 unixepoch(CASE WHEN OLD.delivered_at IS NULL THEN NEW.delivered_at END)
+          UNION ALL SELECT 'read', unixepoch(CASE WHEN OLD.read_at IS NULL THEN NEW.read_at END)
+          UNION ALL SELECT 'failed',
+                 unixepoch(CASE WHEN OLD.failed_at IS NULL THEN NEW.failed_at END))
+    WHERE at IS NOT NULL AND NEW.campaign_id IS NOT NULL
+    ON CONFLICT DO UPDATE SET sent = sent + excluded.sent,
+                              delivered = delivered + excluded.delivered,
+                              read = read + excluded.read, failed = failed + excluded.failed;
+END;
+
+CREATE TRIGGER messages_inbound_rollup AFTER INSERT ON messages
+WHEN NEW.direction = 'inbound'
+BEGIN
+    INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+    SELECT NEW.workspace_id, at / 3600, NEW.sender_id, 'inbound', 'received',
+           (at % 3600) / 900 = 0, (at % 3600) / 900 = 1, (at % 3600) / 900 = 2,
+           (at % 3600) / 900 = 3
+    FROM (SELECT unixepoch(COALESCE(NEW.delivered_at, NEW.created_at)) AS at)
+    WHERE at IS NOT NULL
+    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
+                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
+END;
+
+-- Contacts: +1 where a time appears, -1 where it goes (opt-in, deletion).
+CREATE TRIGGER contacts_rollups_insert AFTER INSERT ON contacts
+BEGIN
+    INSERT INTO contact_rollups (workspace_id, hour, outcome, q0, q1, q2, q3)
+    SELECT NEW.workspace_id, at / 3600, outcome,
+           (at % 3600) / 900 = 0, (at % 3600) / 900 = 1, (at % 3600) / 900 = 2,
+           (at % 3600) / 900 = 3
+    FROM (SELECT 'created' AS outcome, unixepoch(NEW.created_at) AS at
+          UNION ALL SELECT 'opted_out', unixepoch(NEW.opted_out_at))
+    WHERE at IS NOT NULL
+    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
+                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
+    INSERT INTO contact_totals (workspace_id, total, opted_out, blocked)
+    VALUES (NEW.workspace_id, 1, NEW.opted_out_at IS NOT NULL, NEW.blocked <> 0)
+    ON CONFLICT DO UPDATE SET total = total + 1, opted_out = opted_out + excluded.opted_out,
+                              blocked = blocked + excluded.blocked;
+END;
+
+CREATE TRIGGER contacts_rollups_update AFTER UPDATE OF opted_out_at, blocked ON contacts
+WHEN NEW.opted_out_at IS NOT OLD.opted_out_at OR NEW.blocked IS NOT OLD.blocked
+BEGIN
+    UPDATE contact_rollups
+    SET q0 = q0 - ((at % 3600) / 900 = 0), q1 = q1 - ((at % 3600) / 900 = 1),
+        q2 = q2 - ((at % 3600) / 900 = 2), q3 = q3 - ((at % 3600) / 900 = 3)
+    FROM (SELECT unixepoch(OLD.opted_out_at) AS at)
+    WHERE OLD.opted_out_at IS NOT NEW.opted_out_at AND at IS NOT NULL
+          AND workspace_id = OLD.workspace_id AND hour = at / 3600 AND outcome = 'opted_out';
+    INSERT INTO contact_rollups (workspace_id, hour, outcome, q0, q1, q2, q3)
+    SELECT NEW.workspace_id, at / 3600, 'opted_out',
+           (at % 3600) / 900 = 0, (at % 3600) / 900 = 1, (at % 3600) / 900 = 2,
+           (at % 3600) / 900 = 3
+    FROM (SELECT unixepoch(NEW.opted_out_at) AS at)
+    WHERE OLD.opted_out_at IS NOT NEW.opted_out_at AND at IS NOT NULL
+    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
+                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
+    UPDATE contact_totals
+    SET opted_out = opted_out + (NEW.opted_out_at IS NOT NULL) - (OLD.opted_out_at IS NOT NULL),
+        blocked = blocked + (NEW.blocked <> 0) - (OLD.blocked <> 0)
+    WHERE workspace_id = NEW.workspace_id;
+END;
+
+CREATE TRIGGER contacts_rollups_delete AFTER DELETE ON contacts
+BEGIN
+    UPDATE contact_rollups
+    SET q0 = q0 - ((at % 3600) / 900 = 0), q1 = q1 - ((at % 3600) / 900 = 1),
+        q2 = q2 - ((at % 3600) / 900 = 2), q3 = q3 - ((at % 3600) / 900 = 3)
+    FROM (SELECT 'created' AS kind, unixepoch(OLD.created_at) AS at
+          UNION ALL SELECT 'opted_out', unixepoch(OLD.opted_out_at)) AS gone
+    WHERE gone.at IS NOT NULL AND workspace_id = OLD.workspace_id AND hour = gone.at / 3600
+          AND outcome = gone.kind;
+    UPDATE contact_totals
+    SET total = total - 1, opted_out = opted_out - (OLD.opted_out_at IS NOT NULL),
+        blocked = blocked - (OLD.blocked <> 0)
+    WHERE workspace_id = OLD.workspace_id;
+END;
+
+-- What exists already.
+INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+SELECT workspace_id, at / 3600, sender_id, direction, outcome,
+       SUM((at % 3600) / 900 = 0), SUM((at % 3600) / 900 = 1), SUM((at % 3600) / 900 = 2),
+       SUM((at % 3600) / 900 = 3)
+FROM (SELECT workspace_id, sender_id, direction, 'sent' AS outcome, unixepoch(sent_at) AS at
+      FROM messages WHERE direction = 'outbound' AND sent_at IS NOT NULL
+      UNION ALL
+      SELECT workspace_id, sender_id, direction, 'delivered', unixepoch(delivered_at)
+      FROM messages WHERE direction = 'outbound' AND delivered_at IS NOT NULL
+      UNION ALL
+      SELECT workspace_id, sender_id, direction, 'read', unixepoch(read_at)
+      FROM messages WHERE direction = 'outbound' AND read_at IS NOT NULL
+      UNION ALL
+      SELECT workspace_id, sender_id, direction, 'failed', unixepoch(failed_at)
+      FROM messages WHERE direction = 'outbound' AND failed_at IS NOT NULL
+      UNION ALL
+      SELECT workspace_id, sender_id, direction, 'received',
+             unixepoch(COALESCE(delivered_at, created_at))
+      FROM messages WHERE direction = 'inbound')
+-- A time that does not parse (never written by Herald) counts nowhere.
+WHERE at IS NOT NULL
+GROUP BY workspace_id, at / 3600, sender_id, direction, outcome;
+
+INSERT INTO campaign_timeline (campaign_id, minute, sent, delivered, read, failed)
+SELECT campaign_id, at / 60, SUM(outcome = 'sent'), SUM(outcome = 'delivered'),
+       SUM(outcome = 'read'), SUM(outcome = 'failed')
+FROM (SELECT campaign_id, 'sent' AS outcome, unixepoch(sent_at) AS at
+      FROM messages WHERE campaign_id IS NOT NULL AND sent_at IS NOT NULL
+      UNION ALL
+      SELECT campaign_id, 'delivered', unixepoch(delivered_at)
+      FROM messages WHERE campaign_id IS NOT NULL AND delivered_at IS NOT NULL
+      UNION ALL
+      SELECT campaign_id, 'read', unixepoch(read_at)
+      FROM messages WHERE campaign_id IS NOT NULL AND read_at IS NOT NULL
+      UNION ALL
+      SELECT campaign_id, 'failed', unixepoch(failed_at)
+      FROM messages WHERE campaign_id IS NOT NULL AND failed_at IS NOT NULL)
+-- A time that does not parse (never written by Herald) counts nowhere.
+WHERE at IS NOT NULL
+GROUP BY campaign_id, at / 60;
+
+INSERT INTO contact_rollups (workspace_id, hour, outcome, q0, q1, q2, q3)
+SELECT workspace_id, at / 3600, outcome,
+       SUM((at % 3600) / 900 = 0), SUM((at % 3600) / 900 = 1), SUM((at % 3600) / 900 = 2),
+       SUM((at % 3600) / 900 = 3)
+FROM (SELECT workspace_id, 'created' AS outcome, unixepoch(created_at) AS at FROM contacts
+      UNION ALL
+      SELECT workspace_id, 'opted_out', unixepoch(opted_out_at) FROM contacts
+      WHERE opted_out_at IS NOT NULL)
+-- A time that does not parse (never written by Herald) counts nowhere.
+WHERE at IS NOT NULL
+GROUP BY workspace_id, at / 3600, outcome;
+
+INSERT INTO contact_totals (workspace_id, total, opted_out, blocked)
+SELECT workspace_id, COUNT(*), SUM(opted_out_at IS NOT NULL), SUM(blocked <> 0)
+FROM contacts GROUP BY workspace_id;

@@ -1,0 +1,465 @@
+//! Reads of the rollups (migration 0014), which the database keeps in the statements that change
+//! messages and contacts. Nothing here reads `messages`: each answer costs the same whatever the
+//! number of messages, bounded by the period's hours.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use super::{Conn, Result, on_conn};
+use crate::domain::analytics::Quarters;
+use crate::domain::campaign::CampaignStatus;
+use crate::domain::ids::{CampaignId, SenderId, WorkspaceId};
+
+/// A count of one outcome of one sender's messages over some quarters.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct SenderCount {
+    pub sender_id: SenderId,
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// An hour's four quarter counts of one outcome.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct HourCounts {
+    pub hour: i64,
+    pub outcome: String,
+    pub q0: i64,
+    pub q1: i64,
+    pub q2: i64,
+    pub q3: i64,
+}
+
+impl HourCounts {
+    /// Each quarter (quarter hours since the epoch) with its count.
+    pub fn quarters(&self) -> impl Iterator<Item = (i64, i64)> {
+        let first = self.hour * 4;
+        [self.q0, self.q1, self.q2, self.q3]
+            .into_iter()
+            .enumerate()
+            .map(move |(index, count)| (first + index as i64, count))
+    }
+}
+
+/// The quarter columns of `message_rollups` that fall in `[$2, $3)`, summed.
+const QUARTERS_IN_RANGE: &str = "CASE WHEN hour * 4 >= $2 AND hour * 4 < $3 THEN q0 ELSE 0 END
+     + CASE WHEN hour * 4 + 1 >= $2 AND hour * 4 + 1 < $3 THEN q1 ELSE 0 END
+     + CASE WHEN hour * 4 + 2 >= $2 AND hour * 4 + 2 < $3 THEN q2 ELSE 0 END
+     + CASE WHEN hour * 4 + 3 >= $2 AND hour * 4 + 3 < $3 THEN q3 ELSE 0 END";
+
+/// Every sender's messages in `quarters`, by outcome (sent, delivered, read, failed, received).
+pub async fn sender_counts(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    quarters: Quarters,
+) -> Result<Vec<SenderCount>> {
+    let (first_hour, last_hour) = quarters.hours();
+    let sql = format!(
+        "SELECT sender_id, outcome, CAST(SUM({QUARTERS_IN_RANGE}) AS BIGINT) AS count
+         FROM message_rollups
+         WHERE workspace_id = $1 AND hour >= $4 AND hour <= $5
+         GROUP BY sender_id, outcome"
+    );
+    on_conn!(conn, c => Ok(sqlx::query_as(super::sql::trusted(&sql))
+        .bind(workspace)
+        .bind(quarters.start)
+        .bind(quarters.end)
+        .bind(first_hour)
+        .bind(last_hour)
+        .fetch_all(&mut *c)
+        .await?))
+}
+
+/// Sends and inbound messages (outcomes `sent` and `received`) by UTC hour over `hours`
+/// (inclusive), of one sender or all.
+pub async fn activity_by_hour(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    (first_hour, last_hour): (i64, i64),
+    sender: Option<SenderId>,
+) -> Result<Vec<HourCounts>> {
+    let sender_filter = if sender.is_some() {
+        " AND sender_id = $4"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT hour, outcome, CAST(SUM(q0) AS BIGINT) AS q0, CAST(SUM(q1) AS BIGINT) AS q1,
+                CAST(SUM(q2) AS BIGINT) AS q2, CAST(SUM(q3) AS BIGINT) AS q3
+         FROM message_rollups
+         WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3{sender_filter}
+               AND (outcome = 'sent' OR outcome = 'received')
+         GROUP BY hour, outcome
+         ORDER BY hour"
+    );
+    on_conn!(conn, c => {
+        let query = sqlx::query_as(super::sql::trusted(&sql))
+            .bind(workspace)
+            .bind(first_hour)
+            .bind(last_hour);
+        let query = match sender {
+            Some(sender) => query.bind(sender),
+            None => query,
+        };
+        Ok(query.fetch_all(&mut *c).await?)
+    })
+}
+
+/// Contacts created and opted out by UTC hour over `hours` (inclusive).
+pub async fn contacts_by_hour(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    (first_hour, last_hour): (i64, i64),
+) -> Result<Vec<HourCounts>> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT hour, outcome, q0, q1, q2, q3 FROM contact_rollups
+         WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3
+         ORDER BY hour",
+    )
+    .bind(workspace)
+    .bind(first_hour)
+    .bind(last_hour)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+/// A workspace's contacts now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromRow)]
+pub struct ContactTotals {
+    pub total: i64,
+    pub opted_out: i64,
+    pub blocked: i64,
+}
+
+pub async fn contact_totals(conn: Conn<'_>, workspace: WorkspaceId) -> Result<ContactTotals> {
+    let totals: Option<ContactTotals> = on_conn!(conn, c => sqlx::query_as(
+        "SELECT total, opted_out, blocked FROM contact_totals WHERE workspace_id = $1",
+    )
+    .bind(workspace)
+    .fetch_optional(&mut *c)
+    .await?);
+    Ok(totals.unwrap_or_default())
+}
+
+/// One bucket of a campaign's timeline.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct TimelineRow {
+    /// Minutes since the epoch at the bucket's start.
+    pub minute: i64,
+    pub sent: i64,
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+}
+
+/// A campaign's steps in buckets of `minutes`, the non-empty ones in order.
+pub async fn timeline(
+    conn: Conn<'_>,
+    campaign: CampaignId,
+    minutes: i64,
+) -> Result<Vec<TimelineRow>> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT minute / $2 * $2 AS minute, CAST(SUM(sent) AS BIGINT) AS sent,
+                CAST(SUM(delivered) AS BIGINT) AS delivered, CAST(SUM(read) AS BIGINT) AS read,
+                CAST(SUM(failed) AS BIGINT) AS failed
+         FROM campaign_timeline WHERE campaign_id = $1
+         GROUP BY 1
+         HAVING SUM(sent) + SUM(delivered) + SUM(read) + SUM(failed) > 0
+         ORDER BY 1",
+    )
+    .bind(campaign)
+    .bind(minutes)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+/// A campaign as the analyst sees it: its counters and when it ran.
+#[derive(Clone, Debug, PartialEq, FromRow)]
+pub struct CampaignRow {
+    pub id: CampaignId,
+    pub name: String,
+    pub status: CampaignStatus,
+    pub sent_count: i64,
+    pub delivered_count: i64,
+    pub read_count: i64,
+    pub failed_count: i64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// The most campaigns one answer lists (the summary counts them all).
+pub const MAX_CAMPAIGNS: i64 = 1000;
+
+/// Campaigns that started in `[start, end)`, newest first, at most [`MAX_CAMPAIGNS`].
+pub async fn campaigns_started(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<Vec<CampaignRow>> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT id, name, status, sent_count, delivered_count, read_count, failed_count,
+                started_at, completed_at
+         FROM campaigns
+         WHERE workspace_id = $1 AND started_at >= $2 AND started_at < $3
+         ORDER BY started_at DESC, id
+         LIMIT $4",
+    )
+    .bind(workspace)
+    .bind(start)
+    .bind(end)
+    .bind(MAX_CAMPAIGNS)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+/// Totals of the campaigns that started in `[start, end)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromRow)]
+pub struct CampaignTotals {
+    pub campaigns: i64,
+    pub sent: i64,
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+}
+
+pub async fn campaign_totals(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<CampaignTotals> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT COUNT(*) AS campaigns, CAST(COALESCE(SUM(sent_count), 0) AS BIGINT) AS sent,
+                CAST(COALESCE(SUM(delivered_count), 0) AS BIGINT) AS delivered,
+                CAST(COALESCE(SUM(read_count), 0) AS BIGINT) AS read,
+                CAST(COALESCE(SUM(failed_count), 0) AS BIGINT) AS failed
+         FROM campaigns
+         WHERE workspace_id = $1 AND started_at >= $2 AND started_at < $3",
+    )
+    .bind(workspace)
+    .bind(start)
+    .bind(end)
+    .fetch_one(&mut *c)
+    .await?))
+}
+
+/// Running and scheduled campaigns, and those started since `month_start`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromRow)]
+pub struct CampaignCounts {
+    pub running: i64,
+    pub scheduled: i64,
+    pub this_month: i64,
+}
+
+pub async fn campaign_counts(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    month_start: DateTime<Utc>,
+) -> Result<CampaignCounts> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE status = 'running') AS running,
+                COUNT(*) FILTER (WHERE status = 'scheduled') AS scheduled,
+                COUNT(*) FILTER (WHERE started_at >= $2) AS this_month
+         FROM campaigns WHERE workspace_id = $1",
+    )
+    .bind(workspace)
+    .bind(month_start)
+    .fetch_one(&mut *c)
+    .await?))
+}
+
+/// A workspace's senders, oldest first: (id, name).
+pub async fn senders(conn: Conn<'_>, workspace: WorkspaceId) -> Result<Vec<(SenderId, String)>> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT id, name FROM senders WHERE workspace_id = $1 ORDER BY created_at, id",
+    )
+    .bind(workspace)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+/// Every rollup of a workspace, keyed as stored, zero buckets left out: what the database kept
+/// ([`Snapshot::stored`]) can be compared with what its rows say ([`Snapshot::from_rows`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// (hour, sender, direction, outcome) → quarter counts.
+    pub messages: std::collections::BTreeMap<(i64, SenderId, String, String), [i64; 4]>,
+    /// (campaign, minute) → sent, delivered, read, failed.
+    pub timeline: std::collections::BTreeMap<(CampaignId, i64), [i64; 4]>,
+    /// (hour, outcome) → quarter counts.
+    pub contacts: std::collections::BTreeMap<(i64, String), [i64; 4]>,
+    pub totals: ContactTotals,
+}
+
+#[derive(FromRow)]
+struct MessageTimes {
+    sender_id: SenderId,
+    campaign_id: Option<CampaignId>,
+    direction: String,
+    created_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    read_at: Option<DateTime<Utc>>,
+    failed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct ContactTimes {
+    created_at: DateTime<Utc>,
+    opted_out_at: Option<DateTime<Utc>>,
+    blocked: bool,
+}
+
+#[derive(FromRow)]
+struct MessageRollupRow {
+    hour: i64,
+    sender_id: SenderId,
+    direction: String,
+    outcome: String,
+    q0: i64,
+    q1: i64,
+    q2: i64,
+    q3: i64,
+}
+
+impl Snapshot {
+    /// The rollups as the database keeps them.
+    pub async fn stored(mut conn: Conn<'_>, workspace: WorkspaceId) -> Result<Snapshot> {
+        let (messages, contacts): (Vec<MessageRollupRow>, Vec<HourCounts>) = on_conn!(conn.reborrow(), c => (
+            sqlx::query_as(
+                "SELECT hour, sender_id, direction, outcome, q0, q1, q2, q3
+                 FROM message_rollups WHERE workspace_id = $1",
+            )
+            .bind(workspace)
+            .fetch_all(&mut *c)
+            .await?,
+            sqlx::query_as(
+                "SELECT hour, outcome, q0, q1, q2, q3 FROM contact_rollups
+                 WHERE workspace_id = $1",
+            )
+            .bind(workspace)
+            .fetch_all(&mut *c)
+            .await?,
+        ));
+        let campaign_minutes: Vec<(CampaignId, i64, i64, i64, i64, i64)> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+                "SELECT t.campaign_id, t.minute, t.sent, t.delivered, t.read, t.failed
+                 FROM campaign_timeline t JOIN campaigns c ON c.id = t.campaign_id
+                 WHERE c.workspace_id = $1",
+            )
+            .bind(workspace)
+            .fetch_all(&mut *c)
+            .await?);
+        let mut snapshot = Snapshot {
+            totals: contact_totals(conn, workspace).await?,
+            ..Snapshot::default()
+        };
+        for row in messages {
+            let counts = [row.q0, row.q1, row.q2, row.q3];
+            if counts != [0; 4] {
+                snapshot.messages.insert(
+                    (row.hour, row.sender_id, row.direction, row.outcome),
+                    counts,
+                );
+            }
+        }
+        for (campaign, minute, sent, delivered, read, failed) in campaign_minutes {
+            let counts = [sent, delivered, read, failed];
+            if counts != [0; 4] {
+                snapshot.timeline.insert((campaign, minute), counts);
+            }
+        }
+        for row in contacts {
+            let counts = [row.q0, row.q1, row.q2, row.q3];
+            if counts != [0; 4] {
+                snapshot.contacts.insert((row.hour, row.outcome), counts);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// The rollups the workspace's messages and contacts call for, counted row by row.
+    pub async fn from_rows(mut conn: Conn<'_>, workspace: WorkspaceId) -> Result<Snapshot> {
+        let messages: Vec<MessageTimes> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+            "SELECT sender_id, campaign_id, direction, created_at, sent_at, delivered_at, read_at,
+                    failed_at
+             FROM messages WHERE workspace_id = $1",
+        )
+        .bind(workspace)
+        .fetch_all(&mut *c)
+        .await?);
+        let contacts: Vec<ContactTimes> = on_conn!(conn, c => sqlx::query_as(
+            "SELECT created_at, opted_out_at, blocked FROM contacts WHERE workspace_id = $1",
+        )
+        .bind(workspace)
+        .fetch_all(&mut *c)
+        .await?);
+        let split = |at: DateTime<Utc>| {
+            let seconds = at.timestamp();
+            (
+                seconds.div_euclid(3600),
+                seconds.rem_euclid(3600) as usize / 900,
+            )
+        };
+        let mut snapshot = Snapshot::default();
+        for message in messages {
+            let steps = if message.direction == "inbound" {
+                vec![(
+                    "received",
+                    Some(message.delivered_at.unwrap_or(message.created_at)),
+                )]
+            } else {
+                vec![
+                    ("sent", message.sent_at),
+                    ("delivered", message.delivered_at),
+                    ("read", message.read_at),
+                    ("failed", message.failed_at),
+                ]
+            };
+            for (index, (outcome, at)) in steps.into_iter().enumerate() {
+                let Some(at) = at else { continue };
+                let (hour, quarter) = split(at);
+                let key = (
+                    hour,
+                    message.sender_id,
+                    message.direction.clone(),
+                    outcome.to_owned(),
+                );
+                snapshot.messages.entry(key).or_default()[quarter] += 1;
+                if let (Some(campaign), "outbound") =
+                    (message.campaign_id, message.direction.as_str())
+                {
+                    let minute = at.timestamp().div_euclid(60);
+                    snapshot.timeline.entry((campaign, minute)).or_default()[index] += 1;
+                }
+            }
+        }
+        for contact in contacts {
+            snapshot.totals.total += 1;
+            snapshot.totals.opted_out += contact.opted_out_at.is_some() as i64;
+            snapshot.totals.blocked += contact.blocked as i64;
+            for (outcome, at) in [
+                ("created", Some(contact.created_at)),
+                ("opted_out", contact.opted_out_at),
+            ] {
+                let Some(at) = at else { continue };
+                let (hour, quarter) = split(at);
+                snapshot
+                    .contacts
+                    .entry((hour, outcome.to_owned()))
+                    .or_default()[quarter] += 1;
+            }
+        }
+        Ok(snapshot)
+    }
+}
+
+/// Messages waiting to be sent or in flight, in every workspace: campaigns' pending counters
+/// plus single messages still queued (an index of them alone).
+pub async fn queue_depth(conn: Conn<'_>) -> Result<i64> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "SELECT CAST(COALESCE((SELECT SUM(pending_count) FROM campaigns
+                               WHERE status = 'running' OR status = 'paused'), 0)
+                     + (SELECT COUNT(*) FROM messages
+                        WHERE campaign_id IS NULL AND status = 'pending') AS BIGINT)",
+    )
+    .fetch_one(&mut *c)
+    .await?))
+}
