@@ -238,12 +238,7 @@ async fn both_dialects_migrate_to_the_same_schema() {
     assert!(sqlite_tables.contains_key("messages") && sqlite_tables.contains_key("events"));
     assert_eq!(
         sqlite_tables["messages"].triggers,
-        [
-            "messages_inbound_rollup",
-            "messages_rollups",
-            "messages_skipped_status_events",
-            "messages_status_event"
-        ]
+        ["messages_skipped_status_events", "messages_status_event"]
     );
     assert_eq!(
         sqlite_tables["contacts"].triggers,

@@ -1,6 +1,8 @@
--- Analytics read rollups, never `messages`: the database keeps them in the statement that changes
--- what they count, so they commit with the counters and the events, and an analytics query costs
--- the same at a thousand messages and at ten million.
+-- Analytics read rollups, never `messages`, so an analytics query costs the same at a thousand
+-- messages and at ten million. They change in the transaction of what they count: a message's
+-- steps are added by the store code that makes them (store::analytics::add_steps: a group of
+-- sends is one upsert, where a row trigger would pay two per send), contacts' by the triggers
+-- below.
 --
 -- Buckets are UTC hours (hours since the Unix epoch), each split into four quarter-hour counts:
 -- every time zone in use is a whole number of quarter hours from UTC, so a local day or hour of
@@ -60,74 +62,6 @@ CREATE INDEX campaigns_workspace_started ON campaigns (workspace_id, started_at)
 -- Whole seconds since the epoch: the unit every bucket is cut from.
 CREATE FUNCTION herald_epoch(at TIMESTAMPTZ) RETURNS BIGINT LANGUAGE sql IMMUTABLE AS
 $$ SELECT floor(extract(epoch FROM at))::bigint $$;
-
--- Times are only ever set, never moved or cleared (domain::message::Progress), so a step counts
--- once, when its time appears. A statement trigger: the send path records 64 outcomes in one
--- UPDATE, and their rollups are one grouped upsert per table instead of 64 calls. Rows without
--- any time (a claim's move to sending) are left out before the join.
-CREATE FUNCTION herald_message_rollups() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    WITH steps AS (
-        SELECT n.workspace_id, n.sender_id, n.campaign_id, step.outcome,
-               herald_epoch(step.at) AS s
-        FROM (SELECT * FROM new_rows
-              WHERE direction = 'outbound'
-                AND (sent_at IS NOT NULL OR failed_at IS NOT NULL)) AS n
-        JOIN old_rows o ON o.id = n.id
-        CROSS JOIN LATERAL (VALUES
-            ('sent', CASE WHEN o.sent_at IS NULL THEN n.sent_at END),
-            ('delivered', CASE WHEN o.delivered_at IS NULL THEN n.delivered_at END),
-            ('read', CASE WHEN o.read_at IS NULL THEN n.read_at END),
-            ('failed', CASE WHEN o.failed_at IS NULL THEN n.failed_at END)) AS step (outcome, at)
-        WHERE step.at IS NOT NULL
-    ), hourly AS (
-        INSERT INTO message_rollups AS r
-            (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
-        SELECT workspace_id, s / 3600, sender_id, 'outbound', outcome,
-               count(*) FILTER (WHERE s % 3600 / 900 = 0), count(*) FILTER (WHERE s % 3600 / 900 = 1),
-               count(*) FILTER (WHERE s % 3600 / 900 = 2), count(*) FILTER (WHERE s % 3600 / 900 = 3)
-        FROM steps
-        GROUP BY workspace_id, s / 3600, sender_id, outcome
-        ON CONFLICT (workspace_id, hour, sender_id, direction, outcome) DO UPDATE
-        SET q0 = r.q0 + EXCLUDED.q0, q1 = r.q1 + EXCLUDED.q1,
-            q2 = r.q2 + EXCLUDED.q2, q3 = r.q3 + EXCLUDED.q3
-    )
-    INSERT INTO campaign_timeline AS t (campaign_id, minute, sent, delivered, read, failed)
-    SELECT campaign_id, s / 60, count(*) FILTER (WHERE outcome = 'sent'),
-           count(*) FILTER (WHERE outcome = 'delivered'), count(*) FILTER (WHERE outcome = 'read'),
-           count(*) FILTER (WHERE outcome = 'failed')
-    FROM steps
-    WHERE campaign_id IS NOT NULL
-    GROUP BY campaign_id, s / 60
-    ON CONFLICT (campaign_id, minute) DO UPDATE
-    SET sent = t.sent + EXCLUDED.sent, delivered = t.delivered + EXCLUDED.delivered,
-        read = t.read + EXCLUDED.read, failed = t.failed + EXCLUDED.failed;
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER messages_rollups AFTER UPDATE ON messages
-REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-FOR EACH STATEMENT EXECUTE FUNCTION herald_message_rollups();
-
--- Inbound messages arrive one at a time: a row trigger that outbound inserts skip in its WHEN.
-CREATE FUNCTION herald_inbound_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    s BIGINT := herald_epoch(COALESCE(NEW.delivered_at, NEW.created_at));
-BEGIN
-    INSERT INTO message_rollups AS r
-        (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
-    VALUES (NEW.workspace_id, s / 3600, NEW.sender_id, 'inbound', 'received',
-            (s % 3600 / 900 = 0)::int, (s % 3600 / 900 = 1)::int,
-            (s % 3600 / 900 = 2)::int, (s % 3600 / 900 = 3)::int)
-    ON CONFLICT (workspace_id, hour, sender_id, direction, outcome) DO UPDATE
-    SET q0 = r.q0 + EXCLUDED.q0, q1 = r.q1 + EXCLUDED.q1,
-        q2 = r.q2 + EXCLUDED.q2, q3 = r.q3 + EXCLUDED.q3;
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER messages_inbound_rollup AFTER INSERT ON messages
-FOR EACH ROW WHEN (NEW.direction = 'inbound')
-EXECUTE FUNCTION herald_inbound_rollup();
 
 -- Contacts: +1 where a time appears, -1 where it goes (opt-in, deletion). Statement triggers, so
 -- that an import's batch of a thousand contacts is one grouped upsert; each passes its signed

@@ -1,6 +1,8 @@
--- Analytics read rollups, never `messages`: the database keeps them in the statement that changes
--- what they count, so they commit with the counters and the events, and an analytics query costs
--- the same at a thousand messages and at ten million.
+-- Analytics read rollups, never `messages`, so an analytics query costs the same at a thousand
+-- messages and at ten million. They change in the transaction of what they count: a message's
+-- steps are added by the store code that makes them (store::analytics::add_steps: a group of
+-- sends is one upsert, where a row trigger would pay two per send), contacts' by the triggers
+-- below.
 --
 -- Buckets are UTC hours (hours since the Unix epoch), each split into four quarter-hour counts:
 -- every time zone in use is a whole number of quarter hours from UTC, so a local day or hour of
@@ -56,59 +58,6 @@ CREATE TABLE contact_totals (
 
 -- Campaigns by when they started, for the campaigns of a period.
 CREATE INDEX campaigns_workspace_started ON campaigns (workspace_id, started_at);
-
--- Times are only ever set, never moved or cleared (domain::message::Progress), so a step counts
--- once, when its time appears. One trigger and two statements: the send path's common move (to
--- sent) pays one upsert per table.
-CREATE TRIGGER messages_rollups AFTER UPDATE OF sent_at, delivered_at, read_at, failed_at ON messages
-WHEN NEW.direction = 'outbound'
-     AND ((OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL)
-          OR (OLD.delivered_at IS NULL AND NEW.delivered_at IS NOT NULL)
-          OR (OLD.read_at IS NULL AND NEW.read_at IS NOT NULL)
-          OR (OLD.failed_at IS NULL AND NEW.failed_at IS NOT NULL))
-BEGIN
-    INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
-    SELECT NEW.workspace_id, at / 3600, NEW.sender_id, 'outbound', outcome,
-           (at % 3600) / 900 = 0, (at % 3600) / 900 = 1, (at % 3600) / 900 = 2,
-           (at % 3600) / 900 = 3
-    FROM (SELECT 'sent' AS outcome,
-                 unixepoch(CASE WHEN OLD.sent_at IS NULL THEN NEW.sent_at END) AS at
-          UNION ALL SELECT 'delivered',
-                 unixepoch(CASE WHEN OLD.delivered_at IS NULL THEN NEW.delivered_at END)
-          UNION ALL SELECT 'read', unixepoch(CASE WHEN OLD.read_at IS NULL THEN NEW.read_at END)
-          UNION ALL SELECT 'failed',
-                 unixepoch(CASE WHEN OLD.failed_at IS NULL THEN NEW.failed_at END))
-    WHERE at IS NOT NULL
-    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
-                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
-    INSERT INTO campaign_timeline (campaign_id, minute, sent, delivered, read, failed)
-    SELECT NEW.campaign_id, at / 60, outcome = 'sent', outcome = 'delivered', outcome = 'read',
-           outcome = 'failed'
-    FROM (SELECT 'sent' AS outcome,
-                 unixepoch(CASE WHEN OLD.sent_at IS NULL THEN NEW.sent_at END) AS at
-          UNION ALL SELECT 'delivered',
-                 unixepoch(CASE WHEN OLD.delivered_at IS NULL THEN NEW.delivered_at END)
-          UNION ALL SELECT 'read', unixepoch(CASE WHEN OLD.read_at IS NULL THEN NEW.read_at END)
-          UNION ALL SELECT 'failed',
-                 unixepoch(CASE WHEN OLD.failed_at IS NULL THEN NEW.failed_at END))
-    WHERE at IS NOT NULL AND NEW.campaign_id IS NOT NULL
-    ON CONFLICT DO UPDATE SET sent = sent + excluded.sent,
-                              delivered = delivered + excluded.delivered,
-                              read = read + excluded.read, failed = failed + excluded.failed;
-END;
-
-CREATE TRIGGER messages_inbound_rollup AFTER INSERT ON messages
-WHEN NEW.direction = 'inbound'
-BEGIN
-    INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
-    SELECT NEW.workspace_id, at / 3600, NEW.sender_id, 'inbound', 'received',
-           (at % 3600) / 900 = 0, (at % 3600) / 900 = 1, (at % 3600) / 900 = 2,
-           (at % 3600) / 900 = 3
-    FROM (SELECT unixepoch(COALESCE(NEW.delivered_at, NEW.created_at)) AS at)
-    WHERE at IS NOT NULL
-    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
-                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
-END;
 
 -- Contacts: +1 where a time appears, -1 where it goes (opt-in, deletion).
 CREATE TRIGGER contacts_rollups_insert AFTER INSERT ON contacts

@@ -1,14 +1,187 @@
-//! Reads of the rollups (migration 0014), which the database keeps in the statements that change
-//! messages and contacts. Nothing here reads `messages`: each answer costs the same whatever the
-//! number of messages, bounded by the period's hours.
+//! The rollups of migration 0014, which analytics read instead of `messages`: each answer costs
+//! the same whatever the number of messages, bounded by the period's hours.
+//!
+//! A message's steps are added by the store functions that make them ([`add_steps`], called in
+//! their transaction): the send path adds a whole group's sends with one upsert, where a row
+//! trigger would pay two per send. Contacts' rollups are kept by triggers (migration 0014).
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
+use std::collections::BTreeMap;
+
+use super::sql::{Param, SqlBuilder, bind_params, rows_per_statement};
 use super::{Conn, Result, on_conn};
 use crate::domain::analytics::Quarters;
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::ids::{CampaignId, SenderId, WorkspaceId};
+
+/// A step of a message, counted in the rollups when its time appears: `sent`, `delivered`,
+/// `read` or `failed` of an outbound message, `received` of an inbound one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub workspace: WorkspaceId,
+    pub sender: SenderId,
+    pub campaign: Option<CampaignId>,
+    pub outcome: Outcome,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Received,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Delivered => "delivered",
+            Outcome::Read => "read",
+            Outcome::Failed => "failed",
+            Outcome::Received => "received",
+        }
+    }
+
+    fn direction(self) -> &'static str {
+        match self {
+            Outcome::Received => "inbound",
+            _ => "outbound",
+        }
+    }
+
+    /// Its column of `campaign_timeline`, for outbound steps.
+    fn timeline_index(self) -> Option<usize> {
+        match self {
+            Outcome::Sent => Some(0),
+            Outcome::Delivered => Some(1),
+            Outcome::Read => Some(2),
+            Outcome::Failed => Some(3),
+            Outcome::Received => None,
+        }
+    }
+}
+
+/// Adds `steps` to the rollups: summed by bucket first, then one upsert per table (in key
+/// order, so that concurrent transactions on PostgreSQL lock shared rows in one order).
+pub async fn add_steps(mut conn: Conn<'_>, steps: &[Step]) -> Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let mut hours: BTreeMap<(WorkspaceId, i64, SenderId, Outcome), [i64; 4]> = BTreeMap::new();
+    let mut minutes: BTreeMap<(CampaignId, i64), [i64; 4]> = BTreeMap::new();
+    for step in steps {
+        let seconds = step.at.timestamp();
+        let quarter = seconds.rem_euclid(3600) as usize / 900;
+        hours
+            .entry((
+                step.workspace,
+                seconds.div_euclid(3600),
+                step.sender,
+                step.outcome,
+            ))
+            .or_default()[quarter] += 1;
+        if let (Some(campaign), Some(index)) = (step.campaign, step.outcome.timeline_index()) {
+            minutes
+                .entry((campaign, seconds.div_euclid(60)))
+                .or_default()[index] += 1;
+        }
+    }
+    let hours: Vec<_> = hours.into_iter().collect();
+    for chunk in hours.chunks(rows_per_statement(9)) {
+        let mut upsert = SqlBuilder::new(
+            "INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome,
+                                          q0, q1, q2, q3) VALUES ",
+        );
+        for (index, ((workspace, hour, sender, outcome), q)) in chunk.iter().enumerate() {
+            if index > 0 {
+                upsert.push(", ");
+            }
+            upsert.bind_list([
+                Param::Id(workspace.0),
+                Param::Int(*hour),
+                Param::Id(sender.0),
+                Param::Text(outcome.direction().to_owned()),
+                Param::Text(outcome.as_str().to_owned()),
+                Param::Int(q[0]),
+                Param::Int(q[1]),
+                Param::Int(q[2]),
+                Param::Int(q[3]),
+            ]);
+        }
+        upsert.push(
+            " ON CONFLICT (workspace_id, hour, sender_id, direction, outcome) DO UPDATE
+              SET q0 = message_rollups.q0 + excluded.q0, q1 = message_rollups.q1 + excluded.q1,
+                  q2 = message_rollups.q2 + excluded.q2, q3 = message_rollups.q3 + excluded.q3",
+        );
+        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&upsert, &*c)), &upsert.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
+    }
+    let minutes: Vec<_> = minutes.into_iter().collect();
+    for chunk in minutes.chunks(rows_per_statement(6)) {
+        let mut upsert = SqlBuilder::new(
+            "INSERT INTO campaign_timeline (campaign_id, minute, sent, delivered, read, failed)
+             VALUES ",
+        );
+        for (index, ((campaign, minute), counts)) in chunk.iter().enumerate() {
+            if index > 0 {
+                upsert.push(", ");
+            }
+            upsert.bind_list([
+                Param::Id(campaign.0),
+                Param::Int(*minute),
+                Param::Int(counts[0]),
+                Param::Int(counts[1]),
+                Param::Int(counts[2]),
+                Param::Int(counts[3]),
+            ]);
+        }
+        upsert.push(
+            " ON CONFLICT (campaign_id, minute) DO UPDATE
+              SET sent = campaign_timeline.sent + excluded.sent,
+                  delivered = campaign_timeline.delivered + excluded.delivered,
+                  read = campaign_timeline.read + excluded.read,
+                  failed = campaign_timeline.failed + excluded.failed",
+        );
+        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&upsert, &*c)), &upsert.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
+    }
+    Ok(())
+}
+
+/// The steps of one message between two states of its progress: each time that appeared.
+pub fn steps_between(
+    message: (WorkspaceId, SenderId, Option<CampaignId>),
+    before: &crate::domain::message::Progress,
+    after: &crate::domain::message::Progress,
+) -> impl Iterator<Item = Step> {
+    let (workspace, sender, campaign) = message;
+    [
+        (Outcome::Sent, before.sent_at, after.sent_at),
+        (Outcome::Delivered, before.delivered_at, after.delivered_at),
+        (Outcome::Read, before.read_at, after.read_at),
+        (Outcome::Failed, before.failed_at, after.failed_at),
+    ]
+    .into_iter()
+    .filter_map(move |(outcome, was, is)| match (was, is) {
+        (None, Some(at)) => Some(Step {
+            workspace,
+            sender,
+            campaign,
+            outcome,
+            at,
+        }),
+        _ => None,
+    })
+}
 
 /// A count of one outcome of one sender's messages over some quarters.
 #[derive(Clone, Debug, PartialEq, Eq, FromRow)]

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
-use super::campaigns;
 use super::events::{self, NewEvent};
 use super::sql::{Param, SqlBuilder, bind_params, fetch_page, rows_per_statement};
 use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
+use super::{analytics, campaigns};
 use crate::domain::event::{EventType, InboundEvent};
 use crate::domain::ids::{CampaignId, ContactId, MessageId, SenderId, WorkspaceId};
 use crate::domain::message::{Counters, Direction, Event, MessageStatus, Progress};
@@ -479,6 +479,7 @@ async fn record_plain_sends(
     }
     let each = Counters::change(&claimed, &sent);
     let mut per_campaign: HashMap<Option<CampaignId>, i64> = HashMap::new();
+    let mut steps = Vec::with_capacity(sends.len());
     for chunk in sends.chunks(rows_per_statement(2)) {
         let mut update = SqlBuilder::new("WITH v (id, provider_message_id) AS (VALUES ");
         for (index, change) in chunk.iter().enumerate() {
@@ -500,16 +501,24 @@ async fn record_plain_sends(
             .bind(Param::Time(now))
             .push(" FROM v WHERE messages.id = v.id AND ");
         progress_is(&mut update, &claimed);
-        update.push(" RETURNING messages.id, messages.campaign_id");
-        let rows: Vec<(MessageId, Option<CampaignId>)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&update, &*c)), &update.params)
+        update.push(
+            " RETURNING messages.id, messages.campaign_id, messages.workspace_id, messages.sender_id",
+        );
+        let rows: Vec<(MessageId, Option<CampaignId>, WorkspaceId, SenderId)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&update, &*c)), &update.params)
             .fetch_all(&mut *c)
             .await?);
-        for (id, campaign) in rows {
+        for (id, campaign, workspace, sender) in rows {
             if recorded.insert(id) {
                 *per_campaign.entry(campaign).or_default() += 1;
+                steps.extend(analytics::steps_between(
+                    (workspace, sender, campaign),
+                    &claimed,
+                    &sent,
+                ));
             }
         }
     }
+    analytics::add_steps(tx.conn(), &steps).await?;
     let changes = per_campaign
         .into_iter()
         .filter_map(|(campaign, n)| Some((campaign?, each * n)));
@@ -873,6 +882,8 @@ impl Details {
 #[derive(FromRow)]
 struct ProgressRow {
     id: MessageId,
+    workspace_id: WorkspaceId,
+    sender_id: SenderId,
     campaign_id: Option<CampaignId>,
     status: MessageStatus,
     sent_at: Option<DateTime<Utc>>,
@@ -904,7 +915,9 @@ async fn apply_changes(mut conn: Conn<'_>, changes: &[Change], now: DateTime<Utc
     let mut current: HashMap<MessageId, ProgressRow> = HashMap::with_capacity(changes.len());
     for chunk in changes.chunks(READ_BATCH) {
         let mut select = SqlBuilder::new(
-            "SELECT id, campaign_id, status, sent_at, delivered_at, read_at, failed_at FROM messages WHERE id IN ",
+            "SELECT id, workspace_id, sender_id, campaign_id, status, sent_at, delivered_at, read_at,
+                    failed_at
+             FROM messages WHERE id IN ",
         );
         select
             .bind_list(chunk.iter().map(|change| Param::Id(change.id.0)))
@@ -916,6 +929,7 @@ async fn apply_changes(mut conn: Conn<'_>, changes: &[Change], now: DateTime<Utc
     }
 
     let mut campaign_changes: HashMap<CampaignId, Counters> = HashMap::new();
+    let mut steps = Vec::new();
     // A message changed twice in one batch is written once, with where it ended.
     let mut writes: Vec<Write> = Vec::with_capacity(changes.len());
     let mut write_of: HashMap<MessageId, usize> = HashMap::with_capacity(changes.len());
@@ -930,6 +944,11 @@ async fn apply_changes(mut conn: Conn<'_>, changes: &[Change], now: DateTime<Utc
             continue;
         }
         let after = after.unwrap_or(before);
+        steps.extend(analytics::steps_between(
+            (row.workspace_id, row.sender_id, row.campaign_id),
+            &before,
+            &after,
+        ));
         if let Some(campaign) = row.campaign_id {
             *campaign_changes.entry(campaign).or_default() += Counters::change(&before, &after);
         }
@@ -953,6 +972,7 @@ async fn apply_changes(mut conn: Conn<'_>, changes: &[Change], now: DateTime<Utc
     for chunk in writes.chunks(rows_per_statement(9)) {
         write_progress(conn.reborrow(), chunk, now).await?;
     }
+    analytics::add_steps(conn.reborrow(), &steps).await?;
     move_counters(conn, campaign_changes, now).await
 }
 
@@ -1066,6 +1086,14 @@ pub async fn insert_inbound(
     let Some((workspace, contact)) = inserted else {
         return Ok(None);
     };
+    let received = analytics::Step {
+        workspace,
+        sender,
+        campaign: None,
+        outcome: analytics::Outcome::Received,
+        at,
+    };
+    analytics::add_steps(conn.reborrow(), &[received]).await?;
     // The customer-service window opens (again) with every message the person writes.
     on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO conversations (sender_id, phone, last_inbound_at) VALUES ($1, $2, $3)
