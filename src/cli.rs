@@ -102,6 +102,12 @@ pub struct CreateKey {
     /// Requests per minute for this key (default: the server's setting).
     #[arg(long)]
     pub rate_per_minute: Option<u32>,
+    /// Requests a UTC day, counted across every process (default: no quota).
+    #[arg(long)]
+    pub daily_quota: Option<u32>,
+    /// Requests a UTC month, counted across every process (default: no quota).
+    #[arg(long)]
+    pub monthly_quota: Option<u32>,
     /// When the key stops working, in RFC 3339 (e.g. 2027-01-31T00:00:00Z); never by default.
     #[arg(long)]
     pub expires_at: Option<DateTime<Utc>>,
@@ -257,6 +263,8 @@ pub async fn create_api_key(
         name: &args.name,
         abilities: Ability::parse_list(&args.abilities)?,
         rate_per_minute: args.rate_per_minute,
+        daily_quota: args.daily_quota,
+        monthly_quota: args.monthly_quota,
         expires_at: args.expires_at,
     };
     let minted = api_keys::create(db, key, clock.now())

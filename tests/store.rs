@@ -1943,6 +1943,8 @@ async fn api_keys_are_listed_and_found_active_only_while_they_last(db: TestDb) {
             secret_digest: "digest",
             abilities: &[Ability::All],
             rate_per_minute: None,
+            daily_quota: None,
+            monthly_quota: None,
             expires_at,
         };
         api_keys::insert(conn.conn(), &key, now()).await.unwrap();

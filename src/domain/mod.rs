@@ -69,6 +69,8 @@ pub mod pacing;
 pub mod phone;
 /// The platforms senders send through.
 pub mod provider;
+/// API keys' request quotas: the periods they count in.
+pub mod quota;
 /// `<<variable>>` templates, parsed once and rendered per recipient.
 pub mod template;
 /// Local days and wall-clock times in a time zone, DST days included.

@@ -25,7 +25,8 @@ use super::AppState;
 use super::error::ApiError;
 use crate::domain::auth::Ability;
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
-use crate::service::api_keys;
+use crate::service::api_keys::{self, Admission};
+use crate::store::Dialect;
 use crate::store::api_keys::ApiKey;
 
 /// The authenticated caller of a request.
@@ -76,6 +77,7 @@ pub mod can {
         AutomationsWrite,
         WebhooksWrite,
         AnalyticsRead,
+        All,
     );
 }
 
@@ -112,7 +114,6 @@ impl<S: Send + Sync, A: Needs> FromRequestParts<S> for Authorized<A> {
 type KeyLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 struct KeyLimit {
-    per_minute: u32,
     limiter: KeyLimiter,
 }
 
@@ -135,7 +136,6 @@ impl ApiLimits {
             .or_insert_with(|| {
                 let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
                 Arc::new(KeyLimit {
-                    per_minute: rate.get(),
                     limiter: RateLimiter::direct(Quota::per_minute(rate))
                         .with_middleware::<StateInformationMiddleware>(),
                 })
@@ -159,25 +159,65 @@ pub async fn authenticate(
         .rate_per_minute
         .and_then(|rate| u32::try_from(rate).ok())
         .unwrap_or(state.config.api_rate_per_minute);
-    let limit = state.api_limits.for_key(key.id, per_minute);
-    let (mut response, remaining) = match limit.limiter.check() {
-        Ok(snapshot) => {
+    // One process (SQLite) keeps the minute's budget in memory; processes sharing PostgreSQL
+    // count it in the database, with the quotas.
+    let shared_minute = state.db.dialect() == Dialect::Postgres;
+    let (mut remaining, mut refused) = (0, None);
+    if !shared_minute {
+        let limit = state.api_limits.for_key(key.id, per_minute);
+        match limit.limiter.check() {
+            Ok(snapshot) => remaining = snapshot.remaining_burst_capacity(),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                refused = Some(ApiError::RateLimited { retry_after });
+            }
+        }
+    }
+    let mut daily = None;
+    if refused.is_none() {
+        let minute_limit = shared_minute.then_some(i64::from(per_minute));
+        match api_keys::admit(&state.db, &key, minute_limit, state.clock.now()).await {
+            Ok(Admission::Admitted {
+                daily: quota,
+                minute_remaining,
+            }) => {
+                daily = quota;
+                if let Some(left) = minute_remaining {
+                    remaining = u32::try_from(left).unwrap_or(0);
+                }
+            }
+            Ok(Admission::DailyQuotaExceeded { retry_after, quota }) => {
+                daily = Some((quota, 0));
+                refused = Some(ApiError::DailyQuotaExceeded { retry_after });
+            }
+            Ok(Admission::MonthlyQuotaExceeded { retry_after }) => {
+                refused = Some(ApiError::MonthlyQuotaExceeded { retry_after });
+            }
+            Ok(Admission::RateLimited { retry_after }) => {
+                refused = Some(ApiError::RateLimited { retry_after });
+            }
+            Err(error) => refused = Some(error.into()),
+        }
+    }
+    let mut response = match refused {
+        Some(error) => error.into_response(),
+        None => {
             request.extensions_mut().insert(Caller {
                 key_id: key.id,
                 workspace: key.workspace_id,
                 abilities: key.abilities.0.into(),
             });
-            (next.run(request).await, snapshot.remaining_burst_capacity())
-        }
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            (ApiError::RateLimited { retry_after }.into_response(), 0)
+            next.run(request).await
         }
     };
     let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(limit.per_minute));
+    headers.insert("x-ratelimit-limit", HeaderValue::from(per_minute.max(1)));
     headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    if let Some((quota, left)) = daily {
+        headers.insert("x-ratelimit-daily-limit", HeaderValue::from(quota));
+        headers.insert("x-ratelimit-daily-remaining", HeaderValue::from(left));
+    }
     response
 }
 

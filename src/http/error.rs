@@ -64,6 +64,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("too many requests; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
+    #[error("this API key's daily quota is used up; it refills at midnight UTC")]
+    DailyQuotaExceeded { retry_after: u64 },
+    #[error("this API key's monthly quota is used up; it refills on the first of next month (UTC)")]
+    MonthlyQuotaExceeded { retry_after: u64 },
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -126,6 +130,16 @@ impl ApiError {
                 "rate_limited",
                 json!({ "retry_after": retry_after }),
             ),
+            Self::DailyQuotaExceeded { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "daily_quota_exceeded",
+                json!({ "retry_after": retry_after }),
+            ),
+            Self::MonthlyQuotaExceeded { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "monthly_quota_exceeded",
+                json!({ "retry_after": retry_after }),
+            ),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!({})),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,7 +160,10 @@ impl IntoResponse for ApiError {
         let body =
             json!({ "error": { "code": code, "message": self.to_string(), "details": details } });
         let mut response = (status, Json(body)).into_response();
-        if let Self::RateLimited { retry_after } = self {
+        if let Self::RateLimited { retry_after }
+        | Self::DailyQuotaExceeded { retry_after }
+        | Self::MonthlyQuotaExceeded { retry_after } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 use crate::store::Page;
 
 mod analytics;
+mod api_keys;
 /// Who is calling, what they may do and how fast.
 pub mod auth;
 mod automations;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(automations::router())
         .merge(webhooks::router())
         .merge(analytics::router())
+        .merge(api_keys::router())
         // Inner to outer: the caller is known before an idempotency key is looked up.
         .layer(from_fn_with_state(
             state.clone(),

@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 
 use super::{ServiceError, ServiceResult};
 use crate::domain::auth::{Ability, NewToken, PresentedToken};
-use crate::domain::ids::ApiKeyId;
+use crate::domain::ids::{ApiKeyId, WorkspaceId};
+use crate::domain::quota::{
+    Periods, minute_key, seconds_to_next_day, seconds_to_next_minute, seconds_to_next_month,
+};
 use crate::store::api_keys::{self, ApiKey, KeyListing};
 use crate::store::{Db, workspaces};
 
@@ -18,6 +21,10 @@ pub struct NewKey<'a> {
     pub name: &'a str,
     pub abilities: Vec<Ability>,
     pub rate_per_minute: Option<u32>,
+    /// Requests a UTC day; `None`: no quota.
+    pub daily_quota: Option<u32>,
+    /// Requests a UTC month; `None`: no quota.
+    pub monthly_quota: Option<u32>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -47,6 +54,12 @@ pub async fn create(db: &Db, key: NewKey<'_>, now: DateTime<Utc>) -> ServiceResu
     if key.rate_per_minute == Some(0) {
         errors.add("rate_per_minute", "must be at least 1");
     }
+    if key.daily_quota == Some(0) {
+        errors.add("daily_quota", "must be at least 1");
+    }
+    if key.monthly_quota == Some(0) {
+        errors.add("monthly_quota", "must be at least 1");
+    }
     errors.into_result()?;
     let minted = NewToken::generate();
     let mut tx = db.begin().await?;
@@ -58,6 +71,8 @@ pub async fn create(db: &Db, key: NewKey<'_>, now: DateTime<Utc>) -> ServiceResu
         secret_digest: &minted.secret_digest,
         abilities: &key.abilities,
         rate_per_minute: key.rate_per_minute,
+        daily_quota: key.daily_quota.map(i64::from),
+        monthly_quota: key.monthly_quota.map(i64::from),
         expires_at: key.expires_at,
     };
     api_keys::insert(tx.conn(), &row, now).await?;
@@ -109,6 +124,133 @@ pub async fn authenticate(
     Ok(key.filter(|key| presented.matches(&key.secret_digest)))
 }
 
+/// What a request's key may still do, once counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admitted {
+        /// The daily quota and what is left of it, when the key has one.
+        daily: Option<(i64, i64)>,
+        /// Requests left in this minute's window, when the window is the database's.
+        minute_remaining: Option<i64>,
+    },
+    DailyQuotaExceeded {
+        retry_after: u64,
+        quota: i64,
+    },
+    MonthlyQuotaExceeded {
+        retry_after: u64,
+    },
+    /// Past the per-minute limit counted in the database (several processes share it).
+    RateLimited {
+        retry_after: u64,
+    },
+}
+
+/// Counts a request of `key` against its quotas, and against `per_minute` in the database when
+/// `shared_minute` (PostgreSQL: processes share the window; SQLite's one process keeps it in
+/// memory). A refused request is taken back: it uses none of the key's quota.
+pub async fn admit(
+    db: &Db,
+    key: &ApiKey,
+    per_minute: Option<i64>,
+    now: DateTime<Utc>,
+) -> ServiceResult<Admission> {
+    let periods = Periods::at(now);
+    let mut counted = vec![periods.day.as_str(), periods.month.as_str()];
+    if per_minute.is_some() {
+        counted.push(periods.minute.as_str());
+    }
+    let mut conn = db.write().await?;
+    let counts = api_keys::count_request(conn.conn(), key.id, &counted).await?;
+    let count_of = |period: &str| {
+        counts
+            .iter()
+            .find(|(name, _)| name == period)
+            .map_or(0, |(_, count)| *count)
+    };
+    let today = count_of(&periods.day);
+    let minute = count_of(&periods.minute);
+    let refusal = if key.daily_quota.is_some_and(|quota| today > quota) {
+        Some(Admission::DailyQuotaExceeded {
+            retry_after: seconds_to_next_day(now),
+            quota: key.daily_quota.unwrap_or_default(),
+        })
+    } else if key
+        .monthly_quota
+        .is_some_and(|quota| count_of(&periods.month) > quota)
+    {
+        Some(Admission::MonthlyQuotaExceeded {
+            retry_after: seconds_to_next_month(now),
+        })
+    } else if per_minute.is_some_and(|limit| minute > limit) {
+        Some(Admission::RateLimited {
+            retry_after: seconds_to_next_minute(now),
+        })
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        api_keys::uncount_request(conn.conn(), key.id, &counted).await?;
+        return Ok(refusal);
+    }
+    if minute == 1 {
+        // Once a minute per key: windows older than an hour are of no use.
+        let cutoff = minute_key(now - chrono::Duration::hours(1));
+        api_keys::prune_minutes(conn.conn(), &cutoff).await?;
+    }
+    Ok(Admission::Admitted {
+        daily: key.daily_quota.map(|quota| (quota, (quota - today).max(0))),
+        minute_remaining: per_minute.map(|limit| (limit - minute).max(0)),
+    })
+}
+
+/// A key as `GET /v1/me` shows it, with its usage so far.
+#[derive(Clone, Debug)]
+pub struct Me {
+    pub key: ApiKey,
+    pub workspace: String,
+    pub today: i64,
+    pub month: i64,
+}
+
+pub async fn me(db: &Db, key: ApiKeyId, now: DateTime<Utc>) -> ServiceResult<Me> {
+    let periods = Periods::at(now);
+    let mut conn = db.read().await?;
+    let key = api_keys::find_active(conn.conn(), key, now)
+        .await?
+        .ok_or(crate::store::StoreError::NotFound)?;
+    let workspace = workspaces::get(conn.conn(), key.workspace_id).await?.name;
+    let today = api_keys::requests_in(conn.conn(), key.id, &periods.day).await?;
+    let month = api_keys::requests_in(conn.conn(), key.id, &periods.month).await?;
+    Ok(Me {
+        key,
+        workspace,
+        today,
+        month,
+    })
+}
+
+/// A workspace's keys, oldest first (revoked and expired ones included).
+pub async fn list_in(db: &Db, workspace: WorkspaceId) -> ServiceResult<Vec<KeyListing>> {
+    let mut conn = db.read().await?;
+    Ok(api_keys::list(conn.conn(), Some(workspace)).await?)
+}
+
+/// Revokes a key of `workspace`; another workspace's key, or none, is not found.
+pub async fn revoke_in(
+    db: &Db,
+    workspace: WorkspaceId,
+    id: ApiKeyId,
+    now: DateTime<Utc>,
+) -> ServiceResult<()> {
+    let mut conn = db.write().await?;
+    if api_keys::revoke_in(conn.conn(), workspace, id, now).await? {
+        Ok(())
+    } else {
+        Err(crate::store::StoreError::NotFound.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +269,8 @@ mod tests {
             name: "ci",
             abilities: vec![Ability::ContactsRead],
             rate_per_minute: None,
+            daily_quota: None,
+            monthly_quota: None,
             expires_at,
         }
     }

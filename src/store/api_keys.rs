@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::types::Json;
 
+use super::sql::{Param, SqlBuilder, bind_params};
 use super::{Conn, Result, on_conn};
 use crate::domain::auth::Ability;
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
@@ -16,7 +17,10 @@ pub struct ApiKey {
     pub secret_digest: String,
     pub abilities: Json<Vec<Ability>>,
     pub rate_per_minute: Option<i64>,
+    pub daily_quota: Option<i64>,
+    pub monthly_quota: Option<i64>,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub struct NewApiKey<'a> {
@@ -26,14 +30,16 @@ pub struct NewApiKey<'a> {
     pub secret_digest: &'a str,
     pub abilities: &'a [Ability],
     pub rate_per_minute: Option<u32>,
+    pub daily_quota: Option<i64>,
+    pub monthly_quota: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(conn: Conn<'_>, key: &NewApiKey<'_>, now: DateTime<Utc>) -> Result<()> {
     on_conn!(conn, c => sqlx::query(
         "INSERT INTO api_keys (id, workspace_id, name, secret_digest, abilities, rate_per_minute,
-                               created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                               created_at, expires_at, daily_quota, monthly_quota)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(key.id)
     .bind(key.workspace_id)
@@ -43,6 +49,8 @@ pub async fn insert(conn: Conn<'_>, key: &NewApiKey<'_>, now: DateTime<Utc>) -> 
     .bind(key.rate_per_minute.map(i64::from))
     .bind(now)
     .bind(key.expires_at)
+    .bind(key.daily_quota)
+    .bind(key.monthly_quota)
     .execute(&mut *c)
     .await.map(drop))?;
     Ok(())
@@ -56,7 +64,8 @@ pub async fn find_active(
     now: DateTime<Utc>,
 ) -> Result<Option<ApiKey>> {
     on_conn!(conn, c => Ok(sqlx::query_as(
-        "SELECT id, workspace_id, name, secret_digest, abilities, rate_per_minute, created_at
+        "SELECT id, workspace_id, name, secret_digest, abilities, rate_per_minute, daily_quota,
+                monthly_quota, created_at, expires_at
          FROM api_keys
          WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
     )
@@ -73,6 +82,9 @@ pub struct KeyListing {
     pub workspace: String,
     pub name: String,
     pub abilities: Json<Vec<Ability>>,
+    pub rate_per_minute: Option<i64>,
+    pub daily_quota: Option<i64>,
+    pub monthly_quota: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -81,8 +93,8 @@ pub struct KeyListing {
 /// Every key, or a workspace's, oldest first, with its workspace's name.
 pub async fn list(conn: Conn<'_>, workspace: Option<WorkspaceId>) -> Result<Vec<KeyListing>> {
     on_conn!(conn, c => Ok(sqlx::query_as(
-        "SELECT k.id, w.name AS workspace, k.name, k.abilities, k.created_at, k.expires_at,
-                k.revoked_at
+        "SELECT k.id, w.name AS workspace, k.name, k.abilities, k.rate_per_minute, k.daily_quota,
+                k.monthly_quota, k.created_at, k.expires_at, k.revoked_at
          FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id
          WHERE $1 IS NULL OR k.workspace_id = $1
          ORDER BY k.created_at, k.id",
@@ -103,4 +115,90 @@ pub async fn revoke(conn: Conn<'_>, id: ApiKeyId, now: DateTime<Utc>) -> Result<
     .await?
     .rows_affected());
     Ok(done == 1)
+}
+
+/// Revokes a key of `workspace`; `false` when it has no such active key.
+pub async fn revoke_in(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    id: ApiKeyId,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let done = on_conn!(conn, c => sqlx::query(
+        "UPDATE api_keys SET revoked_at = $3
+         WHERE id = $1 AND workspace_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(done == 1)
+}
+
+/// Counts one request of `key` in each of `periods` and returns each period's count after it.
+pub async fn count_request(
+    conn: Conn<'_>,
+    key: ApiKeyId,
+    periods: &[&str],
+) -> Result<Vec<(String, i64)>> {
+    let mut upsert =
+        SqlBuilder::new("INSERT INTO api_key_usage (api_key_id, period, requests) VALUES ");
+    for (index, period) in periods.iter().enumerate() {
+        if index > 0 {
+            upsert.push(", ");
+        }
+        upsert.bind_list([
+            Param::Id(key.0),
+            Param::Text((*period).to_owned()),
+            Param::Int(1),
+        ]);
+    }
+    upsert.push(
+        " ON CONFLICT (api_key_id, period) DO UPDATE SET requests = api_key_usage.requests + 1
+          RETURNING period, requests",
+    );
+    on_conn!(conn, c => Ok(bind_params!(sqlx::query_as(super::sql::built(&upsert, &*c)), &upsert.params)
+        .fetch_all(&mut *c)
+        .await?))
+}
+
+/// Takes back a request counted in `periods` (it was refused: a refused request uses no quota).
+pub async fn uncount_request(conn: Conn<'_>, key: ApiKeyId, periods: &[&str]) -> Result<()> {
+    let mut update =
+        SqlBuilder::new("UPDATE api_key_usage SET requests = requests - 1 WHERE api_key_id = ");
+    update.bind(Param::Id(key.0)).push(" AND period IN ");
+    update.bind_list(
+        periods
+            .iter()
+            .map(|period| Param::Text((*period).to_owned())),
+    );
+    on_conn!(conn, c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
+        .execute(&mut *c)
+        .await
+        .map(drop))?;
+    Ok(())
+}
+
+/// Requests of `key` counted in `period` so far.
+pub async fn requests_in(conn: Conn<'_>, key: ApiKeyId, period: &str) -> Result<i64> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "SELECT COALESCE((SELECT requests FROM api_key_usage WHERE api_key_id = $1 AND period = $2), 0)",
+    )
+    .bind(key)
+    .bind(period)
+    .fetch_one(&mut *c)
+    .await?))
+}
+
+/// Forgets per-minute windows before `cutoff` (a `min:` key).
+pub async fn prune_minutes(conn: Conn<'_>, cutoff: &str) -> Result<u64> {
+    on_conn!(conn, c => Ok(sqlx::query(
+        "DELETE FROM api_key_usage WHERE period LIKE 'min:%' AND period < $1",
+    )
+    .bind(cutoff)
+    .execute(&mut *c)
+    .await?
+    .rows_affected()))
 }

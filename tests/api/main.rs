@@ -17,6 +17,7 @@ mod imports;
 mod messages;
 mod metrics;
 mod openapi;
+mod quotas;
 mod senders;
 mod templates;
 mod webhooks;
@@ -171,12 +172,30 @@ impl Api {
             abilities: abilities.into(),
             workspace: workspace.into(),
             rate_per_minute,
+            daily_quota: None,
+            monthly_quota: None,
             expires_at: None,
         };
         create_api_key(&self.state.db, &SystemClock, &args)
             .await
             .expect("key created")
             .1
+    }
+
+    /// A second server on the same database, as another process would be: its own pools, its
+    /// own in-memory limits. Returns its base URL; it stops when the test's runtime ends.
+    pub async fn twin(&self) -> String {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: self._db.url.clone(),
+            engine_tick_ms: 20,
+            allow_private_urls: true,
+            ..Config::default()
+        };
+        let app = Application::build(config).await.expect("the twin starts");
+        let base = format!("http://{}", app.local_addr().unwrap());
+        tokio::spawn(app.run_until(std::future::pending()));
+        base
     }
 
     pub fn state(&self) -> &AppState {

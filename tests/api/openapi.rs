@@ -84,6 +84,10 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/contacts/export"),
     ("get", "/v1/campaigns/{id}/messages/export"),
     ("get", "/metrics"),
+    ("get", "/v1/me"),
+    ("get", "/v1/api-keys"),
+    ("post", "/v1/api-keys"),
+    ("delete", "/v1/api-keys/{id}"),
     ("get", "/v1/health"),
     ("get", "/v1/openapi.json"),
 ];
