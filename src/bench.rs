@@ -53,6 +53,11 @@ pub struct BenchArgs {
     /// and how long after the campaign's end the last `message.sent` arrives.
     #[arg(long, conflicts_with_all = ["sandbox_only", "automations_only"])]
     pub webhooks_only: bool,
+    /// Only analytics: 1,000,000 messages (one campaign of them all, 99 small ones, 50,000
+    /// inbound) and 100,000 contacts over 90 days, then each analytics endpoint's p50 and p95
+    /// over HTTP, and the CSV export of the 1,000,000 messages (rows a second, memory).
+    #[arg(long, conflicts_with_all = ["sandbox_only", "automations_only", "webhooks_only"])]
+    pub analytics: bool,
     /// Run on this database instead of a fresh SQLite file (it should be empty: the benchmark
     /// adds a workspace of its own).
     #[arg(long)]
@@ -117,6 +122,8 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         bench_automations(&config).await
     } else if args.webhooks_only {
         bench_webhooks(&config, recipients).await
+    } else if args.analytics {
+        bench_analytics(&config).await
     } else {
         bench(&config, recipients, args.sandbox_only).await
     };
@@ -952,4 +959,282 @@ fn current_rss_kib() -> u64 {
 /// Resets VmHWM to the current RSS (writing 5 to clear_refs), so a run's peak is its own.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Days of history the analytics benchmark writes.
+const HISTORY_DAYS: i64 = 90;
+const HISTORY_CONTACTS: u32 = 100_000;
+const BIG_CAMPAIGN: usize = 1_000_000;
+const SMALL_CAMPAIGNS: usize = 99;
+const SMALL_CAMPAIGN: usize = 1_000;
+const HISTORY_INBOUND: usize = 50_000;
+const HISTORY_SENDERS: usize = 5;
+const ENDPOINT_SAMPLES: usize = 200;
+
+async fn bench_analytics(config: &Config) -> anyhow::Result<()> {
+    let config = Config {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..config.clone()
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app = crate::app::Application::build_with_clock(config.clone(), clock.clone()).await?;
+    let db = app.state().db.clone();
+    let base = format!("http://{}", app.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let measured = async {
+        let written = Instant::now();
+        let (workspace_name, big) = analytics_history(&db, clock.now()).await?;
+        let history_seconds = written.elapsed().as_secs_f64();
+        let key = crate::service::api_keys::NewKey {
+            workspace: &workspace_name,
+            name: "analyst",
+            abilities: vec![crate::domain::auth::Ability::All],
+            rate_per_minute: Some(100_000_000),
+            daily_quota: None,
+            monthly_quota: None,
+            expires_at: None,
+        };
+        let token = crate::service::api_keys::create(&db, key, clock.now())
+            .await?
+            .token;
+        let client = reqwest::Client::new();
+        let today = clock.now().date_naive();
+        let from = today - chrono::Days::new(HISTORY_DAYS as u64);
+        let quarter = format!("from={from}&to={today}&timezone=Asia/Kolkata");
+        let endpoints = [
+            ("overview".to_owned(), "/v1/analytics/overview?timezone=Asia/Kolkata".to_owned()),
+            ("campaigns, 90 days".into(), format!("/v1/analytics/campaigns?{quarter}")),
+            ("senders, 90 days".into(), format!("/v1/analytics/senders?{quarter}")),
+            ("contacts, 90 days".into(), format!("/v1/analytics/contacts?{quarter}")),
+            ("activity, 90 days".into(), format!("/v1/analytics/activity?{quarter}")),
+            ("activity, 30 days".into(), "/v1/analytics/activity".into()),
+            (
+                "timeline of the 1M campaign, by hour".into(),
+                format!("/v1/campaigns/{}/timeline?bucket=hour", big.0),
+            ),
+        ];
+        let mut latencies = serde_json::Map::new();
+        for (name, path) in &endpoints {
+            let mut samples = Vec::with_capacity(ENDPOINT_SAMPLES);
+            for _ in 0..ENDPOINT_SAMPLES {
+                let started = Instant::now();
+                let response = client
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().is_success(), "{path}: {}", response.status());
+                response.bytes().await?;
+                samples.push(started.elapsed());
+            }
+            samples.sort();
+            let (p50, p95) = (samples[samples.len() / 2], samples[samples.len() * 95 / 100]);
+            println!(
+                "{name}: p50 {:.2} ms, p95 {:.2} ms",
+                p50.as_secs_f64() * 1e3,
+                p95.as_secs_f64() * 1e3
+            );
+            latencies.insert(
+                name.clone(),
+                json!({"p50_ms": round(p50.as_secs_f64() * 1e3), "p95_ms": round(p95.as_secs_f64() * 1e3)}),
+            );
+        }
+
+        // The export of the 1,000,000 messages, read as it streams; memory sampled meanwhile.
+        // Twice: the first warms SQLite's page caches (32 MB per reader connection), so the
+        // second shows what the export itself holds.
+        let idle_rss = current_rss_kib();
+        let mut exports = Vec::new();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let mut response = client
+                .get(format!("{base}/v1/campaigns/{}/messages/export", big.0))
+                .bearer_auth(&token)
+                .send()
+                .await?;
+            anyhow::ensure!(response.status().is_success(), "export: {}", response.status());
+            let (mut lines, mut bytes, mut peak_rss) = (0u64, 0u64, idle_rss);
+            while let Some(chunk) = response.chunk().await? {
+                lines += chunk.iter().filter(|byte| **byte == b'\n').count() as u64;
+                bytes += chunk.len() as u64;
+                peak_rss = peak_rss.max(current_rss_kib());
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let rows = lines.saturating_sub(1);
+            let over_idle = peak_rss.saturating_sub(idle_rss) as f64 / 1024.0;
+            println!(
+                "export of {rows} messages: {:.0} rows/s, {:.1} MiB of CSV, peak RSS +{over_idle:.1} MiB over the idle server",
+                rows as f64 / seconds,
+                bytes as f64 / 1_048_576.0,
+            );
+            exports.push(json!({"rows": rows, "seconds": round(seconds),
+                                "rows_per_second": (rows as f64 / seconds).round(),
+                                "rss_over_idle_mib": round(over_idle)}));
+        }
+        anyhow::Ok(json!({
+            "database": crate::app::redact(&config.database_url),
+            "history": {"messages": BIG_CAMPAIGN + SMALL_CAMPAIGNS * SMALL_CAMPAIGN + HISTORY_INBOUND,
+                        "contacts": HISTORY_CONTACTS, "days": HISTORY_DAYS,
+                        "written_seconds": round(history_seconds)},
+            "endpoints": latencies,
+            "exports": exports,
+        }))
+    }
+    .await;
+    let _ = stop.send(());
+    let _ = server.await;
+    println!("{}", measured?);
+    Ok(())
+}
+
+/// Writes the analytics benchmark's history into a workspace of its own; returns the
+/// workspace's name and the big campaign.
+async fn analytics_history(
+    db: &Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(String, CampaignId)> {
+    use crate::domain::message::{Counters, Event, Progress};
+    use crate::store::analytics::{PastMessage, insert_past, insert_past_campaign};
+    use rand::{Rng, SeedableRng};
+
+    let name = format!("analytics-{}", now.format("%Y%m%d-%H%M%S%.3f"));
+    let workspace = workspaces::ensure(db, &name, now).await?.id;
+    let start = now - chrono::Duration::days(HISTORY_DAYS);
+    let span = (now - start).num_seconds();
+    // Contacts, a day's worth at a time, each day's on that day.
+    let per_day = HISTORY_CONTACTS.div_ceil(HISTORY_DAYS as u32);
+    for day in 0..HISTORY_DAYS as u32 {
+        let first = day * per_day;
+        let last = (first + per_day).min(HISTORY_CONTACTS);
+        let people: Vec<ContactInput> = (first..last)
+            .map(|n| ContactInput {
+                phone: Some(format!("+2010{n:08}")),
+                name: Some(format!("Contact {n}")),
+                ..ContactInput::default()
+            })
+            .collect();
+        let at = start + chrono::Duration::days(i64::from(day)) + chrono::Duration::hours(9);
+        contacts::create_many(db, workspace, people, at).await?;
+    }
+    let mut senders = Vec::new();
+    for n in 0..HISTORY_SENDERS {
+        let settings = SenderSettings {
+            name: format!("Line {n}"),
+            provider: "sandbox".into(),
+            provider_config: json!({}),
+            timezone: "UTC".into(),
+            pacing: Pacing::default(),
+        };
+        let (sender, _) =
+            sender_service::create(db, workspace, settings, UrlGuard::ALLOW_PRIVATE, now).await?;
+        senders.push(sender.id);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x4157);
+    // How one send ended: 5 % failed, the rest sent, 85 % of those delivered, 60 % of those read.
+    let ended = |sent_at: chrono::DateTime<chrono::Utc>, rng: &mut rand::rngs::StdRng| {
+        let progress = Progress::pending();
+        if rng.random_bool(0.05) {
+            return progress
+                .apply(Event::Failed { at: sent_at })
+                .unwrap_or(progress);
+        }
+        let mut progress = progress
+            .apply(Event::Sent { at: sent_at })
+            .unwrap_or(progress);
+        if rng.random_bool(0.85) {
+            let at = sent_at + chrono::Duration::seconds(rng.random_range(1..120));
+            progress = progress.apply(Event::Delivered { at }).unwrap_or(progress);
+            if rng.random_bool(0.6) {
+                let at = at + chrono::Duration::seconds(rng.random_range(1..7200));
+                progress = progress.apply(Event::Read { at }).unwrap_or(progress);
+            }
+        }
+        progress
+    };
+    let write = async |batch: &mut Vec<PastMessage>| -> anyhow::Result<()> {
+        let mut tx = db.begin().await?;
+        insert_past(tx.conn(), batch).await?;
+        tx.commit().await?;
+        batch.clear();
+        Ok(())
+    };
+    // The big campaign: its sends spread over the 90 days.
+    let mut all = Vec::new();
+    let mut plan: Vec<(
+        usize,
+        chrono::DateTime<chrono::Utc>,
+        i64,
+        crate::domain::ids::SenderId,
+    )> = vec![(BIG_CAMPAIGN, start, span, senders[0])];
+    for n in 0..SMALL_CAMPAIGNS {
+        let from = start + chrono::Duration::seconds(rng.random_range(0..span - 3600));
+        plan.push((
+            SMALL_CAMPAIGN,
+            from,
+            3600,
+            senders[1 + n % (HISTORY_SENDERS - 1)],
+        ));
+    }
+    let mut big = None;
+    for (index, (size, from, seconds, sender)) in plan.into_iter().enumerate() {
+        let mut counters = Counters::default();
+        let mut ends = Vec::with_capacity(size);
+        for _ in 0..size {
+            let sent_at = from + chrono::Duration::seconds(rng.random_range(0..seconds));
+            let progress = ended(sent_at, &mut rng);
+            counters += Counters::of(&progress);
+            ends.push((sent_at, progress));
+        }
+        let last = ends.iter().map(|(at, _)| *at).max().unwrap_or(from);
+        let id = insert_past_campaign(
+            db.write().await?.conn(),
+            workspace,
+            sender,
+            &format!("History {index}"),
+            (from, last),
+            counters,
+        )
+        .await?;
+        big.get_or_insert(id);
+        for (n, (sent_at, progress)) in ends.into_iter().enumerate() {
+            all.push(PastMessage {
+                workspace,
+                sender,
+                campaign: Some(id),
+                contact: None,
+                phone: format!("+2010{:08}", n as u32 % HISTORY_CONTACTS),
+                inbound: false,
+                created_at: sent_at - chrono::Duration::seconds(1),
+                progress,
+            });
+            if all.len() >= 20_000 {
+                write(&mut all).await?;
+            }
+        }
+    }
+    for n in 0..HISTORY_INBOUND {
+        let at = start + chrono::Duration::seconds(rng.random_range(0..span));
+        all.push(PastMessage {
+            workspace,
+            sender: senders[n % HISTORY_SENDERS],
+            campaign: None,
+            contact: None,
+            phone: format!("+2010{:08}", n as u32 % HISTORY_CONTACTS),
+            inbound: true,
+            created_at: at,
+            progress: Progress {
+                status: crate::domain::message::MessageStatus::Delivered,
+                delivered_at: Some(at),
+                ..Progress::pending()
+            },
+        });
+        if all.len() >= 20_000 {
+            write(&mut all).await?;
+        }
+    }
+    write(&mut all).await?;
+    Ok((name, big.context("no campaign was written")?))
 }

@@ -35,6 +35,41 @@ CREATE TABLE campaign_timeline (
     PRIMARY KEY (campaign_id, minute)
 );
 
+-- The same counts a level up, so that a long period reads a row a day, not four an hour: by UTC
+-- day (days since the epoch), and by hour for the whole workspace (activity of every sender).
+CREATE TABLE message_rollups_daily (
+    workspace_id  UUID NOT NULL,
+    day           BIGINT NOT NULL,
+    sender_id     UUID NOT NULL,
+    direction     TEXT NOT NULL,
+    outcome       TEXT NOT NULL,
+    count         BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, day, sender_id, direction, outcome)
+);
+
+CREATE TABLE workspace_rollups (
+    workspace_id  UUID NOT NULL,
+    hour          BIGINT NOT NULL,
+    direction     TEXT NOT NULL,
+    outcome       TEXT NOT NULL,
+    q0            BIGINT NOT NULL,
+    q1            BIGINT NOT NULL,
+    q2            BIGINT NOT NULL,
+    q3            BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, hour, direction, outcome)
+);
+
+-- A campaign's timeline by UTC hour (hours since the epoch), for campaigns that run for days.
+CREATE TABLE campaign_timeline_hourly (
+    campaign_id  UUID NOT NULL,
+    hour         BIGINT NOT NULL,
+    sent         BIGINT NOT NULL,
+    delivered    BIGINT NOT NULL,
+    read         BIGINT NOT NULL,
+    failed       BIGINT NOT NULL,
+    PRIMARY KEY (campaign_id, hour)
+);
+
 -- Contacts created and opted out, by the hour of created_at and opted_out_at. A contact that opts
 -- back in, or is deleted, leaves the buckets it was counted in.
 CREATE TABLE contact_rollups (
@@ -199,3 +234,15 @@ INSERT INTO contact_totals (workspace_id, total, opted_out, blocked)
 SELECT workspace_id, count(*), count(*) FILTER (WHERE opted_out_at IS NOT NULL),
        count(*) FILTER (WHERE blocked)
 FROM contacts GROUP BY workspace_id;
+
+INSERT INTO message_rollups_daily (workspace_id, day, sender_id, direction, outcome, count)
+SELECT workspace_id, hour / 24, sender_id, direction, outcome, SUM(q0 + q1 + q2 + q3)
+FROM message_rollups GROUP BY workspace_id, hour / 24, sender_id, direction, outcome;
+
+INSERT INTO workspace_rollups (workspace_id, hour, direction, outcome, q0, q1, q2, q3)
+SELECT workspace_id, hour, direction, outcome, SUM(q0), SUM(q1), SUM(q2), SUM(q3)
+FROM message_rollups GROUP BY workspace_id, hour, direction, outcome;
+
+INSERT INTO campaign_timeline_hourly (campaign_id, hour, sent, delivered, read, failed)
+SELECT campaign_id, minute / 60, SUM(sent), SUM(delivered), SUM(read), SUM(failed)
+FROM campaign_timeline GROUP BY campaign_id, minute / 60;

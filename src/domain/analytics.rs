@@ -4,7 +4,7 @@
 //! of quarter hours from UTC, so a local day or hour, in any zone and on the days clocks change,
 //! starts and ends on a quarter: its count is an exact sum of quarters, never an estimate.
 
-use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 use super::contact::parse_timezone;
@@ -139,6 +139,28 @@ pub fn local_slot(zone: Tz, quarter: i64) -> (NaiveDate, u32) {
     (local.date_naive(), local.hour())
 }
 
+/// [`local_slot`] of the four quarters of a UTC hour (hours since the epoch). The zone's
+/// offset is looked up at the hour's start and end only: when they agree (every hour but the
+/// one clocks change in), it holds for all four.
+pub fn local_slots_of_hour(zone: Tz, hour: i64) -> [(NaiveDate, u32); 4] {
+    let offset_at = |seconds: i64| {
+        let at = DateTime::from_timestamp(seconds, 0).unwrap_or_default();
+        zone.offset_from_utc_datetime(&at.naive_utc()).fix()
+    };
+    let start = hour * 3600;
+    let first = offset_at(start);
+    if first != offset_at(start + 3599) {
+        return std::array::from_fn(|index| local_slot(zone, hour * 4 + index as i64));
+    }
+    std::array::from_fn(|index| {
+        let at = DateTime::from_timestamp(start + index as i64 * QUARTER_SECONDS, 0)
+            .unwrap_or_default()
+            .naive_utc()
+            + first;
+        (at.date(), at.hour())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +216,34 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
         assert_eq!(local_slot(zone, six), (day, 1));
         assert_eq!(local_slot(zone, six + 4), (day, 3));
+    }
+
+    #[test]
+    fn an_hours_quarters_map_like_each_quarter_alone() {
+        for zone in [
+            "Asia/Kolkata",
+            "America/New_York",
+            "Australia/Lord_Howe",
+            "UTC",
+        ] {
+            let zone: Tz = zone.parse().unwrap();
+            // Around New York's spring-forward and autumn days, and Lord Howe's half-hour DST.
+            for start in [
+                "2026-03-08T00:00:00Z",
+                "2026-11-01T00:00:00Z",
+                "2026-04-04T12:00:00Z",
+            ] {
+                let first = at(start).timestamp() / 3600;
+                for hour in first..first + 24 {
+                    let each: Vec<_> = (0..4).map(|q| local_slot(zone, hour * 4 + q)).collect();
+                    assert_eq!(
+                        local_slots_of_hour(zone, hour).to_vec(),
+                        each,
+                        "{zone} {hour}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ServiceError, ServiceResult};
-use crate::domain::analytics::{Period, Quarters, local_slot};
+use crate::domain::analytics::{Period, Quarters, local_slot, local_slots_of_hour};
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::ids::{CampaignId, SenderId, WorkspaceId};
 use crate::domain::message::percentage;
@@ -345,14 +345,18 @@ pub async fn activity(
     }
     let hours = rollups::activity_by_hour(conn.conn(), workspace, quarters.hours(), sender).await?;
     let mut slots: BTreeMap<(NaiveDate, u32, ActivityDirection), i64> = BTreeMap::new();
-    for (hour, quarter, count) in in_period(&hours, quarters) {
+    for hour in &hours {
         let direction = match hour.outcome.as_str() {
             "sent" => ActivityDirection::Outbound,
             "received" => ActivityDirection::Inbound,
             _ => continue,
         };
-        let (date, local_hour) = local_slot(period.zone, quarter);
-        *slots.entry((date, local_hour, direction)).or_default() += count;
+        let local = local_slots_of_hour(period.zone, hour.hour);
+        for ((quarter, count), (date, local_hour)) in hour.quarters().zip(local) {
+            if count != 0 && quarters.contains(quarter) {
+                *slots.entry((date, local_hour, direction)).or_default() += count;
+            }
+        }
     }
     Ok(slots
         .into_iter()
@@ -375,15 +379,6 @@ pub enum Bucket {
     Hour,
 }
 
-impl Bucket {
-    fn minutes(self) -> i64 {
-        match self {
-            Bucket::Minute => 1,
-            Bucket::Hour => 60,
-        }
-    }
-}
-
 /// What happened to a campaign's messages in one bucket (UTC).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TimelinePoint {
@@ -404,7 +399,7 @@ pub async fn timeline(
     let mut conn = db.read().await?;
     // Another workspace's campaign is not found.
     campaigns::get(conn.conn(), workspace, campaign).await?;
-    let rows = rollups::timeline(conn.conn(), campaign, bucket.minutes()).await?;
+    let rows = rollups::timeline(conn.conn(), campaign, bucket == Bucket::Hour).await?;
     Ok(rows
         .into_iter()
         .map(|row| TimelinePoint {

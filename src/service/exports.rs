@@ -10,7 +10,7 @@ use crate::domain::ids::{CampaignId, ContactId, MessageId, WorkspaceId};
 use crate::domain::message::MessageStatus;
 use crate::store::contacts::{self, Contact, ContactFilter};
 use crate::store::messages::{self, Message};
-use crate::store::{Db, StoreError, campaigns};
+use crate::store::{Db, StoreError, analytics, campaigns};
 
 /// Rows read and written per step.
 const PAGE: i64 = 1000;
@@ -52,7 +52,10 @@ pub async fn contacts_csv(
             let (db, after) = state?;
             let page = async {
                 let mut conn = db.read().await?;
-                contacts::page_after(conn.conn(), workspace, &filter, after, PAGE).await
+                let page =
+                    contacts::page_after(conn.conn(), workspace, &filter, after, PAGE).await?;
+                analytics::forget_cached_pages(conn.conn()).await?;
+                Ok(page)
             };
             match page.await {
                 Err(error) => Some((Err(error), None)),
@@ -134,7 +137,11 @@ pub async fn campaign_messages_csv(
                 let status = *statuses.get(index)?;
                 let page = async {
                     let mut conn = db.read().await?;
-                    messages::campaign_page_after(conn.conn(), campaign, status, after, PAGE).await
+                    let page =
+                        messages::campaign_page_after(conn.conn(), campaign, status, after, PAGE)
+                            .await?;
+                    analytics::forget_cached_pages(conn.conn()).await?;
+                    Ok(page)
                 };
                 match page.await {
                     Err(error) => return Some((Err(error), None)),

@@ -72,83 +72,148 @@ pub async fn add_steps(mut conn: Conn<'_>, steps: &[Step]) -> Result<()> {
     if steps.is_empty() {
         return Ok(());
     }
-    let mut hours: BTreeMap<(WorkspaceId, i64, SenderId, Outcome), [i64; 4]> = BTreeMap::new();
-    let mut minutes: BTreeMap<(CampaignId, i64), [i64; 4]> = BTreeMap::new();
+    type Quarters4 = [i64; 4];
+    let mut hours: BTreeMap<(WorkspaceId, i64, SenderId, Outcome), Quarters4> = BTreeMap::new();
+    let mut days: BTreeMap<(WorkspaceId, i64, SenderId, Outcome), [i64; 1]> = BTreeMap::new();
+    let mut workspace_hours: BTreeMap<(WorkspaceId, i64, Outcome), Quarters4> = BTreeMap::new();
+    let mut minutes: BTreeMap<(CampaignId, i64), Quarters4> = BTreeMap::new();
+    let mut campaign_hours: BTreeMap<(CampaignId, i64), Quarters4> = BTreeMap::new();
     for step in steps {
         let seconds = step.at.timestamp();
-        let quarter = seconds.rem_euclid(3600) as usize / 900;
-        hours
-            .entry((
-                step.workspace,
-                seconds.div_euclid(3600),
-                step.sender,
-                step.outcome,
-            ))
+        let (hour, quarter) = (
+            seconds.div_euclid(3600),
+            seconds.rem_euclid(3600) as usize / 900,
+        );
+        let key = (step.workspace, hour, step.sender, step.outcome);
+        hours.entry(key).or_default()[quarter] += 1;
+        days.entry((
+            step.workspace,
+            seconds.div_euclid(86_400),
+            step.sender,
+            step.outcome,
+        ))
+        .or_default()[0] += 1;
+        workspace_hours
+            .entry((step.workspace, hour, step.outcome))
             .or_default()[quarter] += 1;
         if let (Some(campaign), Some(index)) = (step.campaign, step.outcome.timeline_index()) {
             minutes
                 .entry((campaign, seconds.div_euclid(60)))
                 .or_default()[index] += 1;
+            campaign_hours.entry((campaign, hour)).or_default()[index] += 1;
         }
     }
-    let hours: Vec<_> = hours.into_iter().collect();
-    for chunk in hours.chunks(rows_per_statement(9)) {
-        let mut upsert = SqlBuilder::new(
-            "INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome,
-                                          q0, q1, q2, q3) VALUES ",
-        );
-        for (index, ((workspace, hour, sender, outcome), q)) in chunk.iter().enumerate() {
+    let by_sender = |(workspace, at, sender, outcome): (WorkspaceId, i64, SenderId, Outcome)| {
+        vec![
+            Param::Id(workspace.0),
+            Param::Int(at),
+            Param::Id(sender.0),
+            Param::Text(outcome.direction().to_owned()),
+            Param::Text(outcome.as_str().to_owned()),
+        ]
+    };
+    let by_campaign =
+        |(campaign, at): (CampaignId, i64)| vec![Param::Id(campaign.0), Param::Int(at)];
+    let quarters = ["q0", "q1", "q2", "q3"];
+    let stages = ["sent", "delivered", "read", "failed"];
+    add_counts(
+        conn.reborrow(),
+        (
+            "message_rollups",
+            &["workspace_id", "hour", "sender_id", "direction", "outcome"],
+            &quarters,
+        ),
+        hours
+            .into_iter()
+            .map(|(key, counts)| (by_sender(key), counts.to_vec())),
+    )
+    .await?;
+    add_counts(
+        conn.reborrow(),
+        (
+            "message_rollups_daily",
+            &["workspace_id", "day", "sender_id", "direction", "outcome"],
+            &["count"],
+        ),
+        days.into_iter()
+            .map(|(key, counts)| (by_sender(key), counts.to_vec())),
+    )
+    .await?;
+    add_counts(
+        conn.reborrow(),
+        (
+            "workspace_rollups",
+            &["workspace_id", "hour", "direction", "outcome"],
+            &quarters,
+        ),
+        workspace_hours
+            .into_iter()
+            .map(|((workspace, hour, outcome), counts)| {
+                let key = vec![
+                    Param::Id(workspace.0),
+                    Param::Int(hour),
+                    Param::Text(outcome.direction().to_owned()),
+                    Param::Text(outcome.as_str().to_owned()),
+                ];
+                (key, counts.to_vec())
+            }),
+    )
+    .await?;
+    add_counts(
+        conn.reborrow(),
+        ("campaign_timeline", &["campaign_id", "minute"], &stages),
+        minutes
+            .into_iter()
+            .map(|(key, counts)| (by_campaign(key), counts.to_vec())),
+    )
+    .await?;
+    add_counts(
+        conn,
+        (
+            "campaign_timeline_hourly",
+            &["campaign_id", "hour"],
+            &stages,
+        ),
+        campaign_hours
+            .into_iter()
+            .map(|(key, counts)| (by_campaign(key), counts.to_vec())),
+    )
+    .await
+}
+
+/// Adds counts to a rollup table: `rows` of (key values, counts), each key once, upserted many
+/// to a statement. The table and column names are this module's constants.
+async fn add_counts(
+    mut conn: Conn<'_>,
+    (table, keys, counts): (&str, &[&str], &[&str]),
+    rows: impl Iterator<Item = (Vec<Param>, Vec<i64>)>,
+) -> Result<()> {
+    let rows: Vec<(Vec<Param>, Vec<i64>)> = rows.collect();
+    let additions: Vec<String> = counts
+        .iter()
+        .map(|column| format!("{column} = {table}.{column} + excluded.{column}"))
+        .collect();
+    for chunk in rows.chunks(rows_per_statement(keys.len() + counts.len())) {
+        let mut upsert = SqlBuilder::new(&format!(
+            "INSERT INTO {table} ({}, {}) VALUES ",
+            keys.join(", "),
+            counts.join(", ")
+        ));
+        for (index, (key, values)) in chunk.iter().enumerate() {
             if index > 0 {
                 upsert.push(", ");
             }
-            upsert.bind_list([
-                Param::Id(workspace.0),
-                Param::Int(*hour),
-                Param::Id(sender.0),
-                Param::Text(outcome.direction().to_owned()),
-                Param::Text(outcome.as_str().to_owned()),
-                Param::Int(q[0]),
-                Param::Int(q[1]),
-                Param::Int(q[2]),
-                Param::Int(q[3]),
-            ]);
+            upsert.bind_list(
+                key.iter()
+                    .cloned()
+                    .chain(values.iter().map(|value| Param::Int(*value))),
+            );
         }
-        upsert.push(
-            " ON CONFLICT (workspace_id, hour, sender_id, direction, outcome) DO UPDATE
-              SET q0 = message_rollups.q0 + excluded.q0, q1 = message_rollups.q1 + excluded.q1,
-                  q2 = message_rollups.q2 + excluded.q2, q3 = message_rollups.q3 + excluded.q3",
-        );
-        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&upsert, &*c)), &upsert.params)
-            .execute(&mut *c)
-            .await
-            .map(drop))?;
-    }
-    let minutes: Vec<_> = minutes.into_iter().collect();
-    for chunk in minutes.chunks(rows_per_statement(6)) {
-        let mut upsert = SqlBuilder::new(
-            "INSERT INTO campaign_timeline (campaign_id, minute, sent, delivered, read, failed)
-             VALUES ",
-        );
-        for (index, ((campaign, minute), counts)) in chunk.iter().enumerate() {
-            if index > 0 {
-                upsert.push(", ");
-            }
-            upsert.bind_list([
-                Param::Id(campaign.0),
-                Param::Int(*minute),
-                Param::Int(counts[0]),
-                Param::Int(counts[1]),
-                Param::Int(counts[2]),
-                Param::Int(counts[3]),
-            ]);
-        }
-        upsert.push(
-            " ON CONFLICT (campaign_id, minute) DO UPDATE
-              SET sent = campaign_timeline.sent + excluded.sent,
-                  delivered = campaign_timeline.delivered + excluded.delivered,
-                  read = campaign_timeline.read + excluded.read,
-                  failed = campaign_timeline.failed + excluded.failed",
-        );
+        upsert.push(&format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            keys.join(", "),
+            additions.join(", ")
+        ));
         on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&upsert, &*c)), &upsert.params)
             .execute(&mut *c)
             .await
@@ -219,8 +284,64 @@ const QUARTERS_IN_RANGE: &str = "CASE WHEN hour * 4 >= $2 AND hour * 4 < $3 THEN
      + CASE WHEN hour * 4 + 2 >= $2 AND hour * 4 + 2 < $3 THEN q2 ELSE 0 END
      + CASE WHEN hour * 4 + 3 >= $2 AND hour * 4 + 3 < $3 THEN q3 ELSE 0 END";
 
-/// Every sender's messages in `quarters`, by outcome (sent, delivered, read, failed, received).
+/// Quarters in a UTC day.
+const QUARTERS_A_DAY: i64 = 96;
+
+/// Every sender's messages in `quarters`, by outcome (sent, delivered, read, failed, received):
+/// the whole UTC days inside from the daily rollups, the partial days at either end (a zone's
+/// midnight is rarely UTC's) from the hourly ones, quarter by quarter.
 pub async fn sender_counts(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    quarters: Quarters,
+) -> Result<Vec<SenderCount>> {
+    let first_day = (quarters.start + QUARTERS_A_DAY - 1).div_euclid(QUARTERS_A_DAY);
+    let end_day = quarters.end.div_euclid(QUARTERS_A_DAY);
+    if first_day >= end_day {
+        return sender_counts_by_quarter(conn, workspace, quarters).await;
+    }
+    let mut parts = Vec::new();
+    for edge in [
+        Quarters {
+            start: quarters.start,
+            end: first_day * QUARTERS_A_DAY,
+        },
+        Quarters {
+            start: end_day * QUARTERS_A_DAY,
+            end: quarters.end,
+        },
+    ] {
+        if edge.start < edge.end {
+            parts.extend(sender_counts_by_quarter(conn.reborrow(), workspace, edge).await?);
+        }
+    }
+    let days: Vec<SenderCount> = on_conn!(conn, c => sqlx::query_as(
+        "SELECT sender_id, outcome, CAST(SUM(count) AS BIGINT) AS count
+         FROM message_rollups_daily
+         WHERE workspace_id = $1 AND day >= $2 AND day < $3
+         GROUP BY sender_id, outcome",
+    )
+    .bind(workspace)
+    .bind(first_day)
+    .bind(end_day)
+    .fetch_all(&mut *c)
+    .await?);
+    parts.extend(days);
+    let mut sums: BTreeMap<(SenderId, String), i64> = BTreeMap::new();
+    for part in parts {
+        *sums.entry((part.sender_id, part.outcome)).or_default() += part.count;
+    }
+    Ok(sums
+        .into_iter()
+        .map(|((sender_id, outcome), count)| SenderCount {
+            sender_id,
+            outcome,
+            count,
+        })
+        .collect())
+}
+
+async fn sender_counts_by_quarter(
     conn: Conn<'_>,
     workspace: WorkspaceId,
     quarters: Quarters,
@@ -250,22 +371,23 @@ pub async fn activity_by_hour(
     (first_hour, last_hour): (i64, i64),
     sender: Option<SenderId>,
 ) -> Result<Vec<HourCounts>> {
-    let sender_filter = if sender.is_some() {
-        " AND sender_id = $4"
-    } else {
-        ""
+    // Every sender's: the workspace's own rollups, a row per hour and outcome.
+    let sql = match sender {
+        Some(_) => {
+            "SELECT hour, outcome, q0, q1, q2, q3 FROM message_rollups
+             WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3 AND sender_id = $4
+                   AND (outcome = 'sent' OR outcome = 'received')
+             ORDER BY hour"
+        }
+        None => {
+            "SELECT hour, outcome, q0, q1, q2, q3 FROM workspace_rollups
+             WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3
+                   AND (outcome = 'sent' OR outcome = 'received')
+             ORDER BY hour"
+        }
     };
-    let sql = format!(
-        "SELECT hour, outcome, CAST(SUM(q0) AS BIGINT) AS q0, CAST(SUM(q1) AS BIGINT) AS q1,
-                CAST(SUM(q2) AS BIGINT) AS q2, CAST(SUM(q3) AS BIGINT) AS q3
-         FROM message_rollups
-         WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3{sender_filter}
-               AND (outcome = 'sent' OR outcome = 'received')
-         GROUP BY hour, outcome
-         ORDER BY hour"
-    );
     on_conn!(conn, c => {
-        let query = sqlx::query_as(super::sql::trusted(&sql))
+        let query = sqlx::query_as(sql)
             .bind(workspace)
             .bind(first_hour)
             .bind(last_hour);
@@ -324,25 +446,23 @@ pub struct TimelineRow {
     pub failed: i64,
 }
 
-/// A campaign's steps in buckets of `minutes`, the non-empty ones in order.
+/// A campaign's steps by minute or by hour, the non-empty buckets in order.
 pub async fn timeline(
     conn: Conn<'_>,
     campaign: CampaignId,
-    minutes: i64,
+    hourly: bool,
 ) -> Result<Vec<TimelineRow>> {
-    on_conn!(conn, c => Ok(sqlx::query_as(
-        "SELECT minute / $2 * $2 AS minute, CAST(SUM(sent) AS BIGINT) AS sent,
-                CAST(SUM(delivered) AS BIGINT) AS delivered, CAST(SUM(read) AS BIGINT) AS read,
-                CAST(SUM(failed) AS BIGINT) AS failed
-         FROM campaign_timeline WHERE campaign_id = $1
-         GROUP BY 1
-         HAVING SUM(sent) + SUM(delivered) + SUM(read) + SUM(failed) > 0
-         ORDER BY 1",
-    )
-    .bind(campaign)
-    .bind(minutes)
-    .fetch_all(&mut *c)
-    .await?))
+    let sql = if hourly {
+        "SELECT hour * 60 AS minute, sent, delivered, read, failed FROM campaign_timeline_hourly
+         WHERE campaign_id = $1 AND sent + delivered + read + failed > 0 ORDER BY hour"
+    } else {
+        "SELECT minute, sent, delivered, read, failed FROM campaign_timeline
+         WHERE campaign_id = $1 AND sent + delivered + read + failed > 0 ORDER BY minute"
+    };
+    on_conn!(conn, c => Ok(sqlx::query_as(sql)
+        .bind(campaign)
+        .fetch_all(&mut *c)
+        .await?))
 }
 
 /// A campaign as the analyst sees it: its counters and when it ran.
@@ -455,8 +575,14 @@ pub async fn senders(conn: Conn<'_>, workspace: WorkspaceId) -> Result<Vec<(Send
 pub struct Snapshot {
     /// (hour, sender, direction, outcome) → quarter counts.
     pub messages: std::collections::BTreeMap<(i64, SenderId, String, String), [i64; 4]>,
+    /// (day, sender, direction, outcome) → count.
+    pub daily: std::collections::BTreeMap<(i64, SenderId, String, String), i64>,
+    /// (hour, direction, outcome) → quarter counts, every sender's.
+    pub workspace: std::collections::BTreeMap<(i64, String, String), [i64; 4]>,
     /// (campaign, minute) → sent, delivered, read, failed.
     pub timeline: std::collections::BTreeMap<(CampaignId, i64), [i64; 4]>,
+    /// (campaign, hour) → sent, delivered, read, failed.
+    pub timeline_hourly: std::collections::BTreeMap<(CampaignId, i64), [i64; 4]>,
     /// (hour, outcome) → quarter counts.
     pub contacts: std::collections::BTreeMap<(i64, String), [i64; 4]>,
     pub totals: ContactTotals,
@@ -520,10 +646,52 @@ impl Snapshot {
             .bind(workspace)
             .fetch_all(&mut *c)
             .await?);
+        let daily: Vec<(i64, SenderId, String, String, i64)> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+            "SELECT day, sender_id, direction, outcome, count FROM message_rollups_daily
+             WHERE workspace_id = $1",
+        )
+        .bind(workspace)
+        .fetch_all(&mut *c)
+        .await?);
+        let whole: Vec<(i64, String, String, i64, i64, i64, i64)> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+            "SELECT hour, direction, outcome, q0, q1, q2, q3 FROM workspace_rollups
+             WHERE workspace_id = $1",
+        )
+        .bind(workspace)
+        .fetch_all(&mut *c)
+        .await?);
+        let campaign_hours: Vec<(CampaignId, i64, i64, i64, i64, i64)> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+                "SELECT t.campaign_id, t.hour, t.sent, t.delivered, t.read, t.failed
+                 FROM campaign_timeline_hourly t JOIN campaigns c ON c.id = t.campaign_id
+                 WHERE c.workspace_id = $1",
+            )
+            .bind(workspace)
+            .fetch_all(&mut *c)
+            .await?);
         let mut snapshot = Snapshot {
             totals: contact_totals(conn, workspace).await?,
             ..Snapshot::default()
         };
+        for (day, sender, direction, outcome, count) in daily {
+            if count != 0 {
+                snapshot
+                    .daily
+                    .insert((day, sender, direction, outcome), count);
+            }
+        }
+        for (hour, direction, outcome, q0, q1, q2, q3) in whole {
+            if [q0, q1, q2, q3] != [0; 4] {
+                snapshot
+                    .workspace
+                    .insert((hour, direction, outcome), [q0, q1, q2, q3]);
+            }
+        }
+        for (campaign, hour, sent, delivered, read, failed) in campaign_hours {
+            let counts = [sent, delivered, read, failed];
+            if counts != [0; 4] {
+                snapshot.timeline_hourly.insert((campaign, hour), counts);
+            }
+        }
         for row in messages {
             let counts = [row.q0, row.q1, row.q2, row.q3];
             if counts != [0; 4] {
@@ -596,11 +764,28 @@ impl Snapshot {
                     outcome.to_owned(),
                 );
                 snapshot.messages.entry(key).or_default()[quarter] += 1;
+                *snapshot
+                    .daily
+                    .entry((
+                        at.timestamp().div_euclid(86_400),
+                        message.sender_id,
+                        message.direction.clone(),
+                        outcome.to_owned(),
+                    ))
+                    .or_default() += 1;
+                snapshot
+                    .workspace
+                    .entry((hour, message.direction.clone(), outcome.to_owned()))
+                    .or_default()[quarter] += 1;
                 if let (Some(campaign), "outbound") =
                     (message.campaign_id, message.direction.as_str())
                 {
                     let minute = at.timestamp().div_euclid(60);
                     snapshot.timeline.entry((campaign, minute)).or_default()[index] += 1;
+                    snapshot
+                        .timeline_hourly
+                        .entry((campaign, hour))
+                        .or_default()[index] += 1;
                 }
             }
         }
@@ -635,4 +820,137 @@ pub async fn queue_depth(conn: Conn<'_>) -> Result<i64> {
     )
     .fetch_one(&mut *c)
     .await?))
+}
+
+/// A message as it ended, written whole: the history `herald bench --analytics` measures
+/// analytics over (months of sends cannot be replayed through the engine in a benchmark).
+#[derive(Clone, Debug)]
+pub struct PastMessage {
+    pub workspace: WorkspaceId,
+    pub sender: SenderId,
+    pub campaign: Option<CampaignId>,
+    pub contact: Option<crate::domain::ids::ContactId>,
+    pub phone: String,
+    /// Inbound: received at `created_at`.
+    pub inbound: bool,
+    pub created_at: DateTime<Utc>,
+    pub progress: crate::domain::message::Progress,
+}
+
+/// Writes past messages and their rollups, as the send path would have left them.
+pub async fn insert_past(mut conn: Conn<'_>, messages: &[PastMessage]) -> Result<()> {
+    use crate::domain::message::Progress;
+    let mut steps = Vec::with_capacity(messages.len() * 2);
+    for chunk in messages.chunks(rows_per_statement(16)) {
+        let mut insert = SqlBuilder::new(
+            "INSERT INTO messages (id, workspace_id, campaign_id, sender_id, contact_id, direction,
+                                   phone, status, attempts, not_before, created_at, updated_at,
+                                   sent_at, delivered_at, read_at, failed_at) VALUES ",
+        );
+        for (index, message) in chunk.iter().enumerate() {
+            if index > 0 {
+                insert.push(", ");
+            }
+            let progress = message.progress;
+            let updated_at = [
+                progress.sent_at,
+                progress.delivered_at,
+                progress.read_at,
+                progress.failed_at,
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(message.created_at);
+            insert.bind_list([
+                Param::Id(crate::domain::ids::MessageId::generate().0),
+                Param::Id(message.workspace.0),
+                Param::OptId(message.campaign.map(|id| id.0)),
+                Param::Id(message.sender.0),
+                Param::OptId(message.contact.map(|id| id.0)),
+                Param::Text(
+                    if message.inbound {
+                        "inbound"
+                    } else {
+                        "outbound"
+                    }
+                    .to_owned(),
+                ),
+                Param::Text(message.phone.clone()),
+                Param::Text(progress.status.as_str().to_owned()),
+                Param::Int(1),
+                Param::Time(message.created_at),
+                Param::Time(message.created_at),
+                Param::Time(updated_at),
+                Param::OptTime(progress.sent_at),
+                Param::OptTime(progress.delivered_at),
+                Param::OptTime(progress.read_at),
+                Param::OptTime(progress.failed_at),
+            ]);
+            let owner = (message.workspace, message.sender, message.campaign);
+            if message.inbound {
+                steps.push(Step {
+                    workspace: message.workspace,
+                    sender: message.sender,
+                    campaign: None,
+                    outcome: Outcome::Received,
+                    at: message.created_at,
+                });
+            } else {
+                steps.extend(steps_between(owner, &Progress::pending(), &progress));
+            }
+        }
+        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&insert, &*c)), &insert.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
+    }
+    add_steps(conn, &steps).await
+}
+
+/// A campaign that ran from `started_at` to `completed_at` with these counters (the benchmark's
+/// history; its messages are written by [`insert_past`]).
+pub async fn insert_past_campaign(
+    conn: Conn<'_>,
+    workspace: WorkspaceId,
+    sender: SenderId,
+    name: &str,
+    (started_at, completed_at): (DateTime<Utc>, DateTime<Utc>),
+    counters: crate::domain::message::Counters,
+) -> Result<CampaignId> {
+    let id = CampaignId::generate();
+    on_conn!(conn, c => sqlx::query(
+        "INSERT INTO campaigns (id, workspace_id, name, sender_id, content, audience, status,
+                                started_at, completed_at, total_count, pending_count, sent_count,
+                                delivered_count, read_count, failed_count, skipped_count,
+                                created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'Hello <<name>>', '{\"type\":\"all\"}', 'completed', $5, $6, $7,
+                 0, $8, $9, $10, $11, $12, $5, $6)",
+    )
+    .bind(id)
+    .bind(workspace)
+    .bind(name)
+    .bind(sender)
+    .bind(started_at)
+    .bind(completed_at)
+    .bind(counters.total)
+    .bind(counters.sent)
+    .bind(counters.delivered)
+    .bind(counters.read)
+    .bind(counters.failed)
+    .bind(counters.skipped)
+    .execute(&mut *c)
+    .await
+    .map(drop))?;
+    Ok(id)
+}
+
+/// Lets go of the pages a bulk read (an export) brought into this connection's cache: they are
+/// of no use to the next query, and a million rows' worth would otherwise stay in memory. SQLite
+/// only; PostgreSQL's shared buffers already give a bulk read a ring of its own.
+pub async fn forget_cached_pages(conn: Conn<'_>) -> Result<()> {
+    if let Conn::Sqlite(c) = conn {
+        sqlx::query("PRAGMA shrink_memory").execute(&mut *c).await?;
+    }
+    Ok(())
 }

@@ -63,6 +63,7 @@ pub(crate) const fn rows_per_statement(params_per_row: usize) -> usize {
 #[derive(Clone, Debug)]
 pub(crate) enum Param {
     Id(Uuid),
+    OptId(Option<Uuid>),
     Text(String),
     /// Text or NULL.
     OptText(Option<String>),
@@ -133,6 +134,7 @@ macro_rules! bind_params {
         for param in $params {
             query = match param {
                 $crate::store::sql::Param::Id(value) => query.bind(*value),
+                $crate::store::sql::Param::OptId(value) => query.bind(*value),
                 $crate::store::sql::Param::Text(value) => query.bind(value.as_str()),
                 $crate::store::sql::Param::OptText(value) => query.bind(value.as_deref()),
                 $crate::store::sql::Param::Json(value) => query.bind(sqlx::types::Json(value)),
