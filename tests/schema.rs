@@ -241,6 +241,10 @@ async fn both_dialects_migrate_to_the_same_schema() {
         ["messages_skipped_status_events", "messages_status_event"]
     );
     assert_eq!(
+        sqlite_tables["message_rollups"].triggers,
+        ["message_rollups_inserted", "message_rollups_updated"]
+    );
+    assert_eq!(
         sqlite_tables["contacts"].triggers,
         [
             "contacts_rollups_delete",

@@ -246,3 +246,53 @@ FROM message_rollups GROUP BY workspace_id, hour, direction, outcome;
 INSERT INTO campaign_timeline_hourly (campaign_id, hour, sent, delivered, read, failed)
 SELECT campaign_id, minute / 60, SUM(sent), SUM(delivered), SUM(read), SUM(failed)
 FROM campaign_timeline GROUP BY campaign_id, minute / 60;
+
+-- The rollups a level up follow the hourly ones: a trigger on each rollup row moves them,
+-- once per row a group of sends changes (not once per send), in the same statement. Created
+-- after the backfill above, which fills both levels itself.
+CREATE FUNCTION herald_message_rollup_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    added BIGINT[] := ARRAY[NEW.q0, NEW.q1, NEW.q2, NEW.q3];
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        added := ARRAY[NEW.q0 - OLD.q0, NEW.q1 - OLD.q1, NEW.q2 - OLD.q2, NEW.q3 - OLD.q3];
+    END IF;
+    INSERT INTO message_rollups_daily AS d (workspace_id, day, sender_id, direction, outcome, count)
+    VALUES (NEW.workspace_id, NEW.hour / 24, NEW.sender_id, NEW.direction, NEW.outcome,
+            added[1] + added[2] + added[3] + added[4])
+    ON CONFLICT (workspace_id, day, sender_id, direction, outcome)
+    DO UPDATE SET count = d.count + EXCLUDED.count;
+    INSERT INTO workspace_rollups AS w (workspace_id, hour, direction, outcome, q0, q1, q2, q3)
+    VALUES (NEW.workspace_id, NEW.hour, NEW.direction, NEW.outcome,
+            added[1], added[2], added[3], added[4])
+    ON CONFLICT (workspace_id, hour, direction, outcome)
+    DO UPDATE SET q0 = w.q0 + EXCLUDED.q0, q1 = w.q1 + EXCLUDED.q1,
+                  q2 = w.q2 + EXCLUDED.q2, q3 = w.q3 + EXCLUDED.q3;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER message_rollups_inserted AFTER INSERT ON message_rollups
+FOR EACH ROW EXECUTE FUNCTION herald_message_rollup_moved();
+CREATE TRIGGER message_rollups_updated AFTER UPDATE ON message_rollups
+FOR EACH ROW EXECUTE FUNCTION herald_message_rollup_moved();
+
+CREATE FUNCTION herald_campaign_timeline_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    added BIGINT[] := ARRAY[NEW.sent, NEW.delivered, NEW.read, NEW.failed];
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        added := ARRAY[NEW.sent - OLD.sent, NEW.delivered - OLD.delivered, NEW.read - OLD.read,
+                       NEW.failed - OLD.failed];
+    END IF;
+    INSERT INTO campaign_timeline_hourly AS h (campaign_id, hour, sent, delivered, read, failed)
+    VALUES (NEW.campaign_id, NEW.minute / 60, added[1], added[2], added[3], added[4])
+    ON CONFLICT (campaign_id, hour)
+    DO UPDATE SET sent = h.sent + EXCLUDED.sent, delivered = h.delivered + EXCLUDED.delivered,
+                  read = h.read + EXCLUDED.read, failed = h.failed + EXCLUDED.failed;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER campaign_timeline_inserted AFTER INSERT ON campaign_timeline
+FOR EACH ROW EXECUTE FUNCTION herald_campaign_timeline_moved();
+CREATE TRIGGER campaign_timeline_updated AFTER UPDATE ON campaign_timeline
+FOR EACH ROW EXECUTE FUNCTION herald_campaign_timeline_moved();

@@ -219,3 +219,47 @@ FROM message_rollups GROUP BY workspace_id, hour, direction, outcome;
 INSERT INTO campaign_timeline_hourly (campaign_id, hour, sent, delivered, read, failed)
 SELECT campaign_id, minute / 60, SUM(sent), SUM(delivered), SUM(read), SUM(failed)
 FROM campaign_timeline GROUP BY campaign_id, minute / 60;
+
+-- The rollups a level up follow the hourly ones: a trigger on each rollup row moves them,
+-- once per row a group of sends changes (not once per send), in the same statement. Created
+-- after the backfill above, which fills both levels itself.
+CREATE TRIGGER message_rollups_inserted AFTER INSERT ON message_rollups
+BEGIN
+    INSERT INTO message_rollups_daily (workspace_id, day, sender_id, direction, outcome, count)
+    VALUES (NEW.workspace_id, NEW.hour / 24, NEW.sender_id, NEW.direction, NEW.outcome,
+            NEW.q0 + NEW.q1 + NEW.q2 + NEW.q3)
+    ON CONFLICT DO UPDATE SET count = count + excluded.count;
+    INSERT INTO workspace_rollups (workspace_id, hour, direction, outcome, q0, q1, q2, q3)
+    VALUES (NEW.workspace_id, NEW.hour, NEW.direction, NEW.outcome, NEW.q0, NEW.q1, NEW.q2, NEW.q3)
+    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
+                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
+END;
+
+CREATE TRIGGER message_rollups_updated AFTER UPDATE ON message_rollups
+BEGIN
+    UPDATE message_rollups_daily
+    SET count = count + (NEW.q0 + NEW.q1 + NEW.q2 + NEW.q3) - (OLD.q0 + OLD.q1 + OLD.q2 + OLD.q3)
+    WHERE workspace_id = NEW.workspace_id AND day = NEW.hour / 24 AND sender_id = NEW.sender_id
+          AND direction = NEW.direction AND outcome = NEW.outcome;
+    UPDATE workspace_rollups
+    SET q0 = q0 + NEW.q0 - OLD.q0, q1 = q1 + NEW.q1 - OLD.q1, q2 = q2 + NEW.q2 - OLD.q2,
+        q3 = q3 + NEW.q3 - OLD.q3
+    WHERE workspace_id = NEW.workspace_id AND hour = NEW.hour AND direction = NEW.direction
+          AND outcome = NEW.outcome;
+END;
+
+CREATE TRIGGER campaign_timeline_inserted AFTER INSERT ON campaign_timeline
+BEGIN
+    INSERT INTO campaign_timeline_hourly (campaign_id, hour, sent, delivered, read, failed)
+    VALUES (NEW.campaign_id, NEW.minute / 60, NEW.sent, NEW.delivered, NEW.read, NEW.failed)
+    ON CONFLICT DO UPDATE SET sent = sent + excluded.sent, delivered = delivered + excluded.delivered,
+                              read = read + excluded.read, failed = failed + excluded.failed;
+END;
+
+CREATE TRIGGER campaign_timeline_updated AFTER UPDATE ON campaign_timeline
+BEGIN
+    UPDATE campaign_timeline_hourly
+    SET sent = sent + NEW.sent - OLD.sent, delivered = delivered + NEW.delivered - OLD.delivered,
+        read = read + NEW.read - OLD.read, failed = failed + NEW.failed - OLD.failed
+    WHERE campaign_id = NEW.campaign_id AND hour = NEW.minute / 60;
+END;

@@ -72,86 +72,39 @@ pub async fn add_steps(mut conn: Conn<'_>, steps: &[Step]) -> Result<()> {
     if steps.is_empty() {
         return Ok(());
     }
-    type Quarters4 = [i64; 4];
-    let mut hours: BTreeMap<(WorkspaceId, i64, SenderId, Outcome), Quarters4> = BTreeMap::new();
-    let mut days: BTreeMap<(WorkspaceId, i64, SenderId, Outcome), [i64; 1]> = BTreeMap::new();
-    let mut workspace_hours: BTreeMap<(WorkspaceId, i64, Outcome), Quarters4> = BTreeMap::new();
-    let mut minutes: BTreeMap<(CampaignId, i64), Quarters4> = BTreeMap::new();
-    let mut campaign_hours: BTreeMap<(CampaignId, i64), Quarters4> = BTreeMap::new();
+    let mut hours: BTreeMap<(WorkspaceId, i64, SenderId, Outcome), [i64; 4]> = BTreeMap::new();
+    let mut minutes: BTreeMap<(CampaignId, i64), [i64; 4]> = BTreeMap::new();
     for step in steps {
         let seconds = step.at.timestamp();
-        let (hour, quarter) = (
-            seconds.div_euclid(3600),
-            seconds.rem_euclid(3600) as usize / 900,
-        );
-        let key = (step.workspace, hour, step.sender, step.outcome);
-        hours.entry(key).or_default()[quarter] += 1;
-        days.entry((
+        let quarter = seconds.rem_euclid(3600) as usize / 900;
+        let key = (
             step.workspace,
-            seconds.div_euclid(86_400),
+            seconds.div_euclid(3600),
             step.sender,
             step.outcome,
-        ))
-        .or_default()[0] += 1;
-        workspace_hours
-            .entry((step.workspace, hour, step.outcome))
-            .or_default()[quarter] += 1;
+        );
+        hours.entry(key).or_default()[quarter] += 1;
         if let (Some(campaign), Some(index)) = (step.campaign, step.outcome.timeline_index()) {
             minutes
                 .entry((campaign, seconds.div_euclid(60)))
                 .or_default()[index] += 1;
-            campaign_hours.entry((campaign, hour)).or_default()[index] += 1;
         }
     }
-    let by_sender = |(workspace, at, sender, outcome): (WorkspaceId, i64, SenderId, Outcome)| {
-        vec![
-            Param::Id(workspace.0),
-            Param::Int(at),
-            Param::Id(sender.0),
-            Param::Text(outcome.direction().to_owned()),
-            Param::Text(outcome.as_str().to_owned()),
-        ]
-    };
-    let by_campaign =
-        |(campaign, at): (CampaignId, i64)| vec![Param::Id(campaign.0), Param::Int(at)];
-    let quarters = ["q0", "q1", "q2", "q3"];
-    let stages = ["sent", "delivered", "read", "failed"];
+    // The daily, workspace and hourly-timeline levels follow by triggers on these two tables.
     add_counts(
         conn.reborrow(),
         (
             "message_rollups",
             &["workspace_id", "hour", "sender_id", "direction", "outcome"],
-            &quarters,
+            &["q0", "q1", "q2", "q3"],
         ),
         hours
             .into_iter()
-            .map(|(key, counts)| (by_sender(key), counts.to_vec())),
-    )
-    .await?;
-    add_counts(
-        conn.reborrow(),
-        (
-            "message_rollups_daily",
-            &["workspace_id", "day", "sender_id", "direction", "outcome"],
-            &["count"],
-        ),
-        days.into_iter()
-            .map(|(key, counts)| (by_sender(key), counts.to_vec())),
-    )
-    .await?;
-    add_counts(
-        conn.reborrow(),
-        (
-            "workspace_rollups",
-            &["workspace_id", "hour", "direction", "outcome"],
-            &quarters,
-        ),
-        workspace_hours
-            .into_iter()
-            .map(|((workspace, hour, outcome), counts)| {
+            .map(|((workspace, hour, sender, outcome), counts)| {
                 let key = vec![
                     Param::Id(workspace.0),
                     Param::Int(hour),
+                    Param::Id(sender.0),
                     Param::Text(outcome.direction().to_owned()),
                     Param::Text(outcome.as_str().to_owned()),
                 ];
@@ -160,23 +113,18 @@ pub async fn add_steps(mut conn: Conn<'_>, steps: &[Step]) -> Result<()> {
     )
     .await?;
     add_counts(
-        conn.reborrow(),
-        ("campaign_timeline", &["campaign_id", "minute"], &stages),
-        minutes
-            .into_iter()
-            .map(|(key, counts)| (by_campaign(key), counts.to_vec())),
-    )
-    .await?;
-    add_counts(
         conn,
         (
-            "campaign_timeline_hourly",
-            &["campaign_id", "hour"],
-            &stages,
+            "campaign_timeline",
+            &["campaign_id", "minute"],
+            &["sent", "delivered", "read", "failed"],
         ),
-        campaign_hours
-            .into_iter()
-            .map(|(key, counts)| (by_campaign(key), counts.to_vec())),
+        minutes.into_iter().map(|((campaign, minute), counts)| {
+            (
+                vec![Param::Id(campaign.0), Param::Int(minute)],
+                counts.to_vec(),
+            )
+        }),
     )
     .await
 }
