@@ -24,10 +24,14 @@ CREATE TABLE message_rollups (
     PRIMARY KEY (workspace_id, hour, sender_id, direction, outcome)
 );
 
--- A campaign's timeline, by UTC minute (minutes since the Unix epoch).
+-- A campaign's timeline, by UTC minute (minutes since the Unix epoch). Its workspace and sender
+-- (the campaign's, so the same on every row) let a trigger carry each change on to
+-- `message_rollups`: a group of campaign sends is one upsert here and nothing more from the code.
 CREATE TABLE campaign_timeline (
-    campaign_id  UUID NOT NULL,
-    minute       BIGINT NOT NULL,
+    campaign_id   UUID NOT NULL,
+    minute        BIGINT NOT NULL,
+    workspace_id  UUID NOT NULL,
+    sender_id     UUID NOT NULL,
     sent         BIGINT NOT NULL,
     delivered    BIGINT NOT NULL,
     read         BIGINT NOT NULL,
@@ -208,16 +212,17 @@ FROM (SELECT m.workspace_id, m.sender_id, m.direction, step.outcome, herald_epoc
       WHERE step.at IS NOT NULL) AS steps
 GROUP BY workspace_id, s / 3600, sender_id, direction, outcome;
 
-INSERT INTO campaign_timeline (campaign_id, minute, sent, delivered, read, failed)
-SELECT campaign_id, s / 60, count(*) FILTER (WHERE outcome = 'sent'),
+INSERT INTO campaign_timeline (campaign_id, minute, workspace_id, sender_id, sent, delivered, read,
+                               failed)
+SELECT campaign_id, s / 60, workspace_id, sender_id, count(*) FILTER (WHERE outcome = 'sent'),
        count(*) FILTER (WHERE outcome = 'delivered'), count(*) FILTER (WHERE outcome = 'read'),
        count(*) FILTER (WHERE outcome = 'failed')
-FROM (SELECT m.campaign_id, step.outcome, herald_epoch(step.at) AS s
+FROM (SELECT m.campaign_id, m.workspace_id, m.sender_id, step.outcome, herald_epoch(step.at) AS s
       FROM messages m
       CROSS JOIN LATERAL (VALUES ('sent', m.sent_at), ('delivered', m.delivered_at),
                                  ('read', m.read_at), ('failed', m.failed_at)) AS step (outcome, at)
       WHERE m.campaign_id IS NOT NULL AND step.at IS NOT NULL) AS steps
-GROUP BY campaign_id, s / 60;
+GROUP BY campaign_id, s / 60, workspace_id, sender_id;
 
 INSERT INTO contact_rollups (workspace_id, hour, outcome, q0, q1, q2, q3)
 SELECT workspace_id, s / 3600, outcome,
@@ -284,6 +289,20 @@ BEGIN
         added := ARRAY[NEW.sent - OLD.sent, NEW.delivered - OLD.delivered, NEW.read - OLD.read,
                        NEW.failed - OLD.failed];
     END IF;
+    FOR i IN 1..4 LOOP
+        CONTINUE WHEN added[i] = 0;
+        INSERT INTO message_rollups AS r
+            (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+        VALUES (NEW.workspace_id, NEW.minute / 60, NEW.sender_id, 'outbound',
+                (ARRAY['sent', 'delivered', 'read', 'failed'])[i],
+                CASE WHEN NEW.minute % 60 / 15 = 0 THEN added[i] ELSE 0 END,
+                CASE WHEN NEW.minute % 60 / 15 = 1 THEN added[i] ELSE 0 END,
+                CASE WHEN NEW.minute % 60 / 15 = 2 THEN added[i] ELSE 0 END,
+                CASE WHEN NEW.minute % 60 / 15 = 3 THEN added[i] ELSE 0 END)
+        ON CONFLICT (workspace_id, hour, sender_id, direction, outcome)
+        DO UPDATE SET q0 = r.q0 + EXCLUDED.q0, q1 = r.q1 + EXCLUDED.q1,
+                      q2 = r.q2 + EXCLUDED.q2, q3 = r.q3 + EXCLUDED.q3;
+    END LOOP;
     INSERT INTO campaign_timeline_hourly AS h (campaign_id, hour, sent, delivered, read, failed)
     VALUES (NEW.campaign_id, NEW.minute / 60, added[1], added[2], added[3], added[4])
     ON CONFLICT (campaign_id, hour)

@@ -24,10 +24,14 @@ CREATE TABLE message_rollups (
     PRIMARY KEY (workspace_id, hour, sender_id, direction, outcome)
 ) WITHOUT ROWID;
 
--- A campaign's timeline, by UTC minute (minutes since the Unix epoch).
+-- A campaign's timeline, by UTC minute (minutes since the Unix epoch). Its workspace and sender
+-- (the campaign's, so the same on every row) let a trigger carry each change on to
+-- `message_rollups`: a group of campaign sends is one upsert here and nothing more from the code.
 CREATE TABLE campaign_timeline (
-    campaign_id  BLOB NOT NULL,
-    minute       INTEGER NOT NULL,
+    campaign_id   BLOB NOT NULL,
+    minute        INTEGER NOT NULL,
+    workspace_id  BLOB NOT NULL,
+    sender_id     BLOB NOT NULL,
     sent         INTEGER NOT NULL,
     delivered    INTEGER NOT NULL,
     read         INTEGER NOT NULL,
@@ -174,23 +178,24 @@ FROM (SELECT workspace_id, sender_id, direction, 'sent' AS outcome, unixepoch(se
 WHERE at IS NOT NULL
 GROUP BY workspace_id, at / 3600, sender_id, direction, outcome;
 
-INSERT INTO campaign_timeline (campaign_id, minute, sent, delivered, read, failed)
-SELECT campaign_id, at / 60, SUM(outcome = 'sent'), SUM(outcome = 'delivered'),
-       SUM(outcome = 'read'), SUM(outcome = 'failed')
-FROM (SELECT campaign_id, 'sent' AS outcome, unixepoch(sent_at) AS at
+INSERT INTO campaign_timeline (campaign_id, minute, workspace_id, sender_id, sent, delivered, read,
+                               failed)
+SELECT campaign_id, at / 60, workspace_id, sender_id, SUM(outcome = 'sent'),
+       SUM(outcome = 'delivered'), SUM(outcome = 'read'), SUM(outcome = 'failed')
+FROM (SELECT campaign_id, workspace_id, sender_id, 'sent' AS outcome, unixepoch(sent_at) AS at
       FROM messages WHERE campaign_id IS NOT NULL AND sent_at IS NOT NULL
       UNION ALL
-      SELECT campaign_id, 'delivered', unixepoch(delivered_at)
+      SELECT campaign_id, workspace_id, sender_id, 'delivered', unixepoch(delivered_at)
       FROM messages WHERE campaign_id IS NOT NULL AND delivered_at IS NOT NULL
       UNION ALL
-      SELECT campaign_id, 'read', unixepoch(read_at)
+      SELECT campaign_id, workspace_id, sender_id, 'read', unixepoch(read_at)
       FROM messages WHERE campaign_id IS NOT NULL AND read_at IS NOT NULL
       UNION ALL
-      SELECT campaign_id, 'failed', unixepoch(failed_at)
+      SELECT campaign_id, workspace_id, sender_id, 'failed', unixepoch(failed_at)
       FROM messages WHERE campaign_id IS NOT NULL AND failed_at IS NOT NULL)
 -- A time that does not parse (never written by Herald) counts nowhere.
 WHERE at IS NOT NULL
-GROUP BY campaign_id, at / 60;
+GROUP BY campaign_id, at / 60, workspace_id, sender_id;
 
 INSERT INTO contact_rollups (workspace_id, hour, outcome, q0, q1, q2, q3)
 SELECT workspace_id, at / 3600, outcome,
@@ -250,6 +255,16 @@ END;
 
 CREATE TRIGGER campaign_timeline_inserted AFTER INSERT ON campaign_timeline
 BEGIN
+    INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+    SELECT NEW.workspace_id, NEW.minute / 60, NEW.sender_id, 'outbound', outcome,
+           n * (q = 0), n * (q = 1), n * (q = 2), n * (q = 3)
+    FROM (SELECT 'sent' AS outcome, NEW.sent AS n, (NEW.minute % 60) / 15 AS q
+          UNION ALL SELECT 'delivered', NEW.delivered, (NEW.minute % 60) / 15
+          UNION ALL SELECT 'read', NEW.read, (NEW.minute % 60) / 15
+          UNION ALL SELECT 'failed', NEW.failed, (NEW.minute % 60) / 15)
+    WHERE n <> 0
+    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
+                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
     INSERT INTO campaign_timeline_hourly (campaign_id, hour, sent, delivered, read, failed)
     VALUES (NEW.campaign_id, NEW.minute / 60, NEW.sent, NEW.delivered, NEW.read, NEW.failed)
     ON CONFLICT DO UPDATE SET sent = sent + excluded.sent, delivered = delivered + excluded.delivered,
@@ -258,6 +273,16 @@ END;
 
 CREATE TRIGGER campaign_timeline_updated AFTER UPDATE ON campaign_timeline
 BEGIN
+    INSERT INTO message_rollups (workspace_id, hour, sender_id, direction, outcome, q0, q1, q2, q3)
+    SELECT NEW.workspace_id, NEW.minute / 60, NEW.sender_id, 'outbound', outcome,
+           n * (q = 0), n * (q = 1), n * (q = 2), n * (q = 3)
+    FROM (SELECT 'sent' AS outcome, NEW.sent - OLD.sent AS n, (NEW.minute % 60) / 15 AS q
+          UNION ALL SELECT 'delivered', NEW.delivered - OLD.delivered, (NEW.minute % 60) / 15
+          UNION ALL SELECT 'read', NEW.read - OLD.read, (NEW.minute % 60) / 15
+          UNION ALL SELECT 'failed', NEW.failed - OLD.failed, (NEW.minute % 60) / 15)
+    WHERE n <> 0
+    ON CONFLICT DO UPDATE SET q0 = q0 + excluded.q0, q1 = q1 + excluded.q1,
+                              q2 = q2 + excluded.q2, q3 = q3 + excluded.q3;
     UPDATE campaign_timeline_hourly
     SET sent = sent + NEW.sent - OLD.sent, delivered = delivered + NEW.delivered - OLD.delivered,
         read = read + NEW.read - OLD.read, failed = failed + NEW.failed - OLD.failed

@@ -72,30 +72,60 @@ pub async fn add_steps(mut conn: Conn<'_>, steps: &[Step]) -> Result<()> {
     if steps.is_empty() {
         return Ok(());
     }
+    // A campaign's steps go to its timeline, whose trigger carries them on to the hourly
+    // rollups (a group of campaign sends is one statement); other steps (single messages,
+    // inbound) to the hourly rollups directly. The levels above follow by triggers.
     let mut hours: BTreeMap<(WorkspaceId, i64, SenderId, Outcome), [i64; 4]> = BTreeMap::new();
-    let mut minutes: BTreeMap<(CampaignId, i64), [i64; 4]> = BTreeMap::new();
+    let mut minutes: BTreeMap<(CampaignId, i64), (WorkspaceId, SenderId, [i64; 4])> =
+        BTreeMap::new();
     for step in steps {
         let seconds = step.at.timestamp();
-        let quarter = seconds.rem_euclid(3600) as usize / 900;
-        let key = (
-            step.workspace,
-            seconds.div_euclid(3600),
-            step.sender,
-            step.outcome,
-        );
-        hours.entry(key).or_default()[quarter] += 1;
-        if let (Some(campaign), Some(index)) = (step.campaign, step.outcome.timeline_index()) {
-            minutes
-                .entry((campaign, seconds.div_euclid(60)))
-                .or_default()[index] += 1;
+        match (step.campaign, step.outcome.timeline_index()) {
+            (Some(campaign), Some(index)) => {
+                let entry = minutes
+                    .entry((campaign, seconds.div_euclid(60)))
+                    .or_insert((step.workspace, step.sender, [0; 4]));
+                entry.2[index] += 1;
+            }
+            _ => {
+                let quarter = seconds.rem_euclid(3600) as usize / 900;
+                let key = (
+                    step.workspace,
+                    seconds.div_euclid(3600),
+                    step.sender,
+                    step.outcome,
+                );
+                hours.entry(key).or_default()[quarter] += 1;
+            }
         }
     }
-    // The daily, workspace and hourly-timeline levels follow by triggers on these two tables.
     add_counts(
         conn.reborrow(),
         (
+            "campaign_timeline",
+            &["campaign_id", "minute"],
+            &["workspace_id", "sender_id"],
+            &["sent", "delivered", "read", "failed"],
+        ),
+        minutes
+            .into_iter()
+            .map(|((campaign, minute), (workspace, sender, counts))| {
+                let key = vec![
+                    Param::Id(campaign.0),
+                    Param::Int(minute),
+                    Param::Id(workspace.0),
+                    Param::Id(sender.0),
+                ];
+                (key, counts.to_vec())
+            }),
+    )
+    .await?;
+    add_counts(
+        conn,
+        (
             "message_rollups",
             &["workspace_id", "hour", "sender_id", "direction", "outcome"],
+            &[],
             &["q0", "q1", "q2", "q3"],
         ),
         hours
@@ -111,29 +141,15 @@ pub async fn add_steps(mut conn: Conn<'_>, steps: &[Step]) -> Result<()> {
                 (key, counts.to_vec())
             }),
     )
-    .await?;
-    add_counts(
-        conn,
-        (
-            "campaign_timeline",
-            &["campaign_id", "minute"],
-            &["sent", "delivered", "read", "failed"],
-        ),
-        minutes.into_iter().map(|((campaign, minute), counts)| {
-            (
-                vec![Param::Id(campaign.0), Param::Int(minute)],
-                counts.to_vec(),
-            )
-        }),
-    )
     .await
 }
 
-/// Adds counts to a rollup table: `rows` of (key values, counts), each key once, upserted many
-/// to a statement. The table and column names are this module's constants.
+/// Adds counts to a rollup table: `rows` of (the key's values then the other columns', counts),
+/// each key once, upserted many to a statement. Table and column names are this module's
+/// constants.
 async fn add_counts(
     mut conn: Conn<'_>,
-    (table, keys, counts): (&str, &[&str], &[&str]),
+    (table, keys, others, counts): (&str, &[&str], &[&str], &[&str]),
     rows: impl Iterator<Item = (Vec<Param>, Vec<i64>)>,
 ) -> Result<()> {
     let rows: Vec<(Vec<Param>, Vec<i64>)> = rows.collect();
@@ -141,11 +157,11 @@ async fn add_counts(
         .iter()
         .map(|column| format!("{column} = {table}.{column} + excluded.{column}"))
         .collect();
-    for chunk in rows.chunks(rows_per_statement(keys.len() + counts.len())) {
+    let columns: Vec<&str> = keys.iter().chain(others).chain(counts).copied().collect();
+    for chunk in rows.chunks(rows_per_statement(columns.len())) {
         let mut upsert = SqlBuilder::new(&format!(
-            "INSERT INTO {table} ({}, {}) VALUES ",
-            keys.join(", "),
-            counts.join(", ")
+            "INSERT INTO {table} ({}) VALUES ",
+            columns.join(", ")
         ));
         for (index, (key, values)) in chunk.iter().enumerate() {
             if index > 0 {
