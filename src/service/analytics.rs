@@ -9,13 +9,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ServiceError, ServiceResult};
-use crate::domain::analytics::{Period, Quarters, local_slot, local_slots_of_hour};
+use crate::domain::analytics::{Period, local_slots_of_hour};
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::ids::{CampaignId, SenderId, WorkspaceId};
 use crate::domain::message::percentage;
 use crate::domain::time::{local_day, resolve_local};
 use crate::store::analytics::{self as rollups, CampaignRow};
-use crate::store::{Db, campaigns};
+use crate::store::{Db, StoreError, campaigns, senders};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ContactsNow {
@@ -276,11 +276,10 @@ pub async fn contacts(
     let hours = rollups::contacts_by_hour(conn.conn(), workspace, quarters.hours()).await?;
     let mut growth: BTreeMap<NaiveDate, i64> = period.dates().map(|date| (date, 0)).collect();
     let (mut new, mut opted_out) = (0, 0);
-    for (hour, quarter, count) in in_period(&hours, quarters) {
+    for (hour, (date, _), count) in in_period(&hours, period) {
         match hour.outcome.as_str() {
             "created" => {
                 new += count;
-                let (date, _) = local_slot(period.zone, quarter);
                 *growth.entry(date).or_default() += count;
             }
             "opted_out" => opted_out += count,
@@ -298,15 +297,19 @@ pub async fn contacts(
     })
 }
 
-/// Each non-zero quarter of `hours` inside `quarters`, with the hour it belongs to.
+/// Each non-zero quarter of `hours` inside the period, with its row and the local date and hour
+/// it falls in.
 fn in_period(
     hours: &[rollups::HourCounts],
-    quarters: Quarters,
-) -> impl Iterator<Item = (&rollups::HourCounts, i64, i64)> {
+    period: Period,
+) -> impl Iterator<Item = (&rollups::HourCounts, (NaiveDate, u32), i64)> {
+    let quarters = period.quarters();
     hours.iter().flat_map(move |hour| {
+        let local = local_slots_of_hour(period.zone, hour.hour);
         hour.quarters()
-            .filter(move |&(quarter, count)| count != 0 && quarters.contains(quarter))
-            .map(move |(quarter, count)| (hour, quarter, count))
+            .zip(local)
+            .filter(move |&((quarter, count), _)| count != 0 && quarters.contains(quarter))
+            .map(move |((_, count), slot)| (hour, slot, count))
     })
 }
 
@@ -338,25 +341,23 @@ pub async fn activity(
     let quarters = period.quarters();
     let mut conn = db.read().await?;
     if let Some(sender) = sender {
-        let senders = rollups::senders(conn.conn(), workspace).await?;
-        if !senders.iter().any(|(id, _)| *id == sender) {
-            return Err(ServiceError::validation("sender_id", "no such sender"));
+        match senders::get(conn.conn(), workspace, sender).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => {
+                return Err(ServiceError::validation("sender_id", "no such sender"));
+            }
+            Err(error) => return Err(error.into()),
         }
     }
     let hours = rollups::activity_by_hour(conn.conn(), workspace, quarters.hours(), sender).await?;
     let mut slots: BTreeMap<(NaiveDate, u32, ActivityDirection), i64> = BTreeMap::new();
-    for hour in &hours {
+    for (hour, (date, local_hour), count) in in_period(&hours, period) {
         let direction = match hour.outcome.as_str() {
             "sent" => ActivityDirection::Outbound,
             "received" => ActivityDirection::Inbound,
             _ => continue,
         };
-        let local = local_slots_of_hour(period.zone, hour.hour);
-        for ((quarter, count), (date, local_hour)) in hour.quarters().zip(local) {
-            if count != 0 && quarters.contains(quarter) {
-                *slots.entry((date, local_hour, direction)).or_default() += count;
-            }
-        }
+        *slots.entry((date, local_hour, direction)).or_default() += count;
     }
     Ok(slots
         .into_iter()

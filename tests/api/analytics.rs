@@ -73,17 +73,7 @@ async fn analytics_read_the_rollups_in_local_dates_and_hours(db: TestDb) {
     clock.set(at("2026-11-30T18:40:00Z"));
     api.contact("+201000000002", json!({})).await;
 
-    let campaign = api
-        .post(
-            "/v1/campaigns",
-            json!({"name": "November", "sender_id": sender, "content": "Hi",
-                   "audience": {"type": "all"}}),
-        )
-        .await
-        .id();
-    api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
-        .await
-        .expect(200);
+    let campaign = api.start_campaign(&sender, "November").await;
     api.wait_for(&format!("/v1/campaigns/{campaign}/stats"), |body| {
         body["sent"] == 2
     })

@@ -160,17 +160,7 @@ async fn a_campaigns_messages_export_by_status(db: TestDb) {
     api.post_empty(&format!("/v1/contacts/{blocked}/block"))
         .await
         .expect(200);
-    let campaign = api
-        .post(
-            "/v1/campaigns",
-            json!({"name": "Export", "sender_id": sender, "content": "Hi",
-                   "audience": {"type": "all"}}),
-        )
-        .await
-        .id();
-    api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
-        .await
-        .expect(200);
+    let campaign = api.start_campaign(&sender, "Export").await;
     api.wait_for(&format!("/v1/campaigns/{campaign}"), |body| {
         body["status"] == "completed"
     })

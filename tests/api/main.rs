@@ -273,6 +273,22 @@ impl Api {
         list.body["data"][0]["id"].as_str().unwrap().to_owned()
     }
 
+    /// Creates a campaign saying "Hi" to every contact through `sender` and starts it; its id.
+    pub async fn start_campaign(&self, sender: &str, name: &str) -> String {
+        let campaign = self
+            .post(
+                "/v1/campaigns",
+                json!({"name": name, "sender_id": sender, "content": "Hi",
+                       "audience": {"type": "all"}}),
+            )
+            .await
+            .id();
+        self.post_empty(&format!("/v1/campaigns/{campaign}/start"))
+            .await
+            .expect(200);
+        campaign
+    }
+
     pub async fn contact(&self, phone: &str, extra: Value) -> String {
         let mut body = json!({ "phone": phone });
         if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {

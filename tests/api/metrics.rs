@@ -98,17 +98,7 @@ async fn metrics_tell_what_the_engine_did_and_may_ask_for_a_token(db: TestDb) {
     for n in 1..=3 {
         api.contact(&format!("+20100000000{n}"), json!({})).await;
     }
-    let campaign = api
-        .post(
-            "/v1/campaigns",
-            json!({"name": "Counted", "sender_id": sender, "content": "Hi",
-                   "audience": {"type": "all"}}),
-        )
-        .await
-        .id();
-    api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
-        .await
-        .expect(200);
+    let campaign = api.start_campaign(&sender, "Counted").await;
     api.wait_for(&format!("/v1/campaigns/{campaign}"), |body| {
         body["status"] == "completed"
     })

@@ -72,15 +72,26 @@ async fn quotas_are_counted_and_refused_with_their_code(db: TestDb) {
         assert_eq!(details["retry_after"], retry_after);
         assert_eq!(refused.header("x-ratelimit-daily-remaining"), Some("0"));
     }
-    // Refused requests used none of the quota: the month counts the three admitted ones.
+    // Refused requests used none of the quota: today and the month count the three admitted.
     let star = api.get("/v1/api-keys").await;
-    assert!(
-        star.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|key| key["daily_quota"] == 3)
-    );
+    let id: herald::domain::ids::ApiKeyId = star.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["daily_quota"] == 3)
+        .and_then(|key| key["id"].as_str())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let periods = herald::domain::quota::Periods::at(Utc::now());
+    let mut conn = api.state().db.read().await.unwrap();
+    for period in [&periods.day, &periods.month] {
+        let used = herald::store::api_keys::requests_in(conn.conn(), id, period)
+            .await
+            .unwrap();
+        assert_eq!(used, 3, "{period}");
+    }
+    drop(conn);
 
     let monthly = key_with(&api, None, Some(2), None).await;
     for _ in 0..2 {
