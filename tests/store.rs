@@ -1229,6 +1229,75 @@ async fn expired_claims_return_to_the_queue(db: TestDb) {
     );
 }
 
+/// A claim is renewed and released only by the claim that made it: once it ran out and another
+/// lane claimed the message again, the first lane's renewal and release touch nothing.
+async fn claims_are_renewed_and_released_only_by_their_own_claim(db: TestDb) {
+    let Claiming {
+        ws,
+        sender_id,
+        campaign: id,
+        claimed,
+    } = launched_and_claimed(&db, 3, 10).await;
+    let held = |batch: &[messages::Claimed]| {
+        batch
+            .iter()
+            .map(|m| messages::HeldClaim {
+                id: m.id,
+                attempt: m.attempts,
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = held(&claimed);
+    let requeue = |at: DateTime<Utc>| {
+        let db = &db;
+        async move {
+            let mut conn = db.write().await.unwrap();
+            messages::requeue_expired(conn.conn(), at).await.unwrap()
+        }
+    };
+
+    // Renewed, the claims outlive their first lease.
+    let mut conn = db.write().await.unwrap();
+    messages::renew_claims(conn.conn(), &first, now() + Duration::seconds(60))
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(requeue(now() + Duration::seconds(45)).await, 0, "renewed");
+    assert_eq!(requeue(now() + Duration::seconds(60)).await, 3);
+
+    // Claimed again by another lane: the first claims no longer reach the messages.
+    let second = claim(&db, sender_id, now() + Duration::seconds(61), 10).await;
+    assert_eq!(second.len(), 3);
+    let mut conn = db.write().await.unwrap();
+    messages::renew_claims(conn.conn(), &first, now() + Duration::seconds(600))
+        .await
+        .unwrap();
+    messages::release_unsent(conn.conn(), &first, now())
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(
+        requeue(now() + Duration::seconds(91)).await,
+        3,
+        "the second claims kept their own lease and were not released"
+    );
+
+    // Claimed a third time, then released by that claim: pending, the attempt undone.
+    let third = claim(&db, sender_id, now() + Duration::seconds(92), 10).await;
+    assert!(third.iter().all(|m| m.attempts == 3));
+    let mut conn = db.write().await.unwrap();
+    messages::release_unsent(conn.conn(), &held(&third), now())
+        .await
+        .unwrap();
+    drop(conn);
+    let fourth = claim(&db, sender_id, now() + Duration::seconds(93), 10).await;
+    assert!(fourth.iter().all(|m| m.attempts == 3), "{fourth:?}");
+    assert_eq!(
+        true_counters(&db, id).await,
+        stored_counters(&db, ws, id).await
+    );
+}
+
 async fn cancel_skips_pending_messages_and_completion_follows_the_last_result(db: TestDb) {
     let ws = workspace(&db, "acme").await;
     let sender_id = sender(&db, ws).await;
@@ -2083,6 +2152,7 @@ dialect_tests!(
     concurrent_launches_materialise_once,
     claims_take_single_messages_first_and_skip_paused_campaigns,
     expired_claims_return_to_the_queue,
+    claims_are_renewed_and_released_only_by_their_own_claim,
     cancel_skips_pending_messages_and_completion_follows_the_last_result,
     counters_equal_the_messages_after_random_transitions,
     rollups_equal_the_messages_after_random_transitions,

@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -41,7 +41,7 @@ use crate::domain::whatsapp::RenderedWhatsApp;
 use crate::metrics::{self, Gate};
 use crate::providers::{self, Outbound, Provider, SendError};
 use crate::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
-use crate::store::messages::{Claimed, Outcome};
+use crate::store::messages::{Claimed, HeldClaim, Outcome};
 use crate::store::senders::Sender;
 use crate::store::{self, StoreError};
 
@@ -87,7 +87,18 @@ enum Claim<Messages = Batch> {
 /// Claimed messages, rendered: those ready to send, and those that failed to render.
 struct Batch {
     ready: Vec<Prepared>,
-    failed: Vec<(MessageId, Outcome)>,
+    failed: Vec<(HeldClaim, Outcome)>,
+    /// Until when the claims hold, unless the lane renews them.
+    claims_until: DateTime<Utc>,
+}
+
+impl Prepared {
+    fn claim(&self) -> HeldClaim {
+        HeldClaim {
+            id: self.id,
+            attempt: self.attempts,
+        }
+    }
 }
 
 impl Batch {
@@ -117,7 +128,7 @@ struct Prepared {
 
 /// One claimed message's end, as the recorder receives it.
 struct Completion {
-    id: MessageId,
+    claim: HeldClaim,
     end: End,
     /// When its send started (the lane's last send time, for the gap after a restart).
     started_at: DateTime<Utc>,
@@ -220,20 +231,20 @@ impl Lane {
         let Some(Ok(Claim::Messages(batch))) = self.claimed_ahead.take() else {
             return;
         };
-        let ids: Vec<MessageId> = batch
+        let claims: Vec<HeldClaim> = batch
             .ready
             .iter()
-            .map(|message| message.id)
-            .chain(batch.failed.iter().map(|(id, _)| *id))
+            .map(Prepared::claim)
+            .chain(batch.failed.iter().map(|(claim, _)| *claim))
             .collect();
         let now = self.now();
         let handed_back = async {
             let mut conn = self.shared.db.write().await?;
-            store::messages::release_unsent(conn.conn(), &ids, now).await
+            store::messages::release_unsent(conn.conn(), &claims, now).await
         };
         match handed_back.await {
             Ok(()) => {
-                tracing::info!(sender_id = %self.sender.id, released = ids.len(), "batch claimed ahead handed back unsent")
+                tracing::info!(sender_id = %self.sender.id, released = claims.len(), "batch claimed ahead handed back unsent")
             }
             // Their claims expire and they are sent then.
             Err(error) => {
@@ -326,13 +337,19 @@ impl Lane {
     /// Claims up to `wanted` messages and renders them.
     async fn claim(&mut self, wanted: u32) -> Result<Claim, LaneError> {
         match self.claim_messages(wanted).await? {
-            Claim::Messages(claimed) => Ok(Claim::Messages(self.render(claimed).await?)),
+            Claim::Messages((claimed, claims_until)) => {
+                Ok(Claim::Messages(self.render(claimed, claims_until).await?))
+            }
             Claim::CapSpentUntil(until) => Ok(Claim::CapSpentUntil(until)),
         }
     }
 
-    /// Reserves from today's cap and claims up to that many messages, in one transaction.
-    async fn claim_messages(&self, wanted: u32) -> Result<Claim<Vec<Claimed>>, LaneError> {
+    /// Reserves from today's cap and claims up to that many messages, in one transaction;
+    /// returns them with the instant their claims run out.
+    async fn claim_messages(
+        &self,
+        wanted: u32,
+    ) -> Result<Claim<(Vec<Claimed>, DateTime<Utc>)>, LaneError> {
         let now = self.now();
         let pacing = self.pacer.pacing();
         let day = local_day(now, self.tz);
@@ -371,34 +388,43 @@ impl Lane {
             store::usage::release(tx.conn(), self.sender.id, day, unused).await?;
         }
         tx.commit().await?;
-        Ok(Claim::Messages(claimed))
+        Ok(Claim::Messages((claimed, lease_until)))
     }
 
     async fn send(&mut self, batch: Batch, spaced: bool) -> Result<(), LaneError> {
-        let Batch { ready, failed } = batch;
+        let Batch {
+            ready,
+            failed,
+            mut claims_until,
+        } = batch;
         let started_at = self.now();
         if spaced {
             self.pacer.sent(&mut self.rng);
             if let Some(message) = ready.first() {
-                let delay = typing_delay(self.pacer.pacing(), message.body.chars().count());
+                let delay = to_chrono(typing_delay(
+                    self.pacer.pacing(),
+                    message.body.chars().count(),
+                ));
                 if !delay.is_zero() {
-                    metrics::lane_waits(Gate::Typing, to_chrono(delay));
+                    metrics::lane_waits(Gate::Typing, delay);
+                    claims_until = self
+                        .keep_claim_while_typing(message.claim(), started_at + delay, claims_until)
+                        .await?;
                     if let Err(error) = self.provider.typing(&message.to).await {
                         tracing::debug!(%error, "typing indicator failed");
                     }
-                    self.shared
-                        .clock
-                        .sleep_until(started_at + to_chrono(delay))
-                        .await;
+                    // Renewing the lane's lease meanwhile: typing may outlast it.
+                    self.wait_until(started_at + delay).await?;
                 }
             }
         }
-        let stop = Stop::default();
+        let stop = Stop::holding_claims_until(claims_until);
+        let unrecorded: HashSet<HeldClaim> = ready.iter().map(Prepared::claim).collect();
         let (completed, completions) = mpsc::unbounded_channel();
-        for (id, outcome) in failed {
+        for (claim, outcome) in failed {
             // Never sent: recorded with the first group, without taking a slot.
             let _ = completed.send(Completion {
-                id,
+                claim,
                 end: End::Outcome(outcome),
                 started_at,
                 throttled_until: None,
@@ -415,7 +441,14 @@ impl Lane {
             &stop,
             completed,
         );
-        let recording = record_as_completed(&shared, self.sender.id, completions, &stop, spaced);
+        let recording = record_as_completed(
+            &shared,
+            self.sender.id,
+            completions,
+            unrecorded,
+            &stop,
+            spaced,
+        );
         let claim_ahead = self.may_claim_ahead(spaced);
         let wanted = self.batch_size;
         // While the provider works, the next batch is claimed and rendered.
@@ -439,8 +472,31 @@ impl Lane {
         Ok(())
     }
 
+    /// The person sees "typing…" while the message is claimed: a typing delay that would end
+    /// too near the claim's end extends the claim, so the send still starts in time and the
+    /// message is not claimed again meanwhile. Returns until when the claim then holds.
+    async fn keep_claim_while_typing(
+        &self,
+        claim: HeldClaim,
+        typed_at: DateTime<Utc>,
+        claims_until: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, LaneError> {
+        let margin = start_margin(&self.shared.config, self.provider.send_timeout());
+        if typed_at + margin < claims_until {
+            return Ok(claims_until);
+        }
+        let until = typed_at + to_chrono(self.shared.config.claim_lease);
+        let mut conn = self.shared.db.write().await?;
+        store::messages::renew_claims(conn.conn(), &[claim], until).await?;
+        Ok(until)
+    }
+
     /// Renders a batch; messages that cannot be rendered fail with the reason.
-    async fn render(&mut self, batch: Vec<Claimed>) -> Result<Batch, LaneError> {
+    async fn render(
+        &mut self,
+        batch: Vec<Claimed>,
+        claims_until: DateTime<Utc>,
+    ) -> Result<Batch, LaneError> {
         let missing: HashSet<CampaignId> = batch
             .iter()
             .filter_map(|m| m.campaign_id)
@@ -485,7 +541,11 @@ impl Lane {
                     let whatsapp = match render(&compiled, contact, &mut body) {
                         Ok(whatsapp) => whatsapp,
                         Err(error) => {
-                            failed.push((message.id, Outcome::Failed { error }));
+                            let claim = HeldClaim {
+                                id: message.id,
+                                attempt: message.attempts,
+                            };
+                            failed.push((claim, Outcome::Failed { error }));
                             continue;
                         }
                     };
@@ -510,6 +570,7 @@ impl Lane {
         Ok(Batch {
             ready: prepared,
             failed,
+            claims_until,
         })
     }
 
@@ -519,7 +580,7 @@ impl Lane {
     async fn within_window(
         &self,
         prepared: Vec<Prepared>,
-        unsent: &mut Vec<(MessageId, Outcome)>,
+        unsent: &mut Vec<(HeldClaim, Outcome)>,
     ) -> Result<Vec<Prepared>, LaneError> {
         // Most providers keep no window: their batches pass untouched, with nothing collected.
         let capabilities = providers::module_of(self.sender.provider).capabilities();
@@ -545,7 +606,7 @@ impl Lane {
             .partition(|message| message.whatsapp.is_some() || open.contains(&message.to));
         unsent.extend(outside.into_iter().map(|message| {
             let reason = OUTSIDE_CUSTOMER_SERVICE_WINDOW.to_owned();
-            (message.id, Outcome::Skipped { reason })
+            (message.claim(), Outcome::Skipped { reason })
         }));
         Ok(ready)
     }
@@ -652,8 +713,10 @@ pub(super) fn batch_limit(config: &super::EngineConfig, send_timeout: Duration) 
 }
 
 /// Whether the lane may still start sends, and why not.
-#[derive(Default)]
 struct Stop {
+    /// Until when the batch's claims hold (milliseconds since the epoch): the heartbeat renews
+    /// them while the batch is out, and no send starts that could still be out when they end.
+    claims_until_ms: AtomicI64,
     /// Another process holds the sender now.
     lease_lost: AtomicBool,
     /// Outcomes could not be recorded: sending more would only widen what a restart repeats.
@@ -664,6 +727,26 @@ struct Stop {
 }
 
 impl Stop {
+    fn holding_claims_until(claims_until: DateTime<Utc>) -> Self {
+        Self {
+            claims_until_ms: AtomicI64::new(claims_until.timestamp_millis()),
+            lease_lost: AtomicBool::default(),
+            store_failed: AtomicBool::default(),
+            sender_unusable: AtomicBool::default(),
+            unusable_reason: std::sync::Mutex::default(),
+        }
+    }
+
+    fn claims_until(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.claims_until_ms.load(Ordering::Acquire))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    fn claims_renewed(&self, until: DateTime<Utc>) {
+        self.claims_until_ms
+            .store(until.timestamp_millis(), Ordering::Release);
+    }
+
     fn sending_allowed(&self) -> bool {
         !self.lease_lost.load(Ordering::Acquire)
             && !self.store_failed.load(Ordering::Acquire)
@@ -691,9 +774,17 @@ impl Stop {
     }
 }
 
+/// How long before its claim runs out a send may still start: the provider's whole timeout
+/// (capped, so a fresh claim always sends), and a tenth of the claims' lease to record it.
+fn start_margin(config: &super::EngineConfig, send_timeout: Duration) -> chrono::Duration {
+    to_chrono(send_timeout.min(config.claim_lease / 2) + config.claim_lease / 10)
+}
+
 /// Sends `messages`, at most `concurrency` unrecorded at once: each send takes a slot that the
 /// recorder frees when its outcome is committed. A message whose turn comes after the lane was
-/// told to stop is handed back unsent.
+/// told to stop, or too close to the end of its claim (the heartbeat could not renew it: a
+/// stalled process, a database too slow), is handed back unsent: sent then, it could still be
+/// out when another lane claims it again.
 async fn send_all(
     shared: &Shared,
     provider: Arc<dyn Provider>,
@@ -703,6 +794,7 @@ async fn send_all(
     completed: mpsc::UnboundedSender<Completion>,
 ) {
     let concurrency = shared.config.concurrency.max(1);
+    let margin = start_margin(&shared.config, provider.send_timeout());
     let slots = Arc::new(Semaphore::new(concurrency));
     futures::stream::iter(messages)
         .for_each_concurrent(concurrency, |message| {
@@ -713,7 +805,8 @@ async fn send_all(
             async move {
                 let slot = slots.acquire_owned().await.ok();
                 let started_at = shared.clock.now();
-                let (end, throttled_until) = if stop.sending_allowed() {
+                let in_time = started_at + margin < stop.claims_until();
+                let (end, throttled_until) = if stop.sending_allowed() && in_time {
                     let outbound = Outbound {
                         id: message.id,
                         to: &message.to,
@@ -747,7 +840,7 @@ async fn send_all(
                     (End::Unsent, None)
                 };
                 let _ = completed.send(Completion {
-                    id: message.id,
+                    claim: message.claim(),
                     end,
                     started_at,
                     throttled_until,
@@ -807,6 +900,7 @@ async fn record_as_completed(
     shared: &Shared,
     sender: SenderId,
     mut completions: mpsc::UnboundedReceiver<Completion>,
+    mut unrecorded: HashSet<HeldClaim>,
     stop: &Stop,
     spaced: bool,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -819,7 +913,7 @@ async fn record_as_completed(
         let first = tokio::select! {
             completion = completions.recv() => completion,
             () = &mut sleep => {
-                heartbeat(shared, sender, stop).await;
+                heartbeat(shared, sender, stop, &unrecorded).await;
                 heartbeat_at = shared.clock.now() + every;
                 sleep = shared.clock.sleep_until(heartbeat_at);
                 continue;
@@ -841,6 +935,7 @@ async fn record_as_completed(
         }
         for completion in &group {
             hold_until = hold_until.max(completion.throttled_until);
+            unrecorded.remove(&completion.claim);
         }
         // Dropping the completions frees their slots for the next sends.
         group.clear();
@@ -853,15 +948,36 @@ fn heartbeat_every(config: &super::EngineConfig) -> Duration {
     (config.lease / 3).min(Duration::from_secs(1))
 }
 
-/// Renews the lane's lease while a batch is out; a lease another process took stops the lane.
-async fn heartbeat(shared: &Shared, sender: SenderId, stop: &Stop) {
-    let until = shared.clock.now() + to_chrono(shared.config.lease);
+/// Renews the lane's lease while a batch is out, and the claims of its unrecorded messages once
+/// a third of their lease has passed; a lease another process took stops the lane.
+async fn heartbeat(
+    shared: &Shared,
+    sender: SenderId,
+    stop: &Stop,
+    unrecorded: &HashSet<HeldClaim>,
+) {
+    let now = shared.clock.now();
+    let until = now + to_chrono(shared.config.lease);
+    let claim_lease = to_chrono(shared.config.claim_lease);
+    let claims_due = !unrecorded.is_empty() && stop.claims_until() - now < claim_lease * 2 / 3;
+    let claims_until = now + claim_lease;
     let renewed = async {
-        let mut conn = shared.db.write().await?;
-        store::lanes::renew(conn.conn(), sender, &shared.owner, until).await
+        let mut tx = shared.db.begin().await?;
+        // The lease row first, as a claim takes it: on PostgreSQL the two lock in one order.
+        let held = store::lanes::renew(tx.conn(), sender, &shared.owner, until).await?;
+        if held && claims_due {
+            let claims: Vec<HeldClaim> = unrecorded.iter().copied().collect();
+            store::messages::renew_claims(tx.conn(), &claims, claims_until).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, StoreError>(held)
     };
     match renewed.await {
-        Ok(true) => {}
+        Ok(true) => {
+            if claims_due {
+                stop.claims_renewed(claims_until);
+            }
+        }
         Ok(false) => {
             stop.lease_lost.store(true, Ordering::Release);
             tracing::warn!(sender_id = %sender, "lane lost its lease mid-batch; it starts no further send");
@@ -888,10 +1004,10 @@ async fn record_group(
     for completion in group {
         match &completion.end {
             End::Outcome(outcome) => {
-                outcomes.push((completion.id, outcome.clone()));
+                outcomes.push((completion.claim.id, outcome.clone()));
                 last_started = last_started.max(Some(completion.started_at));
             }
-            End::Unsent => unsent.push(completion.id),
+            End::Unsent => unsent.push(completion.claim),
         }
     }
     let still_held = super::retrying("recording sends", sender, || async {
@@ -952,5 +1068,21 @@ mod tests {
         // A fast provider keeps the configured batch; an impossible one still sends one.
         assert_eq!(batch_limit(&config, Duration::from_millis(1)), 1024);
         assert_eq!(batch_limit(&config, Duration::from_secs(3600)), 1);
+    }
+
+    #[test]
+    fn a_fresh_claim_always_leaves_time_to_start_its_first_send() {
+        let config = EngineConfig::default();
+        let lease = to_chrono(config.claim_lease);
+        for timeout in [1, 100, 10_000, 60_000, 119_000, 3_600_000] {
+            let margin = start_margin(&config, Duration::from_millis(timeout));
+            assert!(margin < lease, "{timeout} ms: {margin:?}");
+        }
+        // A 10 s provider: a send starts at the latest 22 s before its claim ends, so it is
+        // answered, and recorded, before another lane may claim the message again.
+        assert_eq!(
+            start_margin(&config, Duration::from_secs(10)),
+            chrono::Duration::seconds(22)
+        );
     }
 }

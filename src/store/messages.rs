@@ -181,6 +181,33 @@ pub async fn cancel_single(
     Ok(message)
 }
 
+/// One claim of a message: the message and the attempt its claim made. Releasing or renewing
+/// a claim names both, so a lane whose claim ran out can never touch the claim another lane
+/// made of the same message since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeldClaim {
+    pub id: MessageId,
+    pub attempt: i64,
+}
+
+/// Narrows an update to these claims, still `sending`: the id list finds the rows by their key,
+/// the `CASE` keeps only those whose attempt is still the claim's (a list, where a chain of
+/// `OR`s would pass SQLite's limit on an expression's depth).
+fn of_claims(update: &mut SqlBuilder, claims: &[HeldClaim]) {
+    update
+        .push(" WHERE status = 'sending' AND id IN ")
+        .bind_list(claims.iter().map(|claim| Param::Id(claim.id.0)))
+        .push(" AND attempts = CASE id");
+    for claim in claims {
+        update
+            .push(" WHEN ")
+            .bind(Param::Id(claim.id.0))
+            .push(" THEN ")
+            .bind(Param::Int(claim.attempt));
+    }
+    update.push(" END");
+}
+
 /// A message a lane has claimed and must now send.
 #[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct Claimed {
@@ -328,23 +355,47 @@ pub async fn requeue_expired(conn: Conn<'_>, now: DateTime<Utc>) -> Result<u64> 
     .rows_affected()))
 }
 
+/// Extends `claims`, where they still hold, until `until`: a lane whose batch
+/// outlasts a third of its claims' lease (a slow database, a slow provider) keeps them, so they
+/// are not freed and sent a second time while its sends are out.
+pub async fn renew_claims(
+    conn: Conn<'_>,
+    claims: &[HeldClaim],
+    until: DateTime<Utc>,
+) -> Result<()> {
+    let mut conn = conn;
+    for chunk in claims.chunks(rows_per_statement(3)) {
+        let mut update = SqlBuilder::new("UPDATE messages SET lease_expires_at = ");
+        update.bind(Param::Time(until));
+        of_claims(&mut update, chunk);
+        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
+    }
+    Ok(())
+}
+
 /// Hands claimed messages that were never sent back to the queue (their lane lost its lease
-/// before their turn): pending again, the claim's attempt undone. A message that is no longer
-/// `sending` is left as it is. In flight counts as pending, so counters do not move.
-pub async fn release_unsent(conn: Conn<'_>, ids: &[MessageId], now: DateTime<Utc>) -> Result<()> {
-    if ids.is_empty() {
+/// before their turn): pending again, the claim's attempt undone. A message no longer held by
+/// that claim (recorded, or claimed again after the claim ran out) is left as it is. In flight
+/// counts as pending, so counters do not move.
+pub async fn release_unsent(
+    conn: Conn<'_>,
+    claims: &[HeldClaim],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if claims.is_empty() {
         return Ok(());
     }
     let mut conn = conn;
-    for chunk in ids.chunks(rows_per_statement(1)) {
+    for chunk in claims.chunks(rows_per_statement(3)) {
         let mut update = SqlBuilder::new(
             "UPDATE messages SET status = 'pending', attempts = attempts - 1,
                                  lease_expires_at = NULL, updated_at = ",
         );
-        update
-            .bind(Param::Time(now))
-            .push(" WHERE status = 'sending' AND id IN ")
-            .bind_list(chunk.iter().map(|id| Param::Id(id.0)));
+        update.bind(Param::Time(now));
+        of_claims(&mut update, chunk);
         on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
             .execute(&mut *c)
             .await
