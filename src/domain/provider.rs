@@ -9,5 +9,13 @@ super::named_enum! {
         Http => "http",
         /// Meta's WhatsApp Cloud API.
         WhatsappCloud => "whatsapp_cloud",
+        /// Zagely's v1 API (key pair, idempotency keys, signed webhooks).
+        Zagely => "zagely",
+        /// Botbiz's WhatsApp API (bearer key, per-plan rate limits).
+        Botbiz => "botbiz",
+        /// A Chattu server (`x-api-key`, a WhatsApp client per sender).
+        Chattu => "chattu",
+        /// Mavibot's API (the key in the path, a connected WhatsApp bot per sender).
+        Mavibot => "mavibot",
     }
 }

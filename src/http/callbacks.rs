@@ -51,13 +51,15 @@ struct Received {
 async fn receive(
     State(state): State<AppState>,
     Path(sender_id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Received>> {
     let sender_id: SenderId = sender_id.parse().map_err(|_| ApiError::NotFound)?;
     let request = CallbackRequest {
         headers: &headers,
-        query: None,
+        // Platforms that sign nothing (Mavibot) carry a token in the URL they are given.
+        query: query.as_deref(),
         body: &body,
         now: state.clock.now(),
     };

@@ -16,11 +16,17 @@ use crate::domain::provider::ProviderKind;
 use crate::domain::whatsapp::RenderedWhatsApp;
 use crate::url_guard::UrlGuard;
 
+pub mod botbiz;
+pub mod chattu;
 pub mod http;
+pub mod mavibot;
+/// What the seed platforms' modules share.
+mod platform;
 pub mod sandbox;
 /// Secrets in provider configurations: masked when shown, kept when the mask comes back.
 pub mod secrets;
 pub mod whatsapp_cloud;
+pub mod zagely;
 
 use crate::domain::callback::{self, CallbackEvent, CallbackPayload};
 
@@ -180,7 +186,8 @@ pub struct Capabilities {
 /// A request to `/v1/callbacks/{sender_id}`, as the sender's provider module reads it.
 pub struct CallbackRequest<'a> {
     pub headers: &'a reqwest::header::HeaderMap,
-    /// The query string of a `GET` (a platform's challenge), undecoded.
+    /// The query string, undecoded: a `GET`'s challenge, or the token in the URL of a platform
+    /// that signs nothing.
     pub query: Option<&'a str>,
     pub body: &'a [u8],
     pub now: chrono::DateTime<chrono::Utc>,
@@ -320,6 +327,10 @@ pub fn module_of(kind: ProviderKind) -> &'static dyn ProviderModule {
         ProviderKind::Sandbox => &sandbox::SandboxModule,
         ProviderKind::Http => &http::HttpModule,
         ProviderKind::WhatsappCloud => &whatsapp_cloud::WhatsAppCloudModule,
+        ProviderKind::Zagely => &zagely::ZagelyModule,
+        ProviderKind::Botbiz => &botbiz::BotbizModule,
+        ProviderKind::Chattu => &chattu::ChattuModule,
+        ProviderKind::Mavibot => &mavibot::MavibotModule,
     }
 }
 
@@ -427,7 +438,18 @@ mod tests {
     #[test]
     fn the_registry_names_each_module_once() {
         let names = names();
-        assert_eq!(names, ["sandbox", "http", "whatsapp_cloud"]);
+        assert_eq!(
+            names,
+            [
+                "sandbox",
+                "http",
+                "whatsapp_cloud",
+                "zagely",
+                "botbiz",
+                "chattu",
+                "mavibot"
+            ]
+        );
         for name in &names {
             assert_eq!(module(name).map(|m| m.name()), Ok(*name));
         }
@@ -443,7 +465,7 @@ mod tests {
         let unknown = module("fax").map(|m| m.name()).unwrap_err();
         assert_eq!(
             unknown.to_string(),
-            "unknown provider 'fax'; available: sandbox, http, whatsapp_cloud"
+            "unknown provider 'fax'; available: sandbox, http, whatsapp_cloud, zagely, botbiz, chattu, mavibot"
         );
     }
 

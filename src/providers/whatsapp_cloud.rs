@@ -342,8 +342,9 @@ fn template_part(template: &RenderedWhatsApp) -> Value {
     part
 }
 
-/// The media type Meta is told, from the link's file extension; a document when unsure.
-fn media_kind(link: &str) -> &'static str {
+/// The media type Meta (and the platforms on it) is told, from the link's file extension; a
+/// document when unsure.
+pub(super) fn media_kind(link: &str) -> &'static str {
     let path = link.split(['?', '#']).next().unwrap_or(link);
     let extension = path
         .rsplit_once('.')

@@ -17,6 +17,7 @@ mod imports;
 mod messages;
 mod metrics;
 mod openapi;
+mod platforms;
 mod quotas;
 mod senders;
 mod templates;

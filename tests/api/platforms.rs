@@ -1,0 +1,602 @@
+//! The seed platforms' providers (Zagely, Botbiz, Chattu, Mavibot) against mock servers on 127.0.0.1 in
+//! the shapes their documents give: a campaign reaches each with its authentication, path, body
+//! and phone format; their refusals and rate limits do what they mean; their webhooks, signed and
+//! forged, count or are refused.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::Api;
+use crate::common::TestDb;
+
+const JANE: &str = "+201012345611";
+const REFUSED: &str = "+201012345612";
+const RATE_LIMITED: &str = "+201012345613";
+
+/// A platform's answers: a refusal for `REFUSED`, a rate limit for `RATE_LIMITED`'s first
+/// attempt, and an accepted send with the id `m-<digits>` for anyone else.
+struct Platform {
+    /// The recipient in a request's body.
+    to: fn(&Value) -> String,
+    accepted: fn(&str) -> ResponseTemplate,
+    refused: fn() -> ResponseTemplate,
+    rate_limited: fn() -> ResponseTemplate,
+    attempts: Mutex<HashMap<String, usize>>,
+}
+
+impl Respond for Platform {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let digits: String = (self.to)(&body)
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+            let count = attempts.entry(digits.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        if format!("+{digits}") == REFUSED {
+            (self.refused)()
+        } else if format!("+{digits}") == RATE_LIMITED && attempt == 1 {
+            (self.rate_limited)()
+        } else {
+            (self.accepted)(&digits)
+        }
+    }
+}
+
+/// Jane, the refused and the rate-limited recipient, tagged `spring`.
+async fn recipients(api: &Api) {
+    for (phone, name) in [(JANE, "Jane"), (REFUSED, "Omar"), (RATE_LIMITED, "Sara")] {
+        api.contact(phone, json!({"name": name, "tags": ["spring"]}))
+            .await;
+    }
+}
+
+/// Starts "Hi <<name|there>>!" to the `spring` tag and waits until it completed; its stats.
+async fn campaign_completed(api: &Api, sender: &str) -> (String, Value) {
+    let campaign = api
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Spring", "sender_id": sender, "content": "Hi <<name|there>>!",
+                   "audience": {"type": "tags", "tags": ["spring"]}}),
+        )
+        .await
+        .id();
+    api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
+        .await
+        .expect(200);
+    let stats = api
+        .wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
+            s["status"] == "completed"
+        })
+        .await;
+    (campaign, stats)
+}
+
+fn counts(stats: &Value) -> [i64; 4] {
+    ["sent", "delivered", "read", "failed"].map(|name| stats[name].as_i64().unwrap_or(-1))
+}
+
+/// The campaign's message to `to`.
+async fn message_to(api: &Api, campaign: &str, to: &str) -> Value {
+    let messages = api
+        .get(&format!("/v1/campaigns/{campaign}/messages?per_page=200"))
+        .await;
+    messages.expect(200)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|message| message["to"] == to)
+        .cloned()
+        .unwrap_or_else(|| panic!("no message to {to}: {}", messages.body))
+}
+
+/// The bodies a platform received for `digits`, in order.
+async fn requests_for(server: &MockServer, digits: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|request| String::from_utf8_lossy(&request.body).contains(digits))
+        .collect()
+}
+
+fn json_of(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+fn hex_hmac(secret: &str, message: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn callback(api: &Api, sender: &str, body: &Value, headers: &[(&str, String)]) -> Value {
+    let mut request = api
+        .client_without_token(Method::POST, &format!("/v1/callbacks/{sender}"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let reply = api.send(request).await;
+    json!({"status": reply.status.as_u16(), "body": reply.body})
+}
+
+async fn created_sender(api: &Api, provider: &str, config: Value) -> String {
+    let created = api
+        .post(
+            "/v1/senders",
+            json!({"name": provider, "provider": provider, "provider_config": config,
+                   "pacing": {"rate_per_minute": 60000}}),
+        )
+        .await;
+    created.expect(201);
+    created.id()
+}
+
+const ZAGELY_SESSION: &str = "11111111-2222-3333-4444-555555555555";
+const ZAGELY_WEBHOOK_SECRET: &str = "zagely-whsec";
+
+fn zagely_headers(body: &Value, timestamp: i64, secret: &str) -> Vec<(&'static str, String)> {
+    let signature = hex_hmac(secret, &format!("{timestamp}.{body}"));
+    vec![
+        ("X-Zagely-Event", "message.delivered".to_owned()),
+        ("X-Zagely-Timestamp", timestamp.to_string()),
+        ("X-Zagely-Signature", format!("sha256={signature}")),
+    ]
+}
+
+async fn a_campaign_reaches_zagely_with_its_key_pair_and_its_signed_webhooks_count(db: TestDb) {
+    let zagely = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/messages/send"))
+        .and(header("x-public-key", "pk_test"))
+        .and(header("x-secret-key", "sk_test"))
+        .respond_with(Platform {
+            to: |body| body["to"].as_str().unwrap_or_default().to_owned(),
+            accepted: |digits| {
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({"status": "queued", "message_id": format!("m-{digits}")}))
+            },
+            refused: || {
+                ResponseTemplate::new(422).set_body_json(json!({"error": {
+                    "code": "validation_failed", "message": "The given data was invalid.",
+                    "details": {"errors": {"to": ["The to field is invalid."]}}}}))
+            },
+            rate_limited: || {
+                ResponseTemplate::new(429)
+                    .insert_header("Retry-After", "1")
+                    .set_body_json(json!({"error": {"code": "rate_limit_exceeded",
+                                                    "message": "Too many requests."}}))
+            },
+            attempts: Mutex::default(),
+        })
+        .mount(&zagely)
+        .await;
+    let api = Api::start(db).await;
+    let sender = created_sender(
+        &api,
+        "zagely",
+        json!({"public_key": "pk_test", "secret_key": "sk_test", "session_id": ZAGELY_SESSION,
+               "webhook_secret": ZAGELY_WEBHOOK_SECRET, "api_base": zagely.uri()}),
+    )
+    .await;
+    let shown = api.get(&format!("/v1/senders/{sender}")).await;
+    let config = &shown.expect(200)["provider_config"];
+    assert_eq!(
+        (&config["secret_key"], &config["webhook_secret"]),
+        (&json!("***"), &json!("***"))
+    );
+    assert_eq!(config["public_key"], "pk_test");
+
+    recipients(&api).await;
+    let (campaign, stats) = campaign_completed(&api, &sender).await;
+    assert_eq!(counts(&stats), [2, 0, 0, 1], "{stats}");
+    let refused = message_to(&api, &campaign, REFUSED).await;
+    assert_eq!(
+        refused["error"],
+        "HTTP 422: validation_failed: The given data was invalid."
+    );
+    let jane = message_to(&api, &campaign, JANE).await;
+    let sent = requests_for(&zagely, "201012345611").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        json_of(&sent[0]),
+        json!({"channel": "whatsapp", "to": JANE, "message": "Hi Jane!",
+               "session_id": ZAGELY_SESSION})
+    );
+    assert_eq!(
+        sent[0].headers["idempotency-key"].to_str().unwrap(),
+        jane["id"].as_str().unwrap(),
+        "Herald's message id is Zagely's idempotency key"
+    );
+    // Rate limited once, then sent with the same key.
+    let sara = requests_for(&zagely, "201012345613").await;
+    assert_eq!(sara.len(), 2);
+    assert_eq!(
+        sara[0].headers["idempotency-key"],
+        sara[1].headers["idempotency-key"]
+    );
+    assert_eq!(
+        message_to(&api, &campaign, RATE_LIMITED).await["status"],
+        "sent"
+    );
+
+    // Zagely's delivery report, signed; a forged one and a stale one change nothing.
+    let delivered = json!({"event": "message.delivered", "tenant_id": "t",
+        "delivery_id": "d-1", "occurred_at": "2026-04-21T10:30:00Z",
+        "data": {"message_id": "m-201012345611", "channel": "whatsapp"}});
+    let now = chrono::Utc::now().timestamp();
+    let forged = callback(
+        &api,
+        &sender,
+        &delivered,
+        &zagely_headers(&delivered, now, "a-guess"),
+    )
+    .await;
+    assert_eq!(forged["status"], 401, "{forged}");
+    let stale = callback(
+        &api,
+        &sender,
+        &delivered,
+        &zagely_headers(&delivered, now - 600, ZAGELY_WEBHOOK_SECRET),
+    )
+    .await;
+    assert_eq!(stale["status"], 401, "{stale}");
+    let signed = zagely_headers(&delivered, now, ZAGELY_WEBHOOK_SECRET);
+    assert_eq!(
+        callback(&api, &sender, &delivered, &signed).await["status"],
+        200
+    );
+    let stats = api.get(&format!("/v1/campaigns/{campaign}/stats")).await;
+    assert_eq!(counts(stats.expect(200)), [2, 1, 0, 1]);
+
+    // A customer writes in: an inbound message on a new contact with Zagely's name for them.
+    let received = json!({"event": "message.received", "delivery_id": "d-2",
+        "occurred_at": "2026-04-21T10:31:00Z",
+        "data": {"contact": {"id": "c-1", "name": "Layla", "phone_number": "+201012345688",
+                             "email": null},
+                 "channel": "whatsapp", "content": "Is the sale still on?"}});
+    let signed = zagely_headers(&received, now, ZAGELY_WEBHOOK_SECRET);
+    let answered = callback(&api, &sender, &received, &signed).await;
+    assert_eq!(answered["body"]["inbound"], 1, "{answered}");
+    let inbound = api.get("/v1/messages?direction=inbound").await;
+    let inbound = &inbound.expect(200)["data"][0];
+    assert_eq!(
+        (&inbound["from"], &inbound["body"]),
+        (&json!("+201012345688"), &json!("Is the sale still on?"))
+    );
+    let layla = api.get("/v1/contacts?search=Layla").await;
+    assert_eq!(layla.expect(200)["data"][0]["phone"], "+201012345688");
+    api.stop().await;
+}
+
+const BOTBIZ_WEBHOOK_SECRET: &str = "botbiz-whsec";
+
+async fn a_campaign_reaches_botbiz_with_its_bearer_key_and_its_rate_limit_holds_the_lane(
+    db: TestDb,
+) {
+    let botbiz = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/whatsapp/messages"))
+        .and(header("authorization", "Bearer bb_key"))
+        .respond_with(Platform {
+            to: |body| body["to"].as_str().unwrap_or_default().to_owned(),
+            accepted: |digits| {
+                ResponseTemplate::new(200).set_body_json(json!({"id": format!("m-{digits}"),
+                                                                "status": "queued"}))
+            },
+            refused: || {
+                ResponseTemplate::new(400).set_body_json(json!({"error": {
+                    "code": "invalid_request", "message": "Invalid phone number", "status": 400}}))
+            },
+            rate_limited: || {
+                let reset = chrono::Utc::now().timestamp() + 1;
+                ResponseTemplate::new(429)
+                    .insert_header("X-RateLimit-Limit", "60")
+                    .insert_header("X-RateLimit-Remaining", "0")
+                    .insert_header("X-RateLimit-Reset", reset.to_string().as_str())
+                    .set_body_json(json!({"error": {"code": "rate_limited",
+                        "message": "Too many requests", "status": 429}}))
+            },
+            attempts: Mutex::default(),
+        })
+        .mount(&botbiz)
+        .await;
+    let api = Api::start(db).await;
+    // The free plan's 60 requests a minute is a new sender's pace unless it sets its own.
+    let default = api
+        .post(
+            "/v1/senders",
+            json!({"name": "Free plan", "provider": "botbiz",
+                   "provider_config": {"api_key": "bb_key"}}),
+        )
+        .await;
+    assert_eq!(default.expect(201)["pacing"]["rate_per_minute"], 60);
+    let sender = created_sender(
+        &api,
+        "botbiz",
+        json!({"api_key": "bb_key", "webhook_secret": BOTBIZ_WEBHOOK_SECRET,
+               "api_base": format!("{}/v1", botbiz.uri())}),
+    )
+    .await;
+    recipients(&api).await;
+    let (campaign, stats) = campaign_completed(&api, &sender).await;
+    assert_eq!(counts(&stats), [2, 0, 0, 1], "{stats}");
+    assert_eq!(
+        message_to(&api, &campaign, REFUSED).await["error"],
+        "HTTP 400: invalid_request: Invalid phone number"
+    );
+    let sent = requests_for(&botbiz, "201012345611").await;
+    assert_eq!(
+        json_of(&sent[0]),
+        json!({"to": JANE, "type": "text", "content": "Hi Jane!"})
+    );
+    assert_eq!(requests_for(&botbiz, "201012345613").await.len(), 2);
+    let sara = message_to(&api, &campaign, RATE_LIMITED).await;
+    assert_eq!(sara["status"], "sent", "{sara}");
+
+    // Botbiz's webhooks: the documented inbound message, and a delivery report.
+    let received = json!({"id": "evt_12345", "type": "whatsapp.message.received",
+        "created": 1_681_036_800,
+        "data": {"account_id": "wha_67890", "message_id": "msg_54321", "from": "+201012345688",
+                 "type": "text", "content": "Hello, I need help with my order.",
+                 "timestamp": "2023-04-09T10:00:00Z"}});
+    let signature = hex_hmac(BOTBIZ_WEBHOOK_SECRET, &received.to_string());
+    let forged = callback(
+        &api,
+        &sender,
+        &received,
+        &[("X-Botbiz-Signature", "0".repeat(64))],
+    )
+    .await;
+    assert_eq!(forged["status"], 401, "{forged}");
+    let answered = callback(
+        &api,
+        &sender,
+        &received,
+        &[("X-Botbiz-Signature", signature.clone())],
+    )
+    .await;
+    assert_eq!(answered["body"]["inbound"], 1, "{answered}");
+    // Delivered twice (Botbiz retrying): recorded once.
+    let again = callback(
+        &api,
+        &sender,
+        &received,
+        &[("X-Botbiz-Signature", signature)],
+    )
+    .await;
+    assert_eq!(again["status"], 200);
+    let inbound = api.get("/v1/messages?direction=inbound").await;
+    assert_eq!(inbound.expect(200)["total"], 1, "{}", inbound.body);
+    let delivered = json!({"id": "evt_2", "type": "whatsapp.message.delivered",
+        "created": 1_681_036_900, "data": {"message_id": "m-201012345611"}});
+    let signature = format!(
+        "sha256={}",
+        hex_hmac(BOTBIZ_WEBHOOK_SECRET, &delivered.to_string())
+    );
+    let answered = callback(
+        &api,
+        &sender,
+        &delivered,
+        &[("X-Botbiz-Signature", signature)],
+    )
+    .await;
+    assert_eq!(answered["status"], 200, "{answered}");
+    let stats = api.get(&format!("/v1/campaigns/{campaign}/stats")).await;
+    assert_eq!(counts(stats.expect(200)), [2, 1, 0, 1]);
+    api.stop().await;
+}
+
+async fn a_campaign_reaches_chattu_in_digits_and_its_webhook_key_is_checked(db: TestDb) {
+    let chattu = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/send-message"))
+        .and(header("x-api-key", "account-key"))
+        .respond_with(Platform {
+            to: |body| body["number"].as_str().unwrap_or_default().to_owned(),
+            accepted: |digits| {
+                ResponseTemplate::new(200).set_body_json(json!({"success": true,
+                    "message": {"id": {"_serialized": format!("m-{digits}")}, "body": "Hi",
+                                "timestamp": 1_699_123_456}}))
+            },
+            // Chattu answers some refusals with 200 and `success: false`.
+            refused: || {
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"success": false, "error": "Number is not on WhatsApp"}))
+            },
+            rate_limited: || {
+                ResponseTemplate::new(429)
+                    .insert_header("Retry-After", "1")
+                    .set_body_json(json!({"error": "Rate limit exceeded"}))
+            },
+            attempts: Mutex::default(),
+        })
+        .mount(&chattu)
+        .await;
+    let api = Api::start(db).await;
+    let sender = created_sender(
+        &api,
+        "chattu",
+        json!({"api_key": "account-key", "client_id": "client-1",
+               "client_api_key": "client-key", "api_base": chattu.uri()}),
+    )
+    .await;
+    recipients(&api).await;
+    let (campaign, stats) = campaign_completed(&api, &sender).await;
+    assert_eq!(counts(&stats), [2, 0, 0, 1], "{stats}");
+    assert_eq!(
+        message_to(&api, &campaign, REFUSED).await["error"],
+        "Number is not on WhatsApp"
+    );
+    let jane = message_to(&api, &campaign, JANE).await;
+    assert_eq!(jane["provider_message_id"], "m-201012345611", "{jane}");
+    let sent = requests_for(&chattu, "201012345611").await;
+    assert_eq!(
+        json_of(&sent[0]),
+        json!({"clientId": "client-1", "number": "201012345611", "message": "Hi Jane!"})
+    );
+
+    let received = json!({"event": "message_received", "data": {"from": "201012345688",
+        "to": "client-1", "body": "Hello, this is a test message",
+        "message": "Hello, this is a test message", "timestamp": 1_699_123_456_789_i64,
+        "type": "received_message"}});
+    let wrong = callback(
+        &api,
+        &sender,
+        &received,
+        &[("X-Api-Key", "account-key".to_owned())],
+    )
+    .await;
+    assert_eq!(wrong["status"], 401, "the client's key, not the account's");
+    let answered = callback(
+        &api,
+        &sender,
+        &received,
+        &[("X-Api-Key", "client-key".to_owned())],
+    )
+    .await;
+    assert_eq!(answered["body"]["inbound"], 1, "{answered}");
+    let inbound = api.get("/v1/messages?direction=inbound").await;
+    assert_eq!(inbound.expect(200)["data"][0]["from"], "+201012345688");
+    api.stop().await;
+}
+
+async fn a_campaign_reaches_mavibot_with_its_key_in_the_path_and_its_webhook_needs_the_token(
+    db: TestDb,
+) {
+    let mavibot = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/mv-key-1/whatsapp_message"))
+        .respond_with(Platform {
+            to: |body| body["phone"].as_str().unwrap_or_default().to_owned(),
+            accepted: |digits| {
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"status": "success", "id": format!("m-{digits}")}))
+            },
+            refused: || {
+                ResponseTemplate::new(200).set_body_json(
+                    json!({"status": "error", "description": "the client is not found"}),
+                )
+            },
+            rate_limited: || ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+            attempts: Mutex::default(),
+        })
+        .mount(&mavibot)
+        .await;
+    let api = Api::start(db).await;
+    let created = api
+        .post(
+            "/v1/senders",
+            json!({"name": "Mavibot", "provider": "mavibot",
+                   "provider_config": {"api_key": "mv-key-1", "whatsapp_bot_id": 4242,
+                                       "api_base": mavibot.uri()},
+                   "pacing": {"rate_per_minute": 60000}}),
+        )
+        .await;
+    let created = created.expect(201).clone();
+    let sender = created["id"].as_str().unwrap().to_owned();
+    let token = created["callback_secret"].as_str().unwrap().to_owned();
+    assert_eq!(created["provider_config"]["api_key"], "***");
+    recipients(&api).await;
+    let (campaign, stats) = campaign_completed(&api, &sender).await;
+    assert_eq!(counts(&stats), [2, 0, 0, 1], "{stats}");
+    assert_eq!(
+        message_to(&api, &campaign, REFUSED).await["error"],
+        "the client is not found"
+    );
+    let sent = requests_for(&mavibot, "201012345611").await;
+    assert_eq!(
+        json_of(&sent[0]),
+        json!({"phone": "201012345611", "whatsapp_bot_id": 4242, "message": "Hi Jane!"})
+    );
+
+    // Mavibot's webhook for the bot's message: delivered; without the token, refused.
+    let delivered = json!({"id": "m-201012345611", "client": {"id": 7,
+        "recepient": "201012345611@s.whatsapp.net", "client_type": 6, "name": "Jane"},
+        "message": "Hi Jane!", "attachments": [], "message_id": 3, "project_id": 1,
+        "is_input": 0, "delivered": 1, "error_message": ""});
+    let post = |query: String, body: &Value| {
+        api.client_without_token(Method::POST, &format!("/v1/callbacks/{sender}{query}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let refused = api.send(post("?token=a-guess".into(), &delivered)).await;
+    assert_eq!(refused.status, 401);
+    let refused = api.send(post(String::new(), &delivered)).await;
+    assert_eq!(refused.status, 401);
+    let answered = api.send(post(format!("?token={token}"), &delivered)).await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let stats = api.get(&format!("/v1/campaigns/{campaign}/stats")).await;
+    assert_eq!(counts(stats.expect(200)), [2, 1, 0, 1]);
+    let written = json!({"id": 901, "client": {"id": 8, "recepient": "201012345688@s.whatsapp.net",
+        "client_type": 6, "name": "Layla"}, "message": "Hello", "is_input": 1, "delivered": 1});
+    let answered = api.send(post(format!("?token={token}"), &written)).await;
+    assert_eq!(answered.body["inbound"], 1, "{}", answered.body);
+    api.stop().await;
+}
+
+/// Each platform's configuration names every missing field at once, and never echoes a secret.
+async fn each_platforms_configuration_names_every_missing_field(db: TestDb) {
+    let api = Api::start(db).await;
+    for (provider, config, fields) in [
+        (
+            "zagely",
+            json!({"public_key": "key"}),
+            vec!["provider_config.secret_key", "provider_config.public_key"],
+        ),
+        ("botbiz", json!({}), vec!["provider_config.api_key"]),
+        (
+            "mavibot",
+            json!({"api_key": "has/slash"}),
+            vec!["provider_config.api_key", "provider_config.whatsapp_bot_id"],
+        ),
+        (
+            "chattu",
+            json!({"api_key": "account-key"}),
+            vec!["provider_config.client_id", "provider_config.api_base"],
+        ),
+    ] {
+        let refused = api
+            .post(
+                "/v1/senders",
+                json!({"name": provider, "provider": provider, "provider_config": config}),
+            )
+            .await;
+        let errors = &refused.expect_error(422, "validation_failed")["errors"];
+        let mut named: Vec<&str> = errors
+            .as_object()
+            .map(|errors| errors.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        named.sort_unstable();
+        let mut fields = fields;
+        fields.sort_unstable();
+        assert_eq!(named, fields, "{provider}: {}", refused.body);
+        assert!(
+            !refused.body.to_string().contains("account-key"),
+            "{provider} echoes a secret"
+        );
+    }
+    api.stop().await;
+}
+
+dialect_tests!(
+    a_campaign_reaches_zagely_with_its_key_pair_and_its_signed_webhooks_count,
+    a_campaign_reaches_botbiz_with_its_bearer_key_and_its_rate_limit_holds_the_lane,
+    a_campaign_reaches_chattu_in_digits_and_its_webhook_key_is_checked,
+    a_campaign_reaches_mavibot_with_its_key_in_the_path_and_its_webhook_needs_the_token,
+    each_platforms_configuration_names_every_missing_field,
+);
