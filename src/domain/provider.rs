@@ -17,5 +17,7 @@ super::named_enum! {
         Chattu => "chattu",
         /// Mavibot's API (the key in the path, a connected WhatsApp bot per sender).
         Mavibot => "mavibot",
+        /// MazBot, a WhatsApp Cloud reseller (apikey and a JWT; inbound messages polled).
+        Mazbot => "mazbot",
     }
 }

@@ -235,11 +235,15 @@ async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {
     let mut next_requeue = shared.clock.now();
     let mut next_sweep = shared.clock.now();
     let mut next_tick = tokio::time::Instant::now();
+    let mut polls = Polls::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(next_tick) => {
                 if let Err(error) = tick(&shared, &mut lanes, &mut next_requeue, &mut next_sweep).await {
                     tracing::error!(%error, "engine tick failed");
+                }
+                if let Err(error) = polls.visit(&shared).await {
+                    tracing::error!(%error, "polled providers could not be visited");
                 }
                 next_tick = tokio::time::Instant::now() + shared.config.tick;
             }
@@ -259,12 +263,127 @@ async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {
     for (_, lane) in lanes.running {
         let _ = lane.await;
     }
+    for (_, poll) in polls.running {
+        let _ = poll.await;
+    }
     // The lanes' last sends may have queued reports: they are applied before the engine stops.
     let _ = drain.send(());
     if let Err(error) = ingesting.await {
         tracing::error!(%error, "event ingestion failed");
     }
     tracing::info!("engine stopped");
+}
+
+/// The senders whose platform is polled for inbound messages (it pushes nothing), each polled
+/// at its own interval, one poll at a time. Two processes may poll one sender at once: what
+/// they bring is deduplicated by the platform's message ids, and the cursors only move forward
+/// as far as what each stored.
+#[derive(Default)]
+struct Polls {
+    next_at: HashMap<SenderId, chrono::DateTime<chrono::Utc>>,
+    running: HashMap<SenderId, JoinHandle<Duration>>,
+    next_scan: Option<chrono::DateTime<chrono::Utc>>,
+    senders: Vec<SenderId>,
+}
+
+/// How often the list of polled senders is read again.
+const POLLED_SENDERS_SCAN: Duration = Duration::from_secs(5);
+/// When a poll failed before it knew its interval.
+const POLL_RETRY: Duration = Duration::from_secs(30);
+
+impl Polls {
+    async fn visit(&mut self, shared: &Arc<Shared>) -> store::Result<()> {
+        let now = shared.clock.now();
+        if self.next_scan.is_none_or(|at| now >= at) {
+            let polled: Vec<&str> = crate::providers::modules()
+                .filter(|module| module.polls_inbound())
+                .map(|module| module.name())
+                .collect();
+            let mut conn = shared.db.read().await?;
+            self.senders = store::cursors::polled_senders(conn.conn(), &polled).await?;
+            self.next_scan = Some(now + pacing::to_chrono(POLLED_SENDERS_SCAN));
+        }
+        let finished: Vec<SenderId> = self
+            .running
+            .iter()
+            .filter(|(_, poll)| poll.is_finished())
+            .map(|(sender, _)| *sender)
+            .collect();
+        for sender in finished {
+            if let Some(poll) = self.running.remove(&sender) {
+                let every = poll.await.unwrap_or(POLL_RETRY);
+                self.next_at.insert(sender, now + pacing::to_chrono(every));
+            }
+        }
+        if shared.is_shutting_down() {
+            return Ok(());
+        }
+        for &sender in &self.senders {
+            let due = self.next_at.get(&sender).is_none_or(|at| now >= *at);
+            if due && !self.running.contains_key(&sender) {
+                let task = tokio::spawn(poll_sender(shared.clone(), sender));
+                self.running.insert(sender, task);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Polls one sender's platform and stores what it brought with the new cursors; returns how
+/// long until the next poll.
+async fn poll_sender(shared: Arc<Shared>, sender: SenderId) -> Duration {
+    let polled = async {
+        let (row, cursors) = {
+            let mut conn = shared.db.read().await?;
+            let row = store::senders::get_unscoped(conn.conn(), sender).await?;
+            let mut cursors = store::cursors::of_sender(conn.conn(), sender).await?;
+            // A platform's history before the sender came to Herald is not Herald's to answer.
+            cursors
+                .entry("since".to_owned())
+                .or_insert_with(|| row.created_at.to_rfc3339());
+            (row, cursors)
+        };
+        let module = crate::providers::module_of(row.provider);
+        let poller = module
+            .poller(&row.provider_config.0, &shared.providers.for_sender(sender))
+            .map_err(|error| PollFailed::Provider(error.to_string()))?;
+        let Some(poller) = poller else {
+            return Ok(POLL_RETRY);
+        };
+        let polled = poller
+            .poll(&cursors, shared.clock.now())
+            .await
+            .map_err(|error| PollFailed::Provider(error.to_string()))?;
+        let inbound = polled.events.len();
+        let batch = SenderEvents::new(sender, polled.events);
+        let ingested = retrying("storing a poll", sender, || {
+            callbacks::ingest_polled(&shared.db, &batch, &polled.cursors, shared.clock.now())
+        })
+        .await?;
+        if ingested.replies_queued > 0 {
+            shared.wakeups.wake(sender);
+        }
+        if inbound > 0 {
+            crate::metrics::ingested(ingested.inbound_recorded, ingested.replies_queued);
+            tracing::debug!(sender_id = %sender, inbound, "provider polled");
+        }
+        Ok::<_, PollFailed>(poller.every())
+    };
+    match polled.await {
+        Ok(every) => every,
+        Err(error) => {
+            tracing::warn!(sender_id = %sender, %error, "polling the provider failed; trying again later");
+            POLL_RETRY
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PollFailed {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Provider(String),
 }
 
 /// The lanes this process runs, and the senders whose lane could not start, held back for a

@@ -20,6 +20,7 @@ pub mod botbiz;
 pub mod chattu;
 pub mod http;
 pub mod mavibot;
+pub mod mazbot;
 /// What the seed platforms' modules share.
 mod platform;
 pub mod sandbox;
@@ -293,6 +294,21 @@ pub trait ProviderModule: Send + Sync {
             })
     }
 
+    /// The poller of a platform whose inbound messages are fetched, not pushed; `None` for
+    /// those that call Herald back.
+    fn poller(
+        &self,
+        _config: &Value,
+        _context: &ProviderContext,
+    ) -> Result<Option<Arc<dyn Poller>>, ProviderConfigError> {
+        Ok(None)
+    }
+
+    /// Whether [`ProviderModule::poller`] gives one.
+    fn polls_inbound(&self) -> bool {
+        false
+    }
+
     /// Answers a platform's `GET` verification of the webhook (Meta's `hub.challenge`) with the
     /// body to return.
     fn challenge(
@@ -302,6 +318,28 @@ pub trait ProviderModule: Send + Sync {
     ) -> Result<String, CallbackError> {
         Err(CallbackError::NoChallenge)
     }
+}
+
+/// The inbound side of a platform that pushes nothing (MazBot): the engine asks it every
+/// [`Poller::every`] what happened since the sender's stored cursors.
+pub trait Poller: Send + Sync {
+    /// How long between two polls of one sender.
+    fn every(&self) -> Duration;
+
+    /// The events since `cursors`, with the cursors to store in the same transaction.
+    fn poll<'a>(
+        &'a self,
+        cursors: &'a std::collections::HashMap<String, String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Result<Polled, SendError>>;
+}
+
+/// What one poll brought.
+#[derive(Debug, Default, PartialEq)]
+pub struct Polled {
+    pub events: Vec<CallbackEvent>,
+    /// `(name, value)`, stored with the events.
+    pub cursors: Vec<(String, String)>,
 }
 
 /// Every provider Herald has, one per kind.
@@ -331,6 +369,7 @@ pub fn module_of(kind: ProviderKind) -> &'static dyn ProviderModule {
         ProviderKind::Botbiz => &botbiz::BotbizModule,
         ProviderKind::Chattu => &chattu::ChattuModule,
         ProviderKind::Mavibot => &mavibot::MavibotModule,
+        ProviderKind::Mazbot => &mazbot::MazbotModule,
     }
 }
 
@@ -447,7 +486,8 @@ mod tests {
                 "zagely",
                 "botbiz",
                 "chattu",
-                "mavibot"
+                "mavibot",
+                "mazbot"
             ]
         );
         for name in &names {
@@ -465,7 +505,7 @@ mod tests {
         let unknown = module("fax").map(|m| m.name()).unwrap_err();
         assert_eq!(
             unknown.to_string(),
-            "unknown provider 'fax'; available: sandbox, http, whatsapp_cloud, zagely, botbiz, chattu, mavibot"
+            "unknown provider 'fax'; available: sandbox, http, whatsapp_cloud, zagely, botbiz, chattu, mavibot, mazbot"
         );
     }
 

@@ -199,6 +199,21 @@ pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store:
     ingest_for(db, None, batch, now).await
 }
 
+/// Stores what a poll of `batch.sender`'s platform brought and where it left off, in one
+/// transaction: a crash before the commit polls the same again, one after it finds the cursors.
+pub async fn ingest_polled(
+    db: &Db,
+    batch: &SenderEvents,
+    cursors: &[(String, String)],
+    now: DateTime<Utc>,
+) -> store::Result<Ingested> {
+    let mut tx = db.begin().await?;
+    let ingested = ingest_in(&mut tx, None, batch, now).await?;
+    store::cursors::put(tx.conn(), batch.sender, cursors, now).await?;
+    tx.commit().await?;
+    Ok(ingested)
+}
+
 /// [`ingest`], for a sender whose workspace the caller already read (`None`: read it here).
 async fn ingest_for(
     db: &Db,

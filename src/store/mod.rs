@@ -28,6 +28,8 @@ pub mod automations;
 pub mod campaigns;
 pub mod contacts;
 pub mod conversations;
+/// Where polled providers left off.
+pub mod cursors;
 pub mod events;
 pub mod groups;
 pub mod idempotency;

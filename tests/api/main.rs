@@ -317,6 +317,19 @@ impl Api {
         }
     }
 
+    /// Stops the server and starts another on the same database, as a restart does.
+    pub async fn restart(mut self) -> Self {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let server = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
+        server
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+        Self::start(self._db).await
+    }
+
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());

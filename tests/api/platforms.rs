@@ -1,4 +1,4 @@
-//! The seed platforms' providers (Zagely, Botbiz, Chattu, Mavibot) against mock servers on 127.0.0.1 in
+//! The seed platforms' providers (Zagely, Botbiz, Chattu, Mavibot, MazBot) against mock servers on 127.0.0.1 in
 //! the shapes their documents give: a campaign reaches each with its authentication, path, body
 //! and phone format; their refusals and rate limits do what they mean; their webhooks, signed and
 //! forged, count or are refused.
@@ -549,6 +549,236 @@ async fn a_campaign_reaches_mavibot_with_its_key_in_the_path_and_its_webhook_nee
     api.stop().await;
 }
 
+/// MazBot's login: a new token each time (`t1`, `t2`, …), for the account's apikey only.
+struct MazbotLogin(std::sync::atomic::AtomicUsize);
+
+impl Respond for MazbotLogin {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        if body != json!({"email": "ops@example.com", "password": "pw"}) {
+            return ResponseTemplate::new(401).set_body_json(
+                json!({"success": false, "message": "Unauthorized access", "data": []}),
+            );
+        }
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        ResponseTemplate::new(200).set_body_json(json!({"success": true,
+            "message": "Login successfully", "data": {"id": 5, "token": format!("t{n}")}}))
+    }
+}
+
+/// A MazBot account's apikey of its own: Herald keeps one token per account in the process, and
+/// mock servers' addresses are reused from test to test.
+fn mazbot_key() -> String {
+    format!("mz-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn mazbot_server(api_key: &str) -> MockServer {
+    let mazbot = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/login"))
+        .and(header("apikey", api_key))
+        .respond_with(MazbotLogin(std::sync::atomic::AtomicUsize::new(0)))
+        .mount(&mazbot)
+        .await;
+    mazbot
+}
+
+async fn mazbot_sender(api: &Api, mazbot: &MockServer, api_key: &str) -> String {
+    created_sender(
+        api,
+        "mazbot",
+        json!({"api_key": api_key, "email": "ops@example.com", "password": "pw",
+               "templates": {"spring_sale": 42}, "api_base": format!("{}/api", mazbot.uri())}),
+    )
+    .await
+}
+
+async fn a_template_reaches_mazbot_and_an_expired_token_is_renewed_once(db: TestDb) {
+    let api_key = mazbot_key();
+    let mazbot = mazbot_server(&api_key).await;
+    // The first token has expired by the time it is used.
+    Mock::given(method("POST"))
+        .and(path("/api/whatsapp/send-template"))
+        .and(header("authorization", "Bearer t1"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(
+                json!({"success": false, "message": "Token is expired", "data": []}),
+            ),
+        )
+        .mount(&mazbot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/whatsapp/send-template"))
+        .and(header("authorization", "Bearer t2"))
+        .and(header("apikey", api_key.as_str()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"success": true,
+            "message": "Created successfully",
+            "data": {"message_id": "ABEGkYZI4pQIDAgASkQw", "status": "sent"}})),
+        )
+        .mount(&mazbot)
+        .await;
+    let api = Api::start(db).await;
+    let sender = mazbot_sender(&api, &mazbot, &api_key).await;
+    let shown = api.get(&format!("/v1/senders/{sender}")).await;
+    let config = &shown.expect(200)["provider_config"];
+    assert_eq!(
+        (&config["api_key"], &config["password"]),
+        (&json!("***"), &json!("***"))
+    );
+    let template = api
+        .post(
+            "/v1/templates",
+            json!({"name": "Spring", "content": "Hi <<name|there>>",
+                   "whatsapp": {"name": "spring_sale", "language": "en",
+                                "body_params": ["<<name|there>>"]}}),
+        )
+        .await
+        .id();
+    api.contact(JANE, json!({"name": "Jane", "tags": ["tpl"]}))
+        .await;
+    let campaign = api
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Spring", "sender_id": sender, "template_id": template,
+                   "audience": {"type": "tags", "tags": ["tpl"]}}),
+        )
+        .await
+        .id();
+    api.post_empty(&format!("/v1/campaigns/{campaign}/start"))
+        .await
+        .expect(200);
+    let stats = api
+        .wait_for(&format!("/v1/campaigns/{campaign}/stats"), |s| {
+            s["status"] == "completed"
+        })
+        .await;
+    assert_eq!(counts(&stats), [1, 0, 0, 0], "{stats}");
+    let jane = message_to(&api, &campaign, JANE).await;
+    assert_eq!(jane["provider_message_id"], "ABEGkYZI4pQIDAgASkQw");
+    let requests = mazbot.received_requests().await.unwrap();
+    let logins = requests
+        .iter()
+        .filter(|request| request.url.path() == "/api/login")
+        .count();
+    assert_eq!(logins, 2, "a login, and one more after the 401");
+    let sent = requests
+        .iter()
+        .rfind(|request| request.url.path() == "/api/whatsapp/send-template")
+        .unwrap();
+    let form = String::from_utf8_lossy(&sent.body);
+    for (field, value) in [
+        ("template_id", "42"),
+        ("mobile", "201012345611"),
+        ("body_matchs[1]", "input_value"),
+        ("body_values[1]", "Jane"),
+    ] {
+        assert!(
+            form.contains(&format!("name=\"{field}\"\r\n\r\n{value}\r\n")),
+            "{field}={value} in {form}"
+        );
+    }
+    assert!(!form.contains("body_values[0]"), "1-based: {form}");
+    api.stop().await;
+}
+
+/// MazBot's chat rooms and their messages, as its polling flow reads them.
+async fn mount_rooms(mazbot: &MockServer, messages: Value) {
+    mazbot.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/api/login"))
+        .respond_with(MazbotLogin(std::sync::atomic::AtomicUsize::new(0)))
+        .mount(mazbot)
+        .await;
+    let updated = messages
+        .as_array()
+        .and_then(|all| all.last())
+        .map(|last| last["created_at"].clone())
+        .unwrap_or_default();
+    Mock::given(method("GET"))
+        .and(path("/api/chat-rooms"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"success": true,
+            "message": "Chat retrieved successfully",
+            "data": {"chat_rooms": [{"id": 12, "name": "John Doe", "phone": "201012345678",
+                                     "last_message": "Hello there", "updated_at": updated}],
+                     "total_unread_messages": 1, "next_page_url": null}})),
+        )
+        .mount(mazbot)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/message/12"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"success": true,
+            "message": "Chat retrieved successfully", "data": messages})),
+        )
+        .mount(mazbot)
+        .await;
+}
+
+fn mazbot_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+async fn mazbots_inbound_messages_are_polled_once_across_a_restart(db: TestDb) {
+    let api_key = mazbot_key();
+    let mazbot = mazbot_server(&api_key).await;
+    let api = Api::start(db).await;
+    let before = chrono::Utc::now() - chrono::Duration::hours(1);
+    let after = chrono::Utc::now() + chrono::Duration::seconds(1);
+    // An old message (from before the sender came to Herald), Herald's own, and a new one.
+    let first = json!([
+        {"id": 4824, "type": 2, "message": "Old news", "is_seen": 1,
+         "created_at": mazbot_time(before)},
+        {"id": 4825, "type": 2, "message": "Yes, please send the invoice pdf", "is_seen": 1,
+         "created_at": mazbot_time(after)},
+        {"id": 4826, "type": 1, "message": "Here is your requested document", "is_seen": 1,
+         "created_at": mazbot_time(after)}]);
+    mount_rooms(&mazbot, first.clone()).await;
+    let sender = mazbot_sender(&api, &mazbot, &api_key).await;
+    let inbound = api
+        .wait_for("/v1/messages?direction=inbound", |page| page["total"] == 1)
+        .await;
+    let message = &inbound["data"][0];
+    assert_eq!(
+        (&message["from"], &message["body"]),
+        (
+            &json!("+201012345678"),
+            &json!("Yes, please send the invoice pdf")
+        )
+    );
+    let john = api.get("/v1/contacts?search=John").await;
+    assert_eq!(john.expect(200)["data"][0]["phone"], "+201012345678");
+    // Where the poll left off is stored with what it brought.
+    let sender_id: herald::domain::ids::SenderId = sender.parse().unwrap();
+    let cursors = {
+        let mut conn = api.state().db.read().await.unwrap();
+        herald::store::cursors::of_sender(conn.conn(), sender_id)
+            .await
+            .unwrap()
+    };
+    assert_eq!(cursors.get("room:12").map(String::as_str), Some("4826"));
+    assert!(cursors.contains_key("rooms_updated_at"), "{cursors:?}");
+
+    // After a restart the same room has one more message: only it is new.
+    let mut second = first.as_array().unwrap().clone();
+    second.push(
+        json!({"id": 4827, "type": 2, "message": "Thanks!", "is_seen": 0,
+                       "created_at": mazbot_time(after + chrono::Duration::seconds(1))}),
+    );
+    mount_rooms(&mazbot, Value::Array(second)).await;
+    let api = api.restart().await;
+    let inbound = api
+        .wait_for("/v1/messages?direction=inbound", |page| page["total"] == 2)
+        .await;
+    assert_eq!(inbound["data"][0]["body"], "Thanks!", "{inbound}");
+    // The engine's next polls bring nothing again.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let again = api.get("/v1/messages?direction=inbound").await;
+    assert_eq!(again.expect(200)["total"], 2);
+    api.stop().await;
+}
+
 /// Each platform's configuration names every missing field at once, and never echoes a secret.
 async fn each_platforms_configuration_names_every_missing_field(db: TestDb) {
     let api = Api::start(db).await;
@@ -559,6 +789,15 @@ async fn each_platforms_configuration_names_every_missing_field(db: TestDb) {
             vec!["provider_config.secret_key", "provider_config.public_key"],
         ),
         ("botbiz", json!({}), vec!["provider_config.api_key"]),
+        (
+            "mazbot",
+            json!({"api_key": "account-key", "poll_interval_s": 2}),
+            vec![
+                "provider_config.email",
+                "provider_config.password",
+                "provider_config.poll_interval_s",
+            ],
+        ),
         (
             "mavibot",
             json!({"api_key": "has/slash"}),
@@ -598,5 +837,7 @@ dialect_tests!(
     a_campaign_reaches_botbiz_with_its_bearer_key_and_its_rate_limit_holds_the_lane,
     a_campaign_reaches_chattu_in_digits_and_its_webhook_key_is_checked,
     a_campaign_reaches_mavibot_with_its_key_in_the_path_and_its_webhook_needs_the_token,
+    a_template_reaches_mazbot_and_an_expired_token_is_renewed_once,
+    mazbots_inbound_messages_are_polled_once_across_a_restart,
     each_platforms_configuration_names_every_missing_field,
 );
