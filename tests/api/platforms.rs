@@ -760,6 +760,49 @@ async fn mazbots_inbound_messages_are_polled_once_across_a_restart(db: TestDb) {
     assert_eq!(cursors.get("room:12").map(String::as_str), Some("4826"));
     assert!(cursors.contains_key("rooms_updated_at"), "{cursors:?}");
 
+    // John wrote, so his 24-hour window is open: free-form text goes to his conversation.
+    Mock::given(method("POST"))
+        .and(path("/api/send-message"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"success": true, "message": "Created successfully", "data": ""}),
+            ),
+        )
+        .mount(&mazbot)
+        .await;
+    let reply = api
+        .post(
+            "/v1/messages",
+            json!({"sender_id": sender, "to": "+201012345678", "content": "The invoice is attached"}),
+        )
+        .await;
+    let reply = reply.id();
+    api.wait_for(&format!("/v1/messages/{reply}"), |m| m["status"] == "sent")
+        .await;
+    let requests = mazbot.received_requests().await.unwrap();
+    let lookup = requests.iter().find(|request| {
+        request.url.path() == "/api/chat-rooms"
+            && request
+                .url
+                .query_pairs()
+                .any(|(name, value)| name == "q" && value == "201012345678")
+    });
+    assert!(lookup.is_some(), "the conversation is found by the number");
+    let sent = requests
+        .iter()
+        .find(|request| request.url.path() == "/api/send-message")
+        .expect("the text was sent");
+    let form = String::from_utf8_lossy(&sent.body);
+    for (field, value) in [
+        ("receiver_id", "12"),
+        ("message", "The invoice is attached"),
+    ] {
+        assert!(
+            form.contains(&format!("name=\"{field}\"\r\n\r\n{value}\r\n")),
+            "{field}={value} in {form}"
+        );
+    }
+
     // After a restart the same room has one more message: only it is new.
     let mut second = first.as_array().unwrap().clone();
     second.push(
