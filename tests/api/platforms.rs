@@ -34,7 +34,14 @@ struct Platform {
 impl Respond for Platform {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
-        let digits: String = (self.to)(&body)
+        // A multipart form (MazBot's) names its recipient in the `mobile` field.
+        let form = String::from_utf8_lossy(&request.body);
+        let mobile = form
+            .split_once("name=\"mobile\"\r\n\r\n")
+            .and_then(|(_, rest)| rest.split_once("\r\n"))
+            .map(|(mobile, _)| mobile.to_owned());
+        let digits: String = mobile
+            .unwrap_or_else(|| (self.to)(&body))
             .chars()
             .filter(char::is_ascii_digit)
             .collect();
@@ -593,7 +600,9 @@ async fn mazbot_sender(api: &Api, mazbot: &MockServer, api_key: &str) -> String 
     .await
 }
 
-async fn a_template_reaches_mazbot_and_an_expired_token_is_renewed_once(db: TestDb) {
+async fn templates_reach_mazbot_its_refusals_count_and_an_expired_token_is_renewed_once(
+    db: TestDb,
+) {
     let api_key = mazbot_key();
     let mazbot = mazbot_server(&api_key).await;
     // The first token has expired by the time it is used.
@@ -611,11 +620,26 @@ async fn a_template_reaches_mazbot_and_an_expired_token_is_renewed_once(db: Test
         .and(path("/api/whatsapp/send-template"))
         .and(header("authorization", "Bearer t2"))
         .and(header("apikey", api_key.as_str()))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"success": true,
-            "message": "Created successfully",
-            "data": {"message_id": "ABEGkYZI4pQIDAgASkQw", "status": "sent"}})),
-        )
+        .respond_with(Platform {
+            to: |_| String::new(),
+            accepted: |digits| {
+                ResponseTemplate::new(200).set_body_json(json!({"success": true,
+                    "message": "Created successfully",
+                    "data": {"message_id": format!("ABEG{digits}"), "status": "sent"}}))
+            },
+            refused: || {
+                ResponseTemplate::new(422).set_body_json(json!({"success": false,
+                    "message": "Validation failed",
+                    "data": {"mobile": ["The mobile format is invalid."]}}))
+            },
+            rate_limited: || {
+                ResponseTemplate::new(429)
+                    .insert_header("Retry-After", "1")
+                    .set_body_json(json!({"success": false,
+                        "message": "Too many requests. Please wait before retrying.", "data": []}))
+            },
+            attempts: Mutex::default(),
+        })
         .mount(&mazbot)
         .await;
     let api = Api::start(db).await;
@@ -635,13 +659,12 @@ async fn a_template_reaches_mazbot_and_an_expired_token_is_renewed_once(db: Test
         )
         .await
         .id();
-    api.contact(JANE, json!({"name": "Jane", "tags": ["tpl"]}))
-        .await;
+    recipients(&api).await;
     let campaign = api
         .post(
             "/v1/campaigns",
             json!({"name": "Spring", "sender_id": sender, "template_id": template,
-                   "audience": {"type": "tags", "tags": ["tpl"]}}),
+                   "audience": {"type": "tags", "tags": ["spring"]}}),
         )
         .await
         .id();
@@ -653,9 +676,18 @@ async fn a_template_reaches_mazbot_and_an_expired_token_is_renewed_once(db: Test
             s["status"] == "completed"
         })
         .await;
-    assert_eq!(counts(&stats), [1, 0, 0, 0], "{stats}");
+    assert_eq!(counts(&stats), [2, 0, 0, 1], "{stats}");
     let jane = message_to(&api, &campaign, JANE).await;
-    assert_eq!(jane["provider_message_id"], "ABEGkYZI4pQIDAgASkQw");
+    assert_eq!(jane["provider_message_id"], "ABEG201012345611");
+    assert_eq!(
+        message_to(&api, &campaign, REFUSED).await["error"],
+        "HTTP 422: Validation failed: The mobile format is invalid."
+    );
+    // Throttled once (Retry-After), then sent.
+    assert_eq!(
+        message_to(&api, &campaign, RATE_LIMITED).await["status"],
+        "sent"
+    );
     let requests = mazbot.received_requests().await.unwrap();
     let logins = requests
         .iter()
@@ -664,7 +696,10 @@ async fn a_template_reaches_mazbot_and_an_expired_token_is_renewed_once(db: Test
     assert_eq!(logins, 2, "a login, and one more after the 401");
     let sent = requests
         .iter()
-        .rfind(|request| request.url.path() == "/api/whatsapp/send-template")
+        .rfind(|request| {
+            request.url.path() == "/api/whatsapp/send-template"
+                && String::from_utf8_lossy(&request.body).contains("201012345611")
+        })
         .unwrap();
     let form = String::from_utf8_lossy(&sent.body);
     for (field, value) in [
@@ -880,7 +915,7 @@ dialect_tests!(
     a_campaign_reaches_botbiz_with_its_bearer_key_and_its_rate_limit_holds_the_lane,
     a_campaign_reaches_chattu_in_digits_and_its_webhook_key_is_checked,
     a_campaign_reaches_mavibot_with_its_key_in_the_path_and_its_webhook_needs_the_token,
-    a_template_reaches_mazbot_and_an_expired_token_is_renewed_once,
+    templates_reach_mazbot_its_refusals_count_and_an_expired_token_is_renewed_once,
     mazbots_inbound_messages_are_polled_once_across_a_restart,
     each_platforms_configuration_names_every_missing_field,
 );
