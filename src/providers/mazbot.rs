@@ -474,6 +474,9 @@ impl RoomPoller {
                 .filter(|next| next.host_str() == self.api.base.host_str())
                 .filter(|_| !older_seen && pages < MAX_ROOM_PAGES);
         }
+        // Oldest change first: when MazBot stops answering halfway (its 60 requests a minute),
+        // what was read is kept, and the rooms' cursor stops before the first room not read.
+        changed.sort_by_key(|(_, updated)| *updated);
         let mut polled = Polled::default();
         let mut newest = seen_until;
         for (room, updated) in changed {
@@ -489,12 +492,17 @@ impl RoomPoller {
                 .get(&cursor)
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(0);
-            let body = self
-                .get(platform::endpoint(
-                    &self.api.base,
-                    &format!("/message/{room_id}"),
-                ))
-                .await?;
+            let url = platform::endpoint(&self.api.base, &format!("/message/{room_id}"));
+            let body = match self.get(url).await {
+                Ok(body) => body,
+                Err(error) if polled.cursors.is_empty() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, room_id, "MazBot stopped answering mid-poll; the rest waits for the next one");
+                    // Rooms changed at this same instant and not read yet are read next time.
+                    newest = newest.min(updated.map(|at| at - chrono::TimeDelta::microseconds(1)));
+                    break;
+                }
+            };
             let mut read_until = last_read;
             for message in body
                 .get("data")
@@ -565,6 +573,61 @@ mod tests {
         assert!(session.fresh_at(issued + chrono::TimeDelta::minutes(54)));
         assert!(!session.fresh_at(issued + chrono::TimeDelta::minutes(55)));
         assert!(!session.fresh_at(issued + chrono::TimeDelta::minutes(61)));
+    }
+
+    #[tokio::test]
+    async fn a_poll_cut_short_by_a_rate_limit_keeps_what_it_read() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mazbot = MockServer::start().await;
+        let login = json!({"success": true, "data": {"token": "t"}});
+        Mock::given(method("POST"))
+            .and(path("/api/login"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(login))
+            .mount(&mazbot)
+            .await;
+        let rooms = json!({"success": true, "data": {"next_page_url": null, "chat_rooms": [
+            {"id": 2, "name": "B", "phone": "201012345602", "updated_at": "2026-05-18T12:10:00.000000Z"},
+            {"id": 1, "name": "A", "phone": "201012345601", "updated_at": "2026-05-18T12:05:00.000000Z"}]}});
+        Mock::given(method("GET"))
+            .and(path("/api/chat-rooms"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(rooms))
+            .mount(&mazbot)
+            .await;
+        let first_room = json!({"success": true, "data": [
+            {"id": 10, "type": 2, "message": "Hi", "created_at": "2026-05-18T12:05:00.000000Z"}]});
+        Mock::given(method("GET"))
+            .and(path("/api/message/1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(first_room))
+            .mount(&mazbot)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/message/2"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "30"))
+            .mount(&mazbot)
+            .await;
+        let config = json!({"api_key": format!("k-{}", uuid::Uuid::new_v4().simple()),
+                            "email": "e@example.com", "password": "p",
+                            "api_base": format!("{}/api", mazbot.uri())});
+        let (events, _) = tokio::sync::mpsc::channel(1);
+        let context = ProviderContext::new(reqwest::Client::new(), events, None)
+            .with_url_guard(crate::url_guard::UrlGuard::ALLOW_PRIVATE);
+        let poller = MazbotModule.poller(&config, &context).unwrap().unwrap();
+        let cursors = HashMap::from([("since".to_owned(), "2026-05-18T12:00:00Z".to_owned())]);
+        let polled = poller.poll(&cursors, Utc::now()).await.unwrap();
+        assert!(
+            matches!(&polled.events[..], [CallbackEvent::Inbound { from, body, .. }]
+                if from == "+201012345601" && body == "Hi"),
+            "{polled:?}"
+        );
+        let stored: HashMap<_, _> = polled.cursors.into_iter().collect();
+        assert_eq!(stored.get("room:1").map(String::as_str), Some("10"));
+        assert_eq!(stored.get("room:2"), None);
+        assert_eq!(
+            stored.get("rooms_updated_at").map(String::as_str),
+            Some("2026-05-18T12:05:00+00:00"),
+            "room 2 is read next time"
+        );
     }
 
     #[test]
