@@ -576,6 +576,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_expiring_token_is_renewed_by_a_new_login_before_it_is_used() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mazbot = MockServer::start().await;
+        let login = json!({"success": true, "data": {"token": "renewed"}});
+        Mock::given(method("POST"))
+            .and(path("/api/login"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(login))
+            .expect(1)
+            .mount(&mazbot)
+            .await;
+        let config = json!({"api_key": format!("k-{}", uuid::Uuid::new_v4().simple()),
+                            "email": "e@example.com", "password": "p",
+                            "api_base": format!("{}/api", mazbot.uri())});
+        let (events, _) = tokio::sync::mpsc::channel(1);
+        let context = ProviderContext::new(reqwest::Client::new(), events, None)
+            .with_url_guard(crate::url_guard::UrlGuard::ALLOW_PRIVATE);
+        let (api, _) = read_config(&config, &context).unwrap();
+        // A token logged in 56 minutes ago: four minutes left, under the five kept in hand.
+        SESSIONS.lock().await.insert(
+            api.account(),
+            Session {
+                token: "old".into(),
+                expires_at: Utc::now() + chrono::TimeDelta::minutes(4),
+            },
+        );
+        assert_eq!(api.token(None).await.unwrap(), "renewed");
+        // Fresh now: used as it is, without another login (the mock expects one).
+        assert_eq!(api.token(None).await.unwrap(), "renewed");
+    }
+
+    #[tokio::test]
     async fn a_poll_cut_short_by_a_rate_limit_keeps_what_it_read() {
         use wiremock::matchers::{method, path};
         use wiremock::{Mock, MockServer, ResponseTemplate};
