@@ -954,6 +954,61 @@ async fn typing_delays_each_send_by_its_length(db: TestDb) {
     scenario.stop().await;
 }
 
+/// A lane whose lease is taken while it shows "typing…" sends nothing, and hands the message
+/// back to the queue at once (its attempt undone) instead of leaving it claimed.
+async fn a_lane_that_loses_its_lease_while_typing_hands_the_message_back(db: TestDb) {
+    use herald::clock::ManualClock;
+    let gateway = accepting_gateway().await;
+    let typing = Pacing {
+        typing_enabled: true,
+        typing_cps: Some(1),
+        typing_min_ms: Some(150_000),
+        typing_max_ms: Some(150_000),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, typing, 1).await;
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
+    scenario.launch_on(&clock).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while scenario.started().await == 0 {
+        assert!(std::time::Instant::now() < deadline, "never claimed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    {
+        let mut conn = scenario.db.write().await.unwrap();
+        let far = Utc::now() + chrono::Duration::hours(1);
+        let taken = herald::store::lanes::acquire(
+            conn.conn(),
+            scenario.sender,
+            "another-process",
+            far,
+            far + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+        assert!(taken.is_some(), "the takeover");
+    }
+    // The lane renews its lease while it waits, finds it taken, and stops: the engine's clock
+    // moves a second at a time, far from the typing delay's end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        clock.advance(chrono::Duration::seconds(1));
+        let messages = scenario.messages().await;
+        if messages[0].status == MessageStatus::Pending {
+            assert_eq!(messages[0].attempts, 0, "the claim's attempt is undone");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {:?}",
+            messages[0].status
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(requests(&gateway).await.is_empty(), "nothing was sent");
+    scenario.stop().await;
+}
+
 async fn a_pause_under_load_stops_every_new_send(db: TestDb) {
     let gateway = MockServer::start().await;
     Mock::given(method("POST"))
@@ -1292,6 +1347,7 @@ dialect_tests!(
     two_engines_never_send_for_one_sender_at_once,
     a_stopping_engine_sends_and_records_all_it_claimed,
     typing_delays_each_send_by_its_length,
+    a_lane_that_loses_its_lease_while_typing_hands_the_message_back,
     a_pause_under_load_stops_every_new_send,
     warmup_days_roll_over_at_local_midnight_across_a_dst_change,
     nothing_is_sent_outside_the_send_window,

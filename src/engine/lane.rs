@@ -101,6 +101,15 @@ impl Prepared {
     }
 }
 
+/// The claims of a batch's messages, rendered or not.
+fn claims_of(ready: &[Prepared], failed: &[(HeldClaim, Outcome)]) -> Vec<HeldClaim> {
+    ready
+        .iter()
+        .map(Prepared::claim)
+        .chain(failed.iter().map(|(claim, _)| *claim))
+        .collect()
+}
+
 impl Batch {
     fn is_empty(&self) -> bool {
         self.ready.is_empty() && self.failed.is_empty()
@@ -231,24 +240,25 @@ impl Lane {
         let Some(Ok(Claim::Messages(batch))) = self.claimed_ahead.take() else {
             return;
         };
-        let claims: Vec<HeldClaim> = batch
-            .ready
-            .iter()
-            .map(Prepared::claim)
-            .chain(batch.failed.iter().map(|(claim, _)| *claim))
-            .collect();
+        self.hand_back(&claims_of(&batch.ready, &batch.failed))
+            .await;
+    }
+
+    /// Hands claimed messages that were never sent back to the queue at once, instead of
+    /// leaving them to wait for their claims to expire.
+    async fn hand_back(&self, claims: &[HeldClaim]) {
         let now = self.now();
         let handed_back = async {
             let mut conn = self.shared.db.write().await?;
-            store::messages::release_unsent(conn.conn(), &claims, now).await
+            store::messages::release_unsent(conn.conn(), claims, now).await
         };
         match handed_back.await {
             Ok(()) => {
-                tracing::info!(sender_id = %self.sender.id, released = claims.len(), "batch claimed ahead handed back unsent")
+                tracing::info!(sender_id = %self.sender.id, released = claims.len(), "claimed messages handed back unsent")
             }
             // Their claims expire and they are sent then.
             Err(error) => {
-                tracing::warn!(sender_id = %self.sender.id, %error, "batch claimed ahead not handed back")
+                tracing::warn!(sender_id = %self.sender.id, %error, "claimed messages not handed back")
             }
         }
     }
@@ -414,7 +424,11 @@ impl Lane {
                         tracing::debug!(%error, "typing indicator failed");
                     }
                     // Renewing the lane's lease meanwhile: typing may outlast it.
-                    self.wait_until(started_at + delay).await?;
+                    if let Err(error) = self.wait_until(started_at + delay).await {
+                        // Nothing was sent: the claims go back to the queue at once.
+                        self.hand_back(&claims_of(&ready, &failed)).await;
+                        return Err(error);
+                    }
                 }
             }
         }
