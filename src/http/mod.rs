@@ -110,7 +110,17 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(Extension(OpenApiJson(document)))
         .layer(DefaultBodyLimit::max(idempotency::MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        // Requests are logged by path only: a query string can carry a secret (the token in
+        // the callback URL of a platform that signs nothing).
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            }),
+        )
         .with_state(state)
 }
 
