@@ -77,19 +77,13 @@ impl ProviderModule for BotbizModule {
         );
         problems.finish()?;
         let (Some(api_key), Some(base)) = (api_key, base) else {
-            return Err(ProviderConfigError::Fields(vec![(
-                String::new(),
-                "is incomplete".into(),
-            )]));
+            return Err(platform::incomplete());
         };
         Ok(Arc::new(Botbiz {
             client: context.http.clone(),
             send_url: platform::endpoint(&base, SEND_PATH),
             authorization: format!("Bearer {api_key}"),
-            timeout: input
-                .timeout_ms
-                .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
-                .max(Duration::from_millis(1)),
+            timeout: platform::timeout(input.timeout_ms, DEFAULT_TIMEOUT),
         }))
     }
 
@@ -100,14 +94,7 @@ impl ProviderModule for BotbizModule {
         request: &CallbackRequest<'_>,
         sender: &CallbackSender<'_>,
     ) -> Result<(), CallbackError> {
-        let secret = sender
-            .config
-            .get("webhook_secret")
-            .and_then(Value::as_str)
-            .filter(|secret| !secret.is_empty())
-            .ok_or_else(|| {
-                CallbackError::Unauthenticated("the sender has no webhook_secret".into())
-            })?;
+        let secret = platform::callback_secret(sender.config, "webhook_secret")?;
         let claimed = platform::header(request.headers, "x-botbiz-signature")
             .ok_or_else(|| CallbackError::Unauthenticated("missing X-Botbiz-Signature".into()))?;
         if platform::hmac_sha256_matches(secret, &[request.body], claimed) {
@@ -150,22 +137,12 @@ impl Botbiz {
             .post(self.send_url.clone())
             .header(AUTHORIZATION, &self.authorization);
         let answer = platform::post_json(request, body, self.timeout).await?;
-        if answer.status.is_success() {
-            return Ok(Accepted {
-                provider_message_id: platform::id_at(
-                    &answer.body,
-                    &["/id", "/message_id", "/data/id", "/data/message_id"],
-                ),
-            });
-        }
-        // `{"error": {"code", "message", "status"}}`.
-        let code = answer.body.pointer("/error/code").and_then(Value::as_str);
-        let text = platform::error_text(&answer.body, &["/error/message", "/message"]);
-        let reason = match code {
-            Some(code) => format!("{code}: {text}"),
-            None => text,
-        };
-        Err(platform::refusal(&answer, reason, Utc::now()))
+        platform::accepted_or_refused(
+            &answer,
+            false,
+            &["/id", "/message_id", "/data/id", "/data/message_id"],
+            platform::coded_error,
+        )
     }
 }
 

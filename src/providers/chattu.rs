@@ -70,20 +70,14 @@ impl ProviderModule for ChattuModule {
         let base = problems.base_url("api_base", input.api_base, None, context.url_guard);
         problems.finish()?;
         let (Some(api_key), Some(client_id), Some(base)) = (api_key, client_id, base) else {
-            return Err(ProviderConfigError::Fields(vec![(
-                String::new(),
-                "is incomplete".into(),
-            )]));
+            return Err(platform::incomplete());
         };
         Ok(Arc::new(Chattu {
             client: context.http.clone(),
             send_url: platform::endpoint(&base, SEND_PATH),
             api_key,
             client_id,
-            timeout: input
-                .timeout_ms
-                .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
-                .max(Duration::from_millis(1)),
+            timeout: platform::timeout(input.timeout_ms, DEFAULT_TIMEOUT),
         }))
     }
 
@@ -167,25 +161,17 @@ impl Provider for Chattu {
             let answer = platform::post_json(request, &self.body(message), self.timeout).await?;
             // Chattu answers some failures with 200 and `"success": false`.
             let refused_in_body = answer.body.get("success") == Some(&Value::Bool(false));
-            if answer.status.is_success() && !refused_in_body {
-                return Ok(Accepted {
-                    provider_message_id: platform::id_at(
-                        &answer.body,
-                        &[
-                            "/message/id/_serialized",
-                            "/messageId",
-                            "/id/_serialized",
-                            "/id",
-                        ],
-                    ),
-                });
-            }
-            let reason =
-                platform::error_text(&answer.body, &["/error", "/message", "/error/message"]);
-            if answer.status.is_success() {
-                return Err(SendError::Fail(reason));
-            }
-            Err(platform::refusal(&answer, reason, Utc::now()))
+            platform::accepted_or_refused(
+                &answer,
+                refused_in_body,
+                &[
+                    "/message/id/_serialized",
+                    "/messageId",
+                    "/id/_serialized",
+                    "/id",
+                ],
+                |body| platform::error_text(body, &["/error", "/message", "/error/message"]),
+            )
         })
     }
 }

@@ -101,19 +101,13 @@ impl ProviderModule for MavibotModule {
         );
         problems.finish()?;
         let (Some(api_key), Some(bot), Some(base)) = (api_key, bot, base) else {
-            return Err(ProviderConfigError::Fields(vec![(
-                String::new(),
-                "is incomplete".into(),
-            )]));
+            return Err(platform::incomplete());
         };
         Ok(Arc::new(Mavibot {
             client: context.http.clone(),
             send_url: platform::endpoint(&base, &format!("/api/{api_key}/{SEND_ACTION}")),
             bot,
-            timeout: input
-                .timeout_ms
-                .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
-                .max(Duration::from_millis(1)),
+            timeout: platform::timeout(input.timeout_ms, DEFAULT_TIMEOUT),
         }))
     }
 
@@ -190,40 +184,23 @@ impl Provider for Mavibot {
 
     fn send<'a>(&'a self, message: &'a Outbound<'a>) -> BoxFuture<'a, Result<Accepted, SendError>> {
         Box::pin(async move {
-            let response = self
-                .client
-                .post(self.send_url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .timeout(self.timeout)
-                .body(self.body(message).to_string())
-                .send()
-                .await
-                // The URL holds the key: the error must not.
-                .map_err(|error| super::http::request_failed(&error.without_url()))?;
-            let answer = platform::Answer {
-                status: response.status(),
-                headers: response.headers().clone(),
-                body: response.json().await.unwrap_or(Value::Null),
-            };
+            // The URL holds the key: `post_json`'s errors never name it.
+            let request = self.client.post(self.send_url.clone());
+            let answer = platform::post_json(request, &self.body(message), self.timeout).await?;
             let refused_in_body = answer.body.get("status").and_then(Value::as_str)
                 == Some("error")
                 || answer.body.get("success") == Some(&Value::Bool(false));
-            if answer.status.is_success() && !refused_in_body {
-                return Ok(Accepted {
-                    provider_message_id: platform::id_at(
-                        &answer.body,
-                        &["/id", "/message_id", "/data/id"],
-                    ),
-                });
-            }
-            let reason = platform::error_text(
-                &answer.body,
-                &["/error_message", "/error", "/message", "/description"],
-            );
-            if answer.status.is_success() {
-                return Err(SendError::Fail(reason));
-            }
-            Err(platform::refusal(&answer, reason, Utc::now()))
+            platform::accepted_or_refused(
+                &answer,
+                refused_in_body,
+                &["/id", "/message_id", "/data/id"],
+                |body| {
+                    platform::error_text(
+                        body,
+                        &["/error_message", "/error", "/message", "/description"],
+                    )
+                },
+            )
         })
     }
 }

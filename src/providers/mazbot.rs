@@ -139,10 +139,7 @@ fn read_config(
     problems.finish()?;
     let (Some(api_key), Some(email), Some(password), Some(base)) = (api_key, email, password, base)
     else {
-        return Err(ProviderConfigError::Fields(vec![(
-            String::new(),
-            "is incomplete".into(),
-        )]));
+        return Err(platform::incomplete());
     };
     let mazbot = Mazbot {
         client: context.http.clone(),
@@ -151,10 +148,7 @@ fn read_config(
         email,
         password,
         templates: input.templates,
-        timeout: input
-            .timeout_ms
-            .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
-            .max(Duration::from_millis(1)),
+        timeout: platform::timeout(input.timeout_ms, DEFAULT_TIMEOUT),
     };
     Ok((mazbot, Duration::from_secs(every)))
 }
@@ -372,19 +366,10 @@ fn reason_of(body: &Value) -> String {
     }
 }
 
+/// Outside the 24-hour window MazBot answers 422: the message fails with its words.
 fn accepted(answer: &Answer) -> Result<Accepted, SendError> {
     let refused_in_body = answer.body.get("success") == Some(&Value::Bool(false));
-    if answer.status.is_success() && !refused_in_body {
-        return Ok(Accepted {
-            provider_message_id: platform::id_at(&answer.body, &["/data/message_id"]),
-        });
-    }
-    let reason = reason_of(&answer.body);
-    // Outside the 24-hour window MazBot answers 422: the message fails with its words.
-    if answer.status.is_success() {
-        return Err(SendError::Fail(reason));
-    }
-    Err(platform::refusal(answer, reason, Utc::now()))
+    platform::accepted_or_refused(answer, refused_in_body, &["/data/message_id"], reason_of)
 }
 
 fn chat_rooms(body: &Value) -> Vec<Value> {

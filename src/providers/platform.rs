@@ -70,6 +70,28 @@ impl Problems {
     }
 }
 
+/// The error of a configuration whose problems were all reported but whose parts are missing
+/// all the same (unreachable once [`Problems::finish`] passed).
+pub(super) fn incomplete() -> ProviderConfigError {
+    ProviderConfigError::Fields(vec![(String::new(), "is incomplete".into())])
+}
+
+/// A send's timeout: `timeout_ms` when given (at least a millisecond), else the platform's.
+pub(super) fn timeout(timeout_ms: Option<u64>, default: Duration) -> Duration {
+    timeout_ms
+        .map_or(default, Duration::from_millis)
+        .max(Duration::from_millis(1))
+}
+
+/// A secret of the sender's stored configuration that its webhooks are checked with.
+pub(super) fn callback_secret<'c>(config: &'c Value, name: &str) -> Result<&'c str, CallbackError> {
+    config
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|secret| !secret.is_empty())
+        .ok_or_else(|| CallbackError::Unauthenticated(format!("the sender has no {name}")))
+}
+
 /// `base` with `path` appended to its own path (`https://api.botbiz.io/v1` + `/whatsapp/messages`).
 pub(super) fn endpoint(base: &reqwest::Url, path: &str) -> reqwest::Url {
     let mut url = base.clone();
@@ -91,7 +113,8 @@ pub(super) struct Answer {
 }
 
 /// Sends `request` with `body` as JSON and reads the answer; no answer at all is a passing
-/// failure (or a lasting one, for a request that cannot be built or a TLS refusal).
+/// failure (or a lasting one, for a request that cannot be built or a TLS refusal). The error
+/// never names the URL: some platforms put their key in it (Mavibot).
 pub(super) async fn post_json(
     request: reqwest::RequestBuilder,
     body: &Value,
@@ -103,7 +126,7 @@ pub(super) async fn post_json(
         .body(body.to_string())
         .send()
         .await
-        .map_err(|error| super::http::request_failed(&error))?;
+        .map_err(|error| super::http::request_failed(&error.without_url()))?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.json().await.unwrap_or(Value::Null);
@@ -112,6 +135,36 @@ pub(super) async fn post_json(
         headers,
         body,
     })
+}
+
+/// A send's answer read: accepted (the platform's id at the first of `ids` that holds one), or
+/// refused with the platform's words from `reason` — by its HTTP status, or as a lasting failure
+/// when a 2xx says so in its body (`refused_in_body`).
+pub(super) fn accepted_or_refused(
+    answer: &Answer,
+    refused_in_body: bool,
+    ids: &[&str],
+    reason: impl FnOnce(&Value) -> String,
+) -> Result<super::Accepted, SendError> {
+    if answer.status.is_success() && !refused_in_body {
+        return Ok(super::Accepted {
+            provider_message_id: id_at(&answer.body, ids),
+        });
+    }
+    let reason = reason(&answer.body);
+    if answer.status.is_success() {
+        return Err(SendError::Fail(reason));
+    }
+    Err(refusal(answer, reason, Utc::now()))
+}
+
+/// `{"error": {"code", "message"}}` (Zagely's, Botbiz's) as `code: message`.
+pub(super) fn coded_error(body: &Value) -> String {
+    let text = error_text(body, &["/error/message", "/message"]);
+    match body.pointer("/error/code").and_then(Value::as_str) {
+        Some(code) => format!("{code}: {text}"),
+        None => text,
+    }
 }
 
 /// What a refusal means, by its HTTP status: 429 holds the lane (until `Retry-After`, else the

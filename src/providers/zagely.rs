@@ -94,10 +94,7 @@ impl ProviderModule for ZagelyModule {
         problems.finish()?;
         let (Some(public_key), Some(secret_key), Some(base)) = (public_key, secret_key, base)
         else {
-            return Err(ProviderConfigError::Fields(vec![(
-                String::new(),
-                "is incomplete".into(),
-            )]));
+            return Err(platform::incomplete());
         };
         Ok(Arc::new(Zagely {
             client: context.http.clone(),
@@ -105,10 +102,7 @@ impl ProviderModule for ZagelyModule {
             public_key,
             secret_key,
             session_id: input.session_id.map(|id| id.trim().to_owned()),
-            timeout: input
-                .timeout_ms
-                .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
-                .max(Duration::from_millis(1)),
+            timeout: platform::timeout(input.timeout_ms, DEFAULT_TIMEOUT),
         }))
     }
 
@@ -117,14 +111,7 @@ impl ProviderModule for ZagelyModule {
         request: &CallbackRequest<'_>,
         sender: &CallbackSender<'_>,
     ) -> Result<(), CallbackError> {
-        let secret = sender
-            .config
-            .get("webhook_secret")
-            .and_then(Value::as_str)
-            .filter(|secret| !secret.is_empty())
-            .ok_or_else(|| {
-                CallbackError::Unauthenticated("the sender has no webhook_secret".into())
-            })?;
+        let secret = platform::callback_secret(sender.config, "webhook_secret")?;
         callback::verify_signature(
             secret,
             platform::header(request.headers, "x-zagely-timestamp"),
@@ -201,22 +188,12 @@ impl Provider for Zagely {
                 .header("X-Secret-Key", &self.secret_key)
                 .header("Idempotency-Key", message.id.to_string());
             let answer = platform::post_json(request, &self.body(message), self.timeout).await?;
-            if answer.status.is_success() {
-                return Ok(Accepted {
-                    provider_message_id: platform::id_at(
-                        &answer.body,
-                        &["/message_id", "/data/message_id", "/id"],
-                    ),
-                });
-            }
-            // `{"error": {"code", "message", "details"}}`.
-            let code = answer.body.pointer("/error/code").and_then(Value::as_str);
-            let text = platform::error_text(&answer.body, &["/error/message", "/message"]);
-            let reason = match code {
-                Some(code) => format!("{code}: {text}"),
-                None => text,
-            };
-            Err(platform::refusal(&answer, reason, Utc::now()))
+            platform::accepted_or_refused(
+                &answer,
+                false,
+                &["/message_id", "/data/message_id", "/id"],
+                platform::coded_error,
+            )
         })
     }
 }
