@@ -289,6 +289,9 @@ async fn transition(
         from.iter().all(|source| source.can_become(to)),
         "{from:?} -> {to}"
     );
+    if matches!(to, CampaignStatus::Paused | CampaignStatus::Canceled) {
+        wait_for_claims(conn.reborrow(), "id = $1", id.0).await?;
+    }
     let stamp = match to {
         CampaignStatus::Draft => "",
         CampaignStatus::Scheduled => ", scheduled_at = $5",
@@ -387,6 +390,24 @@ async fn announce(
     events::append(conn, &[event]).await
 }
 
+/// Makes a move out of `running` wait for the claims in progress of the campaigns `which`
+/// selects (by `$1`), so that no message of theirs is claimed once the move has committed. On
+/// PostgreSQL a claim key-share-locks its running campaigns, which lets the recorder's counter
+/// updates pass while a claim is out and conflicts only with this lock; SQLite's single writer
+/// orders the two anyway.
+async fn wait_for_claims(conn: Conn<'_>, which: &str, key: uuid::Uuid) -> Result<()> {
+    if conn.dialect() == Dialect::Sqlite {
+        return Ok(());
+    }
+    let sql = format!("SELECT id FROM campaigns WHERE {which} AND status = 'running' FOR UPDATE");
+    on_conn!(conn, c => sqlx::query(super::sql::trusted(&sql))
+        .bind(key)
+        .fetch_all(&mut *c)
+        .await
+        .map(drop))?;
+    Ok(())
+}
+
 pub async fn pause(
     mut conn: Conn<'_>,
     workspace: WorkspaceId,
@@ -418,6 +439,7 @@ pub async fn pause_with_reason(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
+    wait_for_claims(conn.reborrow(), "id = $1", id.0).await?;
     let sql = format!(
         "UPDATE campaigns SET status = 'paused', paused_at = $3, paused_reason = $2, updated_at = $3
          WHERE id = $1 AND status = 'running'
@@ -445,6 +467,7 @@ pub async fn pause_for_sender(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<CampaignId>> {
+    wait_for_claims(conn.reborrow(), "sender_id = $1", sender.0).await?;
     let sql = format!(
         "UPDATE campaigns SET status = 'paused', paused_at = $3, paused_reason = $2, updated_at = $3
          WHERE sender_id = $1 AND status = 'running'

@@ -469,12 +469,31 @@ pub async fn render_fields(conn: Conn<'_>, ids: &[ContactId]) -> Result<Vec<Rend
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut select =
-        SqlBuilder::new("SELECT id, phone, name, email, custom_fields FROM contacts WHERE id IN ");
-    select.bind_list(ids.iter().map(|id| Param::Id(id.0)));
-    on_conn!(conn, c => Ok(bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
-        .fetch_all(&mut *c)
-        .await?))
+    match conn {
+        // One array parameter: a statement of one shape, planned once, where a list of 1,024
+        // placeholders is bound and planned again for each batch.
+        Conn::Postgres(c) => {
+            let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+            Ok(sqlx::query_as(
+                "SELECT id, phone, name, email, custom_fields FROM contacts WHERE id = ANY($1)",
+            )
+            .bind(ids)
+            .fetch_all(&mut *c)
+            .await?)
+        }
+        Conn::Sqlite(c) => {
+            let mut select = SqlBuilder::new(
+                "SELECT id, phone, name, email, custom_fields FROM contacts WHERE id IN ",
+            );
+            select.bind_list(ids.iter().map(|id| Param::Id(id.0)));
+            Ok(bind_params!(
+                sqlx::query_as(super::sql::built(&select, &*c)),
+                &select.params
+            )
+            .fetch_all(&mut *c)
+            .await?)
+        }
+    }
 }
 
 /// Inserts many contacts in a few statements, leaving phones the workspace already has as they

@@ -246,10 +246,12 @@ pub async fn claim(
     if claimed.len() as u32 >= limit {
         return Ok(claimed);
     }
-    // The campaign rows are share-locked on PostgreSQL: a pause or cancel waits for this claim
-    // to commit, and a claim after it sees the new status. So once a pause has returned, no
-    // message of that campaign is claimed, which is to say no new send of it starts. SQLite's
-    // single writer gives the same order.
+    // The campaign rows are key-share-locked on PostgreSQL: a pause or cancel takes their
+    // update lock first (`campaigns::wait_for_claims`), so it waits for this claim to commit,
+    // and a claim after it sees the new status. So once a pause has returned, no message of that
+    // campaign is claimed, which is to say no new send of it starts. A counter update is not
+    // kept waiting (a share lock would hold each group of recorded sends behind the claim
+    // ahead). SQLite's single writer gives the same order.
     let running_sql = match tx.conn().dialect() {
         Dialect::Sqlite => RUNNING_CAMPAIGNS,
         Dialect::Postgres => RUNNING_CAMPAIGNS_LOCKED,
@@ -271,7 +273,7 @@ pub async fn claim(
 
 const RUNNING_CAMPAIGNS: &str =
     "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id";
-const RUNNING_CAMPAIGNS_LOCKED: &str = "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id FOR SHARE";
+const RUNNING_CAMPAIGNS_LOCKED: &str = "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id FOR KEY SHARE";
 
 async fn claim_from(
     conn: Conn<'_>,
@@ -287,10 +289,12 @@ async fn claim_from(
         "campaign_id IS NULL"
     };
     // SQLite has one writer, so its claims cannot collide; PostgreSQL processes skip each
-    // other's locked rows instead of waiting on them.
-    let lock = match conn.dialect() {
-        Dialect::Sqlite => "",
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+    // other's locked rows instead of waiting on them. PostgreSQL gets the ids as an array, so
+    // that it finds each by its key: given `IN (subquery)`, its planner may join the claimed
+    // ids to a sequential scan of every message (it did at 20,000).
+    let (ids_from, ids_end, lock) = match conn.dialect() {
+        Dialect::Sqlite => ("id IN (", ")", ""),
+        Dialect::Postgres => ("id = ANY(ARRAY(", "))", " FOR UPDATE SKIP LOCKED"),
     };
     // A campaign's messages have no body of their own and the campaign's media, so only what
     // differs between them comes back: each value returned costs a copy on SQLite.
@@ -302,9 +306,9 @@ async fn claim_from(
     let sql = format!(
         "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_expires_at = $3,
                              updated_at = $2
-         WHERE id IN (SELECT id FROM messages
+         WHERE {ids_from}SELECT id FROM messages
                       WHERE sender_id = $1 AND {queue} AND status = 'pending' AND not_before <= $2
-                      ORDER BY not_before, id LIMIT $4{lock})
+                      ORDER BY not_before, id LIMIT $4{lock}{ids_end}
          RETURNING {returning}"
     );
     let mut claimed: Vec<Claimed> = match campaign {
@@ -363,17 +367,7 @@ pub async fn renew_claims(
     claims: &[HeldClaim],
     until: DateTime<Utc>,
 ) -> Result<()> {
-    let mut conn = conn;
-    for chunk in claims.chunks(rows_per_statement(3)) {
-        let mut update = SqlBuilder::new("UPDATE messages SET lease_expires_at = ");
-        update.bind(Param::Time(until));
-        of_claims(&mut update, chunk);
-        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
-            .execute(&mut *c)
-            .await
-            .map(drop))?;
-    }
-    Ok(())
+    update_held(conn, claims, "lease_expires_at = $1", until).await
 }
 
 /// Hands claimed messages that were never sent back to the queue (their lane lost its lease
@@ -385,21 +379,56 @@ pub async fn release_unsent(
     claims: &[HeldClaim],
     now: DateTime<Utc>,
 ) -> Result<()> {
+    update_held(
+        conn,
+        claims,
+        "status = 'pending', attempts = attempts - 1, lease_expires_at = NULL, updated_at = $1",
+        now,
+    )
+    .await
+}
+
+/// `UPDATE messages SET {set}`, where `$1` is `at`, of the messages `claims` still hold.
+async fn update_held(
+    conn: Conn<'_>,
+    claims: &[HeldClaim],
+    set: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
     if claims.is_empty() {
         return Ok(());
     }
-    let mut conn = conn;
-    for chunk in claims.chunks(rows_per_statement(3)) {
-        let mut update = SqlBuilder::new(
-            "UPDATE messages SET status = 'pending', attempts = attempts - 1,
-                                 lease_expires_at = NULL, updated_at = ",
-        );
-        update.bind(Param::Time(now));
-        of_claims(&mut update, chunk);
-        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&update, &*c)), &update.params)
-            .execute(&mut *c)
-            .await
-            .map(drop))?;
+    match conn {
+        // Two arrays: one statement of one shape for any number of claims.
+        Conn::Postgres(c) => {
+            let ids: Vec<uuid::Uuid> = claims.iter().map(|claim| claim.id.0).collect();
+            let attempts: Vec<i64> = claims.iter().map(|claim| claim.attempt).collect();
+            let sql = format!(
+                "UPDATE messages SET {set}
+                 FROM unnest($2::uuid[], $3::bigint[]) AS held (id, attempt)
+                 WHERE messages.id = held.id AND messages.attempts = held.attempt
+                   AND messages.status = 'sending'"
+            );
+            sqlx::query(super::sql::trusted(&sql))
+                .bind(at)
+                .bind(ids)
+                .bind(attempts)
+                .execute(&mut *c)
+                .await?;
+        }
+        Conn::Sqlite(c) => {
+            for chunk in claims.chunks(rows_per_statement(3)) {
+                let mut update =
+                    SqlBuilder::after_placeholders(1, &format!("UPDATE messages SET {set}"));
+                of_claims(&mut update, chunk);
+                bind_params!(
+                    sqlx::query(super::sql::built(&update, &*c)).bind(at),
+                    &update.params
+                )
+                .execute(&mut *c)
+                .await?;
+            }
+        }
     }
     Ok(())
 }
@@ -531,18 +560,36 @@ async fn record_plain_sends(
     let each = Counters::change(&claimed, &sent);
     let mut per_campaign: HashMap<Option<CampaignId>, i64> = HashMap::new();
     let mut steps = Vec::with_capacity(sends.len());
-    for chunk in sends.chunks(rows_per_statement(2)) {
-        let mut update = SqlBuilder::new("WITH v (id, provider_message_id) AS (VALUES ");
-        for (index, change) in chunk.iter().enumerate() {
-            if index > 0 {
-                update.push(", ");
+    // PostgreSQL takes the whole group as two arrays: one statement of one shape, planned
+    // once; SQLite takes a list of values, a statement's worth at a time.
+    let dialect = tx.conn().dialect();
+    let rows_at_once = match dialect {
+        Dialect::Postgres => sends.len(),
+        Dialect::Sqlite => rows_per_statement(2),
+    };
+    for chunk in sends.chunks(rows_at_once) {
+        let mut update = match dialect {
+            Dialect::Postgres => SqlBuilder::after_placeholders(
+                2,
+                "WITH v (id, provider_message_id) AS
+                     (SELECT * FROM unnest($1::uuid[], $2::text[]))
+                 UPDATE messages SET ",
+            ),
+            Dialect::Sqlite => {
+                let mut update = SqlBuilder::new("WITH v (id, provider_message_id) AS (VALUES ");
+                for (index, change) in chunk.iter().enumerate() {
+                    if index > 0 {
+                        update.push(", ");
+                    }
+                    update.bind_list([
+                        Param::Id(change.id.0),
+                        Param::OptText(change.details.provider_message_id.clone()),
+                    ]);
+                }
+                update.push(")\n UPDATE messages SET ");
+                update
             }
-            update.bind_list([
-                Param::Id(change.id.0),
-                Param::OptText(change.details.provider_message_id.clone()),
-            ]);
-        }
-        update.push(")\n UPDATE messages SET ");
+        };
         set_progress(&mut update, &sent);
         update
             .push(
@@ -555,9 +602,29 @@ async fn record_plain_sends(
         update.push(
             " RETURNING messages.id, messages.campaign_id, messages.workspace_id, messages.sender_id",
         );
-        let rows: Vec<(MessageId, Option<CampaignId>, WorkspaceId, SenderId)> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&update, &*c)), &update.params)
-            .fetch_all(&mut *c)
-            .await?);
+        let rows: Vec<(MessageId, Option<CampaignId>, WorkspaceId, SenderId)> = match tx.conn() {
+            Conn::Postgres(c) => {
+                let ids: Vec<uuid::Uuid> = chunk.iter().map(|change| change.id.0).collect();
+                let provider_ids: Vec<Option<String>> = chunk
+                    .iter()
+                    .map(|change| change.details.provider_message_id.clone())
+                    .collect();
+                let query = sqlx::query_as(super::sql::built(&update, &*c))
+                    .bind(ids)
+                    .bind(provider_ids);
+                bind_params!(query, &update.params)
+                    .fetch_all(&mut *c)
+                    .await?
+            }
+            Conn::Sqlite(c) => {
+                bind_params!(
+                    sqlx::query_as(super::sql::built(&update, &*c)),
+                    &update.params
+                )
+                .fetch_all(&mut *c)
+                .await?
+            }
+        };
         for (id, campaign, workspace, sender) in rows {
             if recorded.insert(id) {
                 *per_campaign.entry(campaign).or_default() += 1;

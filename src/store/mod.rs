@@ -36,6 +36,7 @@ pub mod idempotency;
 pub mod imports;
 pub mod lanes;
 pub mod messages;
+mod nodelay;
 pub mod senders;
 mod sql;
 pub mod templates;
@@ -165,6 +166,12 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        nodelay::set_on(conn).await;
+                        Ok(())
+                    })
+                })
                 .connect_with(connect)
                 .await?;
             return Ok(Db::Postgres(pool));

@@ -85,6 +85,9 @@ pub(crate) enum Param {
 pub(crate) struct SqlBuilder {
     pub sql: String,
     pub params: Vec<Param>,
+    /// Placeholders `$1` to `$bound_first` that the caller binds itself, before `params`
+    /// (PostgreSQL arrays, which [`Param`] does not carry).
+    pub bound_first: usize,
 }
 
 impl SqlBuilder {
@@ -92,6 +95,16 @@ impl SqlBuilder {
         Self {
             sql: sql.to_owned(),
             params: Vec::new(),
+            bound_first: 0,
+        }
+    }
+
+    /// A statement whose first `count` placeholders (`$1`, …) are bound by the caller before
+    /// the builder's own parameters.
+    pub fn after_placeholders(count: usize, sql: &str) -> Self {
+        Self {
+            bound_first: count,
+            ..Self::new(sql)
         }
     }
 
@@ -104,7 +117,8 @@ impl SqlBuilder {
     pub fn bind(&mut self, param: Param) -> &mut Self {
         self.params.push(param);
         self.sql.push('$');
-        self.sql.push_str(&self.params.len().to_string());
+        self.sql
+            .push_str(&(self.bound_first + self.params.len()).to_string());
         self
     }
 
@@ -226,12 +240,13 @@ where
     let mut select = SqlBuilder {
         sql: format!("SELECT {columns} {} ORDER BY {order}", from_where.sql),
         params: from_where.params.clone(),
+        bound_first: from_where.bound_first,
     };
     page.push_to(&mut select);
     super::on_conn!(conn, c => {
         let count = SqlBuilder {
             sql: count_sql,
-            params: Vec::new(),
+            ..SqlBuilder::default()
         };
         let total: i64 = bind_params!(sqlx::query_scalar(built(&count, &*c)), &from_where.params)
             .fetch_one(&mut *c)

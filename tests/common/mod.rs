@@ -82,6 +82,25 @@ pub async fn postgres() -> Option<TestDb> {
     })
 }
 
+impl TestDb {
+    /// The PostgreSQL database's name (`None` on SQLite).
+    pub fn database(&self) -> Option<&str> {
+        self.postgres
+            .as_ref()
+            .map(|cleanup| cleanup.database.as_str())
+    }
+}
+
+/// Runs statements a test writes out whole (set-up, `ANALYZE`), in either dialect.
+pub async fn execute(conn: herald::store::Conn<'_>, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    let done = match conn {
+        herald::store::Conn::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+        herald::store::Conn::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+    };
+    done.unwrap_or_else(|error| panic!("{error}"));
+}
+
 /// `admin_url` with its database name replaced.
 fn with_database(admin_url: &str, database: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {
