@@ -190,7 +190,11 @@ async fn fan_out(shared: Arc<Shared>, recorder: mpsc::Sender<Recorded>) {
             }
         }
         if reader.is_none() {
-            match events.reader(CONSUMER, StartAt::End).await {
+            // A database's first fan-out reads the log from its oldest event: starting at its
+            // end would lose what endpoints created before the reader opened were due (an
+            // endpoint created and tested at once). Events from before an endpoint existed
+            // are never its (`deliveries_of`).
+            match events.reader(CONSUMER, StartAt::Beginning).await {
                 Ok(new) => reader = Some(new),
                 Err(error) => {
                     tracing::warn!(%error, "webhooks: cannot open the event log");
@@ -264,12 +268,12 @@ async fn keep_lease(shared: &Shared) {
 
 async fn take_lease(shared: &Shared, now: DateTime<Utc>) -> db_store::Result<bool> {
     let mut conn = shared.db.write().await?;
-    let start = log::last_position(conn.conn()).await?;
+    // A new consumer starts at the log's beginning, as its reader does (see `fan_out`).
     log::lease_consumer(
         conn.conn(),
         CONSUMER,
         &shared.owner,
-        start,
+        0,
         now,
         shared.lease_until(now),
     )
@@ -598,10 +602,9 @@ fn deliveries_of(batch: &[StoredEvent], endpoints: &[Webhook]) -> Vec<NewDeliver
             "data": event.payload,
         })
         .to_string();
-        for endpoint in endpoints
-            .iter()
-            .filter(|endpoint| endpoint.workspace_id == event.workspace)
-        {
+        for endpoint in endpoints.iter().filter(|endpoint| {
+            endpoint.workspace_id == event.workspace && event.occurred_at >= endpoint.created_at
+        }) {
             let wanted = if event.kind == EventType::WebhookTest {
                 endpoint.id.0 == event.subject
             } else {
@@ -1031,5 +1034,20 @@ mod tests {
         assert_eq!(body["type"], "message.sent");
         assert_eq!(body["data"], serde_json::json!({"x": 1}));
         assert!(body["timestamp"].as_str().unwrap().ends_with('Z'), "{body}");
+    }
+
+    #[test]
+    fn an_endpoint_gets_no_event_from_before_it_existed() {
+        let acme = WorkspaceId::generate();
+        let subject = uuid::Uuid::now_v7();
+        let mut before = event(1, acme, EventType::MessageSent, subject);
+        before.occurred_at = Utc::now() - chrono::Duration::seconds(1);
+        let hook = endpoint(acme, &["*"], true);
+        let after = event(2, acme, EventType::MessageSent, subject);
+        let got: Vec<i64> = deliveries_of(&[before, after], &[hook])
+            .iter()
+            .map(|d| d.event_id)
+            .collect();
+        assert_eq!(got, [2]);
     }
 }
