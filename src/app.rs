@@ -31,6 +31,7 @@ impl Application {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let db = open_database(&config).await?;
+        say_connection_budget(&db, &config, clock.as_ref()).await;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -101,6 +102,46 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
         .with_context(|| format!("cannot open database {}", redact(&config.database_url)))?;
     db.migrate().await.context("cannot migrate the database")?;
     Ok(db)
+}
+
+/// Says at start-up how many PostgreSQL connections this process may open, and loudly when the
+/// server cannot give every live process its whole pool: past `max_connections` the server
+/// refuses connections, and a process that cannot connect cannot record what it sent.
+async fn say_connection_budget(db: &Db, config: &Config, clock: &dyn Clock) {
+    let since = clock.now() - crate::engine::pacing::to_chrono(config.engine().lease);
+    let budget = async {
+        let mut conn = db.read().await?;
+        crate::store::processes::connection_budget(
+            conn.conn(),
+            config.database_max_connections,
+            since,
+        )
+        .await
+    };
+    match budget.await {
+        Ok(None) => {}
+        Ok(Some(budget)) if budget.fits() => tracing::info!(
+            per_process = budget.per_process,
+            processes = budget.processes,
+            server_allows = budget.available(),
+            open_now = budget.open,
+            "PostgreSQL connections: every process can open its whole pool"
+        ),
+        Ok(Some(budget)) => tracing::error!(
+            "PostgreSQL allows {} connections ({} of max_connections, {} reserved for superusers) \
+             but {} processes with pools of {} may open {}: lower HERALD_DATABASE_MAX_CONNECTIONS \
+             or raise the server's max_connections, or processes will be refused connections \
+             under load ({} open now)",
+            budget.available(),
+            budget.server_max,
+            budget.reserved,
+            budget.processes,
+            budget.per_process,
+            budget.needed(),
+            budget.open
+        ),
+        Err(error) => tracing::warn!(%error, "could not read PostgreSQL's connection limit"),
+    }
 }
 
 /// Starts the engine on `db` with the configuration's settings.

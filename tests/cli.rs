@@ -5,6 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod common;
+
 const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
 struct Running(Child);
@@ -237,6 +239,92 @@ fn bench_sends_both_campaigns_and_reports_its_figures() {
     assert!(
         !dir.path().join("herald.db").exists(),
         "the bench never touches the configured database"
+    );
+}
+
+/// `herald serve` on PostgreSQL with a pool of `pool` connections: the first line of its log
+/// that mentions PostgreSQL's connections.
+fn connection_budget_line(database_url: &str, pool: u32) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = herald(dir.path())
+        .arg("serve")
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_DATABASE_URL", database_url)
+        .env("HERALD_DATABASE_MAX_CONNECTIONS", pool.to_string())
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let _running = Running(child);
+    let (found, line) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("PostgreSQL") {
+                let _ = found.send(line);
+            }
+        }
+    });
+    line.recv_timeout(Duration::from_secs(30))
+        .expect("herald serve speaks of PostgreSQL's connections within 30 s")
+}
+
+#[tokio::test]
+async fn serve_says_when_postgres_cannot_give_every_process_its_pool() {
+    let Some(db) = common::postgres().await else {
+        eprintln!("{} is not set", common::POSTGRES_URL_VAR);
+        return;
+    };
+    let fits = connection_budget_line(&db.url, 4);
+    assert!(
+        fits.contains("every process can open its whole pool"),
+        "{fits}"
+    );
+    assert!(fits.contains("per_process=4"), "{fits}");
+    let refused = connection_budget_line(&db.url, 100_000);
+    assert!(refused.contains("ERROR"), "{refused}");
+    assert!(
+        refused.contains(
+            "lower HERALD_DATABASE_MAX_CONNECTIONS or raise the server's max_connections"
+        ),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn bench_processes_reports_the_rate_the_lanes_and_the_failover() {
+    let Some(db) = common::postgres().await else {
+        eprintln!("{} is not set", common::POSTGRES_URL_VAR);
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Short leases: the killed process's senders are free again while there is work, and what
+    // it had claimed is sent soon after.
+    let output = herald(dir.path())
+        .args(["bench", "--processes", "2", "--recipients", "12000"])
+        .args(["--database-url", &db.url])
+        .env("HERALD_LANE_LEASE_MS", "1000")
+        .env("HERALD_CLAIM_LEASE_MS", "6000")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["processes"], 2);
+    assert_eq!(report["sends"], 12_000, "{report}");
+    assert!(report["sends_per_second"].as_f64().unwrap() > 0.0);
+    let lanes = report["lanes_held"].as_array().unwrap();
+    assert_eq!(lanes.len(), 2, "{report}");
+    assert!(
+        lanes.iter().all(|held| held["max"].as_i64().unwrap() > 0),
+        "both processes sent: {report}"
+    );
+    let failover = report["failover"]["seconds"].as_f64();
+    assert!(
+        failover.is_some_and(|seconds| seconds > 0.0 && seconds < 10.0),
+        "the survivor took the killed process's senders within its lease: {report}\n{stderr}"
     );
 }
 

@@ -1038,9 +1038,10 @@ async fn a_pause_under_load_stops_every_new_send(db: TestDb) {
     scenario.stop().await;
 }
 
-/// A lane claims its next batch while it sends the current one; a stop must neither strand
-/// that batch in `sending` (to be sent again when its lease runs out) nor drop its results.
-async fn a_stopping_engine_sends_and_records_all_it_claimed(db: TestDb) {
+/// A lane claims its next batch while it sends the current one; a stop (SIGTERM) starts no
+/// further send, records every send that happened, and hands the rest back to the queue at
+/// once — nothing stranded in `sending` until its claim runs out, nothing sent twice.
+async fn a_stopping_engine_records_what_it_sent_and_hands_back_the_rest(db: TestDb) {
     let gateway = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(5)))
@@ -1060,6 +1061,18 @@ async fn a_stopping_engine_sends_and_records_all_it_claimed(db: TestDb) {
         "every claimed message was sent and recorded"
     );
     assert_eq!(requests(&gateway).await.len(), started, "and sent once");
+    let messages = scenario.messages().await;
+    assert!(
+        messages.iter().all(|m| m.status != MessageStatus::Sending),
+        "nothing left claimed"
+    );
+    assert!(
+        messages
+            .iter()
+            .filter(|m| m.status == MessageStatus::Pending)
+            .all(|m| m.attempts == 0),
+        "what was handed back was never tried"
+    );
     assert_eq!(stopped.counters(), scenario.truth().await);
     scenario.stop().await;
 }
@@ -1345,7 +1358,7 @@ dialect_tests!(
     a_sender_with_an_unknown_time_zone_pauses_instead_of_sending_in_utc,
     a_lane_whose_lease_is_taken_claims_nothing_more,
     two_engines_never_send_for_one_sender_at_once,
-    a_stopping_engine_sends_and_records_all_it_claimed,
+    a_stopping_engine_records_what_it_sent_and_hands_back_the_rest,
     typing_delays_each_send_by_its_length,
     a_lane_that_loses_its_lease_while_typing_hands_the_message_back,
     a_pause_under_load_stops_every_new_send,

@@ -1229,6 +1229,51 @@ async fn expired_claims_return_to_the_queue(db: TestDb) {
     );
 }
 
+/// Processes say they are alive each tick; one counts those seen within a lease, itself
+/// included, and forgets those gone for long.
+async fn processes_are_counted_while_they_say_they_are_alive(db: TestDb) {
+    use herald::store::processes;
+    let start = Utc::now();
+    let second = chrono::Duration::seconds(1);
+    let mut conn = db.write().await.unwrap();
+    assert_eq!(
+        processes::alive(conn.conn(), "a", start, start - second * 5)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        processes::alive(conn.conn(), "b", start + second, start - second * 4)
+            .await
+            .unwrap(),
+        2
+    );
+    // Ten seconds on, only "b" keeps saying so: "a" (last seen at `start`) no longer counts.
+    let later = start + second * 10;
+    assert_eq!(
+        processes::alive(conn.conn(), "b", later, later - second * 5)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        processes::live(conn.conn(), start - second).await.unwrap(),
+        2,
+        "rows stay until forgotten"
+    );
+    assert_eq!(
+        processes::forget_gone(conn.conn(), later - second)
+            .await
+            .unwrap(),
+        1
+    );
+    processes::leave(conn.conn(), "b").await.unwrap();
+    assert_eq!(
+        processes::live(conn.conn(), start - second).await.unwrap(),
+        0
+    );
+}
+
 /// A claim is renewed and released only by the claim that made it: once it ran out and another
 /// lane claimed the message again, the first lane's renewal and release touch nothing.
 async fn claims_are_renewed_and_released_only_by_their_own_claim(db: TestDb) {
@@ -2134,6 +2179,7 @@ async fn concurrent_reservations_never_exceed_the_cap(db: TestDb) {
 }
 
 dialect_tests!(
+    processes_are_counted_while_they_say_they_are_alive,
     api_keys_are_listed_and_found_active_only_while_they_last,
     an_import_taken_over_refuses_the_stalled_runs_writes,
     reports_that_overtake_their_send_are_parked_then_applied,

@@ -26,7 +26,7 @@ use chrono_tz::Tz;
 use futures::StreamExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::Instrument;
 
 use super::Shared;
@@ -170,9 +170,12 @@ pub(super) struct Lane {
     /// Messages claimed at once: the configured batch, or fewer when the provider's timeout
     /// would let a batch outlive its claims (see [`batch_limit`]).
     batch_size: u32,
-    /// The next batch, claimed and rendered while the last one was sent. Its sends have
-    /// started (a claim is the start of a send), so it is sent even when the lane stops.
+    /// The next batch, claimed and rendered while the last one was sent. A lane that stops
+    /// sending hands it back to the queue.
     claimed_ahead: Option<Result<Claim, LaneError>>,
+    /// Set when the lane is to give its sender up: its process stops, or holds more than its
+    /// share of the senders with work.
+    leave: watch::Receiver<bool>,
 }
 
 impl Lane {
@@ -180,6 +183,7 @@ impl Lane {
         shared: Arc<Shared>,
         sender: SenderId,
         last_send_at: Option<DateTime<Utc>>,
+        leave: watch::Receiver<bool>,
     ) -> Result<Self, LaneError> {
         let sender = {
             let mut conn = shared.db.read().await?;
@@ -216,6 +220,7 @@ impl Lane {
             work,
             batch_size,
             claimed_ahead: None,
+            leave,
         })
     }
 
@@ -223,19 +228,22 @@ impl Lane {
         self.shared.clock.now()
     }
 
-    /// Sends until there is nothing left, shutdown, or the lease is lost. Every send it made is
-    /// recorded before it returns.
+    /// Whether the lane is to stop sending and give its sender up (see [`Lane::leave`]).
+    fn leaving(&self) -> bool {
+        self.shared.is_shutting_down() || *self.leave.borrow()
+    }
+
+    /// Sends until there is nothing left, the lane is to leave, or the lease is lost. Every send
+    /// it made is recorded before it returns.
     pub(super) async fn run(&mut self) -> Result<(), LaneError> {
         let ran = self.send_while_there_is_work().await;
-        if ran.is_err() {
-            self.hand_back_claimed_ahead().await;
-        }
+        self.hand_back_claimed_ahead().await;
         ran
     }
 
-    /// A lane that stops on an error (its lease lost, its store failing) does not send the batch
+    /// A lane that stops (it leaves, its lease is lost, its store fails) does not send the batch
     /// it claimed ahead: those messages go back to the queue at once instead of waiting for their
-    /// claims to expire.
+    /// claims to expire, for the sender's next lane, here or in another process.
     async fn hand_back_claimed_ahead(&mut self) {
         let Some(Ok(Claim::Messages(batch))) = self.claimed_ahead.take() else {
             return;
@@ -265,15 +273,15 @@ impl Lane {
 
     async fn send_while_there_is_work(&mut self) -> Result<(), LaneError> {
         loop {
+            if self.leaving() {
+                return Ok(());
+            }
             if let Some(ahead) = self.claimed_ahead.take() {
                 // Claimed while the last batch was sent, its gates passed then.
                 if self.take_turn(ahead?, false).await? == AfterTurn::Exit {
                     return Ok(());
                 }
                 continue;
-            }
-            if self.shared.is_shutting_down() {
-                return Ok(());
             }
             self.keep_lease().await?;
             let now = self.now();
@@ -335,13 +343,10 @@ impl Lane {
 
     /// Whether the next batch may be claimed while this one is sent: only when nothing would
     /// come between the two batches — no spacing, no closed window, no lease renewal (which may
-    /// bring new settings), no shutdown.
+    /// bring new settings), no leaving.
     fn may_claim_ahead(&self, spaced: bool) -> bool {
         let now = self.now();
-        !spaced
-            && !self.shared.is_shutting_down()
-            && now < self.renew_at
-            && self.window_opens_at(now).is_none()
+        !spaced && !self.leaving() && now < self.renew_at && self.window_opens_at(now).is_none()
     }
 
     /// Claims up to `wanted` messages and renders them.
@@ -432,7 +437,7 @@ impl Lane {
                 }
             }
         }
-        let stop = Stop::holding_claims_until(claims_until);
+        let stop = Stop::holding_claims_until(claims_until, self.leave.clone());
         let unrecorded: HashSet<HeldClaim> = ready.iter().map(Prepared::claim).collect();
         let (completed, completions) = mpsc::unbounded_channel();
         for (claim, outcome) in failed {
@@ -663,7 +668,8 @@ impl Lane {
         Ok(())
     }
 
-    /// Waits until `until`, renewing the lease meanwhile; returns early on shutdown.
+    /// Waits until `until`, renewing the lease meanwhile; returns early when the lane is to
+    /// leave.
     async fn wait_until(&mut self, until: DateTime<Utc>) -> Result<(), LaneError> {
         self.wait(until, None).await
     }
@@ -673,13 +679,14 @@ impl Lane {
     async fn wait(&mut self, until: DateTime<Utc>, work: Option<&Notify>) -> Result<(), LaneError> {
         loop {
             let now = self.now();
-            if now >= until || self.shared.is_shutting_down() {
+            if now >= until || self.leaving() {
                 return Ok(());
             }
             let step = (until - now)
                 .min(self.renew_at - now)
                 .max(chrono::Duration::milliseconds(1));
             let mut shutdown = self.shared.shutdown.clone();
+            let mut leave = self.leave.clone();
             let signalled = async {
                 match work {
                     Some(work) => work.notified().await,
@@ -690,6 +697,7 @@ impl Lane {
                 () = self.shared.clock.sleep_until(now + step) => {}
                 () = signalled => return Ok(()),
                 _ = shutdown.changed() => return Ok(()),
+                _ = leave.changed() => return Ok(()),
             }
             self.keep_lease().await?;
         }
@@ -735,17 +743,20 @@ struct Stop {
     lease_lost: AtomicBool,
     /// Outcomes could not be recorded: sending more would only widen what a restart repeats.
     store_failed: AtomicBool,
+    /// The lane is to give its sender up: what has not started is handed back.
+    leave: watch::Receiver<bool>,
     /// The provider said the sender cannot send at all; the reason is in `unusable_reason`.
     sender_unusable: AtomicBool,
     unusable_reason: std::sync::Mutex<Option<String>>,
 }
 
 impl Stop {
-    fn holding_claims_until(claims_until: DateTime<Utc>) -> Self {
+    fn holding_claims_until(claims_until: DateTime<Utc>, leave: watch::Receiver<bool>) -> Self {
         Self {
             claims_until_ms: AtomicI64::new(claims_until.timestamp_millis()),
             lease_lost: AtomicBool::default(),
             store_failed: AtomicBool::default(),
+            leave,
             sender_unusable: AtomicBool::default(),
             unusable_reason: std::sync::Mutex::default(),
         }
@@ -764,6 +775,7 @@ impl Stop {
     fn sending_allowed(&self) -> bool {
         !self.lease_lost.load(Ordering::Acquire)
             && !self.store_failed.load(Ordering::Acquire)
+            && !*self.leave.borrow()
             && !self.sender_unusable.load(Ordering::Acquire)
     }
 

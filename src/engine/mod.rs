@@ -260,8 +260,17 @@ async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {
             _ = shutdown.changed() => break,
         }
     }
+    lanes.leave_all();
     for (_, lane) in lanes.running {
-        let _ = lane.await;
+        let _ = lane.task.await;
+    }
+    // The others count one process fewer from their next tick, and take its senders then.
+    let left = async {
+        let mut conn = shared.db.write().await?;
+        store::processes::leave(conn.conn(), &shared.owner).await
+    };
+    if let Err(error) = left.await {
+        tracing::warn!(%error, "could not say this process stopped; the others notice within a lease");
     }
     for (_, poll) in polls.running {
         let _ = poll.await;
@@ -388,10 +397,42 @@ enum PollFailed {
 
 /// The lanes this process runs, and the senders whose lane could not start, held back for a
 /// while (doubling) instead of being retried every tick.
-#[derive(Default)]
 struct Lanes {
-    running: HashMap<SenderId, JoinHandle<LaneEnd>>,
+    running: HashMap<SenderId, RunningLane>,
     held_back: HashMap<SenderId, HeldBack>,
+    /// The most lanes this process starts: its fair share of the senders with work among the
+    /// live processes, as of the last tick.
+    share: usize,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self {
+            running: HashMap::new(),
+            held_back: HashMap::new(),
+            // Until the first tick has counted the processes.
+            share: usize::MAX,
+        }
+    }
+}
+
+struct RunningLane {
+    task: JoinHandle<LaneEnd>,
+    /// Asks the lane to give its sender up.
+    leave: watch::Sender<bool>,
+}
+
+impl RunningLane {
+    fn is_leaving(&self) -> bool {
+        *self.leave.borrow()
+    }
+}
+
+/// Each process's share of `senders` senders with work among `processes` live processes:
+/// ⌈S/N⌉, at least one (a sender woken between two ticks is not counted yet).
+fn fair_share(senders: usize, processes: u32) -> usize {
+    let processes = usize::try_from(processes.max(1)).unwrap_or(usize::MAX);
+    senders.div_ceil(processes).max(1)
 }
 
 struct HeldBack {
@@ -409,14 +450,14 @@ impl Lanes {
         let finished: Vec<SenderId> = self
             .running
             .iter()
-            .filter(|(_, lane)| lane.is_finished())
+            .filter(|(_, lane)| lane.task.is_finished())
             .map(|(sender, _)| *sender)
             .collect();
         for sender in finished {
             let Some(lane) = self.running.remove(&sender) else {
                 continue;
             };
-            match lane.await {
+            match lane.task.await {
                 Ok(LaneEnd::Stopped) => {
                     self.held_back.remove(&sender);
                 }
@@ -433,8 +474,43 @@ impl Lanes {
         }
     }
 
+    /// Lanes that keep their sender (not asked to leave).
+    fn staying(&self) -> usize {
+        self.running
+            .values()
+            .filter(|lane| !lane.is_leaving())
+            .count()
+    }
+
+    /// Asks lanes beyond this process's share to give their senders up, once it holds more than
+    /// one over it: they stop starting sends, record what they sent, hand back the rest and
+    /// release their leases, and a process with fewer lanes takes the senders at its next tick.
+    fn hand_over_beyond_share(&self) {
+        let staying = self.staying();
+        if staying <= self.share.saturating_add(1) {
+            return;
+        }
+        let surplus = self
+            .running
+            .iter()
+            .filter(|(_, lane)| !lane.is_leaving())
+            .take(staying - self.share);
+        for (sender, lane) in surplus {
+            tracing::info!(sender_id = %sender, share = self.share, held = staying, "lane handed over to a process with fewer lanes");
+            let _ = lane.leave.send(true);
+        }
+    }
+
+    /// Asks every lane to give its sender up: the process stops.
+    fn leave_all(&self) {
+        for lane in self.running.values() {
+            let _ = lane.leave.send(true);
+        }
+    }
+
     fn may_start(&self, sender: SenderId, now: chrono::DateTime<chrono::Utc>) -> bool {
-        !self.running.contains_key(&sender)
+        self.staying() < self.share
+            && !self.running.contains_key(&sender)
             && self
                 .held_back
                 .get(&sender)
@@ -471,13 +547,25 @@ async fn tick(
         if purged > 0 {
             tracing::debug!(purged, "expired idempotency keys purged");
         }
+        {
+            let mut conn = shared.db.write().await?;
+            let gone_before = now - pacing::to_chrono(shared.config.lease * 10);
+            store::processes::forget_gone(conn.conn(), gone_before).await?;
+        }
         prune_events(shared, now).await?;
         *next_sweep = now + pacing::to_chrono(shared.config.sweep_every);
     }
+    let live = {
+        let mut conn = shared.db.write().await?;
+        let since = now - pacing::to_chrono(shared.config.lease);
+        store::processes::alive(conn.conn(), &shared.owner, now, since).await?
+    };
     let candidates = {
         let mut conn = shared.db.read().await?;
         store::lanes::senders_with_work(conn.conn(), now).await?
     };
+    lanes.share = fair_share(candidates.len(), live);
+    lanes.hand_over_beyond_share();
     start_lanes(shared, lanes, candidates, now).await
 }
 
@@ -498,10 +586,9 @@ async fn start_lanes(
             store::lanes::acquire(conn.conn(), sender, &shared.owner, now, until).await?
         };
         if let Some(last_send_at) = acquired {
-            lanes.running.insert(
-                sender,
-                tokio::spawn(run_lane(shared.clone(), sender, last_send_at)),
-            );
+            let (leave, leaving) = watch::channel(false);
+            let task = tokio::spawn(run_lane(shared.clone(), sender, last_send_at, leaving));
+            lanes.running.insert(sender, RunningLane { task, leave });
         }
     }
     Ok(())
@@ -585,11 +672,12 @@ async fn run_lane(
     shared: Arc<Shared>,
     sender: SenderId,
     last_send_at: Option<chrono::DateTime<chrono::Utc>>,
+    leave: watch::Receiver<bool>,
 ) -> LaneEnd {
     let span = tracing::info_span!("lane", sender_id = %sender);
     let wakeups = shared.wakeups.clone();
     let end = async move {
-        let mut lane = match lane::Lane::start(shared.clone(), sender, last_send_at).await {
+        let mut lane = match lane::Lane::start(shared.clone(), sender, last_send_at, leave).await {
             Ok(lane) => lane,
             Err(error) => {
                 could_not_start(&shared, sender, &error).await;
@@ -759,5 +847,44 @@ async fn ingest_events(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_process_takes_its_share_of_the_senders_rounded_up() {
+        assert_eq!(fair_share(12, 1), 12);
+        assert_eq!(fair_share(12, 3), 4);
+        assert_eq!(fair_share(13, 3), 5);
+        assert_eq!(fair_share(2, 3), 1);
+        // No sender counted yet (one woken between ticks) still gets a lane.
+        assert_eq!(fair_share(0, 2), 1);
+        assert_eq!(fair_share(5, 0), 5);
+    }
+
+    #[tokio::test]
+    async fn lanes_beyond_one_over_the_share_are_asked_to_leave() {
+        let mut lanes = Lanes::default();
+        let mut leaving = Vec::new();
+        for n in 0..12u128 {
+            let (leave, left) = watch::channel(false);
+            let task = tokio::spawn(async { LaneEnd::Stopped });
+            lanes.running.insert(
+                SenderId(uuid::Uuid::from_u128(n)),
+                RunningLane { task, leave },
+            );
+            leaving.push(left);
+        }
+        lanes.share = 11;
+        lanes.hand_over_beyond_share();
+        assert_eq!(lanes.staying(), 12, "one over the share is tolerated");
+        lanes.share = 4;
+        lanes.hand_over_beyond_share();
+        assert_eq!(lanes.staying(), 4);
+        assert_eq!(leaving.iter().filter(|left| *left.borrow()).count(), 8);
+        assert!(!lanes.may_start(SenderId(uuid::Uuid::from_u128(99)), chrono::Utc::now()));
     }
 }

@@ -124,3 +124,13 @@ pub async fn senders_with_work(conn: Conn<'_>, now: DateTime<Utc>) -> Result<Vec
     .fetch_all(&mut *c)
     .await?))
 }
+
+/// The lanes held at `now`, by owner: how many senders each process is sending for.
+pub async fn holders(conn: Conn<'_>, now: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+    on_conn!(conn, c => Ok(sqlx::query_as(
+        "SELECT owner, COUNT(*) FROM sender_lanes WHERE lease_expires_at > $1 GROUP BY owner",
+    )
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?))
+}

@@ -37,6 +37,7 @@ pub mod imports;
 pub mod lanes;
 pub mod messages;
 mod nodelay;
+pub mod processes;
 pub mod senders;
 mod sql;
 pub mod templates;

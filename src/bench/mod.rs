@@ -33,6 +33,8 @@ use crate::store::messages::MessageFilter;
 use crate::store::{Db, Page};
 use crate::url_guard::UrlGuard;
 
+mod processes;
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Recipients of each campaign.
@@ -62,6 +64,12 @@ pub struct BenchArgs {
     /// adds a workspace of its own).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Only the scale-out run: this many `herald serve` processes on the database of
+    /// `--database-url` (PostgreSQL), twelve senders behind a gateway that answers in 20 ms,
+    /// `--recipients` messages in all; sends a second, the lanes each process held, and the
+    /// time the others take to replace one killed with `kill -9`.
+    #[arg(long, requires = "database_url", conflicts_with_all = ["sandbox_only", "automations_only", "webhooks_only", "analytics"])]
+    pub processes: Option<u32>,
 }
 
 /// What one campaign run measured.
@@ -118,7 +126,9 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         allow_private_urls: true,
         ..config
     };
-    let outcome = if args.automations_only {
+    let outcome = if let Some(processes) = args.processes {
+        processes::bench(&config, processes, recipients).await
+    } else if args.automations_only {
         bench_automations(&config).await
     } else if args.webhooks_only {
         bench_webhooks(&config, recipients).await
@@ -476,10 +486,20 @@ impl ReplyGateway {
 
 /// A workspace of `recipients` contacts, written in large batches.
 async fn seed(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Result<WorkspaceId> {
+    let name = format!("bench-{}", clock.now().format("%Y%m%d-%H%M%S%.3f"));
+    seed_named(db, clock, &name, recipients).await
+}
+
+/// A workspace of this name with `recipients` contacts.
+async fn seed_named(
+    db: &Db,
+    clock: &dyn Clock,
+    name: &str,
+    recipients: u32,
+) -> anyhow::Result<WorkspaceId> {
     const BATCH: u32 = 10_000;
     let now = clock.now();
-    let name = format!("bench-{}", now.format("%Y%m%d-%H%M%S%.3f"));
-    let workspace = workspaces::ensure(db, &name, now).await?.id;
+    let workspace = workspaces::ensure(db, name, now).await?.id;
     let mut next = 0;
     while next < recipients {
         let end = (next + BATCH).min(recipients);
@@ -855,6 +875,12 @@ impl Sink {
     // The sink stands in for a provider's gateway; it is no part of Herald's API.
     #[allow(clippy::disallowed_methods)]
     async fn start() -> anyhow::Result<Self> {
+        Self::answering_after(Duration::ZERO).await
+    }
+
+    /// A sink that answers each request after `latency`, as a provider across a network does.
+    #[allow(clippy::disallowed_methods)]
+    async fn answering_after(latency: Duration) -> anyhow::Result<Self> {
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
         let router = axum::Router::new().route(
@@ -862,6 +888,9 @@ impl Sink {
             post(move |body: axum::body::Bytes| {
                 let counter = counter.clone();
                 async move {
+                    if !latency.is_zero() {
+                        tokio::time::sleep(latency).await;
+                    }
                     let n = counter.fetch_add(1, Ordering::Relaxed);
                     std::hint::black_box(body);
                     axum::Json(json!({ "id": format!("sink-{n}") }))
