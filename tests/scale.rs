@@ -32,6 +32,10 @@ const SENDERS: usize = 12;
 const RECIPIENTS: u32 = 300;
 const GAP_MS: u32 = 40;
 
+/// One test at a time: each runs several `herald serve` processes and times their hand-overs,
+/// which two at once on a 2-core machine would only starve.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A `herald serve` with a 50 ms tick and lane leases of `lease_ms`.
 fn serve(database_url: &str, lease_ms: u64) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -230,6 +234,7 @@ async fn check_each_recipient_sent(
 async fn three_processes_share_the_senders_and_a_stopped_one_hands_over_at_once(
     db: common::TestDb,
 ) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let gateway = accepting_gateway().await;
     let launched = launch(&db, &gateway).await;
     let url = db.url.clone();
@@ -283,6 +288,7 @@ async fn three_processes_share_the_senders_and_a_stopped_one_hands_over_at_once(
 /// A process killed with `kill -9` releases nothing: the others take its senders once its
 /// leases (3 s here) run out, and send what it left.
 async fn a_killed_process_is_replaced_within_its_lease(db: common::TestDb) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let gateway = accepting_gateway().await;
     let launched = launch(&db, &gateway).await;
     let url = db.url.clone();
