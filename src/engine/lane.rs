@@ -696,8 +696,9 @@ impl Lane {
             tokio::select! {
                 () = self.shared.clock.sleep_until(now + step) => {}
                 () = signalled => return Ok(()),
-                _ = shutdown.changed() => return Ok(()),
-                _ = leave.changed() => return Ok(()),
+                // A dropped sender (an error) says nothing: that branch is just left out.
+                Ok(()) = shutdown.changed() => return Ok(()),
+                Ok(()) = leave.changed() => return Ok(()),
             }
             self.keep_lease().await?;
         }

@@ -253,7 +253,10 @@ async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {
                 woken.dedup();
                 let now = shared.clock.now();
                 lanes.reap(now).await;
-                if let Err(error) = start_lanes(&shared, &mut lanes, woken, now).await {
+                // An automatic reply does not wait for the next tick to count it among the
+                // senders with work: it may take the one lane over the share that is tolerated.
+                let limit = lanes.share.saturating_add(1);
+                if let Err(error) = start_lanes(&shared, &mut lanes, woken, limit, now).await {
                     tracing::error!(%error, "woken lanes could not start");
                 }
             }
@@ -508,8 +511,14 @@ impl Lanes {
         }
     }
 
-    fn may_start(&self, sender: SenderId, now: chrono::DateTime<chrono::Utc>) -> bool {
-        self.staying() < self.share
+    /// Whether a lane for `sender` may start here, this process holding at most `limit` lanes.
+    fn may_start(
+        &self,
+        sender: SenderId,
+        limit: usize,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        self.staying() < limit
             && !self.running.contains_key(&sender)
             && self
                 .held_back
@@ -564,9 +573,15 @@ async fn tick(
         let mut conn = shared.db.read().await?;
         store::lanes::senders_with_work(conn.conn(), now).await?
     };
-    lanes.share = fair_share(candidates.len(), live);
+    // A process alone takes every sender, whatever it counted a moment ago.
+    lanes.share = if live <= 1 {
+        usize::MAX
+    } else {
+        fair_share(candidates.len(), live)
+    };
     lanes.hand_over_beyond_share();
-    start_lanes(shared, lanes, candidates, now).await
+    let limit = lanes.share;
+    start_lanes(shared, lanes, candidates, limit, now).await
 }
 
 /// Starts a lane for each of `senders` that has none here, when its lease can be taken.
@@ -574,10 +589,11 @@ async fn start_lanes(
     shared: &Arc<Shared>,
     lanes: &mut Lanes,
     senders: Vec<SenderId>,
+    limit: usize,
     now: chrono::DateTime<chrono::Utc>,
 ) -> store::Result<()> {
     for sender in senders {
-        if !lanes.may_start(sender, now) || shared.is_shutting_down() {
+        if !lanes.may_start(sender, limit, now) || shared.is_shutting_down() {
             continue;
         }
         let until = now + pacing::to_chrono(shared.config.lease);
@@ -885,6 +901,11 @@ mod tests {
         lanes.hand_over_beyond_share();
         assert_eq!(lanes.staying(), 4);
         assert_eq!(leaving.iter().filter(|left| *left.borrow()).count(), 8);
-        assert!(!lanes.may_start(SenderId(uuid::Uuid::from_u128(99)), chrono::Utc::now()));
+        let another = SenderId(uuid::Uuid::from_u128(99));
+        assert!(!lanes.may_start(another, lanes.share, chrono::Utc::now()));
+        assert!(
+            lanes.may_start(another, lanes.share + 1, chrono::Utc::now()),
+            "a woken sender may take the lane over the share"
+        );
     }
 }
