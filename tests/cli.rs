@@ -315,10 +315,10 @@ async fn bench_processes_reports_the_rate_the_lanes_and_the_failover() {
     assert_eq!(report["processes"], 2);
     assert_eq!(report["sends"], 12_000, "{report}");
     assert!(report["sends_per_second"].as_f64().unwrap() > 0.0);
-    let lanes = report["lanes_held"].as_array().unwrap();
+    let lanes = report["most_lanes_held"].as_array().unwrap();
     assert_eq!(lanes.len(), 2, "{report}");
     assert!(
-        lanes.iter().all(|held| held["max"].as_i64().unwrap() > 0),
+        lanes.iter().all(|most| most.as_i64().unwrap() > 0),
         "both processes sent: {report}"
     );
     let failover = report["failover"]["seconds"].as_f64();

@@ -1042,20 +1042,29 @@ async fn a_pause_under_load_stops_every_new_send(db: TestDb) {
 /// further send, records every send that happened, and hands the rest back to the queue at
 /// once — nothing stranded in `sending` until its claim runs out, nothing sent twice.
 async fn a_stopping_engine_records_what_it_sent_and_hands_back_the_rest(db: TestDb) {
+    // Slow answers: when the stop comes, the lane has the rest of its batch (16) and the batch
+    // it claimed ahead (16) still to start, and a slot frees only every 300 ms.
     let gateway = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(5)))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
         .mount(&gateway)
         .await;
-    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 1500).await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 200).await;
     scenario.launch().await;
-    scenario.wait_until_sent(200).await;
+    scenario.wait_until_sent(8).await;
+    let asked_before_the_stop = requests(&gateway).await.len();
     if let Some(engine) = scenario.engine.take() {
         engine.shutdown().await;
     }
+    // A stop that sent what it had claimed would start 16 or more sends after it.
+    let asked_after = requests(&gateway).await.len() - asked_before_the_stop;
+    assert!(
+        asked_after <= fast().concurrency,
+        "{asked_after} sends started after the stop"
+    );
     let started = scenario.started().await;
     let stopped = scenario.campaign().await;
-    assert!(started < 1500, "stopped mid-campaign");
+    assert!(started < 200, "stopped mid-campaign");
     assert_eq!(
         stopped.sent_count as usize, started,
         "every claimed message was sent and recorded"

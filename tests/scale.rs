@@ -58,7 +58,7 @@ fn serve(database_url: &str, lease_ms: u64) -> Server {
 }
 
 /// SIGTERM, as a service manager stops a process; waits for it to exit.
-fn terminate(server: Server) -> Duration {
+async fn terminate(server: Server) -> Duration {
     let started = Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
@@ -72,7 +72,7 @@ fn terminate(server: Server) -> Duration {
             return started.elapsed();
         }
         assert!(Instant::now() < deadline, "the process did not stop");
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -265,7 +265,7 @@ async fn three_processes_share_the_senders_and_a_stopped_one_hands_over_at_once(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let stopping = terminate(first);
+    let stopping = terminate(first).await;
     let fair = SENDERS.div_ceil(2) + 1;
     let takeover = until_lanes(
         &url,

@@ -95,10 +95,10 @@ pub(super) async fn bench(config: &Config, processes: u32, recipients: u32) -> a
     let rate = sends as f64 / elapsed.as_secs_f64();
     let held_text: Vec<String> = held
         .iter()
-        .map(|(pid, lanes)| format!("{pid}: {}–{}", lanes.min, lanes.max))
+        .map(|(pid, most)| format!("{pid}: {most}"))
         .collect();
     eprintln!(
-        "{processes} processes: {sends} sends in {:.2} s, {rate:.0} sends/s; lanes held (min–max while sending): {}",
+        "{processes} processes: {sends} sends in {:.2} s, {rate:.0} sends/s; most lanes held: {}",
         elapsed.as_secs_f64(),
         held_text.join(", ")
     );
@@ -109,7 +109,7 @@ pub(super) async fn bench(config: &Config, processes: u32, recipients: u32) -> a
         "sends": sends,
         "seconds": round(elapsed.as_secs_f64()),
         "sends_per_second": round(rate),
-        "lanes_held": held.values().map(|lanes| json!({"min": lanes.min, "max": lanes.max})).collect::<Vec<_>>(),
+        "most_lanes_held": held.values().collect::<Vec<_>>(),
     });
 
     if processes >= 2 {
@@ -172,13 +172,6 @@ async fn until_processes_alive(db: &Db, processes: u32) -> anyhow::Result<()> {
     }
 }
 
-/// The fewest and most lanes a process held in the samples taken while sending.
-#[derive(Clone, Copy, Debug)]
-struct Held {
-    min: i64,
-    max: i64,
-}
-
 /// Lanes held now by each of `pids` (a lease's owner is `"{pid}:{uuid}"`).
 async fn lanes_by_pid(db: &Db, pids: &[u32]) -> anyhow::Result<HashMap<u32, i64>> {
     let holders = {
@@ -204,14 +197,14 @@ struct Progress<'a> {
 }
 
 /// A campaign per line, launched together; returns once all are finished, with the time from
-/// the first launch, the sends, and the lanes each process held meanwhile. `on_sample` runs at
-/// each sample until it returns false.
+/// the first launch, the sends, and the most lanes each process held meanwhile. `on_sample`
+/// runs at each sample until it returns false.
 async fn send_round(
     db: &Db,
     lines: &[Line],
     pids: &[u32],
     mut on_sample: Option<&mut dyn FnMut(Progress<'_>) -> bool>,
-) -> anyhow::Result<(Duration, i64, BTreeMap<u32, Held>)> {
+) -> anyhow::Result<(Duration, i64, BTreeMap<u32, i64>)> {
     let campaigns = create_campaigns(db, lines).await?;
     let started = Instant::now();
     for (line, campaign) in lines.iter().zip(&campaigns) {
@@ -225,7 +218,7 @@ async fn send_round(
         .await?
         .context("a campaign was not launched")?;
     }
-    let mut held: BTreeMap<u32, Held> = BTreeMap::new();
+    let mut held: BTreeMap<u32, i64> = BTreeMap::new();
     loop {
         tokio::time::sleep(SAMPLE_EVERY).await;
         let mut sends = 0;
@@ -241,12 +234,8 @@ async fn send_round(
         }
         let lanes = lanes_by_pid(db, pids).await?;
         for (pid, lanes) in &lanes {
-            let entry = held.entry(*pid).or_insert(Held {
-                min: *lanes,
-                max: *lanes,
-            });
-            entry.min = entry.min.min(*lanes);
-            entry.max = entry.max.max(*lanes);
+            let most = held.entry(*pid).or_default();
+            *most = (*most).max(*lanes);
         }
         let progress = Progress {
             unfinished: i64::try_from(campaigns.len() - finished).unwrap_or(i64::MAX),
