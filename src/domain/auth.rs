@@ -170,7 +170,8 @@ pub fn random_secret() -> String {
     hex::encode(bytes)
 }
 
-fn digest(secret: &str) -> String {
+/// The SHA-256 of a secret as hex: what is stored instead of the secret.
+pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 

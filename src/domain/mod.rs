@@ -55,6 +55,8 @@ pub mod callback;
 pub mod campaign;
 /// Tags and time zones of contacts.
 pub mod contact;
+/// When a campaign should finish under its sender's pacing.
+pub mod estimate;
 /// The kinds of events in the event log and their payloads.
 pub mod event;
 /// Static and dynamic contact groups.

@@ -1,6 +1,8 @@
 //! A sender's pacing settings, exactly as API.md spells them, and the pure rules over them.
 //! Every field is optional; an absent one turns its gate off.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::time::LocalTime;
@@ -154,6 +156,30 @@ impl SendWindow {
             errors.add("pacing.send_window.end", "must differ from start");
         }
     }
+}
+
+/// How long "typing…" shows before a message of `chars` characters: proportional to its length
+/// at `typing_cps` characters a second, clamped to `[typing_min_ms, typing_max_ms]`.
+pub fn typing_delay(pacing: &Pacing, chars: usize) -> Duration {
+    let Some(cps) = pacing
+        .typing_cps
+        .filter(|&cps| pacing.typing_enabled && cps > 0)
+    else {
+        return Duration::ZERO;
+    };
+    let millis = (chars as u64).saturating_mul(1000) / u64::from(cps);
+    let min = u64::from(pacing.typing_min_ms.unwrap_or(0));
+    let max = u64::from(pacing.typing_max_ms.unwrap_or(u32::MAX)).max(min);
+    Duration::from_millis(millis.clamp(min, max))
+}
+
+/// Whether any gate that spaces consecutive sends is on. With none, a lane sends batches with
+/// many sends in flight; with any, one message at a time.
+pub fn spaces_sends(pacing: &Pacing) -> bool {
+    pacing.rate_per_minute.is_some()
+        || pacing.shift_min_ms.is_some()
+        || pacing.shift_max_ms.is_some()
+        || (pacing.typing_enabled && pacing.typing_cps.is_some())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::domain::pacing::{Pacing, SendWindow};
 
 // Pure rules of local time, shared with the services: the domain's.
+pub use crate::domain::pacing::{spaces_sends, typing_delay};
 pub use crate::domain::time::{local_day, next_local_midnight, resolve_local, warmup_day};
 
 /// When `window` next opens for a sender in `tz`, or `None` if it is open at `now`.
@@ -49,21 +50,6 @@ pub fn window_opens_at(window: &SendWindow, tz: Tz, now: DateTime<Utc>) -> Optio
         .find(|&opens| opens > now)
 }
 
-/// How long "typing…" shows before a message of `chars` characters: proportional to its length
-/// at `typing_cps` characters a second, clamped to `[typing_min_ms, typing_max_ms]`.
-pub fn typing_delay(pacing: &Pacing, chars: usize) -> Duration {
-    let Some(cps) = pacing
-        .typing_cps
-        .filter(|&cps| pacing.typing_enabled && cps > 0)
-    else {
-        return Duration::ZERO;
-    };
-    let millis = (chars as u64).saturating_mul(1000) / u64::from(cps);
-    let min = u64::from(pacing.typing_min_ms.unwrap_or(0));
-    let max = u64::from(pacing.typing_max_ms.unwrap_or(u32::MAX)).max(min);
-    Duration::from_millis(millis.clamp(min, max))
-}
-
 /// A uniform random gap in `[shift_min_ms, shift_max_ms]` (one bound alone is used as both).
 pub fn shift_gap(pacing: &Pacing, rng: &mut impl Rng) -> Duration {
     let (min, max) = match (pacing.shift_min_ms, pacing.shift_max_ms) {
@@ -73,15 +59,6 @@ pub fn shift_gap(pacing: &Pacing, rng: &mut impl Rng) -> Duration {
         (Some(min), Some(max)) => (min.min(max), max.max(min)),
     };
     Duration::from_millis(u64::from(rng.random_range(min..=max)))
-}
-
-/// Whether any gate that spaces consecutive sends is on. With none, a lane sends batches with
-/// many sends in flight; with any, one message at a time.
-pub fn spaces_sends(pacing: &Pacing) -> bool {
-    pacing.rate_per_minute.is_some()
-        || pacing.shift_min_ms.is_some()
-        || pacing.shift_max_ms.is_some()
-        || (pacing.typing_enabled && pacing.typing_cps.is_some())
 }
 
 /// governor on Herald's clock: time since the epoch, so a manual clock drives it in tests.

@@ -38,6 +38,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller a key makes (a dashboard session acts as its key).
+    pub(crate) fn from_key(key: &ApiKey) -> Self {
+        Self {
+            key_id: key.id,
+            workspace: key.workspace_id,
+            abilities: key.abilities.0.clone().into(),
+        }
+    }
+
     pub fn require(&self, ability: Ability) -> Result<(), ApiError> {
         if ability.is_granted_by(&self.abilities) {
             Ok(())

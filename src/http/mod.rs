@@ -40,6 +40,8 @@ mod health;
 pub mod idempotency;
 mod messages;
 mod metrics;
+/// The dashboard's pages.
+mod pages;
 mod senders;
 mod templates;
 mod webhooks;
@@ -106,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         Err(error) => Arc::new(format!("{{\"error\": \"{error}\"}}")),
     };
     router
+        .merge(pages::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(Extension(OpenApiJson(document)))

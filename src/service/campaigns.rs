@@ -10,12 +10,13 @@ use super::templates::resolve_source;
 use super::{ServiceError, ServiceResult};
 use crate::domain::campaign::{Audience, CampaignStatus};
 use crate::domain::contact::parse_timezone;
+use crate::domain::estimate::{self, Finish, Plan};
 use crate::domain::ids::{CampaignId, SenderId, TemplateId, WorkspaceId};
-use crate::domain::time::resolve_local;
+use crate::domain::time::{local_day, resolve_local};
 use crate::domain::validation::FieldErrors;
 use crate::providers;
 use crate::store::campaigns::{self, Campaign, CampaignFields};
-use crate::store::{Conn, Db, Page, StoreError, audience, groups, senders};
+use crate::store::{Conn, Db, Page, StoreError, audience, groups, senders, usage};
 
 /// Most contacts a `contacts` audience may name (each is one query parameter at launch).
 pub const MAX_AUDIENCE_CONTACTS: usize = 10_000;
@@ -114,6 +115,44 @@ pub async fn warnings(
         ),
         count: silent,
     }])
+}
+
+/// How many contacts `audience` reaches now (those a launch would materialise).
+pub async fn audience_size(
+    db: &Db,
+    workspace: WorkspaceId,
+    audience: &Audience,
+) -> ServiceResult<i64> {
+    let mut conn = db.read().await?;
+    if let Audience::Group { group_id } = audience {
+        groups::get(conn.conn(), workspace, *group_id).await?;
+    }
+    Ok(audience::count(conn.conn(), workspace, audience).await?)
+}
+
+/// When `recipients` messages of about `chars` characters, started at `start`, should finish
+/// under `sender`'s pacing (its warmup day, today's sends and its window included).
+pub async fn forecast(
+    db: &Db,
+    workspace: WorkspaceId,
+    sender: SenderId,
+    recipients: i64,
+    chars: usize,
+    start: DateTime<Utc>,
+) -> ServiceResult<Finish> {
+    let mut conn = db.read().await?;
+    let sender = senders::get(conn.conn(), workspace, sender).await?;
+    let today = local_day(start, sender.tz());
+    let sent_today = usage::sent_on(conn.conn(), sender.id, today).await?;
+    Ok(estimate::finish(&Plan {
+        pacing: &sender.pacing(),
+        tz: sender.tz(),
+        warmup_started_on: sender.warmup_started_on,
+        sent_today,
+        recipients,
+        chars,
+        start,
+    }))
 }
 
 /// Checks a campaign against its workspace: the sender, template and group exist there, the

@@ -201,6 +201,48 @@ pub async fn conversation(
     Ok(messages::list(conn.conn(), workspace, filter, page).await?)
 }
 
+/// The workspace's contact with this phone number (written in any international form).
+pub async fn find_by_phone(
+    db: &Db,
+    workspace: WorkspaceId,
+    phone: &str,
+) -> ServiceResult<Option<Contact>> {
+    let Ok(phone) = Phone::parse(phone) else {
+        return Ok(None);
+    };
+    let mut conn = db.read().await?;
+    Ok(contacts::find_by_phone(conn.conn(), workspace, &phone).await?)
+}
+
+/// The contacts these phone numbers belong to, in order; `field` names the input in the error
+/// that lists the numbers that are not a contact.
+pub async fn ids_by_phone(
+    db: &Db,
+    workspace: WorkspaceId,
+    phones: &[&str],
+    field: &str,
+) -> ServiceResult<Vec<ContactId>> {
+    let mut conn = db.read().await?;
+    let (mut ids, mut unknown) = (Vec::with_capacity(phones.len()), Vec::new());
+    for &written in phones {
+        let found = match Phone::parse(written) {
+            Ok(phone) => contacts::find_by_phone(conn.conn(), workspace, &phone).await?,
+            Err(_) => None,
+        };
+        match found {
+            Some(contact) => ids.push(contact.id),
+            None => unknown.push(written),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(super::ServiceError::validation(
+            field,
+            format!("not a contact of this workspace: {}", unknown.join(", ")),
+        ));
+    }
+    Ok(ids)
+}
+
 /// Its messages stay, for the campaigns' records.
 pub async fn delete(db: &Db, workspace: WorkspaceId, id: ContactId) -> ServiceResult<()> {
     let mut conn = db.write().await?;

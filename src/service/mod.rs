@@ -28,6 +28,8 @@ pub mod imports;
 pub mod messages;
 /// Senders: provider settings, time zone, pacing, warmup, masked secrets.
 pub mod senders;
+/// Dashboard sessions: signed in with an API token, ended by sign-out, expiry or revocation.
+pub mod sessions;
 /// What a campaign or a single message sends: content, template and media checked.
 pub mod templates;
 

@@ -122,19 +122,27 @@ pub async fn with_today(
     id: SenderId,
     now: DateTime<Utc>,
 ) -> ServiceResult<(Sender, Today)> {
+    let sender = {
+        let mut conn = db.read().await?;
+        senders::get(conn.conn(), workspace, id).await?
+    };
+    let today = today(db, &sender, now).await?;
+    Ok((sender, today))
+}
+
+/// A sender's local day at `now`: its sends, its cap and its warmup day.
+pub async fn today(db: &Db, sender: &Sender, now: DateTime<Utc>) -> ServiceResult<Today> {
     let mut conn = db.read().await?;
-    let sender = senders::get(conn.conn(), workspace, id).await?;
     let pacing = sender.pacing();
     let date = local_day(now, sender.tz());
     let day = warmup_day(sender.warmup_started_on, date);
     let sent = usage::sent_on(conn.conn(), sender.id, date).await?;
-    let today = Today {
+    Ok(Today {
         date,
         sent,
         limit: pacing.daily_cap(day),
         warmup_day: pacing.warmup().map(|_| day),
-    };
-    Ok((sender, today))
+    })
 }
 
 /// Deletes a sender that no campaign or message refers to.

@@ -106,8 +106,23 @@ pub async fn preview(
     contact: Option<ContactId>,
     variables: &BTreeMap<String, String>,
 ) -> ServiceResult<String> {
+    let content = {
+        let mut conn = db.read().await?;
+        templates::get(conn.conn(), workspace, id).await?.content
+    };
+    preview_text(db, workspace, &content, contact, variables).await
+}
+
+/// Text with `<<variables>>` rendered as [`preview`] renders a template: what a campaign's
+/// draft would send to `contact`.
+pub async fn preview_text(
+    db: &Db,
+    workspace: WorkspaceId,
+    content: &str,
+    contact: Option<ContactId>,
+    variables: &BTreeMap<String, String>,
+) -> ServiceResult<String> {
     let mut conn = db.read().await?;
-    let record = templates::get(conn.conn(), workspace, id).await?;
     let fields = match contact {
         Some(contact) => {
             // Scoped first: another workspace's contact is not found.
@@ -123,7 +138,7 @@ pub async fn preview(
         }
         None => None,
     };
-    let template = Template::parse(&record.content)
+    let template = Template::parse(content)
         .map_err(|error| ServiceError::validation("content", error.to_string()))?;
     render_once(&template, fields.as_ref(), variables)
         .map_err(|missing| super::messages::missing_variables(&missing).into())

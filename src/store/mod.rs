@@ -39,6 +39,8 @@ pub mod messages;
 mod nodelay;
 pub mod processes;
 pub mod senders;
+/// Dashboard sessions, held by digest.
+pub mod sessions;
 mod sql;
 pub mod templates;
 mod types;

@@ -10,6 +10,7 @@ mod auth;
 mod automations;
 mod campaigns;
 mod contacts;
+mod dashboard;
 mod exports;
 mod groups;
 mod idempotency;
