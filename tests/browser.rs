@@ -337,6 +337,40 @@ async fn a_campaign_is_written_with_a_preview_started_and_watched_to_completion(
         "a completed campaign offers no move"
     );
 
+    // Every field has a label, and nothing needs sideways scrolling on a 390 px phone.
+    let campaign_page = client.current_url().await.unwrap().path().to_owned();
+    client.set_window_size(390, 900).await.unwrap();
+    for path in [
+        "/campaigns",
+        campaign_page.as_str(),
+        "/campaigns/new",
+        "/contacts",
+        "/senders",
+    ] {
+        client
+            .goto(&format!("{}{path}", herald.base))
+            .await
+            .unwrap();
+        let unlabelled = client
+            .execute(
+                "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                     .filter(field => field.labels.length === 0).map(field => field.name);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(unlabelled, json!([]), "{path}: fields without a label");
+        let fits = client
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fits, json!(true), "{path} is wider than a 390 px screen");
+    }
+    client.set_window_size(1280, 900).await.unwrap();
+
     client
         .find(Locator::Css(".sign-out button"))
         .await

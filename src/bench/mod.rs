@@ -33,6 +33,7 @@ use crate::store::messages::MessageFilter;
 use crate::store::{Db, Page};
 use crate::url_guard::UrlGuard;
 
+mod dashboard;
 mod processes;
 
 #[derive(Debug, Args)]
@@ -60,6 +61,10 @@ pub struct BenchArgs {
     /// over HTTP, and the CSV export of the 1,000,000 messages (rows a second, memory).
     #[arg(long, conflicts_with_all = ["sandbox_only", "automations_only", "webhooks_only"])]
     pub analytics: bool,
+    /// Only the dashboard: the analytics history, then each dashboard page's p50 and p95 as a
+    /// signed-in browser asks for it.
+    #[arg(long, conflicts_with_all = ["sandbox_only", "automations_only", "webhooks_only", "analytics"])]
+    pub dashboard: bool,
     /// Run on this database instead of a fresh SQLite file (it should be empty: the benchmark
     /// adds a workspace of its own).
     #[arg(long)]
@@ -132,8 +137,8 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         bench_automations(&config).await
     } else if args.webhooks_only {
         bench_webhooks(&config, recipients).await
-    } else if args.analytics {
-        bench_analytics(&config).await
+    } else if args.analytics || args.dashboard {
+        bench_analytics(&config, args.dashboard).await
     } else {
         bench(&config, recipients, args.sandbox_only).await
     };
@@ -1000,7 +1005,9 @@ const HISTORY_INBOUND: usize = 50_000;
 const HISTORY_SENDERS: usize = 5;
 const ENDPOINT_SAMPLES: usize = 200;
 
-async fn bench_analytics(config: &Config) -> anyhow::Result<()> {
+/// The analytics history, then the analytics endpoints and exports — or, for `dashboard`, the
+/// dashboard's pages.
+async fn bench_analytics(config: &Config, dashboard: bool) -> anyhow::Result<()> {
     let config = Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         ..config.clone()
@@ -1029,6 +1036,17 @@ async fn bench_analytics(config: &Config) -> anyhow::Result<()> {
         let token = crate::service::api_keys::create(&db, key, clock.now())
             .await?
             .token;
+        if dashboard {
+            let workspace = workspaces::ensure(&db, &workspace_name, clock.now()).await?.id;
+            let everyone = crate::store::contacts::ContactFilter::default();
+            let (some, _) = contacts::list(&db, workspace, &everyone, Page::default()).await?;
+            let contact = some.first().context("no contact")?.id.to_string();
+            let pages = dashboard::pages(&base, &token, big, &contact).await?;
+            return anyhow::Ok(json!({
+                "database": crate::app::redact(&config.database_url),
+                "pages": pages,
+            }));
+        }
         let client = reqwest::Client::new();
         let today = clock.now().date_naive();
         let from = today - chrono::Days::new(HISTORY_DAYS as u64);

@@ -141,6 +141,21 @@ pub async fn list(
     Ok(messages::list(conn.conn(), workspace, filter, page).await?)
 }
 
+/// A page of messages without their total: for a campaign's page, whose counters already say
+/// how many of each status there are.
+pub async fn rows(
+    db: &Db,
+    workspace: WorkspaceId,
+    filter: MessageFilter,
+    page: Page,
+) -> ServiceResult<Vec<Message>> {
+    let mut conn = db.read().await?;
+    if let Some(campaign) = filter.campaign {
+        campaigns::get(conn.conn(), workspace, campaign).await?;
+    }
+    Ok(messages::list_rows(conn.conn(), workspace, filter, page).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,7 +236,34 @@ where
         + Send
         + Unpin,
 {
-    let count_sql = format!("SELECT COUNT(*) {}", from_where.sql);
+    let mut conn = conn;
+    let count = SqlBuilder {
+        sql: format!("SELECT COUNT(*) {}", from_where.sql),
+        ..SqlBuilder::default()
+    };
+    let total: i64 = super::on_conn!(conn.reborrow(), c =>
+        bind_params!(sqlx::query_scalar(built(&count, &*c)), &from_where.params)
+            .fetch_one(&mut *c)
+            .await?);
+    let rows = fetch_rows(conn, columns, from_where, order, page).await?;
+    Ok((rows, total))
+}
+
+/// One page of rows without their total, for a caller that knows it already (a campaign's
+/// counters) and should not count a million rows to show fifty.
+pub(crate) async fn fetch_rows<T>(
+    conn: super::Conn<'_>,
+    columns: &str,
+    from_where: &SqlBuilder,
+    order: &str,
+    page: Page,
+) -> super::Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
     let mut select = SqlBuilder {
         sql: format!("SELECT {columns} {} ORDER BY {order}", from_where.sql),
         params: from_where.params.clone(),
@@ -244,17 +271,10 @@ where
     };
     page.push_to(&mut select);
     super::on_conn!(conn, c => {
-        let count = SqlBuilder {
-            sql: count_sql,
-            ..SqlBuilder::default()
-        };
-        let total: i64 = bind_params!(sqlx::query_scalar(built(&count, &*c)), &from_where.params)
-            .fetch_one(&mut *c)
-            .await?;
         let rows: Vec<T> = bind_params!(sqlx::query_as(built(&select, &*c)), &select.params)
             .fetch_all(&mut *c)
             .await?;
-        Ok((rows, total))
+        Ok(rows)
     })
 }
 

@@ -301,7 +301,89 @@ pub async fn names_are_shown_as_text_never_as_markup(db: TestDb) {
     }
 }
 
+pub async fn automations_webhooks_and_analytics_show_what_the_api_holds(db: TestDb) {
+    let api = Api::start(db).await;
+    let sender = api.sandbox_sender().await;
+    api.contact("+201000000005", json!({"name": "Mona"})).await;
+    let campaign = api.start_campaign(&sender, "Autumn").await;
+    api.wait_for(&format!("/v1/campaigns/{campaign}"), |body| {
+        body["status"] == "completed"
+    })
+    .await;
+    let rule = api
+        .post(
+            "/v1/automations",
+            json!({"name": "Prices", "priority": 1,
+                   "trigger": {"type": "keyword", "keywords": ["price"], "match": "contains"},
+                   "reply": {"content": "Our prices: <<name>>"}}),
+        )
+        .await
+        .id();
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let hook = api
+        .post(
+            "/v1/webhooks",
+            json!({"url": format!("{}/hooks", receiver.uri()), "events": ["campaign.*"]}),
+        )
+        .await
+        .id();
+
+    let mut visitor = Visitor::new(&api);
+    visitor.sign_in(&api.token).await;
+    let rules = visitor.get("/automations").await;
+    assert!(rules.html.contains("Prices") && rules.html.contains("contains price"));
+    let csrf = rules.input("csrf");
+    let toggled = visitor
+        .post(&format!("/automations/{rule}/toggle"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(toggled.status, StatusCode::SEE_OTHER);
+    let off = api.get(&format!("/v1/automations/{rule}")).await;
+    assert_eq!(off.body["enabled"], false);
+
+    let hooks = visitor.get("/webhooks").await;
+    assert!(hooks.html.contains(&receiver.uri()), "{}", hooks.html);
+    let tested = visitor
+        .post(&format!("/webhooks/{hook}/test"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(tested.status, StatusCode::SEE_OTHER);
+    api.wait_for(
+        &format!("/v1/webhooks/{hook}/deliveries?status=succeeded"),
+        |body| {
+            body["data"]
+                .as_array()
+                .is_some_and(|rows| rows.iter().any(|row| row["type"] == "webhook.test"))
+        },
+    )
+    .await;
+    let log = visitor.get(&format!("/webhooks/{hook}")).await;
+    assert!(log.html.contains("webhook.test") && log.html.contains("Replay"));
+    let deliveries = api.get(&format!("/v1/webhooks/{hook}/deliveries")).await;
+    let delivery = deliveries.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let replayed = visitor
+        .post(
+            &format!("/webhooks/{hook}/deliveries/{delivery}/replay"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(replayed.status, StatusCode::SEE_OTHER, "{}", replayed.html);
+
+    let analytics = visitor.get("/analytics?timezone=Asia/Kolkata").await;
+    assert_eq!(analytics.status, StatusCode::OK, "{}", analytics.html);
+    assert!(analytics.html.contains("<svg") && analytics.html.contains("Autumn"));
+    let refused = visitor.get("/analytics?timezone=Mars/Olympus").await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.html.contains("timezone"), "{}", refused.html);
+}
+
 dialect_tests!(
+    automations_webhooks_and_analytics_show_what_the_api_holds,
     a_session_cookie_is_strict_and_http_only_and_ends_at_sign_out,
     a_form_without_the_sessions_csrf_token_changes_nothing,
     another_workspaces_session_sees_nothing_of_the_first,

@@ -10,7 +10,9 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Frame, PageError, Pager, Session, SignedForm, charts, live_json, render, see_other};
+use super::{
+    Frame, PageError, Pager, Session, SignedForm, charts, live_json, render, see_other, short_time,
+};
 use crate::domain::auth::Ability;
 use crate::domain::campaign::{Audience, CampaignStatus};
 use crate::domain::estimate::Finish;
@@ -76,11 +78,6 @@ impl From<Campaign> for Row {
             created_at: campaign.created_at,
         }
     }
-}
-
-/// A time as a person scans it in a table (UTC; the `datetime` attribute has the instant).
-fn short_time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 const STATUSES: [CampaignStatus; 6] = [
@@ -235,10 +232,12 @@ async fn show(
         .map(|(sender, _)| sender.name)
         .unwrap_or_default();
     let stats = Stats::of(&campaign);
+    // The tabs count as the counters above do (by stage: `sent` includes what was delivered
+    // since); each lists the messages whose status is that stage now.
     let counts = [
         (MessageStatus::Pending, stats.pending),
-        (MessageStatus::Sent, stats.sent - stats.delivered),
-        (MessageStatus::Delivered, stats.delivered - stats.read),
+        (MessageStatus::Sent, stats.sent),
+        (MessageStatus::Delivered, stats.delivered),
         (MessageStatus::Read, stats.read),
         (MessageStatus::Failed, stats.failed),
         (MessageStatus::Skipped, stats.skipped),
@@ -258,8 +257,8 @@ async fn show(
         status: Some(shown),
         ..MessageFilter::default()
     };
-    let (rows, total) = messages::list(&state.db, workspace, filter, page).await?;
-    let more = (i64::from(page.page * PER_PAGE) < total)
+    let rows = messages::rows(&state.db, workspace, filter, page).await?;
+    let more = (rows.len() == PER_PAGE as usize)
         .then(|| format!("/campaigns/{id}?status={shown}&before={}", page.page + 1));
     let chart = if session.may(Ability::AnalyticsRead) {
         let bucket = match (campaign.started_at, campaign.completed_at) {

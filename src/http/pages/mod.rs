@@ -30,11 +30,14 @@ use crate::domain::auth::Ability;
 use crate::service::{ServiceError, sessions};
 use crate::store::StoreError;
 
+mod analytics;
+mod automations;
 mod campaigns;
 mod charts;
 mod contacts;
 mod senders;
 mod sign_in;
+mod webhooks;
 
 /// The cookie that holds a session's secret.
 const SESSION_COOKIE: &str = "herald_session";
@@ -48,6 +51,9 @@ pub fn router() -> Router<AppState> {
         .merge(campaigns::router())
         .merge(contacts::router())
         .merge(senders::router())
+        .merge(automations::router())
+        .merge(webhooks::router())
+        .merge(analytics::router())
 }
 
 /// The compiled templates. Every template is checked by a unit test, so a broken one fails the
@@ -76,6 +82,11 @@ fn compile_views() -> Result<Handlebars<'static>, String> {
         "import",
         "senders",
         "pager",
+        "automations",
+        "automation",
+        "webhooks",
+        "webhook",
+        "analytics",
     ) {
         views
             .register_template_string(name, source)
@@ -241,6 +252,9 @@ struct Nav {
     new_campaign: bool,
     contacts: bool,
     senders: bool,
+    automations: bool,
+    webhooks: bool,
+    analytics: bool,
 }
 
 impl Nav {
@@ -250,8 +264,17 @@ impl Nav {
             new_campaign: session.may(Ability::CampaignsWrite),
             contacts: session.may(Ability::ContactsRead),
             senders: session.may(Ability::SendersRead),
+            // Rules are read with `campaigns.read`, as in the API.
+            automations: session.may(Ability::CampaignsRead),
+            webhooks: session.may(Ability::WebhooksWrite),
+            analytics: session.may(Ability::AnalyticsRead),
         }
     }
+}
+
+/// A time as a person scans it in a table (UTC; a `datetime` attribute has the instant).
+fn short_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// A signed-in person: their key's workspace and abilities, and the session's CSRF token.
