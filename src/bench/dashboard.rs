@@ -48,6 +48,16 @@ pub async fn pages(
         ),
         ("a contact".into(), format!("/contacts/{contact}")),
         ("senders".into(), "/senders".into()),
+        ("automations".into(), "/automations".into()),
+        ("webhooks".into(), "/webhooks".into()),
+        ("analytics, 30 days".into(), "/analytics".into()),
+        (
+            "analytics, 90 days, Kolkata".into(),
+            format!(
+                "/analytics?from={}&timezone=Asia/Kolkata",
+                chrono::Utc::now().date_naive() - chrono::Days::new(90)
+            ),
+        ),
     ];
     let mut timings = serde_json::Map::new();
     for (name, path) in &pages {

@@ -84,10 +84,15 @@ async fn sign_in(
     };
     let mut response = Redirect::to("/campaigns").into_response();
     let max_age = sessions::LIFETIME.num_seconds();
+    let secure = if behind_https(&headers) {
+        "; Secure"
+    } else {
+        ""
+    };
     set_cookie(
         &mut response,
         &format!(
-            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}",
+            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
             opened.secret
         ),
     );
@@ -111,8 +116,46 @@ async fn sign_out(
     Ok(response)
 }
 
+/// Whether the browser reached Herald over HTTPS through a proxy that says so: its session
+/// cookie is then `Secure`, never sent over plain HTTP. (Herald itself serves plain HTTP; a
+/// forged header only makes the forger's own cookie stricter.)
+fn behind_https(headers: &HeaderMap) -> bool {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    value("x-forwarded-proto").is_some_and(|proto| proto.trim() == "https")
+        || value("forwarded").is_some_and(|forwarded| forwarded.contains("proto=https"))
+}
+
 fn set_cookie(response: &mut Response, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_secure_behind_an_https_proxy() {
+        let mut headers = HeaderMap::new();
+        assert!(!behind_https(&headers));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(behind_https(&headers));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "forwarded",
+            HeaderValue::from_static("for=1.2.3.4;proto=https"),
+        );
+        assert!(behind_https(&headers));
+        headers.insert(
+            "forwarded",
+            HeaderValue::from_static("for=1.2.3.4;proto=http"),
+        );
+        assert!(!behind_https(&headers));
     }
 }
