@@ -382,7 +382,71 @@ pub async fn automations_webhooks_and_analytics_show_what_the_api_holds(db: Test
     assert!(refused.html.contains("timezone"), "{}", refused.html);
 }
 
+pub async fn a_senders_pacing_is_changed_through_its_form(db: TestDb) {
+    let api = Api::start(db).await;
+    let sender = api.sandbox_sender().await;
+    let mut visitor = Visitor::new(&api);
+    visitor.sign_in(&api.token).await;
+    let page = visitor.get(&format!("/senders/{sender}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let csrf = page.input("csrf");
+    let path = format!("/senders/{sender}");
+    let refused = visitor
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Sandbox"),
+                ("timezone", "Africa/Cairo"),
+                ("daily_limit", "lots"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.html.contains("pacing.daily_limit"),
+        "{}",
+        refused.html
+    );
+    assert!(
+        refused.html.contains("value=\"lots\""),
+        "the form keeps what was typed"
+    );
+    let unchanged = api.get(&format!("/v1/senders/{sender}")).await;
+    assert_eq!(unchanged.body["timezone"], "UTC");
+
+    let saved = visitor
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Cairo line"),
+                ("timezone", "Africa/Cairo"),
+                ("daily_limit", "500"),
+                ("rate_per_minute", "20"),
+                ("window_start", "09:00"),
+                ("window_end", "21:00"),
+                ("day_1", "on"),
+                ("day_7", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let now = api.get(&format!("/v1/senders/{sender}")).await;
+    assert_eq!(now.body["name"], "Cairo line");
+    assert_eq!(now.body["timezone"], "Africa/Cairo");
+    assert_eq!(now.body["pacing"]["daily_limit"], 500);
+    assert_eq!(now.body["pacing"]["rate_per_minute"], 20);
+    assert_eq!(
+        now.body["pacing"]["send_window"],
+        json!({"days": [1, 7], "start": "09:00", "end": "21:00"})
+    );
+    let list = visitor.get("/senders").await;
+    assert!(list.html.contains("0 of 500") && list.html.contains("20 a minute at most"));
+}
+
 dialect_tests!(
+    a_senders_pacing_is_changed_through_its_form,
     automations_webhooks_and_analytics_show_what_the_api_holds,
     a_session_cookie_is_strict_and_http_only_and_ends_at_sign_out,
     a_form_without_the_sessions_csrf_token_changes_nothing,

@@ -81,6 +81,7 @@ fn compile_views() -> Result<Handlebars<'static>, String> {
         "contact",
         "import",
         "senders",
+        "sender",
         "pager",
         "automations",
         "automation",
