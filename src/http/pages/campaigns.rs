@@ -213,7 +213,8 @@ impl Stats {
 #[derive(Deserialize)]
 struct ShowQuery {
     status: Option<String>,
-    before: Option<u32>,
+    /// The page of the shown status's messages.
+    page: Option<u32>,
     note: Option<String>,
 }
 
@@ -249,7 +250,7 @@ async fn show(
         .or_else(|| counts.iter().find(|(_, count)| *count > 0))
         .map_or(MessageStatus::Pending, |(status, _)| *status);
     let page = Page {
-        page: query.before.unwrap_or(1).max(1),
+        page: query.page.unwrap_or(1).max(1),
         per_page: PER_PAGE,
     };
     let filter = MessageFilter {
@@ -259,7 +260,7 @@ async fn show(
     };
     let rows = messages::rows(&state.db, workspace, filter, page).await?;
     let more = (rows.len() == PER_PAGE as usize)
-        .then(|| format!("/campaigns/{id}?status={shown}&before={}", page.page + 1));
+        .then(|| format!("/campaigns/{id}?status={shown}&page={}", page.page + 1));
     let chart = if session.may(Ability::AnalyticsRead) {
         let bucket = match (campaign.started_at, campaign.completed_at) {
             (Some(start), Some(end)) if end - start < chrono::Duration::hours(6) => Bucket::Minute,

@@ -156,7 +156,8 @@ fn render<T: Serialize>(view: &str, frame: Frame<'_>, body: &T) -> Response {
         note: Option<&'a str>,
         nav: Option<Nav>,
         csrf: &'a str,
-        workspace: &'a str,
+        /// The name of the key the session acts as, shown beside "Sign out".
+        key_name: &'a str,
         #[serde(flatten)]
         body: &'a T,
     }
@@ -166,7 +167,7 @@ fn render<T: Serialize>(view: &str, frame: Frame<'_>, body: &T) -> Response {
         note: frame.note.filter(|note| !note.is_empty()),
         nav: session.map(Nav::of),
         csrf: session.map_or("", |session| session.csrf.as_str()),
-        workspace: session.map_or("", |session| session.key_name.as_str()),
+        key_name: session.map_or("", |session| session.key_name.as_str()),
         body,
     };
     let rendered = VIEWS.as_ref().map_err(Clone::clone).and_then(|views| {
@@ -410,7 +411,7 @@ pub enum PageError {
     NotFound,
     #[error("{0}")]
     Invalid(String),
-    #[error("the database is unavailable")]
+    #[error("something went wrong on the server (it is logged); please try again")]
     Internal(#[source] anyhow::Error),
 }
 
