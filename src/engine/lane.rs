@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use futures::StreamExt;
 use rand::SeedableRng;
@@ -90,6 +90,9 @@ struct Batch {
     failed: Vec<(HeldClaim, Outcome)>,
     /// Until when the claims hold, unless the lane renews them.
     claims_until: DateTime<Utc>,
+    /// The local day whose cap the claim reserved from (none when nothing caps the sender):
+    /// what is not sent after all is given back to it.
+    reserved_on: Option<NaiveDate>,
 }
 
 impl Prepared {
@@ -250,6 +253,25 @@ impl Lane {
         };
         self.hand_back(&claims_of(&batch.ready, &batch.failed))
             .await;
+        // Its render failures and window skips were given back when it was rendered.
+        self.give_back_reservation(batch.reserved_on, batch.ready.len())
+            .await;
+    }
+
+    /// Gives `unsent` claimed sends back to the day's cap they were reserved from: a message
+    /// skipped, failed before sending or handed back is no send. Logged, never fatal: the cap
+    /// then errs on the side of sending less.
+    async fn give_back_reservation(&self, reserved_on: Option<NaiveDate>, unsent: usize) {
+        let Some(day) = reserved_on.filter(|_| unsent > 0) else {
+            return;
+        };
+        let given_back = async {
+            let mut conn = self.shared.db.write().await?;
+            store::usage::release(conn.conn(), self.sender.id, day, unsent as i64).await
+        };
+        if let Err(error) = given_back.await {
+            tracing::warn!(sender_id = %self.sender.id, %error, "unsent reservations not given back");
+        }
     }
 
     /// Hands claimed messages that were never sent back to the queue at once, instead of
@@ -352,9 +374,9 @@ impl Lane {
     /// Claims up to `wanted` messages and renders them.
     async fn claim(&mut self, wanted: u32) -> Result<Claim, LaneError> {
         match self.claim_messages(wanted).await? {
-            Claim::Messages((claimed, claims_until)) => {
-                Ok(Claim::Messages(self.render(claimed, claims_until).await?))
-            }
+            Claim::Messages((claimed, claims_until, reserved_on)) => Ok(Claim::Messages(
+                self.render(claimed, claims_until, reserved_on).await?,
+            )),
             Claim::CapSpentUntil(until) => Ok(Claim::CapSpentUntil(until)),
         }
     }
@@ -364,7 +386,7 @@ impl Lane {
     async fn claim_messages(
         &self,
         wanted: u32,
-    ) -> Result<Claim<(Vec<Claimed>, DateTime<Utc>)>, LaneError> {
+    ) -> Result<Claim<(Vec<Claimed>, DateTime<Utc>, Option<NaiveDate>)>, LaneError> {
         let now = self.now();
         let pacing = self.pacer.pacing();
         let day = local_day(now, self.tz);
@@ -403,7 +425,7 @@ impl Lane {
             store::usage::release(tx.conn(), self.sender.id, day, unused).await?;
         }
         tx.commit().await?;
-        Ok(Claim::Messages((claimed, lease_until)))
+        Ok(Claim::Messages((claimed, lease_until, cap.map(|_| day))))
     }
 
     async fn send(&mut self, batch: Batch, spaced: bool) -> Result<(), LaneError> {
@@ -411,6 +433,7 @@ impl Lane {
             ready,
             failed,
             mut claims_until,
+            reserved_on,
         } = batch;
         let started_at = self.now();
         if spaced {
@@ -432,6 +455,7 @@ impl Lane {
                     if let Err(error) = self.wait_until(started_at + delay).await {
                         // Nothing was sent: the claims go back to the queue at once.
                         self.hand_back(&claims_of(&ready, &failed)).await;
+                        self.give_back_reservation(reserved_on, ready.len()).await;
                         return Err(error);
                     }
                 }
@@ -515,6 +539,7 @@ impl Lane {
         &mut self,
         batch: Vec<Claimed>,
         claims_until: DateTime<Utc>,
+        reserved_on: Option<NaiveDate>,
     ) -> Result<Batch, LaneError> {
         let missing: HashSet<CampaignId> = batch
             .iter()
@@ -586,10 +611,13 @@ impl Lane {
             });
         }
         let prepared = self.within_window(prepared, &mut failed).await?;
+        // Skipped or failed before sending: none of them takes a send from today's cap.
+        self.give_back_reservation(reserved_on, failed.len()).await;
         Ok(Batch {
             ready: prepared,
             failed,
             claims_until,
+            reserved_on,
         })
     }
 

@@ -600,7 +600,51 @@ async fn a_whatsapp_configuration_names_every_missing_field(db: TestDb) {
     api.stop().await;
 }
 
+/// A message skipped outside the 24-hour window is no send: it takes nothing from the day's cap,
+/// so the cap still lets the sender reach the people it may reach.
+async fn a_window_skip_takes_nothing_from_the_daily_cap(db: TestDb) {
+    let graph = graph().await;
+    let api = Api::start(db).await;
+    let sender = whatsapp_sender(&api, &graph).await;
+    api.patch(
+        &format!("/v1/senders/{sender}"),
+        json!({"pacing": {"daily_limit": 2}}),
+    )
+    .await
+    .expect(200);
+    for phone in ["+201012345621", "+201012345622", "+201012345623"] {
+        api.contact(phone, json!({"tags": ["quiet"]})).await;
+    }
+    for phone in ["+201012345631", "+201012345632"] {
+        api.contact(phone, json!({"tags": ["talkative"]})).await;
+    }
+    write_in(&api, &sender, &["+201012345631", "+201012345632"]).await;
+
+    // Three free-form messages to people who never wrote: all skipped, none counted.
+    let quiet = start_campaign(&api, &sender, "quiet").await;
+    let stats = api
+        .wait_for(&format!("/v1/campaigns/{quiet}/stats"), |s| {
+            s["status"] == "completed"
+        })
+        .await;
+    assert_eq!(stats["skipped"], 3, "{stats}");
+    let today = api.get(&format!("/v1/senders/{sender}")).await;
+    assert_eq!(today.body["today"]["sent"], 0, "{}", today.body);
+
+    // So the cap of two still reaches both people inside their window.
+    let talkative = start_campaign(&api, &sender, "talkative").await;
+    let stats = api
+        .wait_for(&format!("/v1/campaigns/{talkative}/stats"), |s| {
+            s["status"] == "completed"
+        })
+        .await;
+    assert_eq!(stats["sent"], 2, "{stats}");
+    let today = api.get(&format!("/v1/senders/{sender}")).await;
+    assert_eq!(today.body["today"]["sent"], 2, "{}", today.body);
+}
+
 dialect_tests!(
+    a_window_skip_takes_nothing_from_the_daily_cap,
     a_campaign_goes_out_in_metas_json_and_metas_webhook_counts,
     metas_errors_hold_a_recipient_fail_a_message_or_pause_the_sender,
     a_template_campaign_sends_metas_template_rendered_per_contact,
