@@ -250,6 +250,12 @@ pub async fn a_key_without_an_ability_gets_neither_the_page_nor_the_link(db: Tes
     let reader = api.key("acme", "contacts.read", None).await;
     let mut visitor = Visitor::new(&api);
     visitor.sign_in(&reader).await;
+    let home = visitor.get("/").await;
+    assert_eq!(
+        home.location.as_deref(),
+        Some("/contacts"),
+        "the first section it may read"
+    );
     let contacts = visitor.get("/contacts").await;
     assert_eq!(contacts.status, StatusCode::OK);
     assert!(!contacts.html.contains("href=\"/campaigns\""));

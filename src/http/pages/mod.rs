@@ -44,7 +44,7 @@ const SESSION_COOKIE: &str = "herald_session";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/campaigns") }))
+        .route("/", get(home))
         .route("/assets/dashboard.css", get(stylesheet))
         .route("/assets/dashboard.js", get(script))
         .merge(sign_in::router())
@@ -54,6 +54,26 @@ pub fn router() -> Router<AppState> {
         .merge(automations::router())
         .merge(webhooks::router())
         .merge(analytics::router())
+}
+
+/// The first section the session's key may read (the sign-in form when signed out).
+async fn home(session: Option<Session>) -> Redirect {
+    let Some(session) = session else {
+        return Redirect::to("/login");
+    };
+    let sections = [
+        (Ability::CampaignsRead, "/campaigns"),
+        (Ability::ContactsRead, "/contacts"),
+        (Ability::SendersRead, "/senders"),
+        (Ability::WebhooksWrite, "/webhooks"),
+        (Ability::AnalyticsRead, "/analytics"),
+    ];
+    let first = sections
+        .iter()
+        .find(|(ability, _)| session.may(*ability))
+        // None readable: the campaigns page says which ability is missing.
+        .map_or("/campaigns", |(_, path)| path);
+    Redirect::to(first)
 }
 
 /// The compiled templates. Every template is checked by a unit test, so a broken one fails the

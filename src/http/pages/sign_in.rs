@@ -31,7 +31,7 @@ struct SignInPage<'a> {
 
 async fn form(session: Option<Session>) -> Response {
     if session.is_some() {
-        return Redirect::to("/campaigns").into_response();
+        return Redirect::to("/").into_response();
     }
     sign_in_page(StatusCode::OK, None)
 }
@@ -82,7 +82,7 @@ async fn sign_in(
             Some("That token is not valid: it may be mistyped, revoked or expired."),
         ));
     };
-    let mut response = Redirect::to("/campaigns").into_response();
+    let mut response = Redirect::to("/").into_response();
     let max_age = sessions::LIFETIME.num_seconds();
     let secure = if behind_https(&headers) {
         "; Secure"
