@@ -207,6 +207,26 @@ where
     }
 }
 
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|error| panic!("no {css}: {error}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(client: &Client, id: &str, text: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|error| panic!("no #{id}: {error}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 async fn text(client: &Client, css: &str) -> String {
     match client.find(Locator::Css(css)).await {
         Ok(element) => element.text().await.unwrap_or_default(),
@@ -217,20 +237,8 @@ async fn text(client: &Client, css: &str) -> String {
 async fn sign_in(client: &Client, herald: &Herald, token: &str) {
     client.goto(&format!("{}/", herald.base)).await.unwrap();
     assert!(client.current_url().await.unwrap().path() == "/login");
-    client
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("main button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "token", token).await;
+    click(client, "main button[type=submit]").await;
     eventually("the campaigns page after signing in", || async {
         client
             .current_url()
@@ -258,27 +266,9 @@ async fn a_campaign_is_written_with_a_preview_started_and_watched_to_completion(
         .click()
         .await
         .unwrap();
-    client
-        .find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("Winter sale")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("content"))
-        .await
-        .unwrap()
-        .send_keys("Hi <<name>>, 20% off today")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("preview_phone"))
-        .await
-        .unwrap()
-        .send_keys("+201000000003")
-        .await
-        .unwrap();
+    type_into(client, "name", "Winter sale").await;
+    type_into(client, "content", "Hi <<name>>, 20% off today").await;
+    type_into(client, "preview_phone", "+201000000003").await;
     eventually("the preview of the chosen contact", || async {
         text(client, "[data-check=preview]").await == "Hi Friend 3, 20% off today"
     })
@@ -290,20 +280,8 @@ async fn a_campaign_is_written_with_a_preview_started_and_watched_to_completion(
         "an estimate with a time: {estimate}"
     );
 
-    client
-        .find(Locator::Css("input[name=when][value=now]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("form.draft button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "input[name=when][value=now]").await;
+    click(client, "form.draft button[type=submit]").await;
     eventually("the campaign's page", || async {
         text(client, "h1").await == "Winter sale"
     })
@@ -371,13 +349,7 @@ async fn a_campaign_is_written_with_a_preview_started_and_watched_to_completion(
     }
     client.set_window_size(1280, 900).await.unwrap();
 
-    client
-        .find(Locator::Css(".sign-out button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, ".sign-out button").await;
     eventually("the sign-in page", || async {
         client
             .current_url()
@@ -424,22 +396,13 @@ async fn pause_resume_a_refused_move_and_a_form_without_its_csrf_token() {
         .await
         .unwrap();
 
-    let click = |css: &'static str| async move {
-        client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-    };
-    click("form[data-action=pause] button").await;
+    click(client, "form[data-action=pause] button").await;
     eventually("paused", || async {
         text(client, "[data-live=status]").await == "paused"
     })
     .await;
     assert!(text(client, ".note").await.contains("Paused"));
-    click("form[data-action=resume] button").await;
+    click(client, "form[data-action=resume] button").await;
     eventually("running again", || async {
         text(client, "[data-live=status]").await == "running"
     })
@@ -537,20 +500,8 @@ async fn an_import_shows_its_progress_names_stay_text_and_workspaces_stay_apart(
     let cell = text(client, "tbody td[data-label=Name] a").await;
     assert_eq!(cell, "<script>alert(1)</script>");
 
-    client
-        .find(Locator::Id("file"))
-        .await
-        .unwrap()
-        .send_keys(&file.display().to_string())
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("form[enctype] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "file", &file.display().to_string()).await;
+    click(client, "form[enctype] button").await;
     eventually("the import's page", || async {
         text(client, "h1").await == "Import"
     })
@@ -568,32 +519,9 @@ async fn an_import_shows_its_progress_names_stay_text_and_workspaces_stay_apart(
     );
 
     // Another workspace's token, in the same browser after signing out, sees none of it.
-    client
-        .find(Locator::Css(".sign-out button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, ".sign-out button").await;
     let other = herald.key("globex").await;
-    client
-        .goto(&format!("{}/login", herald.base))
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(&other)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("main button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_in(client, &herald, &other).await;
     client
         .goto(&format!("{}/contacts", herald.base))
         .await

@@ -4,9 +4,11 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{Frame, PageError, Session, SignedForm, render, see_other, short_time};
+use super::{
+    Frame, NoteQuery, PageError, Session, SignedForm, parse_id, render, see_other, short_time,
+};
 use crate::domain::auth::Ability;
 use crate::domain::automation::Trigger;
 use crate::domain::ids::AutomationId;
@@ -68,11 +70,6 @@ fn serde_plain(value: &impl Serialize) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Deserialize)]
-struct NoteQuery {
-    note: Option<String>,
-}
-
 async fn list(
     State(state): State<AppState>,
     session: Session,
@@ -116,7 +113,7 @@ async fn show(
     Query(query): Query<NoteQuery>,
 ) -> Result<Response, PageError> {
     session.require(Ability::CampaignsRead)?;
-    let id: AutomationId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: AutomationId = parse_id(&id)?;
     let workspace = session.workspace();
     let rule = automations::get(&state.db, workspace, id).await?;
     let page = Page {
@@ -162,7 +159,7 @@ async fn toggle(
     SignedForm { session, .. }: SignedForm<serde::de::IgnoredAny>,
 ) -> Result<Response, PageError> {
     session.require(Ability::AutomationsWrite)?;
-    let id: AutomationId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: AutomationId = parse_id(&id)?;
     let rule = automations::toggle(&state.db, session.workspace(), id, state.clock.now()).await?;
     let note = if rule.enabled {
         "Turned on."

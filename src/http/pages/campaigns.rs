@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Frame, PageError, Pager, Session, SignedForm, charts, live_json, render, see_other, short_time,
+    Frame, PageError, Pager, Session, SignedForm, charts, live_json, parse_id, render, see_other,
+    short_time,
 };
 use crate::domain::auth::Ability;
 use crate::domain::campaign::{Audience, CampaignStatus};
@@ -225,7 +226,7 @@ async fn show(
     Query(query): Query<ShowQuery>,
 ) -> Result<Response, PageError> {
     session.require(Ability::CampaignsRead)?;
-    let id: CampaignId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: CampaignId = parse_id(&id)?;
     let workspace = session.workspace();
     let campaign = service::get(&state.db, workspace, id).await?;
     let sender = senders::with_today(&state.db, workspace, campaign.sender_id, state.clock.now())
@@ -375,7 +376,7 @@ async fn live(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     session.require(Ability::CampaignsRead)?;
-    let id: CampaignId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: CampaignId = parse_id(&id)?;
     let campaign = service::get(&state.db, session.workspace(), id).await?;
     Ok(live_json(&Stats::of(&campaign)))
 }
@@ -388,7 +389,7 @@ async fn act(
     SignedForm { session, .. }: SignedForm<serde::de::IgnoredAny>,
 ) -> Result<Response, PageError> {
     session.require(Ability::CampaignsWrite)?;
-    let id: CampaignId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: CampaignId = parse_id(&id)?;
     let (workspace, now) = (session.workspace(), state.clock.now());
     let done = match action.as_str() {
         "start" => service::launch(&state.db, workspace, id, LaunchBy::Person, now)

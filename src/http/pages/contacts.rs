@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Frame, PageError, Pager, Session, SignedForm, check_csrf, live_json, render, see_other,
+    Frame, NoteQuery, PageError, Pager, Session, SignedForm, check_csrf, live_json, parse_id,
+    render, see_other,
 };
 use crate::domain::auth::Ability;
 use crate::domain::contact::ImportStatus;
@@ -177,19 +178,14 @@ async fn export(
     Ok(response)
 }
 
-#[derive(Deserialize)]
-struct ShowQuery {
-    note: Option<String>,
-}
-
 async fn show(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Query(query): Query<ShowQuery>,
+    Query(query): Query<NoteQuery>,
 ) -> Result<Response, PageError> {
     session.require(Ability::ContactsRead)?;
-    let id: ContactId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: ContactId = parse_id(&id)?;
     let workspace = session.workspace();
     let contact = contacts::get(&state.db, workspace, id).await?;
     #[derive(Serialize)]
@@ -271,7 +267,7 @@ async fn act(
     SignedForm { session, .. }: SignedForm<serde::de::IgnoredAny>,
 ) -> Result<Response, PageError> {
     session.require(Ability::ContactsWrite)?;
-    let id: ContactId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: ContactId = parse_id(&id)?;
     let (db, workspace, now) = (&state.db, session.workspace(), state.clock.now());
     let note = match action.as_str() {
         "block" => {
@@ -376,7 +372,7 @@ async fn show_import(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     session.require(Ability::ContactsRead)?;
-    let id: ImportId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: ImportId = parse_id(&id)?;
     let import = imports::get(&state.db, session.workspace(), id).await?;
     #[derive(Serialize)]
     struct Body {
@@ -400,7 +396,7 @@ async fn import_live(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     session.require(Ability::ContactsRead)?;
-    let id: ImportId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: ImportId = parse_id(&id)?;
     let import = imports::get(&state.db, session.workspace(), id).await?;
     Ok(live_json(&Progress::from(import)))
 }

@@ -486,6 +486,17 @@ impl IntoResponse for PageError {
     }
 }
 
+/// An id from a page's path: one that cannot exist is not found, as one of another workspace is.
+fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, PageError> {
+    text.parse().map_err(|_| PageError::NotFound)
+}
+
+/// The note a form leaves for the page it leads to (`?note=`).
+#[derive(serde::Deserialize)]
+struct NoteQuery {
+    note: Option<String>,
+}
+
 /// A redirect after a form, with a note for the next page (`?note=`), so that reloading the
 /// page does not post the form again.
 fn see_other(path: &str, note: Option<&str>) -> Response {

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::{Frame, PageError, Session, SignedForm, render, see_other};
+use super::{Frame, NoteQuery, PageError, Session, SignedForm, parse_id, render, see_other};
 use crate::domain::auth::Ability;
 use crate::domain::ids::SenderId;
 use crate::domain::pacing::{Pacing, SendWindow};
@@ -23,11 +23,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/senders", get(list))
         .route("/senders/{id}", get(show).post(save))
-}
-
-#[derive(Deserialize)]
-struct NoteQuery {
-    note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -246,7 +241,7 @@ async fn show(
     Query(query): Query<NoteQuery>,
 ) -> Result<Response, PageError> {
     session.require(Ability::SendersRead)?;
-    let id: SenderId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: SenderId = parse_id(&id)?;
     let (sender, _) =
         senders::with_today(&state.db, session.workspace(), id, state.clock.now()).await?;
     let form = PacingForm::of(&sender);
@@ -290,7 +285,7 @@ async fn save(
     SignedForm { session, form }: SignedForm<PacingForm>,
 ) -> Result<Response, PageError> {
     session.require(Ability::SendersWrite)?;
-    let id: SenderId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: SenderId = parse_id(&id)?;
     let pacing = match form.pacing() {
         Ok(pacing) => pacing,
         Err(errors) => {

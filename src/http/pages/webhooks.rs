@@ -6,7 +6,10 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::{Frame, PageError, Pager, Session, SignedForm, render, see_other, short_time};
+use super::{
+    Frame, NoteQuery, PageError, Pager, Session, SignedForm, parse_id, render, see_other,
+    short_time,
+};
 use crate::domain::auth::Ability;
 use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::domain::webhook::DeliveryStatus;
@@ -20,11 +23,6 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/{id}", get(show))
         .route("/webhooks/{id}/test", post(test))
         .route("/webhooks/{id}/deliveries/{delivery}/replay", post(replay))
-}
-
-#[derive(Deserialize)]
-struct NoteQuery {
-    note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -96,7 +94,7 @@ async fn show(
     Query(query): Query<DeliveryQuery>,
 ) -> Result<Response, PageError> {
     session.require(Ability::WebhooksWrite)?;
-    let id: WebhookId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: WebhookId = parse_id(&id)?;
     let workspace = session.workspace();
     let endpoint = webhooks::get(&state.db, workspace, id).await?;
     let status = [
@@ -168,7 +166,7 @@ async fn test(
     SignedForm { session, .. }: SignedForm<serde::de::IgnoredAny>,
 ) -> Result<Response, PageError> {
     session.require(Ability::WebhooksWrite)?;
-    let id: WebhookId = id.parse().map_err(|_| PageError::NotFound)?;
+    let id: WebhookId = parse_id(&id)?;
     webhooks::test(&state.db, session.workspace(), id, state.clock.now()).await?;
     Ok(see_other(
         &format!("/webhooks/{id}"),
@@ -182,8 +180,8 @@ async fn replay(
     SignedForm { session, .. }: SignedForm<serde::de::IgnoredAny>,
 ) -> Result<Response, PageError> {
     session.require(Ability::WebhooksWrite)?;
-    let id: WebhookId = id.parse().map_err(|_| PageError::NotFound)?;
-    let delivery: DeliveryId = delivery.parse().map_err(|_| PageError::NotFound)?;
+    let id: WebhookId = parse_id(&id)?;
+    let delivery: DeliveryId = parse_id(&delivery)?;
     webhooks::replay(
         &state.db,
         session.workspace(),
