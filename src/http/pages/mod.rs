@@ -35,6 +35,7 @@ mod automations;
 mod campaigns;
 mod charts;
 mod contacts;
+mod drafts;
 mod senders;
 mod sign_in;
 mod webhooks;
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/assets/dashboard.js", get(script))
         .merge(sign_in::router())
         .merge(campaigns::router())
+        .merge(drafts::router())
         .merge(contacts::router())
         .merge(senders::router())
         .merge(automations::router())
@@ -483,6 +485,24 @@ impl IntoResponse for PageError {
         );
         *response.status_mut() = status;
         response
+    }
+}
+
+/// An option of a `<select>` or a radio button.
+#[derive(Serialize)]
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+impl Choice {
+    fn of(value: impl ToString, label: impl ToString, selected: bool) -> Self {
+        Self {
+            value: value.to_string(),
+            label: label.to_string(),
+            selected,
+        }
     }
 }
 
