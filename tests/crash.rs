@@ -13,16 +13,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use herald::domain::callback::sign;
 use herald::domain::campaign::{Audience, CampaignStatus};
-use herald::domain::ids::{CampaignId, SenderId, WorkspaceId};
+use herald::domain::ids::{CampaignId, WorkspaceId};
 use herald::domain::message::MessageStatus;
 use herald::domain::pacing::Pacing;
 use herald::domain::phone::Phone;
-use herald::domain::provider::ProviderKind;
-use herald::domain::time::Zone;
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields};
 use herald::store::messages::{self, Outcome};
-use herald::store::senders::{self, SenderFields};
 use herald::store::workspaces;
 use serde_json::json;
 use wiremock::matchers::method;
@@ -104,28 +101,6 @@ async fn slow_gateway() -> MockServer {
     gateway
 }
 
-/// An unpaced `http` sender with this configuration and callback secret.
-async fn http_sender(
-    tx: &mut herald::store::Tx,
-    ws: WorkspaceId,
-    name: &str,
-    config: &serde_json::Value,
-    callback_secret: &str,
-) -> SenderId {
-    let fields = SenderFields {
-        name,
-        provider: ProviderKind::Http,
-        provider_config: config,
-        timezone: Zone::UTC,
-        pacing: &Pacing::default(),
-        warmup_started_on: None,
-    };
-    senders::insert(tx, ws, &fields, callback_secret, Utc::now())
-        .await
-        .unwrap()
-        .id
-}
-
 struct Launched {
     ws: WorkspaceId,
     campaigns: Vec<CampaignId>,
@@ -145,23 +120,10 @@ async fn launch(db: &common::TestDb, gateway: &MockServer, senders: usize) -> La
     let config = json!({"url": format!("{}/send", gateway.uri()), "timeout_ms": 200});
     let mut launched = Vec::new();
     for n in 0..senders {
-        let sender = http_sender(&mut tx, ws, &format!("Gateway {n}"), &config, "secret").await;
-        let fields = CampaignFields {
-            whatsapp: None,
-            name: format!("Crash {n}"),
-            sender_id: sender,
-            template_id: None,
-            content: "Hello <<phone>>".into(),
-            media_url: None,
-            audience: Audience::All,
-            variables: BTreeMap::new(),
-        };
-        let campaign = campaigns::insert(tx.conn(), ws, &fields, now)
-            .await
-            .unwrap()
-            .id;
-        campaigns::launch(&mut tx, ws, campaign, now).await.unwrap();
-        launched.push(campaign);
+        let name = format!("Gateway {n}");
+        let sender =
+            common::http_sender(&mut tx, ws, &name, &config, &Pacing::default(), "secret").await;
+        launched.push(common::launch_hello(&mut tx, ws, sender, format!("Crash {n}"), now).await);
     }
     tx.commit().await.unwrap();
     Launched {
@@ -378,7 +340,8 @@ async fn a_callback_answered_2xx_survives_a_kill(db: common::TestDb) {
     .await
     .unwrap();
     let config = json!({"url": "http://127.0.0.1:9/send"});
-    let sender = http_sender(&mut tx, ws, "Gateway", &config, "whsec").await;
+    let sender =
+        common::http_sender(&mut tx, ws, "Gateway", &config, &Pacing::default(), "whsec").await;
     let campaign = campaigns::insert(
         tx.conn(),
         ws,

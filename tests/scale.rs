@@ -5,21 +5,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::Server;
-use herald::domain::campaign::{Audience, CampaignStatus};
+use herald::domain::campaign::CampaignStatus;
 use herald::domain::ids::CampaignId;
 use herald::domain::pacing::Pacing;
 use herald::domain::phone::Phone;
-use herald::domain::provider::ProviderKind;
-use herald::domain::time::Zone;
-use herald::store::campaigns::{self, CampaignFields};
+use herald::store::campaigns::{self};
 use herald::store::contacts::{self, ContactFields};
-use herald::store::senders::{self, SenderFields};
 use herald::store::workspaces;
 use serde_json::json;
 use sqlx::Connection;
@@ -96,34 +93,9 @@ async fn launch(db: &common::TestDb, gateway: &MockServer) -> Vec<CampaignId> {
     let mut launched = Vec::new();
     for n in 0..SENDERS {
         let name = format!("Line {n}");
-        let fields = SenderFields {
-            name: &name,
-            provider: ProviderKind::Http,
-            provider_config: &config,
-            timezone: Zone::UTC,
-            pacing: &pacing,
-            warmup_started_on: None,
-        };
-        let sender = senders::insert(&mut tx, ws, &fields, "secret", now)
-            .await
-            .unwrap()
-            .id;
-        let fields = CampaignFields {
-            whatsapp: None,
-            name: format!("Campaign {n}"),
-            sender_id: sender,
-            template_id: None,
-            content: "Hello <<phone>>".into(),
-            media_url: None,
-            audience: Audience::All,
-            variables: BTreeMap::new(),
-        };
-        let campaign = campaigns::insert(tx.conn(), ws, &fields, now)
-            .await
-            .unwrap()
-            .id;
-        campaigns::launch(&mut tx, ws, campaign, now).await.unwrap();
-        launched.push(campaign);
+        let sender = common::http_sender(&mut tx, ws, &name, &config, &pacing, "secret").await;
+        let campaign = format!("Campaign {n}");
+        launched.push(common::launch_hello(&mut tx, ws, sender, campaign, now).await);
     }
     tx.commit().await.unwrap();
     launched

@@ -260,21 +260,9 @@ async fn automations(config: &Config) -> anyhow::Result<Value> {
     let measured = async {
         let workspace = seed(&db, clock.as_ref(), UNDER_CAMPAIGN_RECIPIENTS).await?;
         let (gateway, mut replies) = ReplyGateway::start().await?;
-        let settings = SenderSettings {
-            name: "Replies".into(),
-            provider: "http".into(),
-            provider_config: json!({"url": gateway.url(), "timeout_ms": 10_000}),
-            timezone: "UTC".into(),
-            pacing: Pacing::default(),
-        };
-        let (sender, secret) = sender_service::create(
-            &db,
-            workspace,
-            settings,
-            UrlGuard::ALLOW_PRIVATE,
-            clock.now(),
-        )
-        .await?;
+        let config = json!({"url": gateway.url(), "timeout_ms": 10_000});
+        let (sender, secret) =
+            unpaced_sender(&db, workspace, "Replies", "http", config, clock.now()).await?;
         for n in 0..KEYWORD_RULES {
             keyword_rule(&db, workspace, &format!("kw{n}"), "never sent", clock.now()).await?;
         }
@@ -522,6 +510,26 @@ async fn seed_named(
     Ok(workspace)
 }
 
+/// A sender in UTC with every pacing gate off (the benchmark's gateways are on 127.0.0.1), made
+/// through the senders service; returns it with its callback secret.
+async fn unpaced_sender(
+    db: &Db,
+    workspace: WorkspaceId,
+    name: &str,
+    provider: &str,
+    provider_config: Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(crate::store::senders::Sender, String)> {
+    let settings = SenderSettings {
+        name: name.into(),
+        provider: provider.into(),
+        provider_config,
+        timezone: "UTC".into(),
+        pacing: Pacing::default(),
+    };
+    Ok(sender_service::create(db, workspace, settings, UrlGuard::ALLOW_PRIVATE, now).await?)
+}
+
 /// Sends one campaign to every contact through a new sender of `provider`, all gates off
 /// except the platform's default rate, with its own text or `template`'s.
 async fn send_campaign(
@@ -533,15 +541,15 @@ async fn send_campaign(
     template: Option<TemplateId>,
 ) -> anyhow::Result<(CampaignId, Run)> {
     let now = clock.now();
-    let sender = SenderSettings {
-        name: provider.into(),
-        provider: provider.into(),
-        provider_config: provider_config.clone(),
-        timezone: "UTC".into(),
-        pacing: Pacing::default(),
-    };
-    let (sender, _) =
-        sender_service::create(db, workspace, sender, UrlGuard::ALLOW_PRIVATE, now).await?;
+    let (sender, _) = unpaced_sender(
+        db,
+        workspace,
+        provider,
+        provider,
+        provider_config.clone(),
+        now,
+    )
+    .await?;
     let fields = Draft {
         name: format!("Bench via {provider}"),
         sender_id: sender.id,
@@ -1168,15 +1176,8 @@ async fn analytics_history(
     }
     let mut senders = Vec::new();
     for n in 0..HISTORY_SENDERS {
-        let settings = SenderSettings {
-            name: format!("Line {n}"),
-            provider: "sandbox".into(),
-            provider_config: json!({}),
-            timezone: "UTC".into(),
-            pacing: Pacing::default(),
-        };
-        let (sender, _) =
-            sender_service::create(db, workspace, settings, UrlGuard::ALLOW_PRIVATE, now).await?;
+        let name = format!("Line {n}");
+        let (sender, _) = unpaced_sender(db, workspace, &name, "sandbox", json!({}), now).await?;
         senders.push(sender.id);
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x4157);

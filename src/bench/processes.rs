@@ -14,17 +14,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use super::{Sink, round, seed_named};
+use super::{Sink, round, seed_named, unpaced_sender};
 use crate::app::open_database;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::campaign::Audience;
 use crate::domain::ids::{CampaignId, SenderId, WorkspaceId};
-use crate::domain::pacing::Pacing;
 use crate::service::campaigns::{self as service, Draft, LaunchBy};
-use crate::service::senders::{self as sender_service, SenderSettings};
 use crate::store::{self, Db};
-use crate::url_guard::UrlGuard;
 
 const SENDERS: u32 = 12;
 const GATEWAY_LATENCY: Duration = Duration::from_millis(20);
@@ -62,21 +59,10 @@ pub(super) async fn bench(config: &Config, processes: u32, recipients: u32) -> a
     let mut lines = Vec::new();
     for n in 0..SENDERS {
         let workspace = seed_named(&db, &clock, &format!("scale-{run}-{n}"), per_sender).await?;
-        let settings = SenderSettings {
-            name: format!("Line {n}"),
-            provider: "http".into(),
-            provider_config: json!({"url": sink.url(), "timeout_ms": 2_000}),
-            timezone: "UTC".into(),
-            pacing: Pacing::default(),
-        };
-        let (sender, _) = sender_service::create(
-            &db,
-            workspace,
-            settings,
-            UrlGuard::ALLOW_PRIVATE,
-            clock.now(),
-        )
-        .await?;
+        let config = json!({"url": sink.url(), "timeout_ms": 2_000});
+        let name = format!("Line {n}");
+        let (sender, _) =
+            unpaced_sender(&db, workspace, &name, "http", config, clock.now()).await?;
         lines.push(Line {
             workspace,
             sender: sender.id,

@@ -177,6 +177,57 @@ macro_rules! dialect_tests {
     };
 }
 
+/// An `http` sender of `ws` posting to the gateway of `config`, paced by `pacing`.
+pub async fn http_sender(
+    tx: &mut herald::store::Tx,
+    ws: herald::domain::ids::WorkspaceId,
+    name: &str,
+    config: &serde_json::Value,
+    pacing: &herald::domain::pacing::Pacing,
+    callback_secret: &str,
+) -> herald::domain::ids::SenderId {
+    let fields = herald::store::senders::SenderFields {
+        name,
+        provider: ProviderKind::Http,
+        provider_config: config,
+        timezone: Zone::UTC,
+        pacing,
+        warmup_started_on: None,
+    };
+    herald::store::senders::insert(tx, ws, &fields, callback_secret, Utc::now())
+        .await
+        .unwrap()
+        .id
+}
+
+/// A campaign named `name` saying "Hello <<phone>>" to every contact of `ws` through `sender`,
+/// launched in `tx`.
+pub async fn launch_hello(
+    tx: &mut herald::store::Tx,
+    ws: herald::domain::ids::WorkspaceId,
+    sender: herald::domain::ids::SenderId,
+    name: String,
+    now: DateTime<Utc>,
+) -> herald::domain::ids::CampaignId {
+    use herald::store::campaigns::{self, CampaignFields};
+    let fields = CampaignFields {
+        whatsapp: None,
+        name,
+        sender_id: sender,
+        template_id: None,
+        content: "Hello <<phone>>".into(),
+        media_url: None,
+        audience: herald::domain::campaign::Audience::All,
+        variables: std::collections::BTreeMap::new(),
+    };
+    let campaign = campaigns::insert(tx.conn(), ws, &fields, now)
+        .await
+        .unwrap()
+        .id;
+    campaigns::launch(tx, ws, campaign, now).await.unwrap();
+    campaign
+}
+
 /// A fixed instant for tests that need "now".
 pub fn at(year: i32, month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(year, month, day, hour, minute, 0)
