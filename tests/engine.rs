@@ -624,6 +624,79 @@ async fn the_daily_cap_holds(db: TestDb) {
     scenario.stop().await;
 }
 
+/// Notes when each request arrives, and answers it `latency` later.
+struct SlowGateway {
+    arrivals: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    latency: Duration,
+}
+
+impl wiremock::Respond for SlowGateway {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"id": "gw-1"}))
+            .set_delay(self.latency)
+    }
+}
+
+/// A paced sender's sends start at its pace, not one answer after another: with a provider
+/// that takes 300 ms and a pace of one each 100 ms, the next sends start while the first is
+/// still out, and the sends are no closer together than the pace.
+async fn paced_sends_start_at_the_pace_while_earlier_ones_are_out(db: TestDb) {
+    let latency = Duration::from_millis(300);
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(SlowGateway {
+            arrivals: arrivals.clone(),
+            latency,
+        })
+        .mount(&gateway)
+        .await;
+    let ten_a_second = Pacing {
+        rate_per_minute: Some(600),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, ten_a_second, 6).await;
+    scenario.launch().await;
+    let done = scenario.wait_for_status(CampaignStatus::Completed).await;
+    assert_eq!(done.sent_count, 6);
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 6, "each message sent once");
+    let most_out_at_once = arrivals
+        .iter()
+        .map(|&at| {
+            arrivals
+                .iter()
+                .filter(|&&other| other <= at && at - other < latency)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        most_out_at_once >= 2,
+        "sends overlapped: at most {most_out_at_once} out at once"
+    );
+    // The pace gates each claim; a send starts when its claim commits, so a slow claim (a
+    // connection the pool opens meanwhile) may bring one start nearer the next, never the
+    // sends as a whole closer than the pace.
+    let slack = Duration::from_millis(150);
+    for (i, early) in arrivals.iter().enumerate() {
+        for (j, late) in arrivals.iter().enumerate().skip(i + 1) {
+            let paced = Duration::from_millis(100) * (j - i) as u32;
+            assert!(
+                *late - *early + slack >= paced,
+                "sends {i} and {j} are {:?} apart",
+                *late - *early
+            );
+        }
+    }
+    scenario.stop().await;
+}
+
 async fn a_restarted_engine_keeps_the_gap_after_the_last_send(db: TestDb) {
     let gateway = accepting_gateway().await;
     let slow = Pacing {
@@ -1383,4 +1456,5 @@ dialect_tests!(
     cancel_skips_what_is_left,
     the_daily_cap_holds,
     a_restarted_engine_keeps_the_gap_after_the_last_send,
+    paced_sends_start_at_the_pace_while_earlier_ones_are_out,
 );

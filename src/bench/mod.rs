@@ -199,17 +199,22 @@ async fn bench(config: &Config, recipients: u32, sandbox_only: bool) -> anyhow::
         report["http_fraction_of_loopback"] = json!(round(fraction));
         report["sink_requests"] = json!(sink.requests());
 
-        let whatsapp =
-            whatsapp_run(&db, clock.as_ref(), recipients.min(WHATSAPP_RECIPIENTS)).await?;
+        let WhatsAppRun {
+            run: whatsapp,
+            pace,
+        } = whatsapp_run(&db, clock.as_ref(), recipients.min(WHATSAPP_RECIPIENTS)).await?;
+        let pace = pace.unwrap_or_default();
         eprintln!(
-            "whatsapp_cloud (mock Graph API, {} ms a request, Meta's default 80/s): {:.2} sends/s ({:+.2} % of 80), {:.1} µs CPU per send",
+            "whatsapp_cloud (mock Graph API, {} ms a request, Meta's default 80/s): {:.2} sends/s held from the first send to the last ({:+.2} % of 80), {:.2} sends/s from launch to completion, {:.1} µs CPU per send",
             GRAPH_LATENCY.as_millis(),
+            pace,
+            (pace / 80.0 - 1.0) * 100.0,
             whatsapp.rate(),
-            (whatsapp.rate() / 80.0 - 1.0) * 100.0,
             whatsapp.cpu_micros_per_send(),
         );
         report["whatsapp_cloud"] = whatsapp.json();
         report["whatsapp_cloud"]["sends_per_second"] = json!(round(whatsapp.rate()));
+        report["whatsapp_cloud"]["pace_per_second"] = json!(round(pace));
     }
     engine.shutdown().await;
     db.close().await;
@@ -613,7 +618,7 @@ const GRAPH_LATENCY: Duration = Duration::from_millis(30);
 /// A campaign through the `whatsapp_cloud` provider against an in-process mock of Meta's Graph
 /// API that answers after [`GRAPH_LATENCY`], at the sender's default pace (80/s): the rate it
 /// holds and its CPU per send. Its recipients never wrote, so it sends a template.
-async fn whatsapp_run(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Result<Run> {
+async fn whatsapp_run(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Result<WhatsAppRun> {
     let graph = MockGraph::start().await?;
     let workspace = seed(db, clock, recipients).await?;
     let whatsapp: WhatsAppTemplate = serde_json::from_value(json!({
@@ -635,7 +640,7 @@ async fn whatsapp_run(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Re
     let config = json!({"phone_number_id": "1122334455667", "access_token": "bench-token",
                         "app_secret": "bench-secret", "verify_token": "bench-verify",
                         "api_base": graph.base()});
-    let (_, run) = send_campaign(
+    let (campaign, run) = send_campaign(
         db,
         clock,
         workspace,
@@ -644,7 +649,22 @@ async fn whatsapp_run(db: &Db, clock: &dyn Clock, recipients: u32) -> anyhow::Re
         Some(template.id),
     )
     .await?;
-    Ok(run)
+    let span = {
+        let mut conn = db.read().await?;
+        crate::store::messages::sent_between(conn.conn(), campaign).await?
+    };
+    // The pace held from the first send to the last, without the lane's start and the poll
+    // that sees the campaign complete.
+    let pace = span
+        .filter(|(first, last)| last > first && run.sends > 1)
+        .map(|(first, last)| (run.sends - 1) as f64 / (last - first).as_seconds_f64());
+    Ok(WhatsAppRun { run, pace })
+}
+
+struct WhatsAppRun {
+    run: Run,
+    /// Sends a second between the first send and the last.
+    pace: Option<f64>,
 }
 
 /// Meta's `POST /{version}/{phone_number_id}/messages`, answering a wamid after a delay.

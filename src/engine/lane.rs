@@ -144,11 +144,15 @@ struct Completion {
     end: End,
     /// When its send started (the lane's last send time, for the gap after a restart).
     started_at: DateTime<Utc>,
-    /// The provider asked the whole sender to wait until then (HTTP 429).
-    throttled_until: Option<DateTime<Utc>>,
     /// The send's slot: held until the outcome is committed, so unrecorded sends never exceed
     /// the lane's concurrency.
     _slot: Option<OwnedSemaphorePermit>,
+}
+
+/// A message to send, with the slot it holds until its outcome is committed.
+struct Start {
+    message: Prepared,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 enum End {
@@ -298,60 +302,247 @@ impl Lane {
             if self.leaving() {
                 return Ok(());
             }
-            if let Some(ahead) = self.claimed_ahead.take() {
-                // Claimed while the last batch was sent, its gates passed then.
-                if self.take_turn(ahead?, false).await? == AfterTurn::Exit {
-                    return Ok(());
-                }
-                continue;
-            }
-            self.keep_lease().await?;
-            let now = self.now();
-            let spaced = spaces_sends(self.pacer.pacing());
-            if let Some(opens) = self.window_opens_at(now) {
-                tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
-                metrics::lane_waits(Gate::Window, opens - now);
-                self.wait_until(opens).await?;
-                continue;
-            }
-            if spaced && let Some(at) = self.pacer.next_send_at() {
-                metrics::lane_waits(Gate::Spacing, at - now);
-                self.wait_until(at).await?;
-                continue;
-            }
-            let wanted = if spaced { 1 } else { self.batch_size };
-            let claim = self.claim(wanted).await?;
-            if self.take_turn(claim, spaced).await? == AfterTurn::Exit {
+            // A batch claimed ahead was claimed unpaced, and its gates passed then.
+            let after = if self.claimed_ahead.is_none() && spaces_sends(self.pacer.pacing()) {
+                self.send_paced().await?
+            } else {
+                self.unpaced_turn().await?
+            };
+            if after == AfterTurn::Exit {
                 return Ok(());
             }
         }
     }
 
-    /// Sends a claimed batch, or waits when there was nothing to claim.
-    async fn take_turn(&mut self, claim: Claim, spaced: bool) -> Result<AfterTurn, LaneError> {
+    /// With nothing spacing the sends: claims a whole batch and sends it, many in flight.
+    async fn unpaced_turn(&mut self) -> Result<AfterTurn, LaneError> {
+        if let Some(ahead) = self.claimed_ahead.take() {
+            return self.take_turn(ahead?).await;
+        }
+        self.keep_lease().await?;
+        if self.wait_for_the_window().await? {
+            return Ok(AfterTurn::Continue);
+        }
+        let claim = self.claim(self.batch_size).await?;
+        self.take_turn(claim).await
+    }
+
+    /// Waits for the send window when it is closed; says whether it waited (the lane then looks
+    /// at its gates again).
+    async fn wait_for_the_window(&mut self) -> Result<bool, LaneError> {
         let now = self.now();
+        let Some(opens) = self.window_opens_at(now) else {
+            return Ok(false);
+        };
+        tracing::debug!(sender_id = %self.sender.id, %opens, "send window closed");
+        metrics::lane_waits(Gate::Window, opens - now);
+        self.wait_until(opens).await?;
+        Ok(true)
+    }
+
+    /// Sends a claimed batch, or waits when there was nothing to claim.
+    async fn take_turn(&mut self, claim: Claim) -> Result<AfterTurn, LaneError> {
         match claim {
-            Claim::CapSpentUntil(until) => {
-                tracing::info!(sender_id = %self.sender.id, %until, "daily cap reached");
-                metrics::lane_waits(Gate::DailyCap, until - now);
-                self.wait_until(until).await?;
-            }
-            Claim::Messages(batch) if batch.is_empty() => {
-                let idle_since = *self.idle_since.get_or_insert(now);
-                if now - idle_since >= to_chrono(self.shared.config.idle_exit) {
-                    return Ok(AfterTurn::Exit);
-                }
-                // New work (an automatic reply) ends the wait at once.
-                let work = self.work.clone();
-                self.wait(now + to_chrono(self.shared.config.tick), Some(&work))
-                    .await?;
-            }
+            Claim::CapSpentUntil(until) => self.wait_for_the_cap(until).await?,
+            Claim::Messages(batch) if batch.is_empty() => return self.idle().await,
             Claim::Messages(batch) => {
                 self.idle_since = None;
-                self.send(batch, spaced).await?;
+                self.send(batch).await?;
             }
         }
         Ok(AfterTurn::Continue)
+    }
+
+    async fn wait_for_the_cap(&mut self, until: DateTime<Utc>) -> Result<(), LaneError> {
+        tracing::info!(sender_id = %self.sender.id, %until, "daily cap reached");
+        metrics::lane_waits(Gate::DailyCap, until - self.now());
+        self.wait_until(until).await
+    }
+
+    /// Nothing to send: waits a tick for work, or exits when idle for long enough.
+    async fn idle(&mut self) -> Result<AfterTurn, LaneError> {
+        let now = self.now();
+        let idle_since = *self.idle_since.get_or_insert(now);
+        if now - idle_since >= to_chrono(self.shared.config.idle_exit) {
+            return Ok(AfterTurn::Exit);
+        }
+        // New work (an automatic reply) ends the wait at once.
+        let work = self.work.clone();
+        self.wait(now + to_chrono(self.shared.config.tick), Some(&work))
+            .await?;
+        Ok(AfterTurn::Continue)
+    }
+
+    /// Paced sends start one at a time as the gates allow, each claimed just before it starts,
+    /// and the next does not wait for the last one's answer: the provider's latency does not
+    /// bound the pace (Meta's 80 a second at 30 ms a request needs about three sends out at
+    /// once). Outcomes are recorded as they complete, as for a batch. The pipeline lasts while
+    /// the sender's settings stay as they were; every send it started is recorded before it
+    /// returns.
+    async fn send_paced(&mut self) -> Result<AfterTurn, LaneError> {
+        let slots = Arc::new(Semaphore::new(self.shared.config.concurrency.max(1)));
+        let stop = Stop::holding_claims_until(self.now(), self.leave.clone());
+        let (to_start, mut starts) = mpsc::unbounded_channel::<Start>();
+        let (completed, completions) = mpsc::unbounded_channel();
+        let shared = self.shared.clone();
+        let sending = send_all(
+            &shared,
+            self.provider.clone(),
+            metrics::provider_latency(self.sender.provider.as_str()),
+            futures::stream::poll_fn(move |cx| starts.poll_recv(cx)),
+            &stop,
+            completed.clone(),
+        );
+        let recording = record_as_completed(
+            &shared,
+            self.sender.id,
+            completions,
+            HashSet::new(),
+            &stop,
+            true,
+        );
+        // Ending, the turns drop their ends of both channels: the sends out finish, then their
+        // records.
+        let turns = self.paced_turns(&stop, &slots, to_start, completed);
+        let (after, (), recorded) = tokio::join!(turns, sending, recording);
+        recorded?;
+        self.hold_if_throttled(&stop);
+        stop.ended()?;
+        after
+    }
+
+    /// The turns of [`Lane::send_paced`]: gates, a slot, a claim of one message, typing, and
+    /// its start.
+    async fn paced_turns(
+        &mut self,
+        stop: &Stop,
+        slots: &Arc<Semaphore>,
+        to_start: mpsc::UnboundedSender<Start>,
+        completed: mpsc::UnboundedSender<Completion>,
+    ) -> Result<AfterTurn, LaneError> {
+        let settings = self.sender.updated_at;
+        loop {
+            if self.leaving() || !stop.sending_allowed() {
+                return Ok(AfterTurn::Continue);
+            }
+            self.keep_lease().await?;
+            if self.sender.updated_at != settings {
+                // Another provider or pacing: a new pipeline, or batches.
+                return Ok(AfterTurn::Continue);
+            }
+            self.hold_if_throttled(stop);
+            if self.wait_for_the_window().await? {
+                continue;
+            }
+            if let Some(at) = self.pacer.next_send_at() {
+                metrics::lane_waits(Gate::Spacing, at - self.now());
+                self.wait_until(at).await?;
+                continue;
+            }
+            // Claiming starts the send: a claim waits for a free slot, not the other way round.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return Ok(AfterTurn::Continue);
+            };
+            match self.claim(1).await? {
+                Claim::CapSpentUntil(until) => self.wait_for_the_cap(until).await?,
+                Claim::Messages(batch) if batch.is_empty() => {
+                    if self.idle().await? == AfterTurn::Exit {
+                        return Ok(AfterTurn::Exit);
+                    }
+                }
+                Claim::Messages(batch) => {
+                    self.idle_since = None;
+                    self.start_paced(batch, slot, stop, &to_start, &completed)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// Starts a paced send: the gap before the next is drawn, "typing…" shows for its typing
+    /// delay, and the message goes to the senders. What was skipped or failed to render is
+    /// recorded without a send.
+    async fn start_paced(
+        &mut self,
+        batch: Batch,
+        slot: OwnedSemaphorePermit,
+        stop: &Stop,
+        to_start: &mpsc::UnboundedSender<Start>,
+        completed: &mpsc::UnboundedSender<Completion>,
+    ) -> Result<(), LaneError> {
+        let Batch {
+            ready,
+            failed,
+            claims_until,
+            reserved_on,
+        } = batch;
+        let started_at = self.now();
+        for (claim, outcome) in failed {
+            let _ = completed.send(Completion {
+                claim,
+                end: End::Outcome(outcome),
+                started_at,
+                _slot: None,
+            });
+        }
+        // One message is claimed at a time; skipped or failed, it leaves nothing to send.
+        let Some(message) = ready.into_iter().next() else {
+            return Ok(());
+        };
+        self.pacer.sent(&mut self.rng);
+        let claims_until = match self.type_before_sending(&message, claims_until).await {
+            Ok(until) => until,
+            Err(error) => {
+                // Nothing was sent: the claim goes back to the queue at once.
+                self.hand_back(&[message.claim()]).await;
+                self.give_back_reservation(reserved_on, 1).await;
+                return Err(error);
+            }
+        };
+        stop.claims_renewed(claims_until);
+        // The senders run until this end of the channel is dropped: it cannot be closed here.
+        let _ = to_start.send(Start {
+            message,
+            slot: Some(slot),
+        });
+        Ok(())
+    }
+
+    /// Shows "typing…" for `message`'s typing delay, when the sender's pacing has one; returns
+    /// until when the message's claim then holds.
+    async fn type_before_sending(
+        &mut self,
+        message: &Prepared,
+        claims_until: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, LaneError> {
+        let started_at = self.now();
+        let delay = to_chrono(typing_delay(
+            self.pacer.pacing(),
+            message.body.chars().count(),
+        ));
+        if delay.is_zero() {
+            return Ok(claims_until);
+        }
+        metrics::lane_waits(Gate::Typing, delay);
+        let claims_until = self
+            .keep_claim_while_typing(message.claim(), started_at + delay, claims_until)
+            .await?;
+        if let Err(error) = self.provider.typing(&message.to).await {
+            tracing::debug!(%error, "typing indicator failed");
+        }
+        // Renewing the lane's lease meanwhile: typing may outlast it.
+        self.wait_until(started_at + delay).await?;
+        Ok(claims_until)
+    }
+
+    /// A provider that asked the sender to slow down (HTTP 429) holds its next sends.
+    fn hold_if_throttled(&mut self, stop: &Stop) {
+        if let Some(until) = stop.throttled_until()
+            && self.pacer.hold_until(until)
+        {
+            tracing::warn!(sender_id = %self.sender.id, %until, "provider throttled the sender");
+            metrics::lane_waits(Gate::Throttled, until - self.now());
+        }
     }
 
     /// When the send window opens next, if it is closed at `now`.
@@ -364,11 +555,11 @@ impl Lane {
     }
 
     /// Whether the next batch may be claimed while this one is sent: only when nothing would
-    /// come between the two batches — no spacing, no closed window, no lease renewal (which may
+    /// come between the two batches — no closed window, no lease renewal (which may
     /// bring new settings), no leaving.
-    fn may_claim_ahead(&self, spaced: bool) -> bool {
+    fn may_claim_ahead(&self) -> bool {
         let now = self.now();
-        !spaced && !self.leaving() && now < self.renew_at && self.window_opens_at(now).is_none()
+        !self.leaving() && now < self.renew_at && self.window_opens_at(now).is_none()
     }
 
     /// Claims up to `wanted` messages and renders them.
@@ -428,39 +619,15 @@ impl Lane {
         Ok(Claim::Messages((claimed, lease_until, cap.map(|_| day))))
     }
 
-    async fn send(&mut self, batch: Batch, spaced: bool) -> Result<(), LaneError> {
+    /// Sends a batch, many in flight, while the next one is claimed and rendered.
+    async fn send(&mut self, batch: Batch) -> Result<(), LaneError> {
         let Batch {
             ready,
             failed,
-            mut claims_until,
-            reserved_on,
+            claims_until,
+            reserved_on: _,
         } = batch;
         let started_at = self.now();
-        if spaced {
-            self.pacer.sent(&mut self.rng);
-            if let Some(message) = ready.first() {
-                let delay = to_chrono(typing_delay(
-                    self.pacer.pacing(),
-                    message.body.chars().count(),
-                ));
-                if !delay.is_zero() {
-                    metrics::lane_waits(Gate::Typing, delay);
-                    claims_until = self
-                        .keep_claim_while_typing(message.claim(), started_at + delay, claims_until)
-                        .await?;
-                    if let Err(error) = self.provider.typing(&message.to).await {
-                        tracing::debug!(%error, "typing indicator failed");
-                    }
-                    // Renewing the lane's lease meanwhile: typing may outlast it.
-                    if let Err(error) = self.wait_until(started_at + delay).await {
-                        // Nothing was sent: the claims go back to the queue at once.
-                        self.hand_back(&claims_of(&ready, &failed)).await;
-                        self.give_back_reservation(reserved_on, ready.len()).await;
-                        return Err(error);
-                    }
-                }
-            }
-        }
         let stop = Stop::holding_claims_until(claims_until, self.leave.clone());
         let unrecorded: HashSet<HeldClaim> = ready.iter().map(Prepared::claim).collect();
         let (completed, completions) = mpsc::unbounded_channel();
@@ -470,17 +637,24 @@ impl Lane {
                 claim,
                 end: End::Outcome(outcome),
                 started_at,
-                throttled_until: None,
                 _slot: None,
             });
         }
         let shared = self.shared.clone();
-        let latency = metrics::provider_latency(self.sender.provider.as_str());
+        let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+        // Each send takes a slot before it starts, in the batch's order.
+        let starts = futures::stream::iter(ready).then(move |message| {
+            let slots = slots.clone();
+            async move {
+                let slot = slots.acquire_owned().await.ok();
+                Start { message, slot }
+            }
+        });
         let sending = send_all(
             &shared,
             self.provider.clone(),
-            latency,
-            ready,
+            metrics::provider_latency(self.sender.provider.as_str()),
+            starts,
             &stop,
             completed,
         );
@@ -490,9 +664,9 @@ impl Lane {
             completions,
             unrecorded,
             &stop,
-            spaced,
+            false,
         );
-        let claim_ahead = self.may_claim_ahead(spaced);
+        let claim_ahead = self.may_claim_ahead();
         let wanted = self.batch_size;
         // While the provider works, the next batch is claimed and rendered.
         let ahead = async {
@@ -501,18 +675,9 @@ impl Lane {
             }
         };
         let ((), recorded, ()) = tokio::join!(sending, recording, ahead);
-        if let Some(until) = recorded? {
-            tracing::warn!(sender_id = %self.sender.id, %until, "provider throttled the sender");
-            metrics::lane_waits(Gate::Throttled, until - self.now());
-            self.pacer.hold_until(until);
-        }
-        if stop.lease_lost.load(Ordering::Acquire) {
-            return Err(LaneError::LeaseLost);
-        }
-        if let Some(reason) = stop.unusable_reason() {
-            return Err(LaneError::SenderUnusable(reason));
-        }
-        Ok(())
+        recorded?;
+        self.hold_if_throttled(&stop);
+        stop.ended()
     }
 
     /// The person sees "typing…" while the message is claimed: a typing delay that would end
@@ -770,6 +935,9 @@ struct Stop {
     claims_until_ms: AtomicI64,
     /// Another process holds the sender now.
     lease_lost: AtomicBool,
+    /// Until when the provider asked the whole sender to wait (HTTP 429), in milliseconds since
+    /// the epoch; 0 when it did not.
+    throttled_until_ms: AtomicI64,
     /// Outcomes could not be recorded: sending more would only widen what a restart repeats.
     store_failed: AtomicBool,
     /// The lane is to give its sender up: what has not started is handed back.
@@ -784,6 +952,7 @@ impl Stop {
         Self {
             claims_until_ms: AtomicI64::new(claims_until.timestamp_millis()),
             lease_lost: AtomicBool::default(),
+            throttled_until_ms: AtomicI64::default(),
             store_failed: AtomicBool::default(),
             leave,
             sender_unusable: AtomicBool::default(),
@@ -796,9 +965,34 @@ impl Stop {
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
+    /// The claims hold until `until` now (a renewal, or a paced send's fresh claim).
     fn claims_renewed(&self, until: DateTime<Utc>) {
         self.claims_until_ms
-            .store(until.timestamp_millis(), Ordering::Release);
+            .fetch_max(until.timestamp_millis(), Ordering::AcqRel);
+    }
+
+    fn throttle(&self, until: DateTime<Utc>) {
+        self.throttled_until_ms
+            .fetch_max(until.timestamp_millis(), Ordering::AcqRel);
+    }
+
+    fn throttled_until(&self) -> Option<DateTime<Utc>> {
+        match self.throttled_until_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => DateTime::from_timestamp_millis(ms),
+        }
+    }
+
+    /// Why the lane must stop, once its sends are recorded: its lease is lost, or the provider
+    /// refuses the sender.
+    fn ended(&self) -> Result<(), LaneError> {
+        if self.lease_lost.load(Ordering::Acquire) {
+            return Err(LaneError::LeaseLost);
+        }
+        match self.unusable_reason() {
+            Some(reason) => Err(LaneError::SenderUnusable(reason)),
+            None => Ok(()),
+        }
     }
 
     fn sending_allowed(&self) -> bool {
@@ -835,33 +1029,30 @@ fn start_margin(config: &super::EngineConfig, send_timeout: Duration) -> chrono:
     to_chrono(send_timeout.min(config.claim_lease / 2) + config.claim_lease / 10)
 }
 
-/// Sends `messages`, at most `concurrency` unrecorded at once: each send takes a slot that the
-/// recorder frees when its outcome is committed. A message whose turn comes after the lane was
-/// told to stop, or too close to the end of its claim (the heartbeat could not renew it: a
-/// stalled process, a database too slow), is handed back unsent: sent then, it could still be
-/// out when another lane claims it again.
+/// Sends what `starts` yields, each holding a slot that the recorder frees when its outcome is
+/// committed, so at most `concurrency` sends are unrecorded at once. A message whose turn comes
+/// after the lane was told to stop, or too close to the end of its claim (the heartbeat could
+/// not renew it: a stalled process, a database too slow), is handed back unsent: sent then, it
+/// could still be out when another lane claims it again.
 async fn send_all(
     shared: &Shared,
     provider: Arc<dyn Provider>,
     latency: metrics::Histogram,
-    messages: Vec<Prepared>,
+    starts: impl futures::Stream<Item = Start>,
     stop: &Stop,
     completed: mpsc::UnboundedSender<Completion>,
 ) {
     let concurrency = shared.config.concurrency.max(1);
     let margin = start_margin(&shared.config, provider.send_timeout());
-    let slots = Arc::new(Semaphore::new(concurrency));
-    futures::stream::iter(messages)
-        .for_each_concurrent(concurrency, |message| {
+    starts
+        .for_each_concurrent(concurrency, |Start { message, slot }| {
             let provider = provider.clone();
             let completed = completed.clone();
-            let slots = slots.clone();
             let latency = &latency;
             async move {
-                let slot = slots.acquire_owned().await.ok();
                 let started_at = shared.clock.now();
                 let in_time = started_at + margin < stop.claims_until();
-                let (end, throttled_until) = if stop.sending_allowed() && in_time {
+                let end = if stop.sending_allowed() && in_time {
                     let outbound = Outbound {
                         id: message.id,
                         to: &message.to,
@@ -890,15 +1081,17 @@ async fn send_all(
                         now,
                         shared.config.retry_base,
                     );
-                    (End::Outcome(outcome), throttled_until)
+                    if let Some(until) = throttled_until {
+                        stop.throttle(until);
+                    }
+                    End::Outcome(outcome)
                 } else {
-                    (End::Unsent, None)
+                    End::Unsent
                 };
                 let _ = completed.send(Completion {
                     claim: message.claim(),
                     end,
                     started_at,
-                    throttled_until,
                     _slot: slot,
                 });
             }
@@ -948,9 +1141,10 @@ fn outcome_of(
 }
 
 /// Records outcomes as they arrive: whatever has completed (up to [`GROUP`]) is committed in
-/// one transaction while the next sends are out, then those sends' slots are freed. Renews the
-/// lane's lease while the batch is out. Returns once every send of the batch is recorded, with
-/// the latest instant until which the provider asked the sender to wait, if it did.
+/// one transaction while the next sends are out, then those sends' slots are freed. While
+/// `unrecorded` claims of a batch are out, renews the lane's lease and their claims (a paced
+/// lane passes none: each of its claims is fresh when its send starts, and the lane renews its
+/// lease between sends). Returns once every send is recorded.
 async fn record_as_completed(
     shared: &Shared,
     sender: SenderId,
@@ -958,8 +1152,7 @@ async fn record_as_completed(
     mut unrecorded: HashSet<HeldClaim>,
     stop: &Stop,
     spaced: bool,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let mut hold_until = None;
+) -> Result<(), StoreError> {
     let every = to_chrono(heartbeat_every(&shared.config));
     let mut heartbeat_at = shared.clock.now() + every;
     let mut sleep = shared.clock.sleep_until(heartbeat_at);
@@ -967,7 +1160,7 @@ async fn record_as_completed(
     loop {
         let first = tokio::select! {
             completion = completions.recv() => completion,
-            () = &mut sleep => {
+            () = &mut sleep, if !unrecorded.is_empty() => {
                 heartbeat(shared, sender, stop, &unrecorded).await;
                 heartbeat_at = shared.clock.now() + every;
                 sleep = shared.clock.sleep_until(heartbeat_at);
@@ -975,7 +1168,7 @@ async fn record_as_completed(
             }
         };
         let Some(first) = first else {
-            return Ok(hold_until);
+            return Ok(());
         };
         group.push(first);
         while group.len() < GROUP
@@ -989,7 +1182,6 @@ async fn record_as_completed(
             return Err(error);
         }
         for completion in &group {
-            hold_until = hold_until.max(completion.throttled_until);
             unrecorded.remove(&completion.claim);
         }
         // Dropping the completions frees their slots for the next sends.

@@ -101,6 +101,20 @@ pub async fn get(conn: Conn<'_>, workspace: WorkspaceId, id: MessageId) -> Resul
     .await?))
 }
 
+/// When a campaign's first and last sends were recorded: the pace it held, for a benchmark.
+pub async fn sent_between(
+    conn: Conn<'_>,
+    campaign: CampaignId,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+    let (first, last): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = on_conn!(conn, c => sqlx::query_as(
+        "SELECT MIN(sent_at), MAX(sent_at) FROM messages WHERE campaign_id = $1",
+    )
+    .bind(campaign)
+    .fetch_one(&mut *c)
+    .await?);
+    Ok(first.zip(last))
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MessageFilter {
     pub campaign: Option<CampaignId>,
