@@ -76,22 +76,51 @@ pub fn render_once(
     contact: Option<&RenderFields>,
     variables: &BTreeMap<String, String>,
 ) -> Result<String, Vec<String>> {
+    render_once_with(contact, variables, |layered| {
+        let missing = missing_from(template.required_variables(), layered);
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        template.render(layered).map_err(|missing| vec![missing.0])
+    })
+}
+
+/// Renders a WhatsApp part once, for a single message, as [`render_once`] renders its text.
+pub fn render_whatsapp_once(
+    part: &CompiledWhatsApp,
+    contact: Option<&RenderFields>,
+    variables: &BTreeMap<String, String>,
+) -> Result<RenderedWhatsApp, Vec<String>> {
+    render_once_with(contact, variables, |layered| {
+        let missing = missing_from(part.required_variables().into_iter(), layered);
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        part.render(layered).map_err(|missing| vec![missing.0])
+    })
+}
+
+/// Calls `render` with the contact's fields over `variables`.
+fn render_once_with<T>(
+    contact: Option<&RenderFields>,
+    variables: &BTreeMap<String, String>,
+    render: impl FnOnce(&Layered<'_>) -> T,
+) -> T {
     let fields = contact.map(ContactVariables);
     let mut sources: Vec<&dyn Variables> = Vec::with_capacity(2);
     if let Some(fields) = &fields {
         sources.push(fields);
     }
     sources.push(variables);
-    let layered = Layered(&sources);
-    let missing: Vec<String> = template
-        .required_variables()
+    render(&Layered(&sources))
+}
+
+/// Of the `required` variables, those without a value.
+fn missing_from<'a>(required: impl Iterator<Item = &'a str>, layered: &Layered<'_>) -> Vec<String> {
+    required
         .filter(|name| layered.get(name).is_none())
         .map(str::to_owned)
-        .collect();
-    if !missing.is_empty() {
-        return Err(missing);
-    }
-    template.render(&layered).map_err(|missing| vec![missing.0])
+        .collect()
 }
 
 /// Templates of the campaigns a lane is sending, compiled on first use.

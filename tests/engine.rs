@@ -879,9 +879,12 @@ async fn sent_by_now(scenario: &Scenario, expected: i64) {
 }
 
 fn manual_config() -> EngineConfig {
-    // Lanes re-read the clock at least every lease / 3.
     EngineConfig {
+        // Lanes re-read the clock at least every lease / 3.
         lease: Duration::from_millis(300),
+        // Claims outlast the clock's jumps: a send that starts a jump after its typing delay
+        // ended is still well within its claim (a shorter one would hand the message back).
+        claim_lease: Duration::from_secs(120),
         ..fast()
     }
 }
@@ -1403,6 +1406,7 @@ async fn a_woken_sender_sends_without_waiting_for_the_next_tick(db: TestDb) {
         media_url: None,
         not_before: Utc::now(),
         reply_to: None,
+        whatsapp: None,
     };
     {
         let mut conn = scenario.db.write().await.unwrap();

@@ -1113,6 +1113,7 @@ async fn claims_take_single_messages_first_and_skip_paused_campaigns(db: TestDb)
         media_url: None,
         not_before: now(),
         reply_to: None,
+        whatsapp: None,
     };
     let due = messages::insert_single(conn.conn(), ws, &single("now"), now())
         .await

@@ -50,8 +50,8 @@ pub struct CompiledWhatsApp {
     pub header: Option<(HeaderKind, Template)>,
 }
 
-/// What one recipient is sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What one recipient is sent; a single message keeps it as it was rendered when queued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderedWhatsApp {
     pub name: String,
     pub language: String,

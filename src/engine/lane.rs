@@ -65,6 +65,9 @@ pub enum LaneError {
 /// WhatsApp's customer-service window: free-form messages reach a person this long after their
 /// last message to the number.
 const CUSTOMER_SERVICE_WINDOW_HOURS: i64 = 24;
+/// How long a typing indicator shows, at most: WhatsApp's lasts 25 seconds, so a longer typing
+/// delay shows it again.
+const TYPING_SHOWN_FOR: Duration = Duration::from_secs(20);
 /// The reason a message skipped for it carries (API.md).
 const OUTSIDE_CUSTOMER_SERVICE_WINDOW: &str = "outside_customer_service_window";
 
@@ -524,15 +527,40 @@ impl Lane {
             return Ok(claims_until);
         }
         metrics::lane_waits(Gate::Typing, delay);
+        let typed_at = started_at + delay;
         let claims_until = self
-            .keep_claim_while_typing(message.claim(), started_at + delay, claims_until)
+            .keep_claim_while_typing(message.claim(), typed_at, claims_until)
             .await?;
-        if let Err(error) = self.provider.typing(&message.to).await {
-            tracing::debug!(%error, "typing indicator failed");
+        let answering = self.typing_answers(&message.to).await?;
+        // Renewing the lane's lease meanwhile: typing may outlast it. The indicator is shown
+        // again while a long delay outlasts it.
+        loop {
+            if let Err(error) = self
+                .provider
+                .typing(&message.to, answering.as_deref())
+                .await
+            {
+                tracing::debug!(%error, "typing indicator failed");
+            }
+            let until = typed_at.min(self.now() + to_chrono(TYPING_SHOWN_FOR));
+            self.wait_until(until).await?;
+            if until >= typed_at || self.leaving() {
+                return Ok(claims_until);
+            }
         }
-        // Renewing the lane's lease meanwhile: typing may outlast it.
-        self.wait_until(started_at + delay).await?;
-        Ok(claims_until)
+    }
+
+    /// What a typing indicator to `to` answers: the platform's id of the person's last message
+    /// within the customer-service window, where the provider shows one only in answer
+    /// (WhatsApp). `None` where it has no indicator, or nothing to answer.
+    async fn typing_answers(&self, to: &str) -> Result<Option<String>, LaneError> {
+        let capabilities = providers::module_of(self.sender.provider).capabilities();
+        if !capabilities.typing_indicator {
+            return Ok(None);
+        }
+        let since = self.now() - chrono::Duration::hours(CUSTOMER_SERVICE_WINDOW_HOURS);
+        let mut conn = self.shared.db.read().await?;
+        Ok(store::conversations::last_inbound_id(conn.conn(), self.sender.id, to, since).await?)
     }
 
     /// A provider that asked the sender to slow down (HTTP 429) holds its next sends.
@@ -742,7 +770,11 @@ impl Lane {
         let mut failed = Vec::new();
         for message in batch {
             let (body, media_url, whatsapp) = match (message.campaign_id, message.body) {
-                (None, body) => (body.unwrap_or_default(), message.media_url, None),
+                (None, body) => (
+                    body.unwrap_or_default(),
+                    message.media_url,
+                    message.whatsapp.map(|part| part.0),
+                ),
                 (Some(campaign), _) => {
                     let compiled = self.campaigns.get(&campaign).ok_or(StoreError::NotFound)?;
                     let contact = message.contact_id.and_then(|id| contacts.get(&id));

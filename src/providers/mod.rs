@@ -111,8 +111,14 @@ pub trait Provider: Send + Sync {
         DEFAULT_SEND_TIMEOUT
     }
 
-    /// Shows "typing…" to `to`, where the provider has such an indicator.
-    fn typing<'a>(&'a self, _to: &'a str) -> BoxFuture<'a, Result<(), SendError>> {
+    /// Shows "typing…" to `to`, where the provider has such an indicator. `answering` is the
+    /// platform's id of the person's last message, when they wrote within the customer-service
+    /// window: WhatsApp shows the indicator only in answer to one (and marks it read).
+    fn typing<'a>(
+        &'a self,
+        _to: &'a str,
+        _answering: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -173,7 +179,8 @@ pub struct Capabilities {
     /// Honours Herald's message id as an idempotency key: a send repeated after a crash does
     /// not reach the phone twice.
     pub idempotency_keys: bool,
-    /// Can show "typing…" during the typing delay.
+    /// Can show "typing…" during the typing delay (WhatsApp: to a person who wrote within the
+    /// customer-service window).
     pub typing_indicator: bool,
     /// Sends the platform's approved templates (WhatsApp's).
     pub templates: bool,

@@ -48,8 +48,8 @@ impl ProviderModule for WhatsAppCloudModule {
         Capabilities {
             // Meta has no idempotency key: a repeat is a second message on the phone.
             idempotency_keys: false,
-            // Meta's indicator answers an inbound message; a campaign's send has none to answer.
-            typing_indicator: false,
+            // Only in answer to a message the person sent (and it marks that message read).
+            typing_indicator: true,
             templates: true,
             media: true,
             customer_service_window: true,
@@ -393,6 +393,47 @@ impl Provider for WhatsAppCloud {
             Err(meaning_of(status, after, &answer))
         })
     }
+
+    fn typing<'a>(
+        &'a self,
+        _to: &'a str,
+        answering: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            // Someone who has not written has nothing to answer: no indicator.
+            let Some(answering) = answering else {
+                return Ok(());
+            };
+            let response = self
+                .client
+                .post(self.messages_url.clone())
+                .header(AUTHORIZATION, &self.authorization)
+                .header(CONTENT_TYPE, "application/json")
+                .timeout(self.timeout)
+                .body(typing_body(answering).to_string())
+                .send()
+                .await
+                .map_err(|error| super::http::request_failed(&error))?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let after = super::http::retry_after(response.headers());
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            Err(meaning_of(status, after, &answer))
+        })
+    }
+}
+
+/// Meta's typing indicator: it marks the person's message `answering` read and shows "typing…"
+/// until the reply arrives or 25 seconds pass.
+fn typing_body(answering: &str) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": answering,
+        "typing_indicator": {"type": "text"},
+    })
 }
 
 /// What Meta's refusal means, from its error code (API.md's list), else from the HTTP status.

@@ -534,6 +534,8 @@ async fn queue_reply(
     media_url: Option<&str>,
     now: DateTime<Utc>,
 ) -> store::Result<MessageId> {
+    // A reply answers the person's message, inside the customer-service window: it goes out as
+    // the free-form text the rule gives, never as a paid template.
     let message = NewMessage {
         sender_id: sender,
         contact_id: Some(contact.id),
@@ -542,6 +544,7 @@ async fn queue_reply(
         media_url,
         not_before: now,
         reply_to: Some(inbound.id),
+        whatsapp: None,
     };
     Ok(
         messages::insert_single(conn, inbound.workspace, &message, now)

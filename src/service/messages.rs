@@ -11,7 +11,7 @@ use super::{ServiceError, ServiceResult};
 use crate::domain::ids::{MessageId, SenderId, TemplateId, WorkspaceId};
 use crate::domain::phone::Phone;
 use crate::domain::validation::FieldErrors;
-use crate::render::render_once;
+use crate::render::{render_once, render_whatsapp_once};
 use crate::store::messages::{self, Message, MessageFilter, NewMessage};
 use crate::store::{Db, Page, StoreError, campaigns, contacts, senders};
 
@@ -63,6 +63,7 @@ pub async fn send(
     .await?;
     errors.into_result()?;
     let media_url = source.media_url;
+    let whatsapp = source.whatsapp.map(|(_, compiled)| compiled);
     let (Some(phone), Some(template)) = (phone, source.template) else {
         return Err(ServiceError::validation("content", "cannot be parsed"));
     };
@@ -85,6 +86,11 @@ pub async fn send(
     drop(conn);
     let body = render_once(&template, fields.as_ref(), &new.variables)
         .map_err(|missing| ServiceError::Validation(missing_variables(&missing)))?;
+    // The template's part approved at Meta, for a platform that sends templates.
+    let whatsapp = whatsapp
+        .map(|part| render_whatsapp_once(&part, fields.as_ref(), &new.variables))
+        .transpose()
+        .map_err(|missing| ServiceError::Validation(missing_variables(&missing)))?;
     let message = NewMessage {
         sender_id: new.sender_id,
         contact_id: contact.as_ref().map(|contact| contact.id),
@@ -93,6 +99,7 @@ pub async fn send(
         media_url: media_url.as_deref(),
         not_before: new.scheduled_at.unwrap_or(now).max(now),
         reply_to: None,
+        whatsapp: whatsapp.as_ref(),
     };
     let mut conn = db.write().await?;
     Ok(messages::insert_single(conn.conn(), workspace, &message, now).await?)

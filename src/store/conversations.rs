@@ -1,5 +1,6 @@
 //! When each phone last wrote to each sender: WhatsApp's customer-service window opens with
-//! every inbound message (`messages::insert_inbound` records it) and lasts 24 hours.
+//! every inbound message (`messages::insert_inbound` records it) and lasts 24 hours. The
+//! platform's id of that message is kept too: a typing indicator answers it.
 
 use std::collections::HashSet;
 
@@ -31,4 +32,24 @@ pub async fn wrote_since(
         open.extend(phones);
     }
     Ok(open)
+}
+
+/// The platform's id of the last message `phone` wrote to `sender`, if it wrote after `since`
+/// and the platform gave the message an id.
+pub async fn last_inbound_id(
+    conn: Conn<'_>,
+    sender: SenderId,
+    phone: &str,
+    since: DateTime<Utc>,
+) -> Result<Option<String>> {
+    let id: Option<Option<String>> = on_conn!(conn, c => sqlx::query_scalar(
+        "SELECT last_inbound_id FROM conversations
+         WHERE sender_id = $1 AND phone = $2 AND last_inbound_at > $3",
+    )
+    .bind(sender)
+    .bind(phone)
+    .bind(since)
+    .fetch_optional(&mut *c)
+    .await?);
+    Ok(id.flatten())
 }

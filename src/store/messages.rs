@@ -15,6 +15,7 @@ use super::{analytics, campaigns};
 use crate::domain::event::{EventType, InboundEvent};
 use crate::domain::ids::{CampaignId, ContactId, MessageId, SenderId, WorkspaceId};
 use crate::domain::message::{Counters, Direction, Event, MessageStatus, Progress};
+use crate::domain::whatsapp::RenderedWhatsApp;
 
 macro_rules! columns {
     () => {
@@ -61,6 +62,9 @@ pub struct NewMessage<'a> {
     pub not_before: DateTime<Utc>,
     /// The inbound message this automatic reply answers.
     pub reply_to: Option<MessageId>,
+    /// The template approved at Meta, rendered for the recipient, when the message was made
+    /// from a template that has one.
+    pub whatsapp: Option<&'a RenderedWhatsApp>,
 }
 
 pub async fn insert_single(
@@ -73,8 +77,8 @@ pub async fn insert_single(
     on_conn!(conn.reborrow(), c => sqlx::query(
         "INSERT INTO messages (id, workspace_id, sender_id, contact_id, direction, phone, body,
                                media_url, status, attempts, not_before, created_at, updated_at,
-                               reply_to)
-         VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, 'pending', 0, $8, $9, $9, $10)",
+                               reply_to, whatsapp)
+         VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, 'pending', 0, $8, $9, $9, $10, $11)",
     )
     .bind(id)
     .bind(workspace)
@@ -86,6 +90,7 @@ pub async fn insert_single(
     .bind(message.not_before)
     .bind(now)
     .bind(message.reply_to)
+    .bind(message.whatsapp.map(sqlx::types::Json))
     .execute(&mut *c)
     .await.map(drop))?;
     get(conn, workspace, id).await
@@ -250,6 +255,8 @@ pub struct Claimed {
     pub body: Option<String>,
     /// A single message's own; a campaign's messages carry the campaign's.
     pub media_url: Option<String>,
+    /// A single message's own, rendered; a campaign's messages render the campaign's.
+    pub whatsapp: Option<sqlx::types::Json<RenderedWhatsApp>>,
     pub attempts: i64,
 }
 
@@ -332,7 +339,7 @@ async fn claim_from(
     let returning = if campaign.is_some() {
         "id, contact_id, phone, attempts"
     } else {
-        "id, campaign_id, contact_id, phone, body, media_url, attempts"
+        "id, campaign_id, contact_id, phone, body, media_url, whatsapp, attempts"
     };
     let sql = format!(
         "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_expires_at = $3,
@@ -367,6 +374,7 @@ async fn claim_from(
                     phone: row.phone,
                     body: None,
                     media_url: None,
+                    whatsapp: None,
                     attempts: row.attempts,
                 })
                 .collect()
@@ -1244,14 +1252,18 @@ pub async fn insert_inbound(
     };
     analytics::add_steps(conn.reborrow(), &[received]).await?;
     // The customer-service window opens (again) with every message the person writes.
+    // Its id is what a typing indicator answers.
     on_conn!(conn.reborrow(), c => sqlx::query(
-        "INSERT INTO conversations (sender_id, phone, last_inbound_at) VALUES ($1, $2, $3)
-         ON CONFLICT (sender_id, phone) DO UPDATE SET last_inbound_at = excluded.last_inbound_at
+        "INSERT INTO conversations (sender_id, phone, last_inbound_at, last_inbound_id)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (sender_id, phone) DO UPDATE SET last_inbound_at = excluded.last_inbound_at,
+                                                      last_inbound_id = excluded.last_inbound_id
          WHERE excluded.last_inbound_at > conversations.last_inbound_at",
     )
     .bind(sender)
     .bind(&phone)
     .bind(at)
+    .bind(new.id)
     .execute(&mut *c)
     .await
     .map(drop))?;

@@ -643,6 +643,119 @@ async fn a_window_skip_takes_nothing_from_the_daily_cap(db: TestDb) {
     assert_eq!(today.body["today"]["sent"], 2, "{}", today.body);
 }
 
+/// With a typing delay, a message to someone who wrote is preceded by Meta's typing indicator,
+/// answering their last message (which it marks read).
+async fn typing_shows_in_answer_to_the_persons_last_message(db: TestDb) {
+    let graph = graph().await;
+    let api = Api::start(db).await;
+    let sender = whatsapp_sender(&api, &graph).await;
+    api.patch(
+        &format!("/v1/senders/{sender}"),
+        json!({"pacing": {"typing_enabled": true, "typing_cps": 1000,
+                          "typing_min_ms": 50, "typing_max_ms": 50}}),
+    )
+    .await
+    .expect(200);
+    write_in(&api, &sender, &["+201012345641"]).await;
+    let reply = api
+        .post(
+            "/v1/messages",
+            json!({"sender_id": sender, "to": "+201012345641", "content": "Thanks for writing!"}),
+        )
+        .await;
+    reply.expect(202);
+    let sent = api
+        .wait_for(&format!("/v1/messages/{}", reply.id()), |m| {
+            m["status"] == "sent"
+        })
+        .await;
+    assert_eq!(sent["status"], "sent");
+
+    let received = graph.received_requests().await.unwrap_or_default();
+    let bodies: Vec<Value> = received
+        .iter()
+        .map(|request| serde_json::from_slice(&request.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(
+        bodies[0],
+        json!({"messaging_product": "whatsapp", "status": "read",
+               "message_id": "wamid.hello201012345641.0",
+               "typing_indicator": {"type": "text"}}),
+        "the indicator comes first, answering the message the person wrote"
+    );
+    assert_eq!(bodies[1]["type"], "text");
+    assert_eq!(bodies[1]["to"], "201012345641");
+}
+
+/// A single message made from a template with a WhatsApp part goes out as Meta's template,
+/// rendered for its recipient, to someone who never wrote; the same text without the part is
+/// skipped outside the window.
+async fn a_single_message_from_a_template_goes_out_as_metas_template(db: TestDb) {
+    let graph = graph().await;
+    let api = Api::start(db).await;
+    let sender = whatsapp_sender(&api, &graph).await;
+    api.contact("+201012345651", json!({"name": "Jane"})).await;
+    let template = api
+        .post(
+            "/v1/templates",
+            json!({"name": "Order", "content": "Hi <<name|there>>, order <<order>> is ready",
+                   "whatsapp": {"name": "order_ready", "language": "en_US",
+                                "body_params": ["<<name|there>>", "<<order>>"],
+                                "header": {"type": "text", "value": "Order <<order>>"}}}),
+        )
+        .await
+        .id();
+    let missing = api
+        .post(
+            "/v1/messages",
+            json!({"sender_id": sender, "to": "+201012345651", "template_id": template}),
+        )
+        .await;
+    let errors = &missing.expect_error(422, "validation_failed")["errors"];
+    assert!(errors["variables.order"].is_array(), "{errors}");
+
+    let templated = api
+        .post(
+            "/v1/messages",
+            json!({"sender_id": sender, "to": "+201012345651", "template_id": template,
+                   "variables": {"order": "A-17"}}),
+        )
+        .await;
+    templated.expect(202);
+    let free_form = api
+        .post(
+            "/v1/messages",
+            json!({"sender_id": sender, "to": "+201012345651", "content": "Hi, order A-17 is ready"}),
+        )
+        .await;
+    free_form.expect(202);
+    let sent = api
+        .wait_for(&format!("/v1/messages/{}", templated.id()), |m| {
+            m["status"] == "sent"
+        })
+        .await;
+    assert_eq!(sent["body"], "Hi Jane, order A-17 is ready");
+    let skipped = api
+        .wait_for(&format!("/v1/messages/{}", free_form.id()), |m| {
+            m["status"] == "skipped"
+        })
+        .await;
+    assert_eq!(skipped["error"], "outside_customer_service_window");
+
+    let received = graph.received_requests().await.unwrap_or_default();
+    assert_eq!(received.len(), 1, "only the template went out");
+    let body: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(body["type"], "template");
+    assert_eq!(
+        body["template"],
+        json!({"name": "order_ready", "language": {"code": "en_US"}, "components": [
+            {"type": "header", "parameters": [{"type": "text", "text": "Order A-17"}]},
+            {"type": "body", "parameters": [{"type": "text", "text": "Jane"},
+                                            {"type": "text", "text": "A-17"}]}]})
+    );
+}
+
 dialect_tests!(
     a_window_skip_takes_nothing_from_the_daily_cap,
     a_campaign_goes_out_in_metas_json_and_metas_webhook_counts,
@@ -650,4 +763,6 @@ dialect_tests!(
     a_template_campaign_sends_metas_template_rendered_per_contact,
     a_template_missing_at_meta_pauses_its_campaign_instead_of_failing_everyone,
     a_whatsapp_configuration_names_every_missing_field,
+    typing_shows_in_answer_to_the_persons_last_message,
+    a_single_message_from_a_template_goes_out_as_metas_template,
 );
