@@ -479,15 +479,7 @@ impl Lane {
             claims_until,
             reserved_on,
         } = batch;
-        let started_at = self.now();
-        for (claim, outcome) in failed {
-            let _ = completed.send(Completion {
-                claim,
-                end: End::Outcome(outcome),
-                started_at,
-                _slot: None,
-            });
-        }
+        record_unsent(completed, failed, self.now());
         // One message is claimed at a time; skipped or failed, it leaves nothing to send.
         let Some(message) = ready.into_iter().next() else {
             return Ok(());
@@ -659,15 +651,7 @@ impl Lane {
         let stop = Stop::holding_claims_until(claims_until, self.leave.clone());
         let unrecorded: HashSet<HeldClaim> = ready.iter().map(Prepared::claim).collect();
         let (completed, completions) = mpsc::unbounded_channel();
-        for (claim, outcome) in failed {
-            // Never sent: recorded with the first group, without taking a slot.
-            let _ = completed.send(Completion {
-                claim,
-                end: End::Outcome(outcome),
-                started_at,
-                _slot: None,
-            });
-        }
+        record_unsent(&completed, failed, started_at);
         let shared = self.shared.clone();
         let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
         // Each send takes a slot before it starts, in the batch's order.
@@ -938,6 +922,24 @@ impl Lane {
         if let Err(error) = released.await {
             tracing::warn!(sender_id = %self.sender.id, %error, "could not release the lane's lease");
         }
+    }
+}
+
+/// Hands the recorder the outcomes of claimed messages that were never sent (skipped, or failed
+/// to render): recorded with the next group, without taking a slot.
+fn record_unsent(
+    completed: &mpsc::UnboundedSender<Completion>,
+    unsent: Vec<(HeldClaim, Outcome)>,
+    started_at: DateTime<Utc>,
+) {
+    for (claim, outcome) in unsent {
+        // The recorder outlives every sender of completions: this cannot fail.
+        let _ = completed.send(Completion {
+            claim,
+            end: End::Outcome(outcome),
+            started_at,
+            _slot: None,
+        });
     }
 }
 

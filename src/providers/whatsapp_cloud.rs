@@ -279,6 +279,25 @@ pub struct WhatsAppCloud {
 }
 
 impl WhatsAppCloud {
+    /// POSTs `body` to the number's messages endpoint: Meta's status, its `Retry-After`, and its
+    /// answer (`null` when it is not JSON).
+    async fn post(&self, body: &Value) -> Result<(StatusCode, Option<Duration>, Value), SendError> {
+        let response = self
+            .client
+            .post(self.messages_url.clone())
+            .header(AUTHORIZATION, &self.authorization)
+            .header(CONTENT_TYPE, "application/json")
+            .timeout(self.timeout)
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|error| super::http::request_failed(&error))?;
+        let status = response.status();
+        let after = super::http::retry_after(response.headers());
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        Ok((status, after, answer))
+    }
+
     /// Meta's request body for `message`: its approved template with the parameters rendered
     /// for this recipient, else media by link with the text as its caption, else text.
     fn body(message: &Outbound<'_>) -> Value {
@@ -365,19 +384,7 @@ impl Provider for WhatsAppCloud {
 
     fn send<'a>(&'a self, message: &'a Outbound<'a>) -> BoxFuture<'a, Result<Accepted, SendError>> {
         Box::pin(async move {
-            let response = self
-                .client
-                .post(self.messages_url.clone())
-                .header(AUTHORIZATION, &self.authorization)
-                .header(CONTENT_TYPE, "application/json")
-                .timeout(self.timeout)
-                .body(Self::body(message).to_string())
-                .send()
-                .await
-                .map_err(|error| super::http::request_failed(&error))?;
-            let status = response.status();
-            let after = super::http::retry_after(response.headers());
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            let (status, after, answer) = self.post(&Self::body(message)).await?;
             if status.is_success() {
                 let wamid = answer
                     .pointer("/messages/0/id")
@@ -404,22 +411,10 @@ impl Provider for WhatsAppCloud {
             let Some(answering) = answering else {
                 return Ok(());
             };
-            let response = self
-                .client
-                .post(self.messages_url.clone())
-                .header(AUTHORIZATION, &self.authorization)
-                .header(CONTENT_TYPE, "application/json")
-                .timeout(self.timeout)
-                .body(typing_body(answering).to_string())
-                .send()
-                .await
-                .map_err(|error| super::http::request_failed(&error))?;
-            let status = response.status();
+            let (status, after, answer) = self.post(&typing_body(answering)).await?;
             if status.is_success() {
                 return Ok(());
             }
-            let after = super::http::retry_after(response.headers());
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
             Err(meaning_of(status, after, &answer))
         })
     }
