@@ -527,12 +527,14 @@ impl Lane {
         // Renewing the lane's lease meanwhile: typing may outlast it. The indicator is shown
         // again while a long delay outlasts it.
         loop {
-            if let Err(error) = self
-                .provider
-                .typing(&message.to, answering.as_deref())
-                .await
-            {
-                tracing::debug!(%error, "typing indicator failed");
+            // An indicator the provider is slow to take never holds the send past its delay.
+            tokio::select! {
+                shown = self.provider.typing(&message.to, answering.as_deref()) => {
+                    if let Err(error) = shown {
+                        tracing::debug!(%error, "typing indicator failed");
+                    }
+                }
+                () = self.shared.clock.sleep_until(typed_at) => {}
             }
             let until = typed_at.min(self.now() + to_chrono(TYPING_SHOWN_FOR));
             self.wait_until(until).await?;
