@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::domain::ids::{CampaignId, ContactId};
-use crate::domain::template::{Layered, ParseError, Template, Variables};
+use crate::domain::template::{Layered, MissingVariable, ParseError, Template, Variables};
 use crate::domain::whatsapp::{CompiledWhatsApp, RenderedWhatsApp};
 use crate::store::contacts::RenderFields;
 
@@ -76,13 +76,12 @@ pub fn render_once(
     contact: Option<&RenderFields>,
     variables: &BTreeMap<String, String>,
 ) -> Result<String, Vec<String>> {
-    render_once_with(contact, variables, |layered| {
-        let missing = missing_from(template.required_variables(), layered);
-        if !missing.is_empty() {
-            return Err(missing);
-        }
-        template.render(layered).map_err(|missing| vec![missing.0])
-    })
+    render_once_with(
+        contact,
+        variables,
+        template.required_variables(),
+        |layered| template.render(layered),
+    )
 }
 
 /// Renders a WhatsApp part once, for a single message, as [`render_once`] renders its text.
@@ -91,36 +90,35 @@ pub fn render_whatsapp_once(
     contact: Option<&RenderFields>,
     variables: &BTreeMap<String, String>,
 ) -> Result<RenderedWhatsApp, Vec<String>> {
-    render_once_with(contact, variables, |layered| {
-        let missing = missing_from(part.required_variables().into_iter(), layered);
-        if !missing.is_empty() {
-            return Err(missing);
-        }
-        part.render(layered).map_err(|missing| vec![missing.0])
+    render_once_with(contact, variables, part.required_variables(), |layered| {
+        part.render(layered)
     })
 }
 
-/// Calls `render` with the contact's fields over `variables`.
-fn render_once_with<T>(
+/// Renders with the contact's fields over `variables`, once every `required` variable has a
+/// value; fails with each that has none.
+fn render_once_with<'a, T>(
     contact: Option<&RenderFields>,
     variables: &BTreeMap<String, String>,
-    render: impl FnOnce(&Layered<'_>) -> T,
-) -> T {
+    required: impl IntoIterator<Item = &'a str>,
+    render: impl FnOnce(&Layered<'_>) -> Result<T, MissingVariable>,
+) -> Result<T, Vec<String>> {
     let fields = contact.map(ContactVariables);
     let mut sources: Vec<&dyn Variables> = Vec::with_capacity(2);
     if let Some(fields) = &fields {
         sources.push(fields);
     }
     sources.push(variables);
-    render(&Layered(&sources))
-}
-
-/// Of the `required` variables, those without a value.
-fn missing_from<'a>(required: impl Iterator<Item = &'a str>, layered: &Layered<'_>) -> Vec<String> {
-    required
+    let layered = Layered(&sources);
+    let missing: Vec<String> = required
+        .into_iter()
         .filter(|name| layered.get(name).is_none())
         .map(str::to_owned)
-        .collect()
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    render(&layered).map_err(|missing| vec![missing.0])
 }
 
 /// Templates of the campaigns a lane is sending, compiled on first use.
