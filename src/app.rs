@@ -53,7 +53,6 @@ impl Application {
             db,
             config: Arc::new(config),
             clock,
-            api_limits: Arc::default(),
             wakeups: engine.wakeups(),
         };
         Ok(Self {

@@ -56,7 +56,6 @@ pub struct AppState {
     pub config: Arc<crate::config::Config>,
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Each API key's request budget.
-    pub api_limits: Arc<crate::http::auth::ApiLimits>,
     /// Wakes this process's lanes for work that should not wait (automatic replies).
     pub wakeups: crate::engine::Wakeups,
     /// Commits provider callbacks that arrive together in one transaction.

@@ -9,7 +9,7 @@ use super::{ServiceError, ServiceResult};
 use crate::domain::auth::{Ability, NewToken, PresentedToken};
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
 use crate::domain::quota::{
-    Periods, minute_key, seconds_to_next_day, seconds_to_next_minute, seconds_to_next_month,
+    MinuteRate, Periods, epoch_micros, seconds_to_next_day, seconds_to_next_month,
 };
 use crate::store::api_keys::{self, ApiKey, KeyListing};
 use crate::store::{Db, workspaces};
@@ -130,8 +130,8 @@ pub enum Admission {
     Admitted {
         /// The daily quota and what is left of it, when the key has one.
         daily: Option<(i64, i64)>,
-        /// Requests left in this minute's window, when the window is the database's.
-        minute_remaining: Option<i64>,
+        /// Requests that could still come at once under the per-minute limit.
+        minute_remaining: i64,
     },
     DailyQuotaExceeded {
         retry_after: u64,
@@ -140,26 +140,23 @@ pub enum Admission {
     MonthlyQuotaExceeded {
         retry_after: u64,
     },
-    /// Past the per-minute limit counted in the database (several processes share it).
+    /// Past the per-minute limit.
     RateLimited {
         retry_after: u64,
     },
 }
 
-/// Counts a request of `key` against its quotas, and against `per_minute` in the database when
-/// `shared_minute` (PostgreSQL: processes share the window; SQLite's one process keeps it in
-/// memory). A refused request is taken back: it uses none of the key's quota.
+/// Counts a request of `key` against its quotas and its `per_minute` limit, all kept in the
+/// database so that every process shares them. A refused request is taken back: it uses none
+/// of the key's quota nor of its minute.
 pub async fn admit(
     db: &Db,
     key: &ApiKey,
-    per_minute: Option<i64>,
+    per_minute: u32,
     now: DateTime<Utc>,
 ) -> ServiceResult<Admission> {
     let periods = Periods::at(now);
-    let mut counted = vec![periods.day.as_str(), periods.month.as_str()];
-    if per_minute.is_some() {
-        counted.push(periods.minute.as_str());
-    }
+    let counted = [periods.day.as_str(), periods.month.as_str()];
     let mut conn = db.write().await?;
     let counts = api_keys::count_request(conn.conn(), key.id, &counted).await?;
     let count_of = |period: &str| {
@@ -169,9 +166,8 @@ pub async fn admit(
             .map_or(0, |(_, count)| *count)
     };
     let today = count_of(&periods.day);
-    let minute = count_of(&periods.minute);
     let refusal = if key.daily_quota.is_some_and(|quota| today > quota) {
-        Some(Admission::DailyQuotaExceeded {
+        Err(Admission::DailyQuotaExceeded {
             retry_after: seconds_to_next_day(now),
             quota: key.daily_quota.unwrap_or_default(),
         })
@@ -179,29 +175,34 @@ pub async fn admit(
         .monthly_quota
         .is_some_and(|quota| count_of(&periods.month) > quota)
     {
-        Some(Admission::MonthlyQuotaExceeded {
+        Err(Admission::MonthlyQuotaExceeded {
             retry_after: seconds_to_next_month(now),
         })
-    } else if per_minute.is_some_and(|limit| minute > limit) {
-        Some(Admission::RateLimited {
-            retry_after: seconds_to_next_minute(now),
-        })
     } else {
-        None
+        let rate = MinuteRate::per_minute(per_minute);
+        let now_us = epoch_micros(now);
+        match api_keys::pace(conn.conn(), key.id, now_us, rate.interval_us).await? {
+            Some(arrival) => Ok(rate.remaining(arrival, now_us)),
+            None => {
+                let arrival = api_keys::paced_arrival(conn.conn(), key.id)
+                    .await?
+                    .unwrap_or(now_us);
+                Err(Admission::RateLimited {
+                    retry_after: rate.retry_after(arrival, now_us),
+                })
+            }
+        }
     };
-    if let Some(refusal) = refusal {
-        api_keys::uncount_request(conn.conn(), key.id, &counted).await?;
-        return Ok(refusal);
+    match refusal {
+        Ok(minute_remaining) => Ok(Admission::Admitted {
+            daily: key.daily_quota.map(|quota| (quota, (quota - today).max(0))),
+            minute_remaining,
+        }),
+        Err(refusal) => {
+            api_keys::uncount_request(conn.conn(), key.id, &counted).await?;
+            Ok(refusal)
+        }
     }
-    if minute == 1 {
-        // Once a minute per key: windows older than an hour are of no use.
-        let cutoff = minute_key(now - chrono::Duration::hours(1));
-        api_keys::prune_minutes(conn.conn(), &cutoff).await?;
-    }
-    Ok(Admission::Admitted {
-        daily: key.daily_quota.map(|quota| (quota, (quota - today).max(0))),
-        minute_remaining: per_minute.map(|limit| (limit - minute).max(0)),
-    })
 }
 
 /// A key as `GET /v1/me` shows it, with its usage so far.

@@ -192,13 +192,39 @@ pub async fn requests_in(conn: Conn<'_>, key: ApiKeyId, period: &str) -> Result<
     .await?))
 }
 
-/// Forgets per-minute windows before `cutoff` (a `min:` key).
-pub async fn prune_minutes(conn: Conn<'_>, cutoff: &str) -> Result<u64> {
-    on_conn!(conn, c => Ok(sqlx::query(
-        "DELETE FROM api_key_usage WHERE period LIKE 'min:%' AND period < $1",
+/// One step of `key`'s per-minute cell rate (`domain::quota::MinuteRate`) at `now_us`: moves
+/// its theoretical arrival time a request's `interval_us` on and returns it, or `None` (nothing
+/// changed) when that would put it more than a minute ahead of now. One statement, so that
+/// processes sharing the database take turns on the row.
+pub async fn pace(
+    conn: Conn<'_>,
+    key: ApiKeyId,
+    now_us: i64,
+    interval_us: i64,
+) -> Result<Option<i64>> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "INSERT INTO api_key_pace (api_key_id, arrival_us) VALUES ($1, $2 + $3)
+         ON CONFLICT (api_key_id) DO UPDATE
+         SET arrival_us = CASE WHEN api_key_pace.arrival_us > $2
+                               THEN api_key_pace.arrival_us ELSE $2 END + $3
+         WHERE CASE WHEN api_key_pace.arrival_us > $2
+                    THEN api_key_pace.arrival_us ELSE $2 END + $3 - $2 <= $4
+         RETURNING arrival_us",
     )
-    .bind(cutoff)
-    .execute(&mut *c)
-    .await?
-    .rows_affected()))
+    .bind(key)
+    .bind(now_us)
+    .bind(interval_us)
+    .bind(crate::domain::quota::MINUTE_US)
+    .fetch_optional(&mut *c)
+    .await?))
+}
+
+/// `key`'s theoretical arrival time, once it made a request.
+pub async fn paced_arrival(conn: Conn<'_>, key: ApiKeyId) -> Result<Option<i64>> {
+    on_conn!(conn, c => Ok(sqlx::query_scalar(
+        "SELECT arrival_us FROM api_key_pace WHERE api_key_id = $1",
+    )
+    .bind(key)
+    .fetch_optional(&mut *c)
+    .await?))
 }

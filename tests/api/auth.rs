@@ -1,5 +1,8 @@
 //! Tokens, abilities, workspace isolation, rate limits, and the envelope for malformed requests.
 
+use std::sync::Arc;
+
+use herald::clock::ManualClock;
 use reqwest::Method;
 use serde_json::json;
 
@@ -180,19 +183,15 @@ async fn another_workspace_sees_nothing(db: TestDb) {
 }
 
 async fn every_response_reports_the_rate_limit_and_429_past_it(db: TestDb) {
-    let api = Api::start(db).await;
+    // A second before a UTC minute ends, so that the budget is seen across the minute's edge.
+    let clock = ManualClock::new("2026-12-01T11:59:59Z".parse().unwrap());
+    let api = Api::start_on_clock(db, Arc::new(clock.clone())).await;
     let first = api.get("/v1/contacts").await;
     assert_eq!(first.header("x-ratelimit-limit"), Some("600"));
     assert_eq!(first.header("x-ratelimit-remaining"), Some("599"));
 
-    // A key of 3 a minute. One process (SQLite) keeps a GCRA budget in memory that earns a
-    // request back every 20 s; processes sharing PostgreSQL count a window per UTC minute in
-    // the database, so the requests below must not straddle a minute.
-    let shared_window = api.state().db.dialect() == herald::store::Dialect::Postgres;
-    let second = chrono::Timelike::second(&chrono::Utc::now());
-    if shared_window && second >= 55 {
-        tokio::time::sleep(std::time::Duration::from_secs(u64::from(61 - second))).await;
-    }
+    // A key of 3 a minute: three at once, then one every 20 s, in every process (the budget is
+    // in the database).
     let slow = api.key("acme", "*", Some(3)).await;
     let mut remaining = Vec::new();
     for path in [
@@ -206,14 +205,30 @@ async fn every_response_reports_the_rate_limit_and_429_past_it(db: TestDb) {
         remaining.push(reply.header("x-ratelimit-remaining").unwrap().to_owned());
     }
     assert_eq!(remaining, ["2", "1", "0"]);
-    let limited = api
+    let refused = |retry_after: &str| {
+        let (api, slow) = (&api, &slow);
+        let retry_after = retry_after.to_owned();
+        async move {
+            let limited = api
+                .send(api.request_as(slow, Method::GET, "/v1/contacts"))
+                .await;
+            limited.expect_error(429, "rate_limited");
+            assert_eq!(limited.header("retry-after"), Some(retry_after.as_str()));
+            assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+        }
+    };
+    refused("20").await;
+    // A new minute does not bring a new minute's worth (a window per clock minute would).
+    clock.advance(chrono::Duration::seconds(2));
+    refused("18").await;
+    // Refused requests spent nothing: one interval after the burst, exactly one more.
+    clock.advance(chrono::Duration::seconds(18));
+    let again = api
         .send(api.request_as(&slow, Method::GET, "/v1/contacts"))
         .await;
-    limited.expect_error(429, "rate_limited");
-    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
-    let longest = if shared_window { 60 } else { 20 };
-    assert!((1..=longest).contains(&retry_after), "{retry_after}");
-    assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+    again.expect(200);
+    assert_eq!(again.header("x-ratelimit-remaining"), Some("0"));
+    refused("20").await;
     // Other keys keep their own budget.
     api.get("/v1/contacts").await.expect(200);
     api.stop().await;
