@@ -350,25 +350,69 @@ pub async fn activity(
         }
     }
     let hours = rollups::activity_by_hour(conn.conn(), workspace, quarters.hours(), sender).await?;
-    let mut slots: BTreeMap<(NaiveDate, u32, ActivityDirection), i64> = BTreeMap::new();
-    for (hour, (date, local_hour), count) in in_period(&hours, period) {
-        let direction = match hour.outcome.as_str() {
-            "sent" => ActivityDirection::Outbound,
-            "received" => ActivityDirection::Inbound,
-            _ => continue,
+    Ok(activity_in_local_hours(&hours, period))
+}
+
+/// `hours` (UTC, in order) as the period's local hours, sends and inbound messages of each.
+fn activity_in_local_hours(hours: &[rollups::ActivityHour], period: Period) -> Vec<ActivitySlot> {
+    let quarters = period.quarters();
+    // Local hours come in order but for the hour repeated when clocks go back: gather them as
+    // they come, merging neighbours, then a sort (which finds them almost sorted) and a merge.
+    let mut local_hours: Vec<((NaiveDate, u32), i64, i64)> = Vec::with_capacity(hours.len());
+    let mut rows = hours.iter().peekable();
+    while let Some(row) = rows.next() {
+        // The hour's sends and inbound messages side by side (a row each, in hour order).
+        let mut counts = [(0, 0); 4];
+        let mut add = |row: &rollups::ActivityHour| {
+            for (index, count) in row.quarter_counts().into_iter().enumerate() {
+                let (sent, received) = &mut counts[index];
+                *if row.outbound { sent } else { received } += count;
+            }
         };
-        *slots.entry((date, local_hour, direction)).or_default() += count;
+        add(row);
+        while let Some(same_hour) = rows.next_if(|next| next.hour == row.hour) {
+            add(same_hour);
+        }
+        let slots = local_slots_of_hour(period.zone, row.hour);
+        for (index, ((sent, received), slot)) in counts.into_iter().zip(slots).enumerate() {
+            if (sent == 0 && received == 0) || !quarters.contains(row.hour * 4 + index as i64) {
+                continue;
+            }
+            match local_hours.last_mut() {
+                Some((last, last_sent, last_received)) if *last == slot => {
+                    *last_sent += sent;
+                    *last_received += received;
+                }
+                _ => local_hours.push((slot, sent, received)),
+            }
+        }
     }
-    Ok(slots
+    local_hours.sort_by_key(|&(slot, _, _)| slot);
+    local_hours.dedup_by(|(slot, sent, received), (kept, kept_sent, kept_received)| {
+        let same = slot == kept;
+        if same {
+            *kept_sent += *sent;
+            *kept_received += *received;
+        }
+        same
+    });
+    local_hours
         .into_iter()
-        .filter(|(_, count)| *count != 0)
-        .map(|((date, hour, direction), count)| ActivitySlot {
-            date,
-            hour,
-            direction,
-            count,
+        .flat_map(|((date, hour), sent, received)| {
+            [
+                (ActivityDirection::Outbound, sent),
+                (ActivityDirection::Inbound, received),
+            ]
+            .into_iter()
+            .filter(|&(_, count)| count != 0)
+            .map(move |(direction, count)| ActivitySlot {
+                date,
+                hour,
+                direction,
+                count,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The width of a timeline's buckets.
@@ -417,4 +461,106 @@ pub async fn timeline(
 pub async fn queue_depth(db: &Db) -> ServiceResult<i64> {
     let mut conn = db.read().await?;
     Ok(rollups::queue_depth(conn.conn()).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hour_of(at: &str) -> i64 {
+        at.parse::<DateTime<Utc>>().unwrap().timestamp() / 3600
+    }
+
+    fn row(at: &str, outbound: bool, quarters: [i64; 4]) -> rollups::ActivityHour {
+        let [q0, q1, q2, q3] = quarters;
+        rollups::ActivityHour {
+            hour: hour_of(at),
+            outbound,
+            q0,
+            q1,
+            q2,
+            q3,
+        }
+    }
+
+    fn period(from: &str, to: &str, zone: &str) -> Period {
+        let now = "2026-12-01T00:00:00Z".parse().unwrap();
+        Period::parse(Some(from), Some(to), Some(zone), now).unwrap()
+    }
+
+    fn slots(slots: &[ActivitySlot]) -> Vec<(String, u32, ActivityDirection, i64)> {
+        slots
+            .iter()
+            .map(|slot| (slot.date.to_string(), slot.hour, slot.direction, slot.count))
+            .collect()
+    }
+
+    #[test]
+    fn the_hour_repeated_when_clocks_go_back_is_one_slot() {
+        use ActivityDirection::{Inbound, Outbound};
+        // New York, 1 November 2026: 01:00–02:00 comes twice, at 05:00 and 06:00 UTC.
+        let hours = [
+            row("2026-11-01T04:00:00Z", true, [1, 0, 0, 0]),
+            row("2026-11-01T05:00:00Z", true, [2, 0, 0, 1]),
+            row("2026-11-01T05:00:00Z", false, [0, 4, 0, 0]),
+            row("2026-11-01T06:00:00Z", true, [0, 8, 0, 0]),
+            row("2026-11-01T07:00:00Z", false, [16, 0, 0, 0]),
+        ];
+        let activity = activity_in_local_hours(
+            &hours,
+            period("2026-11-01", "2026-11-01", "America/New_York"),
+        );
+        assert_eq!(
+            slots(&activity),
+            [
+                ("2026-11-01".into(), 0, Outbound, 1),
+                ("2026-11-01".into(), 1, Outbound, 11),
+                ("2026-11-01".into(), 1, Inbound, 4),
+                ("2026-11-01".into(), 2, Inbound, 16),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_two_hour_fall_back_meets_its_repeated_hour_again_after_another() {
+        use ActivityDirection::Outbound;
+        // Troll (Antarctica) goes from UTC+2 to UTC+0 at 01:00 UTC on 25 October 2026: local
+        // 02:00 (00:00 UTC), then 01:00 (01:00 UTC), then 02:00 again (02:00 UTC).
+        let hours = [
+            row("2026-10-25T00:00:00Z", true, [1, 0, 0, 0]),
+            row("2026-10-25T01:00:00Z", true, [2, 0, 0, 0]),
+            row("2026-10-25T02:00:00Z", true, [4, 0, 0, 0]),
+        ];
+        let activity = activity_in_local_hours(
+            &hours,
+            period("2026-10-25", "2026-10-25", "Antarctica/Troll"),
+        );
+        assert_eq!(
+            slots(&activity),
+            [
+                ("2026-10-25".into(), 1, Outbound, 2),
+                ("2026-10-25".into(), 2, Outbound, 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_half_hour_zone_splits_each_utc_hour_and_the_period_cuts_at_local_midnight() {
+        use ActivityDirection::Outbound;
+        // Kolkata is UTC+05:30: 18:00–18:30 UTC on 30 November is 23:30–24:00 there, outside a
+        // period of 1 December; 18:30–19:00 is 00:00–00:30 on 1 December.
+        let hours = [row("2026-11-30T18:00:00Z", true, [1, 2, 4, 8])];
+        let activity =
+            activity_in_local_hours(&hours, period("2026-12-01", "2026-12-01", "Asia/Kolkata"));
+        assert_eq!(slots(&activity), [("2026-12-01".into(), 0, Outbound, 12)]);
+        let both_days =
+            activity_in_local_hours(&hours, period("2026-11-30", "2026-12-01", "Asia/Kolkata"));
+        assert_eq!(
+            slots(&both_days),
+            [
+                ("2026-11-30".into(), 23, Outbound, 3),
+                ("2026-12-01".into(), 0, Outbound, 12),
+            ]
+        );
+    }
 }

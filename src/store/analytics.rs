@@ -327,24 +327,43 @@ async fn sender_counts_by_quarter(
         .await?))
 }
 
+/// One UTC hour's sends or inbound messages, by quarter.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct ActivityHour {
+    pub hour: i64,
+    /// Sends (`sent`) when true, else inbound messages (`received`).
+    pub outbound: bool,
+    pub q0: i64,
+    pub q1: i64,
+    pub q2: i64,
+    pub q3: i64,
+}
+
+impl ActivityHour {
+    /// The counts of its four quarters, in order.
+    pub fn quarter_counts(&self) -> [i64; 4] {
+        [self.q0, self.q1, self.q2, self.q3]
+    }
+}
+
 /// Sends and inbound messages (outcomes `sent` and `received`) by UTC hour over `hours`
-/// (inclusive), of one sender or all.
+/// (inclusive), of one sender or all, in order of hour.
 pub async fn activity_by_hour(
     conn: Conn<'_>,
     workspace: WorkspaceId,
     (first_hour, last_hour): (i64, i64),
     sender: Option<SenderId>,
-) -> Result<Vec<HourCounts>> {
+) -> Result<Vec<ActivityHour>> {
     // Every sender's: the workspace's own rollups, a row per hour and outcome.
     let sql = match sender {
         Some(_) => {
-            "SELECT hour, outcome, q0, q1, q2, q3 FROM message_rollups
+            "SELECT hour, outcome = 'sent' AS outbound, q0, q1, q2, q3 FROM message_rollups
              WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3 AND sender_id = $4
                    AND (outcome = 'sent' OR outcome = 'received')
              ORDER BY hour"
         }
         None => {
-            "SELECT hour, outcome, q0, q1, q2, q3 FROM workspace_rollups
+            "SELECT hour, outcome = 'sent' AS outbound, q0, q1, q2, q3 FROM workspace_rollups
              WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3
                    AND (outcome = 'sent' OR outcome = 'received')
              ORDER BY hour"
