@@ -166,7 +166,8 @@ pub async fn admit(
             .map_or(0, |(_, count)| *count)
     };
     let today = count_of(&periods.day);
-    let refusal = if key.daily_quota.is_some_and(|quota| today > quota) {
+    // Ok: what is left of the minute once admitted; Err: the refusal.
+    let outcome = if key.daily_quota.is_some_and(|quota| today > quota) {
         Err(Admission::DailyQuotaExceeded {
             retry_after: seconds_to_next_day(now),
             quota: key.daily_quota.unwrap_or_default(),
@@ -193,7 +194,7 @@ pub async fn admit(
             }
         }
     };
-    match refusal {
+    match outcome {
         Ok(minute_remaining) => Ok(Admission::Admitted {
             daily: key.daily_quota.map(|quota| (quota, (quota - today).max(0))),
             minute_remaining,
