@@ -356,8 +356,9 @@ pub async fn activity(
 /// `hours` (UTC, in order) as the period's local hours, sends and inbound messages of each.
 fn activity_in_local_hours(hours: &[rollups::ActivityHour], period: Period) -> Vec<ActivitySlot> {
     let quarters = period.quarters();
-    // Local hours come in order but for the hour repeated when clocks go back: gather them as
-    // they come, merging neighbours, then a sort (which finds them almost sorted) and a merge.
+    // Local hours come in order but for the hour repeated when clocks go back: gather each
+    // quarter's as they come, then a stable sort (which finds them almost sorted) and a merge
+    // of equal neighbours.
     let mut local_hours: Vec<((NaiveDate, u32), i64, i64)> = Vec::with_capacity(hours.len());
     let mut rows = hours.iter().peekable();
     while let Some(row) = rows.next() {
@@ -378,13 +379,7 @@ fn activity_in_local_hours(hours: &[rollups::ActivityHour], period: Period) -> V
             if (sent == 0 && received == 0) || !quarters.contains(row.hour * 4 + index as i64) {
                 continue;
             }
-            match local_hours.last_mut() {
-                Some((last, last_sent, last_received)) if *last == slot => {
-                    *last_sent += sent;
-                    *last_received += received;
-                }
-                _ => local_hours.push((slot, sent, received)),
-            }
+            local_hours.push((slot, sent, received));
         }
     }
     local_hours.sort_by_key(|&(slot, _, _)| slot);
