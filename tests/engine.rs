@@ -1162,6 +1162,147 @@ async fn a_stopping_engine_records_what_it_sent_and_hands_back_the_rest(db: Test
     scenario.stop().await;
 }
 
+/// A gateway that answers each send after `delay`, and a 200-recipient campaign on a lane of
+/// batches of 16, four sends out at once: once the first four are recorded, four are out, eight
+/// of the batch wait for a slot, and sixteen more are claimed ahead.
+async fn a_batch_in_flight_when_consent_is_withdrawn(db: TestDb) -> (Scenario, MockServer) {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
+        .mount(&gateway)
+        .await;
+    // A cap that never binds, so that the day's count of sends is kept.
+    let counted = Pacing {
+        daily_limit: Some(10_000),
+        ..Pacing::default()
+    };
+    let mut scenario = Scenario::new(db, &gateway, counted, 200).await;
+    let mut tx = scenario.db.begin().await.unwrap();
+    campaigns::launch(&mut tx, scenario.ws, scenario.campaign, Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    scenario
+        .start_engine(EngineConfig {
+            concurrency: 4,
+            // Long enough for batches of 16 at the provider's timeout (see `batch_limit`).
+            claim_lease: Duration::from_secs(600),
+            ..fast()
+        })
+        .await;
+    scenario.wait_until_sent(4).await;
+    (scenario, gateway)
+}
+
+/// Every contact, as this process's store opts them out (STOP, the API, the dashboard).
+async fn opt_everyone_out(scenario: &Scenario) {
+    let mut tx = scenario.db.begin().await.unwrap();
+    for contact in all_contacts(scenario).await {
+        contacts::set_opted_out(
+            tx.conn(),
+            scenario.ws,
+            contact,
+            Some(Utc::now()),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn all_contacts(scenario: &Scenario) -> Vec<herald::domain::ids::ContactId> {
+    let mut conn = scenario.db.read().await.unwrap();
+    let page = Page {
+        page: 1,
+        per_page: 500,
+    };
+    contacts::list(conn.conn(), scenario.ws, &Default::default(), page)
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|contact| contact.id)
+        .collect()
+}
+
+/// After the withdrawal, the campaign ends with every message sent or skipped for it, the
+/// counters equal to the truth and the day's cap charged for the sends alone; returns how many sends started after it.
+async fn sends_after_withdrawal(scenario: &Scenario, gateway: &MockServer, asked: usize) -> usize {
+    let done = scenario.wait_for_status(CampaignStatus::Completed).await;
+    assert_eq!(done.counters(), scenario.truth().await);
+    let started_after = requests(gateway).await.len() - asked;
+    assert_eq!(done.sent_count as usize, asked + started_after);
+    assert_eq!(done.sent_count + done.skipped_count, 200);
+    let messages = scenario.messages().await;
+    assert!(
+        messages
+            .iter()
+            .filter(|m| m.status == MessageStatus::Skipped)
+            .all(|m| m.error.as_deref() == Some("opted_out")),
+        "skipped for the opt-out"
+    );
+    let mut conn = scenario.db.read().await.unwrap();
+    let counted = usage::sent_on(conn.conn(), scenario.sender, Utc::now().date_naive())
+        .await
+        .unwrap();
+    assert_eq!(
+        counted, done.sent_count,
+        "what was skipped took nothing from the cap"
+    );
+    started_after
+}
+
+/// STOP while a lane holds messages to the contact, in the batch it sends and in the one it
+/// claimed ahead: none of them starts after the opt-out commits; only the sends already out
+/// finish.
+async fn no_send_starts_after_the_contact_opts_out(db: TestDb) {
+    let (scenario, gateway) = a_batch_in_flight_when_consent_is_withdrawn(db).await;
+    let asked = requests(&gateway).await.len();
+    opt_everyone_out(&scenario).await;
+    let started_after = sends_after_withdrawal(&scenario, &gateway, asked).await;
+    // The four out at the opt-out; the eight waiting for a slot and the sixteen claimed ahead
+    // would follow without the lane hearing of it.
+    assert!(
+        started_after <= 4,
+        "{started_after} sends started after the opt-out"
+    );
+    scenario.stop().await;
+}
+
+/// Consent withdrawn where this process cannot hear it (another process on a PostgreSQL
+/// database; one process serves a SQLite file): the batch claimed ahead is checked against the
+/// database before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claimed_ahead_is_checked_for_consent_before_it_starts() {
+    let Some(db) = common::postgres().await else {
+        eprintln!("{} is not set", common::POSTGRES_URL_VAR);
+        return;
+    };
+    let (scenario, gateway) = a_batch_in_flight_when_consent_is_withdrawn(db).await;
+    let asked = requests(&gateway).await.len();
+    let mut tx = scenario.db.begin().await.unwrap();
+    let sql = "UPDATE contacts SET opted_out_at = $1";
+    match tx.conn() {
+        Conn::Sqlite(c) => sqlx::query(sql).bind(Utc::now()).execute(c).await.map(drop),
+        Conn::Postgres(c) => sqlx::query(sql).bind(Utc::now()).execute(c).await.map(drop),
+    }
+    .unwrap();
+    for contact in all_contacts(&scenario).await {
+        messages::skip_pending_to(tx.conn(), contact, "opted_out", Utc::now())
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let started_after = sends_after_withdrawal(&scenario, &gateway, asked).await;
+    // The four out and the eight of their batch: the sixteen claimed ahead would follow.
+    assert!(
+        started_after <= 12,
+        "{started_after} sends started after the opt-out"
+    );
+    scenario.stop().await;
+}
+
 /// Another process takes the sender's lease mid-campaign (as it would once this one stalled
 /// past its lease): the lane claims nothing more, records what it sent, hands back what it
 /// claimed and did not send, and nothing is left in flight.
@@ -1436,6 +1577,7 @@ async fn a_woken_sender_sends_without_waiting_for_the_next_tick(db: TestDb) {
 }
 
 dialect_tests!(
+    no_send_starts_after_the_contact_opts_out,
     a_woken_sender_sends_without_waiting_for_the_next_tick,
     a_stopping_engine_applies_the_reports_it_had_queued,
     an_uploaded_import_is_run_by_the_engine_once,

@@ -15,8 +15,13 @@
 //! still holds the sender, and while a batch is out a heartbeat renews the lease at least every
 //! second (paced sends check it with each record). A lane that has lost its lease starts no
 //! further send, gives back the messages it claimed and did not start, and stops.
+//!
+//! Consent withdrawn after a claim (STOP, an opt-out or block through the API) skips the lane's
+//! messages to that contact that have not started: in this process the lane hears it at once
+//! (`store::withdrawals`) and checks each such message at its turn; on PostgreSQL, where another
+//! process may have heard it, a batch claimed ahead is checked against the database first.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -35,7 +40,7 @@ use super::pacing::{
     window_opens_at,
 };
 use super::retry::{Next, after_failure};
-use crate::domain::ids::{CampaignId, MessageId, SenderId};
+use crate::domain::ids::{CampaignId, ContactId, MessageId, SenderId};
 use crate::domain::template::Template;
 use crate::domain::whatsapp::RenderedWhatsApp;
 use crate::metrics::{self, Gate};
@@ -43,7 +48,8 @@ use crate::providers::{self, Outbound, Provider, SendError};
 use crate::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
 use crate::store::messages::{Claimed, HeldClaim, Outcome};
 use crate::store::senders::Sender;
-use crate::store::{self, StoreError};
+use crate::store::withdrawals::{self, Subscription};
+use crate::store::{self, Dialect, StoreError};
 
 /// Why a lane stopped.
 #[derive(Debug, thiserror::Error)]
@@ -133,12 +139,17 @@ struct Prepared {
     id: MessageId,
     /// `None` for a single message.
     campaign_id: Option<CampaignId>,
+    /// The contact a campaign message goes to: one that withdraws its consent gets no more of
+    /// them. `None` for a single message (a STOP's confirmation goes to an opted-out contact).
+    campaign_contact: Option<ContactId>,
     to: String,
     body: String,
     media_url: Option<String>,
     /// The template approved at Meta, rendered, for providers that send templates.
     whatsapp: Option<RenderedWhatsApp>,
     attempts: i64,
+    /// The local day whose cap its claim reserved a send from.
+    reserved_on: Option<NaiveDate>,
 }
 
 /// One claimed message's end, as the recorder receives it.
@@ -147,6 +158,9 @@ struct Completion {
     end: End,
     /// When its send started (the lane's last send time, for the gap after a restart).
     started_at: DateTime<Utc>,
+    /// The day whose cap reserved a send this message did not make after all (handed back,
+    /// or skipped at its turn), given back with its record.
+    unreserve: Option<NaiveDate>,
     /// The send's slot: held until the outcome is committed, so unrecorded sends never exceed
     /// the lane's concurrency.
     _slot: Option<OwnedSemaphorePermit>,
@@ -161,6 +175,8 @@ struct Start {
 enum End {
     /// The send happened (or failed); this is what to record.
     Outcome(Outcome),
+    /// Never sent: its contact withdrew consent (the reason) after it was claimed.
+    Skipped(&'static str),
     /// Never sent: the lane lost its lease before this message's turn.
     Unsent,
 }
@@ -186,6 +202,8 @@ pub(super) struct Lane {
     /// Set when the lane is to give its sender up: its process stops, or holds more than its
     /// share of the senders with work.
     leave: watch::Receiver<bool>,
+    /// Consent withdrawn in this process since the lane last held no claim.
+    consent: Subscription,
 }
 
 impl Lane {
@@ -217,6 +235,7 @@ impl Lane {
         let renew_at = shared.clock.now() + to_chrono(shared.config.lease / 3);
         let batch_size = batch_limit(&shared.config, provider.send_timeout());
         let work = shared.wakeups.lane(sender.id);
+        let consent = withdrawals::subscribe();
         Ok(Self {
             shared,
             sender,
@@ -231,6 +250,7 @@ impl Lane {
             batch_size,
             claimed_ahead: None,
             leave,
+            consent,
         })
     }
 
@@ -320,12 +340,20 @@ impl Lane {
     /// With nothing spacing the sends: claims a whole batch and sends it, many in flight.
     async fn unpaced_turn(&mut self) -> Result<AfterTurn, LaneError> {
         if let Some(ahead) = self.claimed_ahead.take() {
-            return self.take_turn(ahead?).await;
+            // One process on SQLite hears every withdrawal (`withdrawals`); PostgreSQL's
+            // others are asked of the database.
+            let ahead = match self.shared.db.dialect() {
+                Dialect::Sqlite => ahead?,
+                Dialect::Postgres => self.without_withdrawn_consent(ahead?).await?,
+            };
+            return self.take_turn(ahead).await;
         }
         self.keep_lease().await?;
         if self.wait_for_the_window().await? {
             return Ok(AfterTurn::Continue);
         }
+        // Nothing is held: what was withdrawn until now cannot be in the claim.
+        self.consent.forget();
         let claim = self.claim(self.batch_size).await?;
         self.take_turn(claim).await
     }
@@ -383,17 +411,21 @@ impl Lane {
     /// the sender's settings stay as they were; every send it started is recorded before it
     /// returns.
     async fn send_paced(&mut self) -> Result<AfterTurn, LaneError> {
+        // Nothing is held when a pipeline starts.
+        self.consent.forget();
         let slots = Arc::new(Semaphore::new(self.shared.config.concurrency.max(1)));
         let stop = Stop::holding_claims_until(self.now(), self.leave.clone());
         let (to_start, mut starts) = mpsc::unbounded_channel::<Start>();
         let (completed, completions) = mpsc::unbounded_channel();
         let shared = self.shared.clone();
+        let consent = self.consent.clone();
         let sending = send_all(
             &shared,
             self.provider.clone(),
             metrics::provider_latency(self.sender.provider.as_str()),
             futures::stream::poll_fn(move |cx| starts.poll_recv(cx)),
             &stop,
+            &consent,
             completed.clone(),
         );
         let recording = record_as_completed(
@@ -664,12 +696,14 @@ impl Lane {
                 Start { message, slot }
             }
         });
+        let consent = self.consent.clone();
         let sending = send_all(
             &shared,
             self.provider.clone(),
             metrics::provider_latency(self.sender.provider.as_str()),
             starts,
             &stop,
+            &consent,
             completed,
         );
         let recording = record_as_completed(
@@ -786,11 +820,13 @@ impl Lane {
             prepared.push(Prepared {
                 id: message.id,
                 campaign_id: message.campaign_id,
+                campaign_contact: message.contact_id.filter(|_| message.campaign_id.is_some()),
                 to: message.phone,
                 body,
                 media_url,
                 whatsapp,
                 attempts: message.attempts,
+                reserved_on,
             });
         }
         let prepared = self.within_window(prepared, &mut failed).await?;
@@ -839,6 +875,49 @@ impl Lane {
             (message.claim(), Outcome::Skipped { reason })
         }));
         Ok(ready)
+    }
+
+    /// A batch claimed ahead was claimed while the last one was sent: consent withdrawn since,
+    /// in another process too, skips its messages to those contacts (reason `opted_out` or
+    /// `blocked`) before any of it starts.
+    async fn without_withdrawn_consent(&self, claim: Claim) -> Result<Claim, LaneError> {
+        let Claim::Messages(mut batch) = claim else {
+            return Ok(claim);
+        };
+        let contacts: Vec<ContactId> = batch
+            .ready
+            .iter()
+            .filter_map(|message| message.campaign_contact)
+            .collect();
+        let withdrawn: HashMap<ContactId, &'static str> = {
+            let mut conn = self.shared.db.read().await?;
+            store::contacts::withdrawn(conn.conn(), &contacts, false)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        if withdrawn.is_empty() {
+            return Ok(Claim::Messages(batch));
+        }
+        let (skipped, ready): (Vec<_>, Vec<_>) = batch.ready.into_iter().partition(|message| {
+            message
+                .campaign_contact
+                .is_some_and(|contact| withdrawn.contains_key(&contact))
+        });
+        self.give_back_reservation(batch.reserved_on, skipped.len())
+            .await;
+        batch.failed.extend(skipped.into_iter().map(|message| {
+            let reason = message
+                .campaign_contact
+                .and_then(|contact| withdrawn.get(&contact))
+                .map_or("opted_out", |reason| *reason);
+            let skipped = Outcome::Skipped {
+                reason: reason.to_owned(),
+            };
+            (message.claim(), skipped)
+        }));
+        batch.ready = ready;
+        Ok(Claim::Messages(batch))
     }
 
     /// Renews the lease when due, and picks up changed sender settings then.
@@ -940,6 +1019,7 @@ fn record_unsent(
             claim,
             end: End::Outcome(outcome),
             started_at,
+            unreserve: None,
             _slot: None,
         });
     }
@@ -1069,13 +1149,15 @@ fn start_margin(config: &super::EngineConfig, send_timeout: Duration) -> chrono:
 /// committed, so at most `concurrency` sends are unrecorded at once. A message whose turn comes
 /// after the lane was told to stop, or too close to the end of its claim (the heartbeat could
 /// not renew it: a stalled process, a database too slow), is handed back unsent: sent then, it
-/// could still be out when another lane claims it again.
+/// could still be out when another lane claims it again. A campaign message to a contact that
+/// has withdrawn its consent since it was claimed is skipped at its turn.
 async fn send_all(
     shared: &Shared,
     provider: Arc<dyn Provider>,
     latency: metrics::Histogram,
     starts: impl futures::Stream<Item = Start>,
     stop: &Stop,
+    consent: &Subscription,
     completed: mpsc::UnboundedSender<Completion>,
 ) {
     let concurrency = shared.config.concurrency.max(1);
@@ -1088,7 +1170,15 @@ async fn send_all(
             async move {
                 let started_at = shared.clock.now();
                 let in_time = started_at + margin < stop.claims_until();
-                let end = if stop.sending_allowed() && in_time {
+                let withdrawn = match message.campaign_contact {
+                    Some(contact) if consent.may_have_withdrawn(contact) => {
+                        withdrawn_consent(shared, contact).await
+                    }
+                    _ => Ok(None),
+                };
+                let end = if let Ok(Some(reason)) = withdrawn {
+                    End::Skipped(reason)
+                } else if stop.sending_allowed() && in_time && withdrawn.is_ok() {
                     let outbound = Outbound {
                         id: message.id,
                         to: &message.to,
@@ -1124,15 +1214,31 @@ async fn send_all(
                 } else {
                     End::Unsent
                 };
+                let unreserve = match &end {
+                    End::Outcome(_) => None,
+                    End::Skipped(_) | End::Unsent => message.reserved_on,
+                };
                 let _ = completed.send(Completion {
                     claim: message.claim(),
                     end,
                     started_at,
+                    unreserve,
                     _slot: slot,
                 });
             }
         })
         .await;
+}
+
+/// Whether `contact`, announced as withdrawing its consent, did: asked once the transaction
+/// that withdrew it has ended, since it may yet roll back. `Some(reason)` to skip the message.
+async fn withdrawn_consent(
+    shared: &Shared,
+    contact: ContactId,
+) -> Result<Option<&'static str>, StoreError> {
+    let mut conn = shared.db.write().await?;
+    let withdrawn = store::contacts::withdrawn(conn.conn(), &[contact], true).await?;
+    Ok(withdrawn.first().map(|(_, reason)| *reason))
 }
 
 /// What a send's result means for its message, and until when the provider asked the whole
@@ -1284,13 +1390,21 @@ async fn record_group(
     let mut outcomes = Vec::with_capacity(group.len());
     let mut unsent = Vec::new();
     let mut last_started = None;
+    let mut unreserved: BTreeMap<NaiveDate, i64> = BTreeMap::new();
     for completion in group {
         match &completion.end {
             End::Outcome(outcome) => {
                 outcomes.push((completion.claim.id, outcome.clone()));
                 last_started = last_started.max(Some(completion.started_at));
             }
+            End::Skipped(reason) => {
+                let reason = (*reason).to_owned();
+                outcomes.push((completion.claim.id, Outcome::Skipped { reason }));
+            }
             End::Unsent => unsent.push(completion.claim),
+        }
+        if let Some(day) = completion.unreserve {
+            *unreserved.entry(day).or_default() += 1;
         }
     }
     let still_held = super::retrying("recording sends", sender, || async {
@@ -1308,6 +1422,10 @@ async fn record_group(
         };
         store::messages::record_outcomes(&mut tx, &outcomes, now).await?;
         store::messages::release_unsent(tx.conn(), &unsent, now).await?;
+        // What was reserved and not sent after all is no send of its day.
+        for (day, unused) in &unreserved {
+            store::usage::release(tx.conn(), sender, *day, *unused).await?;
+        }
         tx.commit().await?;
         Ok(still_held)
     })

@@ -404,6 +404,7 @@ pub async fn set_blocked(
     let contact = get(conn.reborrow(), workspace, id).await?;
     if blocked {
         super::messages::skip_pending_to(conn.reborrow(), id, "blocked", now).await?;
+        super::withdrawals::announce(id);
     }
     announce(conn, &contact, EventType::ContactUpdated, now).await?;
     Ok(contact)
@@ -447,11 +448,68 @@ pub async fn set_opted_out(
     };
     if kind == Some(EventType::ContactOptedOut) {
         super::messages::skip_pending_to(conn.reborrow(), id, "opted_out", now).await?;
+        super::withdrawals::announce(id);
     }
     if let Some(kind) = kind {
         announce(conn, &contact, kind, now).await?;
     }
     Ok(contact)
+}
+
+/// Of `ids`, the contacts that no campaign message may reach any more, with the reason their
+/// messages are skipped for (`blocked`, else `opted_out`). `wait_for_writers`: answer only once
+/// a transaction changing one of them has ended (PostgreSQL: a share lock on their rows; SQLite:
+/// run it on the writer connection).
+pub async fn withdrawn(
+    conn: Conn<'_>,
+    ids: &[ContactId],
+    wait_for_writers: bool,
+) -> Result<Vec<(ContactId, &'static str)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(ContactId, bool, bool)> = match conn {
+        Conn::Postgres(c) => {
+            const WITHDRAWN: &str = "SELECT id, blocked, opted_out_at IS NOT NULL FROM contacts
+                 WHERE id = ANY($1) AND (blocked OR opted_out_at IS NOT NULL)";
+            // Every row is locked, whatever it held: a row whose old version does not match a
+            // condition would be passed over without waiting for the transaction changing it.
+            const WITHDRAWN_WAITING: &str =
+                "SELECT id, blocked, opted_out_at IS NOT NULL FROM contacts
+                 WHERE id = ANY($1) FOR SHARE";
+            let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+            sqlx::query_as(if wait_for_writers {
+                WITHDRAWN_WAITING
+            } else {
+                WITHDRAWN
+            })
+            .bind(ids)
+            .fetch_all(&mut *c)
+            .await?
+        }
+        // The caller's connection decides whether it waits: the writer does.
+        Conn::Sqlite(c) => {
+            let mut select = SqlBuilder::new(
+                "SELECT id, blocked, opted_out_at IS NOT NULL FROM contacts WHERE id IN ",
+            );
+            select.bind_list(ids.iter().map(|id| Param::Id(id.0)));
+            select.push(" AND (blocked OR opted_out_at IS NOT NULL)");
+            bind_params!(
+                sqlx::query_as(super::sql::built(&select, &*c)),
+                &select.params
+            )
+            .fetch_all(&mut *c)
+            .await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, blocked, opted_out)| match (blocked, opted_out) {
+            (true, _) => Some((id, "blocked")),
+            (false, true) => Some((id, "opted_out")),
+            (false, false) => None,
+        })
+        .collect())
 }
 
 /// What rendering a message needs of a contact.

@@ -49,6 +49,7 @@ mod types;
 pub mod usage;
 /// Outbound webhooks: endpoints, deliveries claimed with a lease, attempts.
 pub mod webhooks;
+pub mod withdrawals;
 pub mod workspaces;
 
 pub use sql::Page;

@@ -1,0 +1,122 @@
+//! Consent withdrawn in this process, told at once to the lanes sending here.
+//!
+//! Opting a contact out or blocking it skips what still waits for it, in the same transaction;
+//! but a lane may already hold a message to it, claimed in the batch it is sending or in the one
+//! it claimed ahead. Each lane subscribes before its first claim, and [`announce`] tells every
+//! subscriber of a withdrawal once its statements have run, while its transaction still holds
+//! the contact's row (SQLite: the writer). A lane that then meets the contact asks the database
+//! ([`super::contacts::withdrawn`] waiting for writers), which answers once that transaction has
+//! ended: a withdrawal rolled back skips nothing.
+//!
+//! A withdrawal announced before a lane's claim cannot reach its batch: the messages it skipped
+//! were locked by its transaction (SQLite: the writer was), so the claim either waited for the
+//! commit and found them skipped, or passed over them.
+//!
+//! Process-wide, like the metrics registry: contact ids are unique across databases, so a lane of
+//! another database never matches one, and a withdrawal in another process is not heard here
+//! (a batch claimed ahead is checked against the database before it starts for that).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use crate::domain::ids::ContactId;
+
+static SUBSCRIBERS: Mutex<Vec<Weak<Inbox>>> = Mutex::new(Vec::new());
+
+#[derive(Default)]
+struct Inbox {
+    /// Set with the first contact: a lane whose inbox is empty pays one load per send.
+    any: AtomicBool,
+    contacts: Mutex<HashSet<ContactId>>,
+}
+
+/// One lane's hearing of withdrawals (its clones share it); dropping the last unsubscribes.
+#[derive(Clone)]
+pub struct Subscription(Arc<Inbox>);
+
+/// Subscribes to withdrawals announced from now on.
+pub fn subscribe() -> Subscription {
+    let inbox = Arc::new(Inbox::default());
+    let mut subscribers = SUBSCRIBERS.lock().unwrap_or_else(PoisonError::into_inner);
+    subscribers.retain(|subscriber| subscriber.strong_count() > 0);
+    subscribers.push(Arc::downgrade(&inbox));
+    Subscription(inbox)
+}
+
+/// Tells every subscriber that `contact` may have withdrawn its consent: call it after the
+/// statements that withdraw it, inside their transaction.
+pub(super) fn announce(contact: ContactId) {
+    let subscribers = SUBSCRIBERS.lock().unwrap_or_else(PoisonError::into_inner);
+    for inbox in subscribers.iter().filter_map(Weak::upgrade) {
+        inbox
+            .contacts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(contact);
+        inbox.any.store(true, Ordering::Release);
+    }
+}
+
+impl Subscription {
+    /// Whether a withdrawal of `contact` was announced since the subscription or the last
+    /// [`Subscription::forget`]: if so, ask the database before sending to it.
+    pub fn may_have_withdrawn(&self, contact: ContactId) -> bool {
+        self.0.any.load(Ordering::Acquire)
+            && self
+                .0
+                .contacts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&contact)
+    }
+
+    /// Forgets what was heard: for a lane that holds no claimed message, before it claims
+    /// (what was announced until then cannot be in its next claim).
+    pub fn forget(&self) {
+        if self.0.any.swap(false, Ordering::AcqRel) {
+            self.0
+                .contacts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscriber_hears_what_is_announced_after_it_subscribed_until_it_forgets() {
+        let before = ContactId::generate();
+        announce(before);
+        let lane = subscribe();
+        let (stopped, other) = (ContactId::generate(), ContactId::generate());
+        assert!(!lane.may_have_withdrawn(stopped));
+        announce(stopped);
+        assert!(lane.may_have_withdrawn(stopped));
+        assert!(!lane.may_have_withdrawn(other));
+        assert!(
+            !lane.may_have_withdrawn(before),
+            "announced before it listened"
+        );
+        lane.forget();
+        assert!(!lane.may_have_withdrawn(stopped));
+        announce(other);
+        assert!(lane.may_have_withdrawn(other));
+    }
+
+    #[test]
+    fn a_dropped_subscription_is_not_told_any_more() {
+        let lane = subscribe();
+        let inbox = Arc::downgrade(&lane.0);
+        drop(lane);
+        announce(ContactId::generate());
+        assert!(inbox.upgrade().is_none());
+        let _ = subscribe();
+        let subscribers = SUBSCRIBERS.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(subscribers.iter().all(|s| !Weak::ptr_eq(s, &inbox)));
+    }
+}
