@@ -110,9 +110,11 @@ async fn say_connection_budget(db: &Db, config: &Config, clock: &dyn Clock) {
     let since = clock.now() - crate::engine::pacing::to_chrono(config.engine().lease);
     let budget = async {
         let mut conn = db.read().await?;
+        // The pool, and the connection on which the engine hears of work other processes
+        // announce.
         crate::store::processes::connection_budget(
             conn.conn(),
-            config.database_max_connections,
+            config.database_max_connections.saturating_add(1),
             since,
         )
         .await

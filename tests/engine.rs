@@ -1576,6 +1576,52 @@ async fn a_woken_sender_sends_without_waiting_for_the_next_tick(db: TestDb) {
     }
 }
 
+/// On PostgreSQL a reply may be queued by a process that does not run its sender's lane (the
+/// callback reached another one): the database tells every process, and the one that can send
+/// does so without waiting for its next look at the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queued_by_another_process_is_sent_without_waiting_for_a_tick() {
+    let Some(db) = common::postgres().await else {
+        eprintln!("{} is not set", common::POSTGRES_URL_VAR);
+        return;
+    };
+    let gateway = accepting_gateway().await;
+    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 0).await;
+    scenario
+        .start_engine(EngineConfig {
+            tick: Duration::from_secs(60),
+            ..fast()
+        })
+        .await;
+    // The engine's first look finds nothing to send; the next is a minute away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let message = messages::NewMessage {
+        sender_id: scenario.sender,
+        contact_id: None,
+        phone: "+201000000001",
+        body: "Thanks, we got it",
+        media_url: None,
+        not_before: Utc::now(),
+        reply_to: None,
+        whatsapp: None,
+    };
+    // Queued as another process would: this engine's own wake-ups are not called.
+    let mut tx = scenario.db.begin().await.unwrap();
+    messages::insert_single(tx.conn(), scenario.ws, &message, Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let queued = tokio::time::Instant::now();
+    while requests(&gateway).await.is_empty() {
+        assert!(
+            queued.elapsed() < Duration::from_secs(5),
+            "the announced work was not sent"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    scenario.stop().await;
+}
+
 dialect_tests!(
     no_send_starts_after_the_contact_opts_out,
     a_woken_sender_sends_without_waiting_for_the_next_tick,

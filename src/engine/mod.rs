@@ -217,6 +217,10 @@ pub async fn start(
         wakeups: wakeups.clone(),
         activity: activity.clone(),
     });
+    // Before the first look at the queue: work announced from then on is heard.
+    if let Some(listener) = store::lanes::listen_for_work(&shared.db).await? {
+        tokio::spawn(hear_work(shared.clone(), listener));
+    }
     let task = tokio::spawn(run(shared, received));
     Ok(EngineHandle {
         stop,
@@ -224,6 +228,27 @@ pub async fn start(
         wakeups,
         activity,
     })
+}
+
+/// Wakes the lanes of senders that other processes announce work for (PostgreSQL), so that a
+/// reply queued by a process that does not run its sender's lane goes out without waiting for
+/// this one's next tick. Ends with the engine.
+async fn hear_work(shared: Arc<Shared>, mut listener: store::lanes::WorkListener) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            heard = listener.next() => match heard {
+                Ok(Some(sender)) => shared.wakeups.wake(sender),
+                Ok(None) => {}
+                Err(error) => {
+                    // The ticks still find the work; listening is tried again after one.
+                    tracing::warn!(%error, "announcements of work not heard");
+                    tokio::time::sleep(shared.config.tick).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn run(shared: Arc<Shared>, events: mpsc::Receiver<SenderEvents>) {

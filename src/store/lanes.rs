@@ -1,9 +1,51 @@
 //! Sender lanes' leases: at any moment one lane, in one process, owns a sender.
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgListener;
 
-use super::{Conn, Result, on_conn};
+use super::{Conn, Db, Result, on_conn};
 use crate::domain::ids::SenderId;
+
+/// The PostgreSQL channel on which processes tell each other that a sender has work now.
+const WORK_CHANNEL: &str = "herald_sender_work";
+
+/// Tells every process on the database that `sender` has work that should not wait for their
+/// next look at the queue (an automatic reply), wherever its lane runs: PostgreSQL delivers it
+/// when the transaction commits, and not at all if it rolls back. Nothing on SQLite, which one
+/// process serves (it wakes its own lanes).
+pub async fn announce_work(conn: Conn<'_>, sender: SenderId) -> Result<()> {
+    if let Conn::Postgres(c) = conn {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(WORK_CHANNEL)
+            .bind(sender.to_string())
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// This process's hearing of [`announce_work`], on a connection of its own.
+pub struct WorkListener(PgListener);
+
+/// Listens for work announced by any process; `None` on SQLite.
+pub async fn listen_for_work(db: &Db) -> Result<Option<WorkListener>> {
+    let Db::Postgres(pool) = db else {
+        return Ok(None);
+    };
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(WORK_CHANNEL).await?;
+    Ok(Some(WorkListener(listener)))
+}
+
+impl WorkListener {
+    /// The next sender announced. A lost connection is opened again and listens again (what was
+    /// announced meanwhile is found by the next look at the queue); an error is one that could
+    /// not, or the pool closing.
+    pub async fn next(&mut self) -> Result<Option<SenderId>> {
+        let notification = self.0.recv().await?;
+        Ok(notification.payload().parse().ok())
+    }
+}
 
 /// Takes the lease of `sender` for `owner` until `until`, if it is free, expired, or already
 /// `owner`'s. Returns the sender's last send time when the lease was taken, `None` otherwise.

@@ -93,6 +93,7 @@ pub async fn insert_single(
     .bind(message.whatsapp.map(sqlx::types::Json))
     .execute(&mut *c)
     .await.map(drop))?;
+    super::lanes::announce_work(conn.reborrow(), message.sender_id).await?;
     get(conn, workspace, id).await
 }
 
