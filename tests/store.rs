@@ -15,7 +15,7 @@ use herald::domain::pacing::{Pacing, SendWindow};
 use herald::domain::phone::Phone;
 use herald::domain::provider::ProviderKind;
 use herald::domain::time::Zone;
-use herald::store::analytics::Snapshot;
+use herald::store::analytics::{self, Snapshot};
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields, ContactFilter};
 use herald::store::messages::{self, MessageFilter, NewMessage, Outcome, StatusReport};
@@ -1694,10 +1694,14 @@ async fn rollups_equal_the_messages_after_random_transitions(db: TestDb) {
                     name: None,
                     id: None,
                 };
-                let mut conn = db.write().await.unwrap();
-                let inbound = messages::insert_inbound(conn.conn(), sender, &new, clock)
-                    .await
-                    .unwrap();
+                let mut tx = db.begin().await.unwrap();
+                let mut received = Vec::new();
+                let inbound =
+                    messages::insert_inbound(tx.conn(), sender, &new, clock, &mut received)
+                        .await
+                        .unwrap();
+                analytics::add_steps(tx.conn(), &received).await.unwrap();
+                tx.commit().await.unwrap();
                 inbound_count += inbound.is_some() as usize;
             }
             8 => {

@@ -24,7 +24,7 @@ use crate::store::automations::{
 };
 use crate::store::contacts::{self, Contact};
 use crate::store::events::{self, NewEvent};
-use crate::store::messages::{self, Inbound, NewMessage};
+use crate::store::messages::{self, Inbound, NewInbound, NewMessage};
 use crate::store::{self, Conn, Db, Page, StoreError, senders, templates};
 
 /// A rule as a client writes it.
@@ -285,10 +285,30 @@ struct Compiled {
     rules: Arc<Vec<Rule>>,
 }
 
-/// Rules compiled once per version, whichever process changed them: each inbound message costs
-/// one read of the version, and regular expressions are never compiled on the ingestion path
-/// while the rules stand still.
+/// Rules compiled once per version, whichever process changed them: each group of inbound
+/// messages committed together costs one read of the version ([`RulesRead`]), and regular
+/// expressions are never compiled on the ingestion path while the rules stand still.
 static COMPILED: LazyLock<Mutex<HashMap<WorkspaceId, Compiled>>> = LazyLock::new(Mutex::default);
+
+/// The rules of each workspace as one transaction read them: inbound messages committed together
+/// read their workspace's rules once. A change committed meanwhile applies from the next group.
+#[derive(Default)]
+pub struct RulesRead(HashMap<WorkspaceId, Arc<Vec<Rule>>>);
+
+impl RulesRead {
+    async fn of(
+        &mut self,
+        conn: Conn<'_>,
+        workspace: WorkspaceId,
+    ) -> store::Result<Arc<Vec<Rule>>> {
+        if let Some(rules) = self.0.get(&workspace) {
+            return Ok(rules.clone());
+        }
+        let rules = rules_of(conn, workspace).await?;
+        self.0.insert(workspace, rules.clone());
+        Ok(rules)
+    }
+}
 
 async fn rules_of(mut conn: Conn<'_>, workspace: WorkspaceId) -> store::Result<Arc<Vec<Rule>>> {
     let version = automations::version(conn.reborrow(), workspace).await?;
@@ -346,10 +366,11 @@ pub async fn answer(
     sender: SenderId,
     inbound: &Inbound,
     contact: Option<Contact>,
-    body: &str,
-    at: DateTime<Utc>,
+    written: &NewInbound<'_>,
+    rules: &mut RulesRead,
     now: DateTime<Utc>,
 ) -> store::Result<Option<Answer>> {
+    let (body, at) = (written.body, written.at);
     let workspace = inbound.workspace;
     let Some(contact) = contact.filter(|contact| Some(contact.id) == inbound.contact) else {
         return Ok(None);
@@ -386,7 +407,7 @@ pub async fn answer(
     if contact.blocked || contact.opted_out_at.is_some() {
         return Ok(None);
     }
-    let rules = rules_of(conn.reborrow(), workspace).await?;
+    let rules = rules.of(conn.reborrow(), workspace).await?;
     // Whether the contact wrote to this sender before matters to welcome rules alone.
     let first_to_sender = rules
         .iter()

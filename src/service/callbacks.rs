@@ -154,12 +154,30 @@ async fn commit_in_groups(db: Db, mut jobs: mpsc::Receiver<Job>) {
 
 async fn commit_together(db: &Db, group: &[Job]) -> store::Result<Vec<Ingested>> {
     let mut tx = db.begin().await?;
+    let mut together = Together::default();
     let mut ingested = Vec::with_capacity(group.len());
     for job in group {
-        ingested.push(ingest_in(&mut tx, Some(job.workspace), &job.batch, job.now).await?);
+        let batch = &job.batch;
+        ingested
+            .push(ingest_in(&mut tx, Some(job.workspace), batch, job.now, &mut together).await?);
     }
+    together.finish(&mut tx).await?;
     tx.commit().await?;
     Ok(ingested)
+}
+
+/// What callbacks committed together share: their workspaces' rules, read once, and the
+/// rollup counts of their inbound messages, added once before the commit.
+#[derive(Default)]
+struct Together {
+    rules: automations::RulesRead,
+    received: Vec<store::analytics::Step>,
+}
+
+impl Together {
+    async fn finish(self, tx: &mut store::Tx) -> store::Result<()> {
+        store::analytics::add_steps(tx.conn(), &self.received).await
+    }
 }
 
 /// A platform's `GET` verification of its webhook: the challenge to answer with.
@@ -208,7 +226,9 @@ pub async fn ingest_polled(
     now: DateTime<Utc>,
 ) -> store::Result<Ingested> {
     let mut tx = db.begin().await?;
-    let ingested = ingest_in(&mut tx, None, batch, now).await?;
+    let mut together = Together::default();
+    let ingested = ingest_in(&mut tx, None, batch, now, &mut together).await?;
+    together.finish(&mut tx).await?;
     store::cursors::put(tx.conn(), batch.sender, cursors, now).await?;
     tx.commit().await?;
     Ok(ingested)
@@ -222,17 +242,21 @@ async fn ingest_for(
     now: DateTime<Utc>,
 ) -> store::Result<Ingested> {
     let mut tx = db.begin().await?;
-    let ingested = ingest_in(&mut tx, workspace, batch, now).await?;
+    let mut together = Together::default();
+    let ingested = ingest_in(&mut tx, workspace, batch, now, &mut together).await?;
+    together.finish(&mut tx).await?;
     tx.commit().await?;
     Ok(ingested)
 }
 
-/// Applies one sender's events within `tx`.
+/// Applies one sender's events within `tx`; what it shares with the others of the commit is left
+/// in `together`, to finish before the commit.
 async fn ingest_in(
     tx: &mut store::Tx,
     workspace: Option<WorkspaceId>,
     batch: &SenderEvents,
     now: DateTime<Utc>,
+    together: &mut Together,
 ) -> store::Result<Ingested> {
     let mut reports = Vec::new();
     let mut inbound = Vec::new();
@@ -286,8 +310,14 @@ async fn ingest_in(
         if let Some(workspace) = workspace {
             for new in &inbound {
                 let contact = ensure_contact(tx, workspace, new.from, new.name, now).await?;
-                let recorded =
-                    store::messages::insert_inbound(tx.conn(), batch.sender, new, now).await?;
+                let recorded = store::messages::insert_inbound(
+                    tx.conn(),
+                    batch.sender,
+                    new,
+                    now,
+                    &mut together.received,
+                )
+                .await?;
                 // A message already recorded (delivered again) is not answered again.
                 let Some(recorded) = recorded else { continue };
                 inbound_recorded += 1;
@@ -296,8 +326,8 @@ async fn ingest_in(
                     batch.sender,
                     &recorded,
                     contact,
-                    new.body,
-                    new.at,
+                    new,
+                    &mut together.rules,
                     now,
                 )
                 .await?;

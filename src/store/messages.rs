@@ -1209,12 +1209,15 @@ pub struct Inbound {
 
 /// Records a message a contact sent to `sender`, linked to the contact with that phone, and its
 /// `message.received` event. `None` when the sender is gone (no workspace to record it in) or
-/// the platform's id of the message is recorded already (the platform delivered it again).
+/// the platform's id of the message is recorded already (the platform delivered it again). Its
+/// count in the rollups is pushed to `received`, for the caller to add with the others of its
+/// transaction ([`analytics::add_steps`]: one statement for a group of them).
 pub async fn insert_inbound(
     mut conn: Conn<'_>,
     sender: SenderId,
     new: &NewInbound<'_>,
     now: DateTime<Utc>,
+    received: &mut Vec<analytics::Step>,
 ) -> Result<Option<Inbound>> {
     let (from, body, at) = (new.from, new.body, new.at);
     let phone = crate::domain::phone::Phone::parse(from)
@@ -1244,14 +1247,13 @@ pub async fn insert_inbound(
     let Some((workspace, contact)) = inserted else {
         return Ok(None);
     };
-    let received = analytics::Step {
+    received.push(analytics::Step {
         workspace,
         sender,
         campaign: None,
         outcome: analytics::Outcome::Received,
         at,
-    };
-    analytics::add_steps(conn.reborrow(), &[received]).await?;
+    });
     // The customer-service window opens (again) with every message the person writes.
     // Its id is what a typing indicator answers.
     on_conn!(conn.reborrow(), c => sqlx::query(
