@@ -1162,7 +1162,7 @@ async fn a_stopping_engine_records_what_it_sent_and_hands_back_the_rest(db: Test
     scenario.stop().await;
 }
 
-/// A gateway that answers each send after `delay`, and a 200-recipient campaign on a lane of
+/// A gateway that answers each send after 300 ms, and a 200-recipient campaign on a lane of
 /// batches of 16, four sends out at once: once the first four are recorded, four are out, eight
 /// of the batch wait for a slot, and sixteen more are claimed ahead.
 async fn a_batch_in_flight_when_consent_is_withdrawn(db: TestDb) -> (Scenario, MockServer) {
@@ -1253,34 +1253,30 @@ async fn sends_after_withdrawal(scenario: &Scenario, gateway: &MockServer, asked
     started_after
 }
 
-/// STOP while a lane holds messages to the contact, in the batch it sends and in the one it
-/// claimed ahead: none of them starts after the opt-out commits; only the sends already out
-/// finish.
-async fn no_send_starts_after_the_contact_opts_out(db: TestDb) {
-    let (scenario, gateway) = a_batch_in_flight_when_consent_is_withdrawn(db).await;
-    let asked = requests(&gateway).await.len();
-    opt_everyone_out(&scenario).await;
-    let started_after = sends_after_withdrawal(&scenario, &gateway, asked).await;
-    // The four out at the opt-out; the eight waiting for a slot and the sixteen claimed ahead
-    // would follow without the lane hearing of it.
-    assert!(
-        started_after <= 4,
-        "{started_after} sends started after the opt-out"
-    );
-    scenario.stop().await;
+/// How every contact's consent is withdrawn while a lane holds messages to them.
+enum Withdrawal {
+    /// By this process's store, as STOP, the API or the dashboard would: the lane hears of it.
+    HeardHere,
+    /// Where this process cannot hear it: another process on a PostgreSQL database (one process
+    /// serves a SQLite file).
+    Elsewhere,
 }
 
-/// Consent withdrawn where this process cannot hear it (another process on a PostgreSQL
-/// database; one process serves a SQLite file): the batch claimed ahead is checked against the
-/// database before it starts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_claimed_ahead_is_checked_for_consent_before_it_starts() {
-    let Some(db) = common::postgres().await else {
-        eprintln!("{} is not set", common::POSTGRES_URL_VAR);
-        return;
-    };
+/// Withdraws everyone's consent while a batch is in flight; returns how many sends started after.
+async fn sends_started_after(db: TestDb, withdrawal: Withdrawal) -> usize {
     let (scenario, gateway) = a_batch_in_flight_when_consent_is_withdrawn(db).await;
     let asked = requests(&gateway).await.len();
+    match withdrawal {
+        Withdrawal::HeardHere => opt_everyone_out(&scenario).await,
+        Withdrawal::Elsewhere => opt_everyone_out_unheard(&scenario).await,
+    }
+    let started_after = sends_after_withdrawal(&scenario, &gateway, asked).await;
+    scenario.stop().await;
+    started_after
+}
+
+/// What another process's opt-outs leave in the database, without announcing them here.
+async fn opt_everyone_out_unheard(scenario: &Scenario) {
     let mut tx = scenario.db.begin().await.unwrap();
     let sql = "UPDATE contacts SET opted_out_at = $1";
     match tx.conn() {
@@ -1288,19 +1284,36 @@ async fn a_batch_claimed_ahead_is_checked_for_consent_before_it_starts() {
         Conn::Postgres(c) => sqlx::query(sql).bind(Utc::now()).execute(c).await.map(drop),
     }
     .unwrap();
-    for contact in all_contacts(&scenario).await {
+    for contact in all_contacts(scenario).await {
         messages::skip_pending_to(tx.conn(), contact, "opted_out", Utc::now())
             .await
             .unwrap();
     }
     tx.commit().await.unwrap();
-    let started_after = sends_after_withdrawal(&scenario, &gateway, asked).await;
+}
+
+/// STOP while a lane holds messages to the contact, in the batch it sends and in the one it
+/// claimed ahead: none of them starts after the opt-out commits; only the sends already out
+/// finish.
+async fn no_send_starts_after_the_contact_opts_out(db: TestDb) {
+    let started_after = sends_started_after(db, Withdrawal::HeardHere).await;
+    // The four out at the opt-out; the eight waiting for a slot and the sixteen claimed ahead
+    // would follow without the lane hearing of it.
+    assert!(
+        started_after <= 4,
+        "{started_after} sends started after the opt-out"
+    );
+}
+
+/// Consent withdrawn where this process cannot hear it: the batch claimed ahead is checked
+/// against the database before it starts.
+async fn a_batch_claimed_ahead_is_checked_for_consent_before_it_starts(db: TestDb) {
+    let started_after = sends_started_after(db, Withdrawal::Elsewhere).await;
     // The four out and the eight of their batch: the sixteen claimed ahead would follow.
     assert!(
         started_after <= 12,
         "{started_after} sends started after the opt-out"
     );
-    scenario.stop().await;
 }
 
 /// Another process takes the sender's lease mid-campaign (as it would once this one stalled
@@ -1522,69 +1535,8 @@ async fn an_uploaded_import_is_run_by_the_engine_once(db: TestDb) {
     engine.shutdown().await;
 }
 
-/// An automatic reply must not wait for the engine's next look at the queue: with a tick of a
-/// minute, only the wake-up can send this message within seconds.
-async fn a_woken_sender_sends_without_waiting_for_the_next_tick(db: TestDb) {
-    let gateway = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "gw-1"})))
-        .mount(&gateway)
-        .await;
-    let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 0).await;
-    scenario
-        .start_engine(EngineConfig {
-            tick: Duration::from_secs(60),
-            ..fast()
-        })
-        .await;
-    // The engine's first look finds nothing to send; the next is a minute away.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let message = messages::NewMessage {
-        sender_id: scenario.sender,
-        contact_id: None,
-        phone: "+201000000001",
-        body: "Thanks, we got it",
-        media_url: None,
-        not_before: Utc::now(),
-        reply_to: None,
-        whatsapp: None,
-    };
-    {
-        let mut conn = scenario.db.write().await.unwrap();
-        messages::insert_single(conn.conn(), scenario.ws, &message, Utc::now())
-            .await
-            .unwrap();
-    }
-    scenario
-        .engine
-        .as_ref()
-        .unwrap()
-        .wakeups()
-        .wake(scenario.sender);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while gateway
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the woken sender did not send"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// On PostgreSQL a reply may be queued by a process that does not run its sender's lane (the
-/// callback reached another one): the database tells every process, and the one that can send
-/// does so without waiting for its next look at the queue.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn work_queued_by_another_process_is_sent_without_waiting_for_a_tick() {
-    let Some(db) = common::postgres().await else {
-        eprintln!("{} is not set", common::POSTGRES_URL_VAR);
-        return;
-    };
+/// An engine whose first look at the queue found nothing, and whose next is a minute away.
+async fn an_engine_between_its_looks(db: TestDb) -> (Scenario, MockServer) {
     let gateway = accepting_gateway().await;
     let mut scenario = Scenario::new(db, &gateway, Pacing::default(), 0).await;
     scenario
@@ -1593,8 +1545,12 @@ async fn work_queued_by_another_process_is_sent_without_waiting_for_a_tick() {
             ..fast()
         })
         .await;
-    // The engine's first look finds nothing to send; the next is a minute away.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    (scenario, gateway)
+}
+
+/// Queues a single message (an automatic reply) of the scenario's sender, committed.
+async fn queue_a_reply(scenario: &Scenario) {
     let message = messages::NewMessage {
         sender_id: scenario.sender,
         contact_id: None,
@@ -1605,22 +1561,56 @@ async fn work_queued_by_another_process_is_sent_without_waiting_for_a_tick() {
         reply_to: None,
         whatsapp: None,
     };
-    // Queued as another process would: this engine's own wake-ups are not called.
     let mut tx = scenario.db.begin().await.unwrap();
     messages::insert_single(tx.conn(), scenario.ws, &message, Utc::now())
         .await
         .unwrap();
     tx.commit().await.unwrap();
+}
+
+/// Waits up to five seconds (not the minute to the engine's next look) for a send.
+async fn sent_before_the_next_look(gateway: &MockServer) {
     let queued = tokio::time::Instant::now();
-    while requests(&gateway).await.is_empty() {
+    while requests(gateway).await.is_empty() {
         assert!(
             queued.elapsed() < Duration::from_secs(5),
-            "the announced work was not sent"
+            "the reply waited for the engine's next look"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// An automatic reply must not wait for the engine's next look at the queue: with a tick of a
+/// minute, only the wake-up can send this message within seconds (on PostgreSQL the database's
+/// announcement would also wake it: the next test).
+async fn a_woken_sender_sends_without_waiting_for_the_next_tick(db: TestDb) {
+    let (scenario, gateway) = an_engine_between_its_looks(db).await;
+    queue_a_reply(&scenario).await;
+    scenario
+        .engine
+        .as_ref()
+        .unwrap()
+        .wakeups()
+        .wake(scenario.sender);
+    sent_before_the_next_look(&gateway).await;
     scenario.stop().await;
 }
+
+/// On PostgreSQL a reply may be queued by a process that does not run its sender's lane (the
+/// callback reached another one): the database tells every process, and the one that can send
+/// does so without waiting for its next look at the queue.
+async fn work_queued_by_another_process_is_sent_without_waiting_for_a_tick(db: TestDb) {
+    let (scenario, gateway) = an_engine_between_its_looks(db).await;
+    // Queued as another process would: this engine's own wake-ups are not called.
+    queue_a_reply(&scenario).await;
+    sent_before_the_next_look(&gateway).await;
+    scenario.stop().await;
+}
+
+postgres_tests!(
+    a_batch_claimed_ahead_is_checked_for_consent_before_it_starts,
+    work_queued_by_another_process_is_sent_without_waiting_for_a_tick,
+);
 
 dialect_tests!(
     no_send_starts_after_the_contact_opts_out,

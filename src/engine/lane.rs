@@ -1236,9 +1236,18 @@ async fn withdrawn_consent(
     shared: &Shared,
     contact: ContactId,
 ) -> Result<Option<&'static str>, StoreError> {
-    let mut conn = shared.db.write().await?;
-    let withdrawn = store::contacts::withdrawn(conn.conn(), &[contact], true).await?;
-    Ok(withdrawn.first().map(|(_, reason)| *reason))
+    let asked = async {
+        let mut conn = shared.db.write().await?;
+        store::contacts::withdrawn(conn.conn(), &[contact], true).await
+    };
+    match asked.await {
+        Ok(withdrawn) => Ok(withdrawn.first().map(|(_, reason)| *reason)),
+        Err(error) => {
+            // Not sent on a doubt: the message is handed back, for a later claim to decide.
+            tracing::warn!(contact_id = %contact, %error, "consent could not be confirmed; the message is handed back");
+            Err(error)
+        }
+    }
 }
 
 /// What a send's result means for its message, and until when the provider asked the whole

@@ -177,6 +177,29 @@ macro_rules! dialect_tests {
     };
 }
 
+/// Runs each named `async fn(TestDb)` on PostgreSQL alone (what only several processes sharing
+/// a database can show), when `HERALD_TEST_POSTGRES_URL` is set.
+#[macro_export]
+macro_rules! postgres_tests {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_only {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match $crate::common::postgres().await {
+                        Some(db) => super::$name(db).await,
+                        None => eprintln!(
+                            "{} is not set: {} not run",
+                            $crate::common::POSTGRES_URL_VAR,
+                            stringify!($name)
+                        ),
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// An `http` sender of `ws` posting to the gateway of `config`, paced by `pacing`.
 pub async fn http_sender(
     tx: &mut herald::store::Tx,
