@@ -67,7 +67,12 @@ impl Line {
 
     /// One event in a signed callback of Herald's own format; the callback's answer.
     async fn deliver(&self, event: Value) -> Value {
-        let body = json!({ "events": [event] }).to_string();
+        self.deliver_all(vec![event]).await
+    }
+
+    /// Events in one signed callback, in order; the callback's answer.
+    async fn deliver_all(&self, events: Vec<Value>) -> Value {
+        let body = json!({ "events": events }).to_string();
         let timestamp = Utc::now().timestamp();
         let signature = sign(&self.secret, timestamp, body.as_bytes());
         let reply = self
@@ -145,6 +150,7 @@ fn keyword(name: &str, priority: i64, mode: &str, keywords: &[&str], reply: &str
 }
 
 dialect_tests!(
+    messages_of_one_callback_see_the_consent_each_leaves,
     rules_answer_by_match_mode_in_priority_order_with_a_fallback,
     cooldowns_and_the_hourly_cap_bound_replies,
     stop_during_a_running_campaign_stops_everything_and_start_and_help_answer,
@@ -368,6 +374,47 @@ async fn stop_during_a_running_campaign_stops_everything_and_start_and_help_answ
     let opted_in = line.api.get("/v1/contacts?opted_out=false").await;
     assert_eq!(opted_in.expect(200)["total"], 3);
 
+    line.api.stop().await;
+}
+
+/// Messages that arrive in one callback (and so in one commit) are answered in order, each
+/// seeing the consent the ones before it left: nothing answers the message after STOP but its
+/// confirmation's keyword list, and the one after START gets the fallback again.
+async fn messages_of_one_callback_see_the_consent_each_leaves(db: TestDb) {
+    let line = Line::open(db, json!({})).await;
+    line.rule(json!({"name": "Fallback", "trigger": {"type": "fallback"},
+                     "reply": {"content": "We got it"}}))
+        .await;
+    let from = "+201012345651";
+    let said = |text: &str| json!({"type": "inbound", "from": from, "body": text});
+    let answer = line
+        .deliver_all(vec![
+            said("STOP"),
+            said("are you there"),
+            said("START"),
+            said("hello"),
+        ])
+        .await;
+    assert_eq!(
+        (&answer["inbound"], &answer["replies"]),
+        (&json!(4), &json!(3)),
+        "{answer}"
+    );
+    let mut sent: Vec<String> = line
+        .sent_count(3)
+        .await
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "We got it",
+            "You are subscribed again.",
+            "You are unsubscribed. Reply START to subscribe again."
+        ]
+    );
     line.api.stop().await;
 }
 
