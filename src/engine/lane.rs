@@ -175,8 +175,6 @@ struct Start {
 enum End {
     /// The send happened (or failed); this is what to record.
     Outcome(Outcome),
-    /// Never sent: its contact withdrew consent (the reason) after it was claimed.
-    Skipped(&'static str),
     /// Never sent: the lane lost its lease before this message's turn.
     Unsent,
 }
@@ -1177,7 +1175,9 @@ async fn send_all(
                     _ => Ok(None),
                 };
                 let end = if let Ok(Some(reason)) = withdrawn {
-                    End::Skipped(reason)
+                    End::Outcome(Outcome::Skipped {
+                        reason: reason.to_owned(),
+                    })
                 } else if stop.sending_allowed() && in_time && withdrawn.is_ok() {
                     let outbound = Outbound {
                         id: message.id,
@@ -1214,9 +1214,10 @@ async fn send_all(
                 } else {
                     End::Unsent
                 };
+                // Its claim reserved a send of the day's cap that it did not make.
                 let unreserve = match &end {
+                    End::Outcome(Outcome::Skipped { .. }) | End::Unsent => message.reserved_on,
                     End::Outcome(_) => None,
-                    End::Skipped(_) | End::Unsent => message.reserved_on,
                 };
                 let _ = completed.send(Completion {
                     claim: message.claim(),
@@ -1405,10 +1406,6 @@ async fn record_group(
             End::Outcome(outcome) => {
                 outcomes.push((completion.claim.id, outcome.clone()));
                 last_started = last_started.max(Some(completion.started_at));
-            }
-            End::Skipped(reason) => {
-                let reason = (*reason).to_owned();
-                outcomes.push((completion.claim.id, Outcome::Skipped { reason }));
             }
             End::Unsent => unsent.push(completion.claim),
         }
