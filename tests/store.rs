@@ -1681,10 +1681,10 @@ async fn rollups_equal_the_messages_after_random_transitions(db: TestDb) {
             6 | 7 => {
                 let n = rng.random_range(0..60);
                 let from = egypt(n).into_string();
-                let sender = if rng.random_bool(0.9) {
-                    sender_id
+                let (sender, workspace) = if rng.random_bool(0.9) {
+                    (sender_id, ws)
                 } else {
-                    other_sender
+                    (other_sender, other)
                 };
                 let at = clock - Duration::seconds(rng.random_range(0..600));
                 let new = messages::NewInbound {
@@ -1695,14 +1695,25 @@ async fn rollups_equal_the_messages_after_random_transitions(db: TestDb) {
                     id: None,
                 };
                 let mut tx = db.begin().await.unwrap();
+                let contact = contacts::find_by_phone(tx.conn(), workspace, &egypt(n))
+                    .await
+                    .unwrap()
+                    .map(|contact| contact.id);
+                let arrival = messages::Arrival {
+                    sender,
+                    workspace,
+                    contact,
+                    phone: &from,
+                    message: &new,
+                    now: clock,
+                };
                 let mut received = Vec::new();
-                let inbound =
-                    messages::insert_inbound(tx.conn(), sender, &new, clock, &mut received)
-                        .await
-                        .unwrap();
+                let inbound = messages::insert_inbound(tx.conn(), &[arrival], &mut received)
+                    .await
+                    .unwrap();
                 analytics::add_steps(tx.conn(), &received).await.unwrap();
                 tx.commit().await.unwrap();
-                inbound_count += inbound.is_some() as usize;
+                inbound_count += inbound.iter().flatten().count();
             }
             8 => {
                 let person = people[rng.random_range(0..people.len())];

@@ -365,7 +365,7 @@ pub async fn answer(
     mut conn: Conn<'_>,
     sender: SenderId,
     inbound: &Inbound,
-    contact: Option<Contact>,
+    contact: Option<&mut Contact>,
     written: &NewInbound<'_>,
     rules: &mut RulesRead,
     now: DateTime<Utc>,
@@ -376,29 +376,34 @@ pub async fn answer(
         return Ok(None);
     };
     if let Some(keyword) = ConsentKeyword::of(body) {
-        let contact = match keyword {
+        // The contact as the keyword leaves it, for this reply and the messages after this one.
+        match keyword {
             ConsentKeyword::OptOut => {
-                contacts::set_opted_out(conn.reborrow(), workspace, contact.id, Some(at), now)
-                    .await?
+                *contact =
+                    contacts::set_opted_out(conn.reborrow(), workspace, contact.id, Some(at), now)
+                        .await?;
             }
             ConsentKeyword::OptIn => {
-                contacts::set_opted_out(conn.reborrow(), workspace, contact.id, None, now).await?
+                *contact =
+                    contacts::set_opted_out(conn.reborrow(), workspace, contact.id, None, now)
+                        .await?;
             }
-            ConsentKeyword::Help => contact,
-        };
+            ConsentKeyword::Help => {}
+        }
+        let contact = &*contact;
         let replies = automations::keyword_replies(conn.reborrow(), workspace).await?;
         let Some(text) = replies.reply_to(keyword) else {
             return Ok(None);
         };
-        if contact.blocked || over_hourly_cap(conn.reborrow(), &contact, now).await? {
+        if contact.blocked || over_hourly_cap(conn.reborrow(), contact, now).await? {
             return Ok(None);
         }
         // Rendered for the contact like any reply; a text it cannot fill goes out as written,
         // since the confirmation is owed whatever the workspace typed.
-        let text = render_text(conn.reborrow(), &contact, text)
+        let text = render_text(conn.reborrow(), contact, text)
             .await?
             .unwrap_or_else(|| text.to_owned());
-        let reply = queue_reply(conn, sender, inbound, &contact, &text, None, now).await?;
+        let reply = queue_reply(conn, sender, inbound, contact, &text, None, now).await?;
         return Ok(Some(Answer {
             reply,
             automation: None,
@@ -415,7 +420,7 @@ pub async fn answer(
         && !messages::wrote_before(conn.reborrow(), sender, contact.id, inbound.id).await?;
     let text = InboundText::new(body, first_to_sender, at);
     let tried = candidates(&rules, sender, &text);
-    if tried.is_empty() || over_hourly_cap(conn.reborrow(), &contact, now).await? {
+    if tried.is_empty() || over_hourly_cap(conn.reborrow(), contact, now).await? {
         return Ok(None);
     }
     for rule in tried {
@@ -429,14 +434,14 @@ pub async fn answer(
         else {
             continue;
         };
-        let Some(rendered) = render_for(conn.reborrow(), &contact, &content, rule).await? else {
+        let Some(rendered) = render_for(conn.reborrow(), contact, &content, rule).await? else {
             continue;
         };
         let reply = queue_reply(
             conn.reborrow(),
             sender,
             inbound,
-            &contact,
+            contact,
             &rendered,
             media_url.as_deref(),
             now,

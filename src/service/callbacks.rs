@@ -2,16 +2,18 @@
 //! module, and its events — like the sandbox's own reports — take one path into the store.
 //! Their types and Herald's signature scheme are the domain's (`domain::callback`).
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::automations;
 use crate::domain::callback::{CallbackEvent, SenderEvents};
-use crate::domain::ids::{SenderId, WorkspaceId};
+use crate::domain::ids::{ContactId, SenderId, WorkspaceId};
 use crate::domain::phone::Phone;
 use crate::providers::{self, CallbackError, CallbackRequest, CallbackSender};
 use crate::store::contacts::{self, Contact, ContactFields};
-use crate::store::messages::{NewInbound, StatusReport};
+use crate::store::messages::{Arrival, NewInbound, StatusReport};
 use crate::store::senders::{self, Sender};
 use crate::store::{self, Db, StoreError};
 
@@ -68,9 +70,7 @@ pub async fn receive(
         .map_err(refused)?;
     let events = module.parse_callback(request.body).map_err(refused)?;
     let batch = SenderEvents::new(sender.id, events);
-    Ok(ingestor
-        .ingest(sender.workspace_id, batch, request.now)
-        .await?)
+    Ok(ingestor.ingest(batch, request.now).await?)
 }
 
 /// Callbacks that arrive together are committed together: each waits for the commit that
@@ -83,7 +83,6 @@ pub struct Ingestor {
 }
 
 struct Job {
-    workspace: WorkspaceId,
     batch: SenderEvents,
     now: DateTime<Utc>,
     answer: oneshot::Sender<store::Result<Ingested>>,
@@ -100,19 +99,9 @@ impl Ingestor {
         Self { db, queue }
     }
 
-    async fn ingest(
-        &self,
-        workspace: WorkspaceId,
-        batch: SenderEvents,
-        now: DateTime<Utc>,
-    ) -> store::Result<Ingested> {
+    async fn ingest(&self, batch: SenderEvents, now: DateTime<Utc>) -> store::Result<Ingested> {
         let (answer, answered) = oneshot::channel();
-        let job = Job {
-            workspace,
-            batch,
-            now,
-            answer,
-        };
+        let job = Job { batch, now, answer };
         // The task ends only with the process: a closed queue is a database being closed.
         let closed = || StoreError::Database(sqlx::Error::PoolClosed);
         self.queue.send(job).await.map_err(|_| closed())?;
@@ -139,7 +128,7 @@ async fn commit_in_groups(db: Db, mut jobs: mpsc::Receiver<Job>) {
             // the others: each is tried again on its own.
             Err(_) if group.len() > 1 => {
                 for job in group {
-                    let ingested = ingest_for(&db, Some(job.workspace), &job.batch, job.now).await;
+                    let ingested = ingest(&db, &job.batch, job.now).await;
                     let _ = job.answer.send(ingested);
                 }
             }
@@ -153,31 +142,17 @@ async fn commit_in_groups(db: Db, mut jobs: mpsc::Receiver<Job>) {
 }
 
 async fn commit_together(db: &Db, group: &[Job]) -> store::Result<Vec<Ingested>> {
+    let callbacks: Vec<Taken> = group
+        .iter()
+        .map(|job| Taken {
+            batch: &job.batch,
+            now: job.now,
+        })
+        .collect();
     let mut tx = db.begin().await?;
-    let mut together = Together::default();
-    let mut ingested = Vec::with_capacity(group.len());
-    for job in group {
-        let batch = &job.batch;
-        ingested
-            .push(ingest_in(&mut tx, Some(job.workspace), batch, job.now, &mut together).await?);
-    }
-    together.finish(&mut tx).await?;
+    let ingested = ingest_in(&mut tx, &callbacks).await?;
     tx.commit().await?;
     Ok(ingested)
-}
-
-/// What callbacks committed together share: their workspaces' rules, read once, and the
-/// rollup counts of their inbound messages, added once before the commit.
-#[derive(Default)]
-struct Together {
-    rules: automations::RulesRead,
-    received: Vec<store::analytics::Step>,
-}
-
-impl Together {
-    async fn finish(self, tx: &mut store::Tx) -> store::Result<()> {
-        store::analytics::add_steps(tx.conn(), &self.received).await
-    }
 }
 
 /// A platform's `GET` verification of its webhook: the challenge to answer with.
@@ -214,7 +189,10 @@ pub struct Ingested {
 /// recorded. When it returns, all of it is durable.
 #[tracing::instrument(name = "callback", skip_all, fields(sender_id = %batch.sender, events = batch.events.len()))]
 pub async fn ingest(db: &Db, batch: &SenderEvents, now: DateTime<Utc>) -> store::Result<Ingested> {
-    ingest_for(db, None, batch, now).await
+    let mut tx = db.begin().await?;
+    let ingested = ingest_one(&mut tx, batch, now).await?;
+    tx.commit().await?;
+    Ok(ingested)
 }
 
 /// Stores what a poll of `batch.sender`'s platform brought and where it left off, in one
@@ -226,147 +204,278 @@ pub async fn ingest_polled(
     now: DateTime<Utc>,
 ) -> store::Result<Ingested> {
     let mut tx = db.begin().await?;
-    let mut together = Together::default();
-    let ingested = ingest_in(&mut tx, None, batch, now, &mut together).await?;
-    together.finish(&mut tx).await?;
+    let ingested = ingest_one(&mut tx, batch, now).await?;
     store::cursors::put(tx.conn(), batch.sender, cursors, now).await?;
     tx.commit().await?;
     Ok(ingested)
 }
 
-/// [`ingest`], for a sender whose workspace the caller already read (`None`: read it here).
-async fn ingest_for(
-    db: &Db,
-    workspace: Option<WorkspaceId>,
+async fn ingest_one(
+    tx: &mut store::Tx,
     batch: &SenderEvents,
     now: DateTime<Utc>,
 ) -> store::Result<Ingested> {
-    let mut tx = db.begin().await?;
-    let mut together = Together::default();
-    let ingested = ingest_in(&mut tx, workspace, batch, now, &mut together).await?;
-    together.finish(&mut tx).await?;
-    tx.commit().await?;
+    let mut ingested = ingest_in(tx, &[Taken { batch, now }]).await?;
+    Ok(ingested.pop().unwrap_or_default())
+}
+
+/// A callback's events and when it was taken in.
+struct Taken<'a> {
+    batch: &'a SenderEvents,
+    now: DateTime<Utc>,
+}
+
+/// A callback's events by kind, each kind in the order the platform gave.
+#[derive(Default)]
+struct Sorted<'a> {
+    reports: Vec<StatusReport>,
+    inbound: Vec<NewInbound<'a>>,
+    /// Opt-outs (`Some(since)`) and opt-ins (`None`) the platform reported.
+    consent: Vec<(&'a str, Option<DateTime<Utc>>)>,
+}
+
+impl<'a> Sorted<'a> {
+    fn of(batch: &'a SenderEvents) -> Self {
+        let mut sorted = Self::default();
+        for event in &batch.events {
+            match event {
+                CallbackEvent::Status {
+                    reference,
+                    kind,
+                    at,
+                    error,
+                } => sorted.reports.push(StatusReport {
+                    reference: reference.clone(),
+                    event: kind.event(*at),
+                    error: error.clone(),
+                }),
+                CallbackEvent::Inbound {
+                    from,
+                    body,
+                    at,
+                    name,
+                    id,
+                } => sorted.inbound.push(NewInbound {
+                    from,
+                    body,
+                    at: *at,
+                    name: name.as_deref(),
+                    id: id.as_deref(),
+                }),
+                CallbackEvent::OptOut { from, at } => sorted.consent.push((from, Some(*at))),
+                CallbackEvent::OptIn { from, at: _ } => sorted.consent.push((from, None)),
+            }
+        }
+        sorted
+    }
+}
+
+/// Applies callbacks' events within `tx`, in a few statements for all of their inbound messages
+/// whatever their number. Each callback's inbound messages are answered in order, each seeing
+/// the consent the ones before it left, and then its opt-outs and opt-ins are applied, before
+/// the next callback's messages are answered.
+async fn ingest_in(tx: &mut store::Tx, callbacks: &[Taken<'_>]) -> store::Result<Vec<Ingested>> {
+    let sorted: Vec<Sorted> = callbacks
+        .iter()
+        .map(|taken| Sorted::of(taken.batch))
+        .collect();
+    let mut ingested = vec![Ingested::default(); callbacks.len()];
+    for ((taken, sorted), ingested) in callbacks.iter().zip(&sorted).zip(&mut ingested) {
+        if sorted.reports.is_empty() {
+            continue;
+        }
+        let parked = store::messages::record_status_reports(
+            tx,
+            taken.batch.sender,
+            &sorted.reports,
+            taken.now,
+        )
+        .await?;
+        ingested.statuses_applied = sorted.reports.len() - parked.len();
+        ingested.deferred = parked.len();
+    }
+
+    // A sender deleted meanwhile has no workspace to record anything in.
+    let mut workspaces: HashMap<SenderId, Option<WorkspaceId>> = HashMap::new();
+    for (taken, sorted) in callbacks.iter().zip(&sorted) {
+        let sender = taken.batch.sender;
+        if (sorted.inbound.is_empty() && sorted.consent.is_empty())
+            || workspaces.contains_key(&sender)
+        {
+            continue;
+        }
+        let workspace = match senders::get_unscoped(tx.conn(), sender).await {
+            Ok(sender) => Some(sender.workspace_id),
+            Err(StoreError::NotFound) => None,
+            Err(error) => return Err(error),
+        };
+        workspaces.insert(sender, workspace);
+    }
+    let mut writers = Vec::new();
+    for (index, (taken, sorted)) in callbacks.iter().zip(&sorted).enumerate() {
+        let sender = taken.batch.sender;
+        let Some(Some(workspace)) = workspaces.get(&sender) else {
+            continue;
+        };
+        writers.extend(sorted.inbound.iter().map(|message| {
+            // Parsed once: a phone number's parse is the dearest step of an inbound message.
+            let phone = Phone::parse(message.from).ok();
+            Writer {
+                callback: index,
+                sender,
+                workspace: *workspace,
+                stored_phone: phone.as_ref().map_or_else(
+                    || message.from.trim().to_owned(),
+                    |phone| phone.as_str().to_owned(),
+                ),
+                phone,
+                message,
+                now: taken.now,
+            }
+        }));
+    }
+    let mut people = People::of(tx, &writers).await?;
+    let arrivals: Vec<Arrival> = writers
+        .iter()
+        .map(|writer| Arrival {
+            sender: writer.sender,
+            workspace: writer.workspace,
+            contact: writer
+                .phone
+                .as_ref()
+                .and_then(|phone| people.id_of(writer.workspace, phone)),
+            phone: &writer.stored_phone,
+            message: writer.message,
+            now: writer.now,
+        })
+        .collect();
+    let mut received = Vec::with_capacity(arrivals.len());
+    let recorded = store::messages::insert_inbound(tx.conn(), &arrivals, &mut received).await?;
+
+    let mut rules = automations::RulesRead::default();
+    let mut answering = writers.iter().zip(recorded).peekable();
+    for (index, (taken, sorted)) in callbacks.iter().zip(&sorted).enumerate() {
+        let sender = taken.batch.sender;
+        while let Some((writer, recorded)) =
+            answering.next_if(|(writer, _)| writer.callback == index)
+        {
+            // A message already recorded (delivered again) is not answered again.
+            let Some(recorded) = recorded else { continue };
+            ingested[index].inbound_recorded += 1;
+            let contact = people.get_mut(recorded.workspace, &recorded.phone);
+            let answer = automations::answer(
+                tx.conn(),
+                sender,
+                &recorded,
+                contact,
+                writer.message,
+                &mut rules,
+                taken.now,
+            )
+            .await?;
+            ingested[index].replies_queued += usize::from(answer.is_some());
+        }
+        if let Some(Some(workspace)) = workspaces.get(&sender) {
+            for (from, opted_out_at) in &sorted.consent {
+                set_consent(tx, *workspace, from, *opted_out_at, taken.now, &mut people).await?;
+            }
+        }
+    }
+    store::analytics::add_steps(tx.conn(), &received).await?;
     Ok(ingested)
 }
 
-/// Applies one sender's events within `tx`; what it shares with the others of the commit is left
-/// in `together`, to finish before the commit.
-async fn ingest_in(
-    tx: &mut store::Tx,
-    workspace: Option<WorkspaceId>,
-    batch: &SenderEvents,
+/// An inbound message of a callback, with the workspace it is recorded in.
+struct Writer<'a> {
+    /// The callback's place in its group.
+    callback: usize,
+    sender: SenderId,
+    workspace: WorkspaceId,
+    /// The writer's number, when it is a phone.
+    phone: Option<Phone>,
+    /// The number as the message records it: E.164 when it is a phone, else as written.
+    stored_phone: String,
+    message: &'a NewInbound<'a>,
     now: DateTime<Utc>,
-    together: &mut Together,
-) -> store::Result<Ingested> {
-    let mut reports = Vec::new();
-    let mut inbound = Vec::new();
-    let mut consent = Vec::new();
-    for event in &batch.events {
-        match event {
-            CallbackEvent::Status {
-                reference,
-                kind,
-                at,
-                error,
-            } => reports.push(StatusReport {
-                reference: reference.clone(),
-                event: kind.event(*at),
-                error: error.clone(),
-            }),
-            CallbackEvent::Inbound {
-                from,
-                body,
-                at,
-                name,
-                id,
-            } => inbound.push(NewInbound {
-                from,
-                body,
-                at: *at,
-                name: name.as_deref(),
-                id: id.as_deref(),
-            }),
-            CallbackEvent::OptOut { from, at } => consent.push((from.as_str(), Some(*at))),
-            CallbackEvent::OptIn { from, at: _ } => consent.push((from.as_str(), None)),
-        }
-    }
-    let mut replies_queued = 0;
-    let mut inbound_recorded = 0;
-    let parked = if reports.is_empty() {
-        Vec::new()
-    } else {
-        store::messages::record_status_reports(tx, batch.sender, &reports, now).await?
-    };
-    if !inbound.is_empty() || !consent.is_empty() {
-        // A sender deleted meanwhile has no workspace to record anything in.
-        let workspace = match workspace {
-            Some(workspace) => Some(workspace),
-            None => match senders::get_unscoped(tx.conn(), batch.sender).await {
-                Ok(sender) => Some(sender.workspace_id),
-                Err(StoreError::NotFound) => None,
-                Err(error) => return Err(error),
-            },
-        };
-        if let Some(workspace) = workspace {
-            for new in &inbound {
-                let contact = ensure_contact(tx, workspace, new.from, new.name, now).await?;
-                let recorded = store::messages::insert_inbound(
-                    tx.conn(),
-                    batch.sender,
-                    new,
-                    now,
-                    &mut together.received,
-                )
-                .await?;
-                // A message already recorded (delivered again) is not answered again.
-                let Some(recorded) = recorded else { continue };
-                inbound_recorded += 1;
-                let answer = automations::answer(
-                    tx.conn(),
-                    batch.sender,
-                    &recorded,
-                    contact,
-                    new,
-                    &mut together.rules,
-                    now,
-                )
-                .await?;
-                replies_queued += usize::from(answer.is_some());
-            }
-            for (from, opted_out_at) in &consent {
-                set_consent(tx, workspace, from, *opted_out_at, now).await?;
-            }
-        }
-    }
-    Ok(Ingested {
-        statuses_applied: reports.len() - parked.len(),
-        inbound_recorded,
-        deferred: parked.len(),
-        replies_queued,
-    })
 }
 
-/// The contact who wrote: found by phone, or created with the name the platform gave (a number
-/// that is no phone is recorded on the message alone).
-async fn ensure_contact(
-    tx: &mut store::Tx,
-    workspace: WorkspaceId,
-    from: &str,
-    name: Option<&str>,
-    now: DateTime<Utc>,
-) -> store::Result<Option<Contact>> {
-    let Ok(phone) = Phone::parse(from) else {
-        return Ok(None);
-    };
-    if let Some(contact) = contacts::find_by_phone(tx.conn(), workspace, &phone).await? {
-        return Ok(Some(contact));
+/// The contacts who wrote, by workspace and phone, as answering their messages leaves them.
+struct People(HashMap<(WorkspaceId, String), Contact>);
+
+impl People {
+    /// Finds the contact of each writer whose number is a phone, creating the missing ones with
+    /// the name the platform gave with their first message (a number that is no phone is
+    /// recorded on the message alone).
+    async fn of(tx: &mut store::Tx, writers: &[Writer<'_>]) -> store::Result<Self> {
+        let mut wanted: HashMap<WorkspaceId, Vec<(&Phone, Option<&str>)>> = HashMap::new();
+        let mut seen = HashSet::new();
+        for writer in writers {
+            let Some(phone) = &writer.phone else {
+                continue;
+            };
+            if seen.insert((writer.workspace, phone.as_str())) {
+                wanted
+                    .entry(writer.workspace)
+                    .or_default()
+                    .push((phone, writer.message.name));
+            }
+        }
+        let mut people = HashMap::with_capacity(seen.len());
+        for (workspace, wanted) in wanted {
+            let phones: Vec<&str> = wanted.iter().map(|(phone, _)| phone.as_str()).collect();
+            let mut found = contacts::find_by_phones(tx.conn(), workspace, &phones).await?;
+            let known: HashSet<&str> = found.iter().map(|contact| contact.phone.as_str()).collect();
+            let fresh: Vec<ContactFields> = wanted
+                .iter()
+                .filter(|(phone, _)| !known.contains(phone.as_str()))
+                .map(|(phone, name)| {
+                    let mut fields = ContactFields::new((*phone).clone());
+                    fields.name = name
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned);
+                    fields
+                })
+                .collect();
+            if !fresh.is_empty() {
+                let now = writers
+                    .iter()
+                    .map(|writer| writer.now)
+                    .max()
+                    .unwrap_or_default();
+                contacts::insert_new_batch(tx, workspace, &fresh, now).await?;
+                let phones: Vec<&str> = fresh
+                    .iter()
+                    .filter_map(|fields| fields.phone.as_ref().map(Phone::as_str))
+                    .collect();
+                found.extend(contacts::find_by_phones(tx.conn(), workspace, &phones).await?);
+            }
+            people.extend(
+                found
+                    .into_iter()
+                    .map(|contact| ((workspace, contact.phone.clone()), contact)),
+            );
+        }
+        Ok(Self(people))
     }
-    let mut fields = ContactFields::new(phone);
-    fields.name = name
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .map(str::to_owned);
-    Ok(Some(contacts::insert(tx, workspace, &fields, now).await?))
+
+    fn id_of(&self, workspace: WorkspaceId, phone: &Phone) -> Option<ContactId> {
+        self.0
+            .get(&(workspace, phone.as_str().to_owned()))
+            .map(|contact| contact.id)
+    }
+
+    fn get_mut(&mut self, workspace: WorkspaceId, phone: &str) -> Option<&mut Contact> {
+        self.0.get_mut(&(workspace, phone.to_owned()))
+    }
+
+    /// Keeps a contact as a change left it.
+    fn update(&mut self, contact: Contact) {
+        let key = (contact.workspace_id, contact.phone.clone());
+        if let Some(known) = self.0.get_mut(&key) {
+            *known = contact;
+        }
+    }
 }
 
 /// Opts the contact with this phone out (`Some(since)`) or back in (`None`); a phone no
@@ -377,12 +486,15 @@ async fn set_consent(
     from: &str,
     opted_out_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    people: &mut People,
 ) -> store::Result<()> {
     let Ok(phone) = Phone::parse(from) else {
         return Ok(());
     };
     if let Some(contact) = contacts::find_by_phone(tx.conn(), workspace, &phone).await? {
-        contacts::set_opted_out(tx.conn(), workspace, contact.id, opted_out_at, now).await?;
+        let contact =
+            contacts::set_opted_out(tx.conn(), workspace, contact.id, opted_out_at, now).await?;
+        people.update(contact);
     }
     Ok(())
 }

@@ -266,6 +266,31 @@ pub async fn find_by_phone(
     .await?))
 }
 
+/// The workspace's contacts with these phones (E.164), in no particular order.
+pub async fn find_by_phones(
+    mut conn: Conn<'_>,
+    workspace: WorkspaceId,
+    phones: &[&str],
+) -> Result<Vec<Contact>> {
+    let mut found = Vec::new();
+    for chunk in phones.chunks(rows_per_statement(1)) {
+        let mut select = SqlBuilder::new(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM contacts WHERE workspace_id = "
+        ));
+        select
+            .bind(Param::Id(workspace.0))
+            .push(" AND phone IN ")
+            .bind_list(chunk.iter().map(|phone| Param::Text((*phone).to_owned())));
+        let contacts: Vec<Contact> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
+            .fetch_all(&mut *c)
+            .await?);
+        found.extend(contacts);
+    }
+    Ok(found)
+}
+
 /// One page of a workspace's contacts, newest first, and how many match in all.
 pub async fn list(
     conn: Conn<'_>,
@@ -639,30 +664,12 @@ pub async fn upsert_batch(
     rows: Vec<ContactFields>,
     now: DateTime<Utc>,
 ) -> Result<Upserted> {
-    let mut existing: HashMap<String, Contact> = HashMap::new();
-    for chunk in rows.chunks(rows_per_statement(1)) {
-        let mut select = SqlBuilder::new(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM contacts WHERE workspace_id = "
-        ));
-        select
-            .bind(Param::Id(workspace.0))
-            .push(" AND phone IN ")
-            .bind_list(
-                chunk
-                    .iter()
-                    .map(|row| Param::Text(phone_of(row).to_owned())),
-            );
-        let found: Vec<Contact> = on_conn!(tx.conn(), c => bind_params!(sqlx::query_as(super::sql::built(&select, &*c)), &select.params)
-            .fetch_all(&mut *c)
-            .await?);
-        existing.extend(
-            found
-                .into_iter()
-                .map(|contact| (contact.phone.clone(), contact)),
-        );
-    }
+    let phones: Vec<&str> = rows.iter().map(phone_of).collect();
+    let existing: HashMap<String, Contact> = find_by_phones(tx.conn(), workspace, &phones)
+        .await?
+        .into_iter()
+        .map(|contact| (contact.phone.clone(), contact))
+        .collect();
     let (known, fresh): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .partition(|row| existing.contains_key(phone_of(row)));

@@ -1207,85 +1207,160 @@ pub struct Inbound {
     pub phone: String,
 }
 
-/// Records a message a contact sent to `sender`, linked to the contact with that phone, and its
-/// `message.received` event. `None` when the sender is gone (no workspace to record it in) or
-/// the platform's id of the message is recorded already (the platform delivered it again). Its
-/// count in the rollups is pushed to `received`, for the caller to add with the others of its
-/// transaction ([`analytics::add_steps`]: one statement for a group of them).
+/// An inbound message to record: who wrote it to which sender, and when it was taken in.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival<'a> {
+    pub sender: SenderId,
+    pub workspace: WorkspaceId,
+    /// The contact with the writer's phone, when there is one.
+    pub contact: Option<ContactId>,
+    /// The writer's number as recorded: E.164 when it is a phone, else as written.
+    pub phone: &'a str,
+    pub message: &'a NewInbound<'a>,
+    pub now: DateTime<Utc>,
+}
+
+/// Records messages contacts sent, each with its `message.received` event and its sender's
+/// customer-service window, in a few statements whatever their number. For each arrival, in
+/// order: the message recorded, or `None` when the platform's id of it is recorded already (the
+/// platform delivered it again, perhaps twice in `arrivals`). Their counts in the rollups are
+/// pushed to `received`, for the caller to add with the others of its transaction
+/// ([`analytics::add_steps`]).
 pub async fn insert_inbound(
     mut conn: Conn<'_>,
-    sender: SenderId,
-    new: &NewInbound<'_>,
-    now: DateTime<Utc>,
+    arrivals: &[Arrival<'_>],
     received: &mut Vec<analytics::Step>,
-) -> Result<Option<Inbound>> {
-    let (from, body, at) = (new.from, new.body, new.at);
-    let phone = crate::domain::phone::Phone::parse(from)
-        .map_or_else(|_| from.trim().to_owned(), |p| p.into_string());
-    let id = MessageId::generate();
-    let inserted: Option<(WorkspaceId, Option<ContactId>)> = on_conn!(conn.reborrow(), c => sqlx::query_as(
-        "INSERT INTO messages (id, workspace_id, sender_id, contact_id, direction, phone, body, status,
-                               attempts, not_before, created_at, updated_at, delivered_at,
-                               provider_message_id)
-         SELECT $1, s.workspace_id, s.id,
-                (SELECT c.id FROM contacts c WHERE c.workspace_id = s.workspace_id AND c.phone = $3),
-                'inbound', $3, $4, 'delivered', 0, $5, $6, $6, $5, $7
-         FROM senders s WHERE s.id = $2
-         ON CONFLICT (sender_id, provider_message_id)
-            WHERE direction = 'inbound' AND provider_message_id IS NOT NULL DO NOTHING
-         RETURNING workspace_id, contact_id",
-    )
-    .bind(id)
-    .bind(sender)
-    .bind(&phone)
-    .bind(body)
-    .bind(at)
-    .bind(now)
-    .bind(new.id)
-    .fetch_optional(&mut *c)
-    .await?);
-    let Some((workspace, contact)) = inserted else {
-        return Ok(None);
-    };
-    received.push(analytics::Step {
-        workspace,
-        sender,
-        campaign: None,
-        outcome: analytics::Outcome::Received,
-        at,
-    });
-    // The customer-service window opens (again) with every message the person writes.
-    // Its id is what a typing indicator answers.
-    on_conn!(conn.reborrow(), c => sqlx::query(
-        "INSERT INTO conversations (sender_id, phone, last_inbound_at, last_inbound_id)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (sender_id, phone) DO UPDATE SET last_inbound_at = excluded.last_inbound_at,
-                                                      last_inbound_id = excluded.last_inbound_id
-         WHERE excluded.last_inbound_at > conversations.last_inbound_at",
-    )
-    .bind(sender)
-    .bind(&phone)
-    .bind(at)
-    .bind(new.id)
-    .execute(&mut *c)
-    .await
-    .map(drop))?;
-    let data = InboundEvent {
-        message_id: id,
-        contact_id: contact,
-        sender_id: sender,
-        from: phone.clone(),
-        body: body.to_owned(),
-        received_at: at,
-    };
-    let event = NewEvent::new(workspace, EventType::MessageReceived, id, &data, now)?;
-    events::append(conn, &[event]).await?;
-    Ok(Some(Inbound {
-        id,
-        workspace,
-        contact,
-        phone,
-    }))
+) -> Result<Vec<Option<Inbound>>> {
+    let ids: Vec<MessageId> = arrivals.iter().map(|_| MessageId::generate()).collect();
+    let mut inserted = std::collections::HashSet::with_capacity(arrivals.len());
+    let per_statement = rows_per_statement(11);
+    for (offset, chunk) in arrivals.chunks(per_statement).enumerate() {
+        let first = offset * per_statement;
+        let mut insert = SqlBuilder::new(
+            "INSERT INTO messages (id, workspace_id, sender_id, contact_id, phone, body,
+                                   not_before, created_at, updated_at, delivered_at,
+                                   provider_message_id, direction, status, attempts) VALUES ",
+        );
+        for (index, arrival) in chunk.iter().enumerate() {
+            let row = first + index;
+            if index > 0 {
+                insert.push(", ");
+            }
+            insert.push("(");
+            for (column, param) in [
+                Param::Id(ids[row].0),
+                Param::Id(arrival.workspace.0),
+                Param::Id(arrival.sender.0),
+                Param::OptId(arrival.contact.map(|contact| contact.0)),
+                Param::Text(arrival.phone.to_owned()),
+                Param::Text(arrival.message.body.to_owned()),
+                Param::Time(arrival.message.at),
+                Param::Time(arrival.now),
+                Param::Time(arrival.now),
+                Param::Time(arrival.message.at),
+                Param::OptText(arrival.message.id.map(str::to_owned)),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if column > 0 {
+                    insert.push(", ");
+                }
+                insert.bind(param);
+            }
+            insert.push(", 'inbound', 'delivered', 0)");
+        }
+        insert.push(
+            " ON CONFLICT (sender_id, provider_message_id)
+                 WHERE direction = 'inbound' AND provider_message_id IS NOT NULL DO NOTHING
+              RETURNING id",
+        );
+        let recorded: Vec<MessageId> = on_conn!(conn.reborrow(), c => bind_params!(sqlx::query_scalar(super::sql::built(&insert, &*c)), &insert.params)
+            .fetch_all(&mut *c)
+            .await?);
+        inserted.extend(recorded);
+    }
+
+    let mut recorded = Vec::with_capacity(arrivals.len());
+    // By conversation (sender, phone): its latest message's time and platform id.
+    type Latest<'a> = (DateTime<Utc>, Option<&'a str>);
+    let mut windows: HashMap<(SenderId, &str), Latest> = HashMap::new();
+    let mut events = Vec::new();
+    for (arrival, id) in arrivals.iter().zip(&ids) {
+        let phone = arrival.phone;
+        if !inserted.contains(id) {
+            recorded.push(None);
+            continue;
+        }
+        let message = arrival.message;
+        received.push(analytics::Step {
+            workspace: arrival.workspace,
+            sender: arrival.sender,
+            campaign: None,
+            outcome: analytics::Outcome::Received,
+            at: message.at,
+        });
+        // The customer-service window opens (again) with every message the person writes; its
+        // id is what a typing indicator answers. One row per conversation: a statement may
+        // not change a row twice.
+        windows
+            .entry((arrival.sender, phone))
+            .and_modify(|latest| {
+                if message.at > latest.0 {
+                    *latest = (message.at, message.id);
+                }
+            })
+            .or_insert((message.at, message.id));
+        let data = InboundEvent {
+            message_id: *id,
+            contact_id: arrival.contact,
+            sender_id: arrival.sender,
+            from: phone.to_owned(),
+            body: message.body.to_owned(),
+            received_at: message.at,
+        };
+        events.push(NewEvent::new(
+            arrival.workspace,
+            EventType::MessageReceived,
+            *id,
+            &data,
+            arrival.now,
+        )?);
+        recorded.push(Some(Inbound {
+            id: *id,
+            workspace: arrival.workspace,
+            contact: arrival.contact,
+            phone: phone.to_owned(),
+        }));
+    }
+    let windows: Vec<_> = windows.into_iter().collect();
+    for chunk in windows.chunks(rows_per_statement(4)) {
+        let mut upsert = SqlBuilder::new(
+            "INSERT INTO conversations (sender_id, phone, last_inbound_at, last_inbound_id) VALUES ",
+        );
+        for (index, ((sender, phone), (at, id))) in chunk.iter().enumerate() {
+            if index > 0 {
+                upsert.push(", ");
+            }
+            upsert.bind_list([
+                Param::Id(sender.0),
+                Param::Text((*phone).to_owned()),
+                Param::Time(*at),
+                Param::OptText(id.map(str::to_owned)),
+            ]);
+        }
+        upsert.push(
+            " ON CONFLICT (sender_id, phone) DO UPDATE SET last_inbound_at = excluded.last_inbound_at,
+                                                         last_inbound_id = excluded.last_inbound_id
+              WHERE excluded.last_inbound_at > conversations.last_inbound_at",
+        );
+        on_conn!(conn.reborrow(), c => bind_params!(sqlx::query(super::sql::built(&upsert, &*c)), &upsert.params)
+            .execute(&mut *c)
+            .await
+            .map(drop))?;
+    }
+    events::append(conn, &events).await?;
+    Ok(recorded)
 }
 
 /// Whether `contact` wrote to `sender` before its message `inbound`.
@@ -1298,7 +1373,7 @@ pub async fn wrote_before(
     on_conn!(conn, c => Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM messages
                         WHERE contact_id = $1 AND sender_id = $2 AND direction = 'inbound'
-                              AND id <> $3)",
+                              AND id < $3)",
     )
     .bind(contact)
     .bind(sender)

@@ -151,6 +151,8 @@ fn keyword(name: &str, priority: i64, mode: &str, keywords: &[&str], reply: &str
 
 dialect_tests!(
     messages_of_one_callback_see_the_consent_each_leaves,
+    a_callback_of_many_messages_welcomes_each_person_once_and_records_a_repeat_once,
+    callbacks_committed_together_each_get_their_own_answers,
     rules_answer_by_match_mode_in_priority_order_with_a_fallback,
     cooldowns_and_the_hourly_cap_bound_replies,
     stop_during_a_running_campaign_stops_everything_and_start_and_help_answer,
@@ -415,6 +417,95 @@ async fn messages_of_one_callback_see_the_consent_each_leaves(db: TestDb) {
             "You are unsubscribed. Reply START to subscribe again."
         ]
     );
+    line.api.stop().await;
+}
+
+/// The messages of one callback are recorded together: a new person's first message is the
+/// one welcomed, and a message the platform repeats inside the callback counts once.
+async fn a_callback_of_many_messages_welcomes_each_person_once_and_records_a_repeat_once(
+    db: TestDb,
+) {
+    let line = Line::open(db, json!({})).await;
+    line.rule(
+        json!({"name": "Welcome", "priority": 1, "trigger": {"type": "welcome"},
+                     "reply": {"content": "Welcome, <<name|friend>>!"}}),
+    )
+    .await;
+    line.rule(
+        json!({"name": "Fallback", "priority": 9, "trigger": {"type": "fallback"},
+                     "reply": {"content": "We got it"}}),
+    )
+    .await;
+    let (amal, badr) = ("+201012345661", "+201012345662");
+    let said = |from: &str, text: &str, id: &str| json!({"type": "inbound", "from": from, "body": text, "message_id": id, "name": "Amal"});
+    let answer = line
+        .deliver_all(vec![
+            said(amal, "hi", "in-1"),
+            said(amal, "my order?", "in-2"),
+            said(amal, "hi", "in-1"),
+            json!({"type": "inbound", "from": badr, "body": "hello", "message_id": "in-3"}),
+        ])
+        .await;
+    assert_eq!(
+        (&answer["inbound"], &answer["replies"]),
+        (&json!(3), &json!(3)),
+        "{answer}"
+    );
+    let mut sent = line.sent_count(3).await;
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            (amal.to_owned(), "We got it".to_owned()),
+            (amal.to_owned(), "Welcome, Amal!".to_owned()),
+            (badr.to_owned(), "Welcome, friend!".to_owned()),
+        ]
+    );
+    let inbound = line
+        .api
+        .get("/v1/messages?direction=inbound&per_page=200")
+        .await;
+    assert_eq!(inbound.expect(200)["total"], 3, "{}", inbound.body);
+    let contacts = line.api.get("/v1/contacts?per_page=200").await;
+    assert_eq!(contacts.expect(200)["total"], 2, "{}", contacts.body);
+    line.api.stop().await;
+}
+
+/// Callbacks that arrive at once share commits; each still gets its own messages' answers.
+async fn callbacks_committed_together_each_get_their_own_answers(db: TestDb) {
+    let line = Line::open(db, json!({})).await;
+    line.rule(keyword(
+        "Price",
+        1,
+        "exact",
+        &["price"],
+        "Plans start at $29.",
+    ))
+    .await;
+    let people: Vec<String> = (0..40).map(|n| format!("+2010123457{n:02}")).collect();
+    let answers = futures::future::join_all(people.iter().enumerate().map(|(n, from)| {
+        // Every third person asks something no rule answers.
+        let text = if n % 3 == 0 { "hello" } else { "price" };
+        line.deliver_all(vec![json!({"type": "inbound", "from": from, "body": text})])
+    }))
+    .await;
+    for (n, answer) in answers.iter().enumerate() {
+        let replies = u64::from(n % 3 != 0);
+        assert_eq!(
+            (&answer["inbound"], &answer["replies"]),
+            (&json!(1), &json!(replies)),
+            "{}: {answer}",
+            people[n]
+        );
+    }
+    let answered = people.iter().enumerate().filter(|(n, _)| n % 3 != 0);
+    let mut expected: Vec<(String, String)> = answered
+        .map(|(_, from)| (from.clone(), "Plans start at $29.".to_owned()))
+        .collect();
+    let mut sent = line.sent_count(expected.len()).await;
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent, expected);
     line.api.stop().await;
 }
 
