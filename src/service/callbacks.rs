@@ -84,6 +84,7 @@ pub struct Ingestor {
 
 struct Job {
     batch: SenderEvents,
+    numbers: Vec<Number>,
     now: DateTime<Utc>,
     answer: oneshot::Sender<store::Result<Ingested>>,
 }
@@ -101,7 +102,14 @@ impl Ingestor {
 
     async fn ingest(&self, batch: SenderEvents, now: DateTime<Utc>) -> store::Result<Ingested> {
         let (answer, answered) = oneshot::channel();
-        let job = Job { batch, now, answer };
+        // Read here, by the request's own task, rather than by the task that commits for all.
+        let numbers = Number::all_of(&batch);
+        let job = Job {
+            batch,
+            numbers,
+            now,
+            answer,
+        };
         // The task ends only with the process: a closed queue is a database being closed.
         let closed = || StoreError::Database(sqlx::Error::PoolClosed);
         self.queue.send(job).await.map_err(|_| closed())?;
@@ -146,6 +154,7 @@ async fn commit_together(db: &Db, group: &[Job]) -> store::Result<Vec<Ingested>>
         .iter()
         .map(|job| Taken {
             batch: &job.batch,
+            numbers: &job.numbers,
             now: job.now,
         })
         .collect();
@@ -215,14 +224,52 @@ async fn ingest_one(
     batch: &SenderEvents,
     now: DateTime<Utc>,
 ) -> store::Result<Ingested> {
-    let mut ingested = ingest_in(tx, &[Taken { batch, now }]).await?;
+    let numbers = Number::all_of(batch);
+    let taken = Taken {
+        batch,
+        numbers: &numbers,
+        now,
+    };
+    let mut ingested = ingest_in(tx, &[taken]).await?;
     Ok(ingested.pop().unwrap_or_default())
 }
 
 /// A callback's events and when it was taken in.
 struct Taken<'a> {
     batch: &'a SenderEvents,
+    /// The numbers of its inbound messages, in order.
+    numbers: &'a [Number],
     now: DateTime<Utc>,
+}
+
+/// The number an inbound message came from.
+struct Number {
+    /// The number, when it is a phone.
+    phone: Option<Phone>,
+    /// The number as the message records it: E.164 when it is a phone, else as written.
+    stored: String,
+}
+
+impl Number {
+    /// The numbers of `batch`'s inbound messages, in order, each parsed once: a phone number's
+    /// parse is the dearest step of an inbound message.
+    fn all_of(batch: &SenderEvents) -> Vec<Self> {
+        batch
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                CallbackEvent::Inbound { from, .. } => Some(from),
+                _ => None,
+            })
+            .map(|from| {
+                let phone = Phone::parse(from).ok();
+                let stored = phone
+                    .as_ref()
+                    .map_or_else(|| from.trim().to_owned(), |phone| phone.as_str().to_owned());
+                Self { phone, stored }
+            })
+            .collect()
+    }
 }
 
 /// A callback's events by kind, each kind in the order the platform gave.
@@ -317,22 +364,20 @@ async fn ingest_in(tx: &mut store::Tx, callbacks: &[Taken<'_>]) -> store::Result
         let Some(Some(workspace)) = workspaces.get(&sender) else {
             continue;
         };
-        writers.extend(sorted.inbound.iter().map(|message| {
-            // Parsed once: a phone number's parse is the dearest step of an inbound message.
-            let phone = Phone::parse(message.from).ok();
-            Writer {
-                callback: index,
-                sender,
-                workspace: *workspace,
-                stored_phone: phone.as_ref().map_or_else(
-                    || message.from.trim().to_owned(),
-                    |phone| phone.as_str().to_owned(),
-                ),
-                phone,
-                message,
-                now: taken.now,
-            }
-        }));
+        writers.extend(
+            sorted
+                .inbound
+                .iter()
+                .zip(taken.numbers)
+                .map(|(message, number)| Writer {
+                    callback: index,
+                    sender,
+                    workspace: *workspace,
+                    number,
+                    message,
+                    now: taken.now,
+                }),
+        );
     }
     let mut people = People::of(tx, &writers).await?;
     let arrivals: Vec<Arrival> = writers
@@ -341,10 +386,11 @@ async fn ingest_in(tx: &mut store::Tx, callbacks: &[Taken<'_>]) -> store::Result
             sender: writer.sender,
             workspace: writer.workspace,
             contact: writer
+                .number
                 .phone
                 .as_ref()
                 .and_then(|phone| people.id_of(writer.workspace, phone)),
-            phone: &writer.stored_phone,
+            phone: &writer.number.stored,
             message: writer.message,
             now: writer.now,
         })
@@ -391,10 +437,7 @@ struct Writer<'a> {
     callback: usize,
     sender: SenderId,
     workspace: WorkspaceId,
-    /// The writer's number, when it is a phone.
-    phone: Option<Phone>,
-    /// The number as the message records it: E.164 when it is a phone, else as written.
-    stored_phone: String,
+    number: &'a Number,
     message: &'a NewInbound<'a>,
     now: DateTime<Utc>,
 }
@@ -410,7 +453,7 @@ impl People {
         let mut wanted: HashMap<WorkspaceId, Vec<(&Phone, Option<&str>)>> = HashMap::new();
         let mut seen = HashSet::new();
         for writer in writers {
-            let Some(phone) = &writer.phone else {
+            let Some(phone) = &writer.number.phone else {
                 continue;
             };
             if seen.insert((writer.workspace, phone.as_str())) {
