@@ -165,6 +165,7 @@ async fn fan_out(shared: Arc<Shared>, recorder: mpsc::Sender<Recorded>) {
     let mut reader: Option<EventReader> = None;
     let mut held_until: Option<DateTime<Utc>> = None;
     let mut health = EndpointHealth::default();
+    let mut position_saved: Option<Instant> = None;
     let mut sends_seen = shared.config.send_activity.total();
     while !shared.stopping() {
         let now = shared.clock.now();
@@ -223,7 +224,7 @@ async fn fan_out(shared: Arc<Shared>, recorder: mpsc::Sender<Recorded>) {
         // The lease is kept while the batch is out: a batch to a slow endpoint can outlast it,
         // and another process would then deliver the same events again.
         let outcome = tokio::select! {
-            outcome = fan_out_batch(&shared, &batch, &mut health, &recorder) => outcome,
+            outcome = fan_out_batch(&shared, &batch, &mut health, &mut position_saved, &recorder) => outcome,
             () = keep_lease(&shared) => {
                 tracing::warn!("webhooks: the event log's lease was lost mid-batch");
                 held_until = None;
@@ -293,6 +294,7 @@ async fn fan_out_batch(
     shared: &Arc<Shared>,
     batch: &[StoredEvent],
     health: &mut EndpointHealth,
+    position_saved: &mut Option<Instant>,
     recorder: &mpsc::Sender<Recorded>,
 ) -> db_store::Result<usize> {
     let Some(last) = batch.last().map(|event| event.position) else {
@@ -327,6 +329,15 @@ async fn fan_out_batch(
             };
         (endpoints, deliveries, held)
     };
+    // Events no endpoint wants move the position alone, and saving it costs the database's
+    // writer a transaction, which on SQLite the callbacks and sends wait for. Reading such
+    // events again after a restart delivers nothing (events from before an endpoint existed are
+    // never its), so their position is saved once in a while rather than after every batch.
+    if deliveries.is_empty()
+        && position_saved.is_some_and(|saved| saved.elapsed() < QUIET_POSITION_SAVES)
+    {
+        return Ok(0);
+    }
     let by_id: HashMap<WebhookId, Arc<Webhook>> = endpoints
         .into_iter()
         .map(|endpoint| (endpoint.id, Arc::new(endpoint)))
@@ -425,8 +436,12 @@ async fn fan_out_batch(
     }
     log::save_position(tx.conn(), CONSUMER, last, shared.clock.now()).await?;
     tx.commit().await?;
+    *position_saved = Some(Instant::now());
     Ok(pending)
 }
+
+/// How often the position is saved while the events read are none of any endpoint's.
+const QUIET_POSITION_SAVES: Duration = Duration::from_secs(1);
 
 /// How many times its own work the fan-out pauses while lanes are sending.
 const GIVE_WAY: u32 = 4;
