@@ -320,7 +320,8 @@ impl<'a> Sorted<'a> {
 /// Applies callbacks' events within `tx`, in a few statements for all of their inbound messages
 /// whatever their number. Each callback's inbound messages are answered in order, each seeing
 /// the consent the ones before it left, and then its opt-outs and opt-ins are applied, before
-/// the next callback's messages are answered.
+/// the next callback's messages are answered. The log holds the group's `message.received`
+/// events first, then what each answer appended: all were received before any was answered.
 async fn ingest_in(tx: &mut store::Tx, callbacks: &[Taken<'_>]) -> store::Result<Vec<Ingested>> {
     let sorted: Vec<Sorted> = callbacks
         .iter()
