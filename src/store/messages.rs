@@ -1233,22 +1233,22 @@ pub async fn insert_inbound(
 ) -> Result<Vec<Option<Inbound>>> {
     let ids: Vec<MessageId> = arrivals.iter().map(|_| MessageId::generate()).collect();
     let mut inserted = std::collections::HashSet::with_capacity(arrivals.len());
-    let per_statement = rows_per_statement(11);
-    for (offset, chunk) in arrivals.chunks(per_statement).enumerate() {
-        let first = offset * per_statement;
+    let per_statement = rows_per_statement(14);
+    for (chunk, chunk_ids) in arrivals
+        .chunks(per_statement)
+        .zip(ids.chunks(per_statement))
+    {
         let mut insert = SqlBuilder::new(
             "INSERT INTO messages (id, workspace_id, sender_id, contact_id, phone, body,
                                    not_before, created_at, updated_at, delivered_at,
                                    provider_message_id, direction, status, attempts) VALUES ",
         );
-        for (index, arrival) in chunk.iter().enumerate() {
-            let row = first + index;
+        for (index, (arrival, id)) in chunk.iter().zip(chunk_ids).enumerate() {
             if index > 0 {
                 insert.push(", ");
             }
-            insert.push("(");
-            for (column, param) in [
-                Param::Id(ids[row].0),
+            insert.bind_list([
+                Param::Id(id.0),
                 Param::Id(arrival.workspace.0),
                 Param::Id(arrival.sender.0),
                 Param::OptId(arrival.contact.map(|contact| contact.0)),
@@ -1259,16 +1259,10 @@ pub async fn insert_inbound(
                 Param::Time(arrival.now),
                 Param::Time(arrival.message.at),
                 Param::OptText(arrival.message.id.map(str::to_owned)),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                if column > 0 {
-                    insert.push(", ");
-                }
-                insert.bind(param);
-            }
-            insert.push(", 'inbound', 'delivered', 0)");
+                Param::Text(Direction::Inbound.as_str().to_owned()),
+                Param::Text(MessageStatus::Delivered.as_str().to_owned()),
+                Param::Int(0),
+            ]);
         }
         insert.push(
             " ON CONFLICT (sender_id, provider_message_id)
