@@ -330,9 +330,11 @@ async fn fan_out_batch(
         (endpoints, deliveries, held)
     };
     // Events no endpoint wants move the position alone, and saving it costs the database's
-    // writer a transaction, which on SQLite the callbacks and sends wait for. Reading such
-    // events again after a restart delivers nothing (events from before an endpoint existed are
-    // never its), so their position is saved once in a while rather than after every batch.
+    // writer a transaction, which on SQLite the callbacks and sends wait for. So their position
+    // is saved once a second rather than after every batch. A restart reads at most that second
+    // again, which delivers nothing to an endpoint created since (events from before an
+    // endpoint existed are never its); one enabled or subscribed within that second may get
+    // the second's events, as it would have had the fan-out been that second behind.
     if deliveries.is_empty()
         && position_saved.is_some_and(|saved| saved.elapsed() < QUIET_POSITION_SAVES)
     {
@@ -611,12 +613,8 @@ impl EndpointHealth {
 fn deliveries_of(batch: &[StoredEvent], endpoints: &[Webhook]) -> Vec<NewDelivery> {
     let mut deliveries = Vec::new();
     for event in batch {
-        let body = serde_json::json!({
-            "type": event.kind.as_str(),
-            "timestamp": event.occurred_at,
-            "data": event.payload,
-        })
-        .to_string();
+        // Written once an endpoint wants the event: most events of a busy log are no one's.
+        let mut body: Option<String> = None;
         for endpoint in endpoints.iter().filter(|endpoint| {
             endpoint.workspace_id == event.workspace && event.occurred_at >= endpoint.created_at
         }) {
@@ -633,7 +631,16 @@ fn deliveries_of(batch: &[StoredEvent], endpoints: &[Webhook]) -> Vec<NewDeliver
                     event_id: event.position,
                     kind: event.kind,
                     subject: event.subject,
-                    body: body.clone(),
+                    body: body
+                        .get_or_insert_with(|| {
+                            serde_json::json!({
+                                "type": event.kind.as_str(),
+                                "timestamp": event.occurred_at,
+                                "data": event.payload,
+                            })
+                            .to_string()
+                        })
+                        .clone(),
                 });
             }
         }
