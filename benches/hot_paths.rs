@@ -1,5 +1,5 @@
-//! The engine's hot paths, one by one: rendering one recipient's message from a compiled
-//! template, evaluating every pacing gate for one send, and claiming and recording a batch of
+//! The engine's hot paths, one by one: reading an inbound message's phone number, rendering one
+//! recipient's message from a compiled template, evaluating every pacing gate for one send, and claiming and recording a batch of
 //! 1,000 messages on SQLite (and PostgreSQL when `HERALD_TEST_POSTGRES_URL` is set).
 //!
 //! `cargo bench --bench hot_paths`; figures and what bounds them are in BENCHMARKS.md.
@@ -35,6 +35,19 @@ use sqlx::types::Json;
 
 const CONTENT: &str = "Hi <<name|there>>! Our spring sale reaches <<city|your city>> today: \
                        <<discount|20%>> off with code <<code>>. Reply STOP to opt out.";
+
+/// Every inbound message's number is parsed: a North American one (25 regions share `+1`), and
+/// one of a code with a single region.
+fn phone_numbers(c: &mut Criterion) {
+    for (name, number) in [
+        ("north_american", "+1 556 000 1234"),
+        ("egyptian", "+20 101 234 5678"),
+    ] {
+        c.bench_function(&format!("phone/parse_{name}"), |b| {
+            b.iter(|| Phone::parse(black_box(number)).expect("parses"))
+        });
+    }
+}
 
 fn rendering(c: &mut Criterion) {
     let compiled = CompiledCampaign {
@@ -234,5 +247,11 @@ fn claim_and_record(c: &mut Criterion) {
     drop(databases);
 }
 
-criterion_group!(benches, rendering, pacing_gates, claim_and_record);
+criterion_group!(
+    benches,
+    phone_numbers,
+    rendering,
+    pacing_gates,
+    claim_and_record
+);
 criterion_main!(benches);
