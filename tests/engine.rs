@@ -23,7 +23,7 @@ use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields};
 use herald::store::messages::{self, MessageFilter};
 use herald::store::senders::{self, SenderFields};
-use herald::store::{Conn, Page, usage, workspaces};
+use herald::store::{Conn, Page, usage, withdrawals, workspaces};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -1258,8 +1258,10 @@ enum Withdrawal {
     /// By this process's store, as STOP, the API or the dashboard would: the lane hears of it.
     HeardHere,
     /// Where this process cannot hear it: another process on a PostgreSQL database (one process
-    /// serves a SQLite file).
+    /// serves a SQLite file) whose telling of it never arrived.
     Elsewhere,
+    /// By another process on a PostgreSQL database, which tells the others as its store does.
+    ToldByAnotherProcess,
 }
 
 /// Withdraws everyone's consent while a batch is in flight; returns how many sends started after.
@@ -1268,15 +1270,17 @@ async fn sends_started_after(db: TestDb, withdrawal: Withdrawal) -> usize {
     let asked = requests(&gateway).await.len();
     match withdrawal {
         Withdrawal::HeardHere => opt_everyone_out(&scenario).await,
-        Withdrawal::Elsewhere => opt_everyone_out_unheard(&scenario).await,
+        Withdrawal::Elsewhere => opt_everyone_out_unheard(&scenario, false).await,
+        Withdrawal::ToldByAnotherProcess => opt_everyone_out_unheard(&scenario, true).await,
     }
     let started_after = sends_after_withdrawal(&scenario, &gateway, asked).await;
     scenario.stop().await;
     started_after
 }
 
-/// What another process's opt-outs leave in the database, without announcing them here.
-async fn opt_everyone_out_unheard(scenario: &Scenario) {
+/// What another process's opt-outs leave in the database, without announcing them in this
+/// process; `told`: with the notice its store gives the other processes.
+async fn opt_everyone_out_unheard(scenario: &Scenario, told: bool) {
     let mut tx = scenario.db.begin().await.unwrap();
     let sql = "UPDATE contacts SET opted_out_at = $1";
     match tx.conn() {
@@ -1288,6 +1292,11 @@ async fn opt_everyone_out_unheard(scenario: &Scenario) {
         messages::skip_pending_to(tx.conn(), contact, "opted_out", Utc::now())
             .await
             .unwrap();
+        if told {
+            withdrawals::tell_other_processes(tx.conn(), contact)
+                .await
+                .unwrap();
+        }
     }
     tx.commit().await.unwrap();
 }
@@ -1312,6 +1321,18 @@ async fn a_batch_claimed_ahead_is_checked_for_consent_before_it_starts(db: TestD
     // The four out and the eight of their batch: the sixteen claimed ahead would follow.
     assert!(
         started_after <= 12,
+        "{started_after} sends started after the opt-out"
+    );
+}
+
+/// STOP handled by another process on PostgreSQL: its notice reaches this process's lane when
+/// the opt-out commits, and the messages the lane holds to the contact do not start, as when
+/// this process handles it.
+async fn a_withdrawal_in_another_process_stops_the_batch_being_sent(db: TestDb) {
+    let started_after = sends_started_after(db, Withdrawal::ToldByAnotherProcess).await;
+    // The four out at the opt-out; without the notice, the eight of their batch would follow.
+    assert!(
+        started_after <= 4,
         "{started_after} sends started after the opt-out"
     );
 }
@@ -1609,6 +1630,7 @@ async fn work_queued_by_another_process_is_sent_without_waiting_for_a_tick(db: T
 
 postgres_tests!(
     a_batch_claimed_ahead_is_checked_for_consent_before_it_starts,
+    a_withdrawal_in_another_process_stops_the_batch_being_sent,
     work_queued_by_another_process_is_sent_without_waiting_for_a_tick,
 );
 

@@ -17,9 +17,10 @@
 //! further send, gives back the messages it claimed and did not start, and stops.
 //!
 //! Consent withdrawn after a claim (STOP, an opt-out or block through the API) skips the lane's
-//! messages to that contact that have not started: in this process the lane hears it at once
-//! (`store::withdrawals`) and checks each such message at its turn; on PostgreSQL, where another
-//! process may have heard it, a batch claimed ahead is checked against the database first.
+//! messages to that contact that have not started: the lane hears it at once, from this process
+//! or, on PostgreSQL, from another when it commits (`store::withdrawals`), and checks each such
+//! message at its turn; on PostgreSQL a batch claimed ahead is also checked against the database
+//! first, for what is heard late (a listening connection being opened again).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use crate::domain::callback::{CallbackEvent, SenderEvents};
 use crate::domain::ids::SenderId;
 use crate::providers::ProviderContext;
 use crate::service::callbacks;
+use crate::store::lanes::Heard;
 use crate::store::{self, Db};
 
 mod lane;
@@ -218,8 +219,8 @@ pub async fn start(
         activity: activity.clone(),
     });
     // Before the first look at the queue: work announced from then on is heard.
-    if let Some(listener) = store::lanes::listen_for_work(&shared.db).await? {
-        tokio::spawn(hear_work(shared.clone(), listener));
+    if let Some(listener) = store::lanes::listen(&shared.db).await? {
+        tokio::spawn(hear_other_processes(shared.clone(), listener));
     }
     let task = tokio::spawn(run(shared, received));
     Ok(EngineHandle {
@@ -232,17 +233,20 @@ pub async fn start(
 
 /// Wakes the lanes of senders that other processes announce work for (PostgreSQL), so that a
 /// reply queued by a process that does not run its sender's lane goes out without waiting for
-/// this one's next tick. Ends with the engine.
-async fn hear_work(shared: Arc<Shared>, mut listener: store::lanes::WorkListener) {
+/// this one's next tick; and tells this process's lanes of consent withdrawn in another, so
+/// that a message they hold to that contact does not start. Ends with the engine.
+async fn hear_other_processes(shared: Arc<Shared>, mut listener: store::lanes::Listener) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
             heard = listener.next() => match heard {
-                Ok(Some(sender)) => shared.wakeups.wake(sender),
+                Ok(Some(Heard::Work(sender))) => shared.wakeups.wake(sender),
+                Ok(Some(Heard::Withdrawn(contact))) => store::withdrawals::announce(contact),
                 Ok(None) => {}
                 Err(error) => {
-                    // The ticks still find the work; listening is tried again after one.
-                    tracing::warn!(%error, "announcements of work not heard");
+                    // The ticks still find the work, and each batch claimed ahead is checked
+                    // for consent; listening is tried again after a tick.
+                    tracing::warn!(%error, "other processes not heard");
                     tokio::time::sleep(shared.config.tick).await;
                 }
             },

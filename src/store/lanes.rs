@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 
 use super::{Conn, Db, Result, on_conn};
-use crate::domain::ids::SenderId;
+use crate::domain::ids::{ContactId, SenderId};
 
 /// The PostgreSQL channel on which processes tell each other that a sender has work now.
 const WORK_CHANNEL: &str = "herald_sender_work";
@@ -24,26 +24,43 @@ pub async fn announce_work(conn: Conn<'_>, sender: SenderId) -> Result<()> {
     Ok(())
 }
 
-/// This process's hearing of [`announce_work`], on a connection of its own.
-pub struct WorkListener(PgListener);
+/// This process's hearing of what other processes tell it: [`announce_work`] and withdrawn
+/// consent ([`super::withdrawals::tell_other_processes`]), on a connection of its own.
+pub struct Listener(PgListener);
 
-/// Listens for work announced by any process; `None` on SQLite.
-pub async fn listen_for_work(db: &Db) -> Result<Option<WorkListener>> {
+/// What another process (or this one) told.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// `sender` has work that should not wait for the next look at the queue.
+    Work(SenderId),
+    /// This contact may have withdrawn its consent.
+    Withdrawn(ContactId),
+}
+
+/// Listens to what any process tells; `None` on SQLite, which one process serves.
+pub async fn listen(db: &Db) -> Result<Option<Listener>> {
     let Db::Postgres(pool) = db else {
         return Ok(None);
     };
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(WORK_CHANNEL).await?;
-    Ok(Some(WorkListener(listener)))
+    listener
+        .listen_all([WORK_CHANNEL, super::withdrawals::CHANNEL])
+        .await?;
+    Ok(Some(Listener(listener)))
 }
 
-impl WorkListener {
-    /// The next sender announced. A lost connection is opened again and listens again (what was
-    /// announced meanwhile is found by the next look at the queue); an error is one that could
-    /// not, or the pool closing.
-    pub async fn next(&mut self) -> Result<Option<SenderId>> {
+impl Listener {
+    /// The next thing told; `None` for a payload that names nothing. A lost connection is
+    /// opened again and listens again (work announced meanwhile is found by the next look at
+    /// the queue, a withdrawal by the check of each batch claimed ahead); an error is one that
+    /// could not, or the pool closing.
+    pub async fn next(&mut self) -> Result<Option<Heard>> {
         let notification = self.0.recv().await?;
-        Ok(notification.payload().parse().ok())
+        let payload = notification.payload();
+        Ok(match notification.channel() {
+            WORK_CHANNEL => payload.parse().ok().map(Heard::Work),
+            _ => payload.parse().ok().map(Heard::Withdrawn),
+        })
     }
 }
 

@@ -13,14 +13,20 @@
 //! commit and found them skipped, or passed over them.
 //!
 //! Process-wide, like the metrics registry: contact ids are unique across databases, so a lane of
-//! another database never matches one, and a withdrawal in another process is not heard here
-//! (a batch claimed ahead is checked against the database before it starts for that).
+//! another database never matches one. On PostgreSQL a withdrawal is also told to the other
+//! processes ([`tell_other_processes`]), whose engines announce it to their own lanes when it
+//! commits; a batch claimed ahead is still checked against the database before it starts, for
+//! what a process hears late (a listening connection being opened again).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use super::{Conn, Result};
 use crate::domain::ids::ContactId;
+
+/// The PostgreSQL channel on which a process tells the others that consent was withdrawn.
+pub(super) const CHANNEL: &str = "herald_consent_withdrawn";
 
 static SUBSCRIBERS: Mutex<Vec<Weak<Inbox>>> = Mutex::new(Vec::new());
 
@@ -45,8 +51,8 @@ pub fn subscribe() -> Subscription {
 }
 
 /// Tells every subscriber that `contact` may have withdrawn its consent: call it after the
-/// statements that withdraw it, inside their transaction.
-pub(super) fn announce(contact: ContactId) {
+/// statements that withdraw it, inside their transaction, or when another process told of it.
+pub fn announce(contact: ContactId) {
     let subscribers = SUBSCRIBERS.lock().unwrap_or_else(PoisonError::into_inner);
     for inbox in subscribers.iter().filter_map(Weak::upgrade) {
         inbox
@@ -56,6 +62,21 @@ pub(super) fn announce(contact: ContactId) {
             .insert(contact);
         inbox.any.store(true, Ordering::Release);
     }
+}
+
+/// Tells the other processes on a PostgreSQL database that `contact` may have withdrawn its
+/// consent, to announce to their lanes: PostgreSQL delivers it when the transaction commits (a
+/// lane that then asks the database sees the withdrawal), and not at all if it rolls back.
+/// Nothing on SQLite, which one process serves.
+pub async fn tell_other_processes(conn: Conn<'_>, contact: ContactId) -> Result<()> {
+    if let Conn::Postgres(c) = conn {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(contact.to_string())
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
 }
 
 impl Subscription {
