@@ -107,25 +107,32 @@ fn has_a_possible_length(number: &phonenumber::PhoneNumber) -> bool {
     let plans = phonenumber::metadata::DATABASE
         .by_code(&number.code().value())
         .unwrap_or_default();
-    plans.iter().any(|plan| {
-        let kinds = plan.descriptors();
-        [
-            Some(kinds.general()),
-            kinds.fixed_line(),
-            kinds.mobile(),
-            kinds.toll_free(),
-            kinds.premium_rate(),
-            kinds.shared_cost(),
-            kinds.personal_number(),
-            kinds.voip(),
-            kinds.pager(),
-            kinds.uan(),
-            kinds.voicemail(),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|kind| kind.possible_length().contains(&length))
-    })
+    plans
+        .iter()
+        .any(|plan| kinds_of_number(plan).any(|kind| kind.possible_length().contains(&length)))
+}
+
+/// Every kind of number a region's plan describes (fixed line, mobile, toll free, …), with the
+/// description of them all.
+fn kinds_of_number(
+    plan: &phonenumber::metadata::Metadata,
+) -> impl Iterator<Item = &phonenumber::metadata::Descriptor> {
+    let kinds = plan.descriptors();
+    [
+        Some(kinds.general()),
+        kinds.fixed_line(),
+        kinds.mobile(),
+        kinds.toll_free(),
+        kinds.premium_rate(),
+        kinds.shared_cost(),
+        kinds.personal_number(),
+        kinds.voip(),
+        kinds.pager(),
+        kinds.uan(),
+        kinds.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 impl fmt::Display for Phone {
@@ -259,24 +266,7 @@ mod tests {
         let mut inputs = Vec::new();
         for region in DATABASE.iter() {
             let code = region.country_code();
-            let kinds = region.descriptors();
-            let examples = [
-                Some(kinds.general()),
-                kinds.fixed_line(),
-                kinds.mobile(),
-                kinds.toll_free(),
-                kinds.premium_rate(),
-                kinds.shared_cost(),
-                kinds.personal_number(),
-                kinds.voip(),
-                kinds.pager(),
-                kinds.uan(),
-                kinds.voicemail(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(|kind| kind.example());
-            for example in examples {
+            for example in kinds_of_number(region).filter_map(|kind| kind.example()) {
                 // As written, and behind each NANP-style or trunk national prefix.
                 for prefix in ["", "0", "1"] {
                     inputs.push(format!("+{code}{prefix}{example}"));

@@ -14,14 +14,7 @@ const WORK_CHANNEL: &str = "herald_sender_work";
 /// when the transaction commits, and not at all if it rolls back. Nothing on SQLite, which one
 /// process serves (it wakes its own lanes).
 pub async fn announce_work(conn: Conn<'_>, sender: SenderId) -> Result<()> {
-    if let Conn::Postgres(c) = conn {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(WORK_CHANNEL)
-            .bind(sender.to_string())
-            .execute(&mut *c)
-            .await?;
-    }
-    Ok(())
+    super::notify(conn, WORK_CHANNEL, sender.to_string()).await
 }
 
 /// This process's hearing of what other processes tell it: [`announce_work`] and withdrawn

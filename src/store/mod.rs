@@ -389,6 +389,20 @@ impl Tx {
     }
 }
 
+/// Tells every process listening on `channel` of a PostgreSQL database: delivered when the
+/// transaction commits, and not at all if it rolls back. Nothing on SQLite, which one process
+/// serves.
+async fn notify(conn: Conn<'_>, channel: &str, payload: String) -> Result<()> {
+    if let Conn::Postgres(c) = conn {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A borrowed connection of either dialect: what store functions run statements on.
 pub enum Conn<'c> {
     Sqlite(&'c mut SqliteConnection),

@@ -69,14 +69,7 @@ pub fn announce(contact: ContactId) {
 /// lane that then asks the database sees the withdrawal), and not at all if it rolls back.
 /// Nothing on SQLite, which one process serves.
 pub async fn tell_other_processes(conn: Conn<'_>, contact: ContactId) -> Result<()> {
-    if let Conn::Postgres(c) = conn {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(contact.to_string())
-            .execute(&mut *c)
-            .await?;
-    }
-    Ok(())
+    super::notify(conn, CHANNEL, contact.to_string()).await
 }
 
 impl Subscription {
