@@ -241,7 +241,7 @@ async fn hear_other_processes(shared: Arc<Shared>, mut listener: store::lanes::L
         tokio::select! {
             heard = listener.next() => match heard {
                 Ok(Some(Heard::Work(sender))) => shared.wakeups.wake(sender),
-                Ok(Some(Heard::Withdrawn(contact))) => store::withdrawals::announce(contact),
+                Ok(Some(Heard::Withdrawn(contact))) => store::withdrawals::tell_lanes_here(contact),
                 Ok(None) => {}
                 Err(error) => {
                     // The ticks still find the work, and each batch claimed ahead is checked

@@ -429,8 +429,7 @@ pub async fn set_blocked(
     let contact = get(conn.reborrow(), workspace, id).await?;
     if blocked {
         super::messages::skip_pending_to(conn.reborrow(), id, "blocked", now).await?;
-        super::withdrawals::announce(id);
-        super::withdrawals::tell_other_processes(conn.reborrow(), id).await?;
+        super::withdrawals::announce(conn.reborrow(), id).await?;
     }
     announce(conn, &contact, EventType::ContactUpdated, now).await?;
     Ok(contact)
@@ -474,8 +473,7 @@ pub async fn set_opted_out(
     };
     if kind == Some(EventType::ContactOptedOut) {
         super::messages::skip_pending_to(conn.reborrow(), id, "opted_out", now).await?;
-        super::withdrawals::announce(id);
-        super::withdrawals::tell_other_processes(conn.reborrow(), id).await?;
+        super::withdrawals::announce(conn.reborrow(), id).await?;
     }
     if let Some(kind) = kind {
         announce(conn, &contact, kind, now).await?;

@@ -52,7 +52,8 @@ impl Listener {
         let payload = notification.payload();
         Ok(match notification.channel() {
             WORK_CHANNEL => payload.parse().ok().map(Heard::Work),
-            _ => payload.parse().ok().map(Heard::Withdrawn),
+            super::withdrawals::CHANNEL => payload.parse().ok().map(Heard::Withdrawn),
+            _ => None,
         })
     }
 }

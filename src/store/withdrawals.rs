@@ -13,10 +13,10 @@
 //! commit and found them skipped, or passed over them.
 //!
 //! Process-wide, like the metrics registry: contact ids are unique across databases, so a lane of
-//! another database never matches one. On PostgreSQL a withdrawal is also told to the other
-//! processes ([`tell_other_processes`]), whose engines announce it to their own lanes when it
-//! commits; a batch claimed ahead is still checked against the database before it starts, for
-//! what a process hears late (a listening connection being opened again).
+//! another database never matches one. On PostgreSQL [`announce`] also tells the other
+//! processes, whose engines tell their own lanes ([`tell_lanes_here`]) when it commits; a batch
+//! claimed ahead is still checked against the database before it starts, for what a process
+//! hears late (a listening connection being opened again).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,9 +50,17 @@ pub fn subscribe() -> Subscription {
     Subscription(inbox)
 }
 
-/// Tells every subscriber that `contact` may have withdrawn its consent: call it after the
-/// statements that withdraw it, inside their transaction, or when another process told of it.
-pub fn announce(contact: ContactId) {
+/// Tells every lane that `contact` may have withdrawn its consent, in this process at once and,
+/// on PostgreSQL, in the others when the transaction commits: call it after the statements that
+/// withdraw it, inside their transaction.
+pub(super) async fn announce(conn: Conn<'_>, contact: ContactId) -> Result<()> {
+    tell_lanes_here(contact);
+    tell_other_processes(conn, contact).await
+}
+
+/// Tells this process's subscribers that `contact` may have withdrawn its consent: a withdrawal
+/// here, or one another process told of.
+pub fn tell_lanes_here(contact: ContactId) {
     let subscribers = SUBSCRIBERS.lock().unwrap_or_else(PoisonError::into_inner);
     for inbox in subscribers.iter().filter_map(Weak::upgrade) {
         inbox
@@ -65,7 +73,7 @@ pub fn announce(contact: ContactId) {
 }
 
 /// Tells the other processes on a PostgreSQL database that `contact` may have withdrawn its
-/// consent, to announce to their lanes: PostgreSQL delivers it when the transaction commits (a
+/// consent, for their lanes: PostgreSQL delivers it when the transaction commits (a
 /// lane that then asks the database sees the withdrawal), and not at all if it rolls back.
 /// Nothing on SQLite, which one process serves.
 pub async fn tell_other_processes(conn: Conn<'_>, contact: ContactId) -> Result<()> {
@@ -105,11 +113,11 @@ mod tests {
     #[test]
     fn a_subscriber_hears_what_is_announced_after_it_subscribed_until_it_forgets() {
         let before = ContactId::generate();
-        announce(before);
+        tell_lanes_here(before);
         let lane = subscribe();
         let (stopped, other) = (ContactId::generate(), ContactId::generate());
         assert!(!lane.may_have_withdrawn(stopped));
-        announce(stopped);
+        tell_lanes_here(stopped);
         assert!(lane.may_have_withdrawn(stopped));
         assert!(!lane.may_have_withdrawn(other));
         assert!(
@@ -118,7 +126,7 @@ mod tests {
         );
         lane.forget();
         assert!(!lane.may_have_withdrawn(stopped));
-        announce(other);
+        tell_lanes_here(other);
         assert!(lane.may_have_withdrawn(other));
     }
 
@@ -127,7 +135,7 @@ mod tests {
         let lane = subscribe();
         let inbox = Arc::downgrade(&lane.0);
         drop(lane);
-        announce(ContactId::generate());
+        tell_lanes_here(ContactId::generate());
         assert!(inbox.upgrade().is_none());
         let _ = subscribe();
         let subscribers = SUBSCRIBERS.lock().unwrap_or_else(PoisonError::into_inner);
