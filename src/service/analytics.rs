@@ -360,22 +360,10 @@ fn activity_in_local_hours(hours: &[rollups::ActivityHour], period: Period) -> V
     // quarter's as they come, then a stable sort (which finds them almost sorted) and a merge
     // of equal neighbours.
     let mut local_hours: Vec<((NaiveDate, u32), i64, i64)> = Vec::with_capacity(hours.len());
-    let mut rows = hours.iter().peekable();
-    while let Some(row) = rows.next() {
-        // The hour's sends and inbound messages side by side (a row each, in hour order).
-        let mut counts = [(0, 0); 4];
-        let mut add = |row: &rollups::ActivityHour| {
-            for (index, count) in row.quarter_counts().into_iter().enumerate() {
-                let (sent, received) = &mut counts[index];
-                *if row.outbound { sent } else { received } += count;
-            }
-        };
-        add(row);
-        while let Some(same_hour) = rows.next_if(|next| next.hour == row.hour) {
-            add(same_hour);
-        }
+    for row in hours {
         let slots = local_slots_of_hour(period.zone, row.hour);
-        for (index, ((sent, received), slot)) in counts.into_iter().zip(slots).enumerate() {
+        let counts = row.sent.into_iter().zip(row.received).zip(slots);
+        for (index, ((sent, received), slot)) in counts.enumerate() {
             if (sent == 0 && received == 0) || !quarters.contains(row.hour * 4 + index as i64) {
                 continue;
             }
@@ -466,15 +454,11 @@ mod tests {
         at.parse::<DateTime<Utc>>().unwrap().timestamp() / 3600
     }
 
-    fn row(at: &str, outbound: bool, quarters: [i64; 4]) -> rollups::ActivityHour {
-        let [q0, q1, q2, q3] = quarters;
+    fn row(at: &str, sent: [i64; 4], received: [i64; 4]) -> rollups::ActivityHour {
         rollups::ActivityHour {
             hour: hour_of(at),
-            outbound,
-            q0,
-            q1,
-            q2,
-            q3,
+            sent,
+            received,
         }
     }
 
@@ -495,11 +479,10 @@ mod tests {
         use ActivityDirection::{Inbound, Outbound};
         // New York, 1 November 2026: 01:00–02:00 comes twice, at 05:00 and 06:00 UTC.
         let hours = [
-            row("2026-11-01T04:00:00Z", true, [1, 0, 0, 0]),
-            row("2026-11-01T05:00:00Z", true, [2, 0, 0, 1]),
-            row("2026-11-01T05:00:00Z", false, [0, 4, 0, 0]),
-            row("2026-11-01T06:00:00Z", true, [0, 8, 0, 0]),
-            row("2026-11-01T07:00:00Z", false, [16, 0, 0, 0]),
+            row("2026-11-01T04:00:00Z", [1, 0, 0, 0], [0; 4]),
+            row("2026-11-01T05:00:00Z", [2, 0, 0, 1], [0, 4, 0, 0]),
+            row("2026-11-01T06:00:00Z", [0, 8, 0, 0], [0; 4]),
+            row("2026-11-01T07:00:00Z", [0; 4], [16, 0, 0, 0]),
         ];
         let activity = activity_in_local_hours(
             &hours,
@@ -522,9 +505,9 @@ mod tests {
         // Troll (Antarctica) goes from UTC+2 to UTC+0 at 01:00 UTC on 25 October 2026: local
         // 02:00 (00:00 UTC), then 01:00 (01:00 UTC), then 02:00 again (02:00 UTC).
         let hours = [
-            row("2026-10-25T00:00:00Z", true, [1, 0, 0, 0]),
-            row("2026-10-25T01:00:00Z", true, [2, 0, 0, 0]),
-            row("2026-10-25T02:00:00Z", true, [4, 0, 0, 0]),
+            row("2026-10-25T00:00:00Z", [1, 0, 0, 0], [0; 4]),
+            row("2026-10-25T01:00:00Z", [2, 0, 0, 0], [0; 4]),
+            row("2026-10-25T02:00:00Z", [4, 0, 0, 0], [0; 4]),
         ];
         let activity = activity_in_local_hours(
             &hours,
@@ -544,7 +527,7 @@ mod tests {
         use ActivityDirection::Outbound;
         // Kolkata is UTC+05:30: 18:00–18:30 UTC on 30 November is 23:30–24:00 there, outside a
         // period of 1 December; 18:30–19:00 is 00:00–00:30 on 1 December.
-        let hours = [row("2026-11-30T18:00:00Z", true, [1, 2, 4, 8])];
+        let hours = [row("2026-11-30T18:00:00Z", [1, 2, 4, 8], [0; 4])];
         let activity =
             activity_in_local_hours(&hours, period("2026-12-01", "2026-12-01", "Asia/Kolkata"));
         assert_eq!(slots(&activity), [("2026-12-01".into(), 0, Outbound, 12)]);

@@ -327,45 +327,63 @@ async fn sender_counts_by_quarter(
         .await?))
 }
 
-/// One UTC hour's sends or inbound messages, by quarter.
-#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+/// One UTC hour's sends and inbound messages (outcomes `sent` and `received`), by quarter.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActivityHour {
     pub hour: i64,
-    /// Sends (`sent`) when true, else inbound messages (`received`).
-    pub outbound: bool,
-    pub q0: i64,
-    pub q1: i64,
-    pub q2: i64,
-    pub q3: i64,
+    pub sent: [i64; 4],
+    pub received: [i64; 4],
 }
 
-impl ActivityHour {
-    /// The counts of its four quarters, in order.
-    pub fn quarter_counts(&self) -> [i64; 4] {
-        [self.q0, self.q1, self.q2, self.q3]
+/// hour, then sent_q0..q3, then received_q0..q3: read by position, as a name costs a lookup
+/// per column and a 90-day period is 2,160 rows of nine.
+type ActivityRow = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+impl From<ActivityRow> for ActivityHour {
+    fn from((hour, s0, s1, s2, s3, r0, r1, r2, r3): ActivityRow) -> Self {
+        ActivityHour {
+            hour,
+            sent: [s0, s1, s2, s3],
+            received: [r0, r1, r2, r3],
+        }
     }
 }
 
-/// Sends and inbound messages (outcomes `sent` and `received`) by UTC hour over `hours`
-/// (inclusive), of one sender or all, in order of hour.
+/// Sends and inbound messages by UTC hour over `hours` (inclusive), of one sender or all, in
+/// order of hour: a row an hour.
 pub async fn activity_by_hour(
     conn: Conn<'_>,
     workspace: WorkspaceId,
     (first_hour, last_hour): (i64, i64),
     sender: Option<SenderId>,
 ) -> Result<Vec<ActivityHour>> {
-    // Every sender's: the workspace's own rollups, a row per hour and outcome.
     let sql = match sender {
+        // One sender's: its two outcomes' rollup rows side by side.
         Some(_) => {
-            "SELECT hour, outcome = 'sent' AS outbound, q0, q1, q2, q3 FROM message_rollups
+            "SELECT hour,
+                    CAST(SUM(CASE WHEN outcome = 'sent' THEN q0 ELSE 0 END) AS BIGINT) AS sent_q0,
+                    CAST(SUM(CASE WHEN outcome = 'sent' THEN q1 ELSE 0 END) AS BIGINT) AS sent_q1,
+                    CAST(SUM(CASE WHEN outcome = 'sent' THEN q2 ELSE 0 END) AS BIGINT) AS sent_q2,
+                    CAST(SUM(CASE WHEN outcome = 'sent' THEN q3 ELSE 0 END) AS BIGINT) AS sent_q3,
+                    CAST(SUM(CASE WHEN outcome = 'received' THEN q0 ELSE 0 END) AS BIGINT)
+                        AS received_q0,
+                    CAST(SUM(CASE WHEN outcome = 'received' THEN q1 ELSE 0 END) AS BIGINT)
+                        AS received_q1,
+                    CAST(SUM(CASE WHEN outcome = 'received' THEN q2 ELSE 0 END) AS BIGINT)
+                        AS received_q2,
+                    CAST(SUM(CASE WHEN outcome = 'received' THEN q3 ELSE 0 END) AS BIGINT)
+                        AS received_q3
+             FROM message_rollups
              WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3 AND sender_id = $4
                    AND (outcome = 'sent' OR outcome = 'received')
-             ORDER BY hour"
+             GROUP BY hour ORDER BY hour"
         }
+        // Every sender's: the workspace's activity rollup, kept in this shape.
         None => {
-            "SELECT hour, outcome = 'sent' AS outbound, q0, q1, q2, q3 FROM workspace_rollups
+            "SELECT hour, sent_q0, sent_q1, sent_q2, sent_q3,
+                    received_q0, received_q1, received_q2, received_q3
+             FROM workspace_activity
              WHERE workspace_id = $1 AND hour >= $2 AND hour <= $3
-                   AND (outcome = 'sent' OR outcome = 'received')
              ORDER BY hour"
         }
     };
@@ -378,7 +396,8 @@ pub async fn activity_by_hour(
             Some(sender) => query.bind(sender),
             None => query,
         };
-        Ok(query.fetch_all(&mut *c).await?)
+        let rows: Vec<ActivityRow> = query.fetch_all(&mut *c).await?;
+        Ok(rows.into_iter().map(ActivityHour::from).collect())
     })
 }
 
@@ -560,8 +579,8 @@ pub struct Snapshot {
     pub messages: std::collections::BTreeMap<(i64, SenderId, String, String), [i64; 4]>,
     /// (day, sender, direction, outcome) → count.
     pub daily: std::collections::BTreeMap<(i64, SenderId, String, String), i64>,
-    /// (hour, direction, outcome) → quarter counts, every sender's.
-    pub workspace: std::collections::BTreeMap<(i64, String, String), [i64; 4]>,
+    /// hour → every sender's sends by quarter, then inbound messages by quarter.
+    pub activity: std::collections::BTreeMap<i64, [i64; 8]>,
     /// (campaign, minute) → sent, delivered, read, failed.
     pub timeline: std::collections::BTreeMap<(CampaignId, i64), [i64; 4]>,
     /// (campaign, hour) → sent, delivered, read, failed.
@@ -636,9 +655,10 @@ impl Snapshot {
         .bind(workspace)
         .fetch_all(&mut *c)
         .await?);
-        let whole: Vec<(i64, String, String, i64, i64, i64, i64)> = on_conn!(conn.reborrow(), c => sqlx::query_as(
-            "SELECT hour, direction, outcome, q0, q1, q2, q3 FROM workspace_rollups
-             WHERE workspace_id = $1",
+        let activity: Vec<ActivityRow> = on_conn!(conn.reborrow(), c => sqlx::query_as(
+            "SELECT hour, sent_q0, sent_q1, sent_q2, sent_q3,
+                    received_q0, received_q1, received_q2, received_q3
+             FROM workspace_activity WHERE workspace_id = $1",
         )
         .bind(workspace)
         .fetch_all(&mut *c)
@@ -662,11 +682,12 @@ impl Snapshot {
                     .insert((day, sender, direction, outcome), count);
             }
         }
-        for (hour, direction, outcome, q0, q1, q2, q3) in whole {
-            if [q0, q1, q2, q3] != [0; 4] {
-                snapshot
-                    .workspace
-                    .insert((hour, direction, outcome), [q0, q1, q2, q3]);
+        for hour in activity.into_iter().map(ActivityHour::from) {
+            let [s0, s1, s2, s3] = hour.sent;
+            let [r0, r1, r2, r3] = hour.received;
+            let counts = [s0, s1, s2, s3, r0, r1, r2, r3];
+            if counts != [0; 8] {
+                snapshot.activity.insert(hour.hour, counts);
             }
         }
         for (campaign, hour, sent, delivered, read, failed) in campaign_hours {
@@ -756,10 +777,14 @@ impl Snapshot {
                         outcome.to_owned(),
                     ))
                     .or_default() += 1;
-                snapshot
-                    .workspace
-                    .entry((hour, message.direction.clone(), outcome.to_owned()))
-                    .or_default()[quarter] += 1;
+                let activity_slot = match outcome {
+                    "sent" => Some(quarter),
+                    "received" => Some(4 + quarter),
+                    _ => None,
+                };
+                if let Some(slot) = activity_slot {
+                    snapshot.activity.entry(hour).or_insert([0; 8])[slot] += 1;
+                }
                 if let (Some(campaign), "outbound") =
                     (message.campaign_id, message.direction.as_str())
                 {
