@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::{Authorized, can};
 use super::error::{ApiError, ApiResult};
-use super::extract::{Id, Query};
+use super::extract::{Id, JsonRows, Query};
 use crate::domain::analytics::Period;
 use crate::domain::ids::{CampaignId, SenderId};
 use crate::domain::message::MessageStatus;
@@ -150,7 +150,7 @@ async fn activity(
     auth: Authorized<can::AnalyticsRead>,
     State(state): State<AppState>,
     Query(query): Query<ActivityQuery>,
-) -> ApiResult<Json<Vec<ActivitySlot>>> {
+) -> ApiResult<JsonRows<ActivitySlot>> {
     let period = PeriodQuery {
         from: query.from,
         to: query.to,
@@ -164,7 +164,7 @@ async fn activity(
                 .map_err(|_| ApiError::validation("sender_id", "is not a sender id"))?,
         ),
     };
-    Ok(Json(
+    Ok(JsonRows(
         service::activity(&state.db, auth.workspace, period, sender).await?,
     ))
 }
@@ -180,8 +180,8 @@ async fn timeline(
     State(state): State<AppState>,
     Id(id): Id<CampaignId>,
     Query(query): Query<TimelineQuery>,
-) -> ApiResult<Json<Vec<TimelinePoint>>> {
-    Ok(Json(
+) -> ApiResult<JsonRows<TimelinePoint>> {
+    Ok(JsonRows(
         service::timeline(
             &state.db,
             auth.workspace,

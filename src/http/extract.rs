@@ -75,6 +75,30 @@ fn field_and_message(path: &str, message: &str) -> (String, String) {
     (field.to_owned(), message.to_owned())
 }
 
+/// A JSON array of many small objects as a response body, written into one buffer sized for
+/// them. Axum's `Json` starts from 128 bytes and writes through `BytesMut`, piece by piece: for
+/// the 4,300 objects (280 KB) of a 90-day activity that was a tenth of the request's CPU.
+pub struct JsonRows<T>(pub Vec<T>);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for JsonRows<T> {
+    fn into_response(self) -> axum::response::Response {
+        // Each object's fields and punctuation; a short guess only costs a reallocation.
+        const BYTES_PER_ROW: usize = 80;
+        let mut body = Vec::with_capacity(2 + self.0.len() * BYTES_PER_ROW);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(error) => ApiError::Internal(error.into()).into_response(),
+        }
+    }
+}
+
 /// Query-string parameters, decoded with the parameter at fault named.
 pub struct Query<T>(pub T);
 

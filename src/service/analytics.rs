@@ -323,6 +323,7 @@ pub enum ActivityDirection {
 /// Messages sent or received in one local hour.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ActivitySlot {
+    #[serde(serialize_with = "crate::domain::time::serialize_date")]
     pub date: NaiveDate,
     /// 0–23, in the zone asked for.
     pub hour: u32,
@@ -410,6 +411,7 @@ pub enum Bucket {
 /// What happened to a campaign's messages in one bucket (UTC).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TimelinePoint {
+    #[serde(serialize_with = "crate::domain::time::serialize_utc")]
     pub at: DateTime<Utc>,
     pub sent: i64,
     pub delivered: i64,
