@@ -1,6 +1,6 @@
 //! One schema, two dialects: a freshly migrated SQLite database and a freshly migrated
 //! PostgreSQL one must have the same tables, columns (with nullability and a type of the same
-//! kind), indexes and unique constraints, and the same migration versions.
+//! kind), indexes, unique constraints, foreign keys and triggers, and the same migration versions.
 
 mod common;
 
@@ -20,12 +20,30 @@ struct Table {
     primary_key: Vec<String>,
     /// Names of the triggers on the table (the event log's message events).
     triggers: Vec<String>,
+    /// (columns, referenced table, action on delete) of each foreign key.
+    foreign_keys: Vec<(String, String, String)>,
 }
 
 type Schema = BTreeMap<String, Table>;
 
 /// Tables that are not Herald's schema: the migrations' own bookkeeping.
 const IGNORED: [&str; 2] = ["herald_migrations", "sqlite_sequence"];
+
+/// Foreign keys that PostgreSQL keeps with triggers instead, once per statement rather than once
+/// per row (migration 0024: the per-row checks were half of a million-recipient launch):
+/// (table, (columns, referenced table, action on delete)).
+const POSTGRES_KEYS_KEPT_BY_TRIGGERS: [(&str, (&str, &str, &str)); 2] = [
+    ("messages", ("campaign_id", "campaigns", "CASCADE")),
+    ("messages", ("sender_id", "senders", "NO ACTION")),
+];
+
+/// The triggers that keep them, by table.
+const POSTGRES_KEY_TRIGGERS: [(&str, &str); 4] = [
+    ("messages", "messages_inserted_keys"),
+    ("messages", "messages_moved_keys"),
+    ("campaigns", "campaigns_delete_messages"),
+    ("senders", "senders_keep_messages"),
+];
 
 /// What a column's type holds, whatever each dialect calls it: times are TEXT in SQLite and
 /// timestamptz in PostgreSQL, JSON is TEXT and jsonb, booleans are INTEGER and boolean.
@@ -126,6 +144,15 @@ async fn sqlite_schema(url: &str) -> (Schema, Vec<i64>) {
         .fetch_all(&mut conn)
         .await
         .expect("triggers");
+        table.foreign_keys = sqlx::query_as(
+            "SELECT group_concat(\"from\", ',') AS columns, \"table\", on_delete
+             FROM (SELECT * FROM pragma_foreign_key_list(?) ORDER BY id, seq)
+             GROUP BY id ORDER BY 1, 2",
+        )
+        .bind(&name)
+        .fetch_all(&mut conn)
+        .await
+        .expect("foreign keys");
         schema.insert(name, table);
     }
     let versions = sqlx::query_scalar("SELECT version FROM herald_migrations ORDER BY version")
@@ -210,6 +237,27 @@ async fn postgres_schema(url: &str) -> (Schema, Vec<i64>) {
         .fetch_all(&mut conn)
         .await
         .expect("triggers");
+        table.foreign_keys = sqlx::query_as(
+            "SELECT array_to_string(ARRAY(SELECT a.attname::text
+                                          FROM unnest(k.conkey) WITH ORDINALITY AS c(attnum, n)
+                                          JOIN pg_attribute a
+                                            ON a.attrelid = k.conrelid AND a.attnum = c.attnum
+                                          ORDER BY c.n), ',') AS columns,
+                    r.relname::text AS referenced,
+                    CASE k.confdeltype WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT'
+                                       WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
+                                       ELSE 'SET DEFAULT' END AS on_delete
+             FROM pg_constraint k
+             JOIN pg_class t ON t.oid = k.conrelid
+             JOIN pg_class r ON r.oid = k.confrelid
+             WHERE k.contype = 'f' AND t.relname = $1
+               AND t.relnamespace = current_schema()::regnamespace
+             ORDER BY 1, 2",
+        )
+        .bind(&name)
+        .fetch_all(&mut conn)
+        .await
+        .expect("foreign keys");
         schema.insert(name, table);
     }
     let versions = sqlx::query_scalar("SELECT version FROM herald_migrations ORDER BY version")
@@ -287,9 +335,32 @@ async fn both_dialects_migrate_to_the_same_schema() {
             sqlite_table.unique, postgres_table.unique,
             "unique column sets of {name}"
         );
+        let postgres_triggers: Vec<&String> = postgres_table
+            .triggers
+            .iter()
+            .filter(|trigger| !POSTGRES_KEY_TRIGGERS.contains(&(name.as_str(), trigger.as_str())))
+            .collect();
         assert_eq!(
-            sqlite_table.triggers, postgres_table.triggers,
-            "triggers of {name}"
+            sqlite_table.triggers.iter().collect::<Vec<_>>(),
+            postgres_triggers,
+            "triggers of {name}, besides PostgreSQL's that keep foreign keys"
+        );
+        let mut postgres_keys = postgres_table.foreign_keys.clone();
+        for (table, (columns, referenced, on_delete)) in POSTGRES_KEYS_KEPT_BY_TRIGGERS {
+            if table == name {
+                postgres_keys.push((columns.into(), referenced.into(), on_delete.into()));
+            }
+        }
+        postgres_keys.sort();
+        assert_eq!(
+            sqlite_table.foreign_keys, postgres_keys,
+            "foreign keys of {name} (PostgreSQL's kept by triggers included)"
+        );
+    }
+    for (table, trigger) in POSTGRES_KEY_TRIGGERS {
+        assert!(
+            postgres_tables[table].triggers.iter().any(|t| t == trigger),
+            "PostgreSQL keeps {table}'s side of a foreign key with {trigger}"
         );
     }
 }

@@ -2194,7 +2194,161 @@ async fn concurrent_reservations_never_exceed_the_cap(db: TestDb) {
     );
 }
 
+/// A single message to `sender`, due now.
+fn single_to(sender_id: SenderId) -> NewMessage<'static> {
+    NewMessage {
+        sender_id,
+        contact_id: None,
+        phone: "+14155552671",
+        body: "Hello",
+        media_url: None,
+        not_before: now(),
+        reply_to: None,
+        whatsapp: None,
+    }
+}
+
+/// Copies message `from` as a new message of `campaign`, by hand: no store function inserts a
+/// message for a campaign it has not just locked.
+async fn copy_into_campaign(
+    conn: herald::store::Conn<'_>,
+    campaign: CampaignId,
+    from: MessageId,
+) -> Result<(), sqlx::Error> {
+    const COPY: &str = "INSERT INTO messages (id, workspace_id, campaign_id, sender_id, direction,
+                                              phone, status, not_before, created_at, updated_at)
+                        SELECT $1, workspace_id, $2, sender_id, direction, phone, 'pending',
+                               not_before, created_at, updated_at
+                        FROM messages WHERE id = $3";
+    let id = MessageId::generate();
+    match conn {
+        herald::store::Conn::Sqlite(c) => sqlx::query(COPY)
+            .bind(id)
+            .bind(campaign)
+            .bind(from)
+            .execute(c)
+            .await
+            .map(drop),
+        herald::store::Conn::Postgres(c) => sqlx::query(COPY)
+            .bind(id)
+            .bind(campaign)
+            .bind(from)
+            .execute(c)
+            .await
+            .map(drop),
+    }
+}
+
+/// A message names a campaign and a sender that exist; a campaign's deletion takes its messages
+/// along; a sender that messages name cannot be deleted. SQLite keeps this with foreign keys,
+/// PostgreSQL with triggers that check once per statement.
+async fn messages_name_only_campaigns_and_senders_that_exist(db: TestDb) {
+    let ws = workspace(&db, "acme").await;
+    let sender_id = sender(&db, ws).await;
+    let mut conn = db.write().await.unwrap();
+    let unknown =
+        messages::insert_single(conn.conn(), ws, &single_to(SenderId::generate()), now()).await;
+    assert!(
+        matches!(unknown, Err(StoreError::InUse)),
+        "a message to an unknown sender is refused as a key violation: {unknown:?}"
+    );
+    let queued = messages::insert_single(conn.conn(), ws, &single_to(sender_id), now())
+        .await
+        .unwrap();
+    let copied = copy_into_campaign(conn.conn(), CampaignId::generate(), queued.id).await;
+    assert!(
+        matches!(&copied, Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation()),
+        "a message of an unknown campaign is refused: {copied:?}"
+    );
+    assert!(
+        matches!(
+            senders::delete(conn.conn(), ws, sender_id).await,
+            Err(StoreError::InUse)
+        ),
+        "a sender that a single message names stays"
+    );
+    drop(conn);
+
+    contact(&db, ws, 1, &[]).await;
+    let campaign_id = campaign(&db, ws, sender_id, Audience::All).await;
+    let mut conn = db.write().await.unwrap();
+    copy_into_campaign(conn.conn(), campaign_id, queued.id)
+        .await
+        .expect("a message of a campaign that exists");
+    campaigns::delete(conn.conn(), ws, campaign_id)
+        .await
+        .unwrap();
+    let (remaining, total) =
+        messages::list(conn.conn(), ws, MessageFilter::default(), Page::default())
+            .await
+            .unwrap();
+    assert_eq!(
+        (remaining.iter().map(|m| m.id).collect::<Vec<_>>(), total),
+        (vec![queued.id], 1),
+        "the campaign's message went with it, the single message stayed"
+    );
+}
+
+/// A sender deleted while a message for it is being queued: whichever transaction comes first,
+/// the other fails, and no message is left naming a sender that is gone.
+async fn a_sender_and_a_message_for_it_never_both_commit(db: TestDb) {
+    let wait = std::time::Duration::from_millis(200);
+    let ws = workspace(&db, "acme").await;
+
+    // The insert first: the deletion waits for its transaction, then finds its message.
+    let kept = sender(&db, ws).await;
+    let mut inserting = db.begin().await.unwrap();
+    messages::insert_single(inserting.conn(), ws, &single_to(kept), now())
+        .await
+        .unwrap();
+    let deleting = {
+        let db = db.db.clone();
+        tokio::spawn(async move {
+            let mut conn = db.write().await.unwrap();
+            senders::delete(conn.conn(), ws, kept).await
+        })
+    };
+    tokio::time::sleep(wait).await;
+    assert!(!deleting.is_finished(), "the deletion waits for the insert");
+    inserting.commit().await.unwrap();
+    let deleted = deleting.await.unwrap();
+    assert!(matches!(deleted, Err(StoreError::InUse)), "{deleted:?}");
+
+    // The deletion first: the insert waits for it, then finds the sender gone.
+    let gone = sender(&db, ws).await;
+    let mut deleting = db.begin().await.unwrap();
+    senders::delete(deleting.conn(), ws, gone).await.unwrap();
+    let inserting = {
+        let db = db.db.clone();
+        tokio::spawn(async move {
+            let mut conn = db.write().await.unwrap();
+            messages::insert_single(conn.conn(), ws, &single_to(gone), now())
+                .await
+                .map(|message| message.id)
+        })
+    };
+    tokio::time::sleep(wait).await;
+    assert!(
+        !inserting.is_finished(),
+        "the insert waits for the deletion"
+    );
+    deleting.commit().await.unwrap();
+    let inserted = inserting.await.unwrap();
+    assert!(matches!(inserted, Err(StoreError::InUse)), "{inserted:?}");
+
+    let mut conn = db.read().await.unwrap();
+    let (left, _) = messages::list(conn.conn(), ws, MessageFilter::default(), Page::default())
+        .await
+        .unwrap();
+    assert!(
+        left.iter().all(|message| message.sender_id == kept),
+        "no message names the deleted sender"
+    );
+}
+
 dialect_tests!(
+    messages_name_only_campaigns_and_senders_that_exist,
+    a_sender_and_a_message_for_it_never_both_commit,
     processes_are_counted_while_they_say_they_are_alive,
     api_keys_are_listed_and_found_active_only_while_they_last,
     an_import_taken_over_refuses_the_stalled_runs_writes,
