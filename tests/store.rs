@@ -1040,7 +1040,11 @@ async fn launch_materialises_ten_thousand_recipients_in_one_statement(db: TestDb
         .unwrap();
         assert_eq!(total, expected);
         for message in batch {
-            assert_eq!(message.id.0.get_version_num(), 7, "ids are UUIDv7");
+            assert_eq!(
+                (message.id.0.get_version_num(), message.id.0.get_variant()),
+                (7, uuid::Variant::RFC4122),
+                "ids are UUIDv7"
+            );
             assert!(seen_ids.insert(message.id));
             let contact = message.contact_id.unwrap();
             assert!(
