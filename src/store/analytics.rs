@@ -682,12 +682,10 @@ impl Snapshot {
                     .insert((day, sender, direction, outcome), count);
             }
         }
-        for hour in activity.into_iter().map(ActivityHour::from) {
-            let [s0, s1, s2, s3] = hour.sent;
-            let [r0, r1, r2, r3] = hour.received;
+        for (hour, s0, s1, s2, s3, r0, r1, r2, r3) in activity {
             let counts = [s0, s1, s2, s3, r0, r1, r2, r3];
             if counts != [0; 8] {
-                snapshot.activity.insert(hour.hour, counts);
+                snapshot.activity.insert(hour, counts);
             }
         }
         for (campaign, hour, sent, delivered, read, failed) in campaign_hours {
