@@ -131,9 +131,9 @@ pub fn provider_latency(provider: &'static str) -> metrics::Histogram {
 }
 
 /// Counts a recorded group of send outcomes.
-pub fn sends_recorded(sender: SenderId, outcomes: &[(crate::domain::ids::MessageId, Outcome)]) {
+pub fn sends_recorded<'a>(sender: SenderId, outcomes: impl IntoIterator<Item = &'a Outcome>) {
     let mut counts = [0u64; 4];
-    for (_, outcome) in outcomes {
+    for outcome in outcomes {
         let index = match outcome {
             Outcome::Sent { .. } => 0,
             Outcome::Failed { .. } | Outcome::Unwanted { .. } => 1,

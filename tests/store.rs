@@ -18,6 +18,7 @@ use herald::domain::time::Zone;
 use herald::store::analytics::{self, Snapshot};
 use herald::store::campaigns::{self, CampaignFields};
 use herald::store::contacts::{self, ContactFields, ContactFilter};
+use herald::store::logged_sends::{self, LoggedGroup};
 use herald::store::messages::{self, MessageFilter, NewMessage, Outcome, StatusReport};
 use herald::store::senders::{self, SenderFields};
 use herald::store::{Dialect, Page, StoreError, audience, groups, templates, usage, workspaces};
@@ -1205,21 +1206,23 @@ async fn expired_claims_return_to_the_queue(db: TestDb) {
     } = launched_and_claimed(&db, 3, 10).await;
     assert_eq!(claimed.len(), 3);
 
-    let mut conn = db.write().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
     assert_eq!(
-        messages::requeue_expired(conn.conn(), now() + Duration::seconds(29))
+        messages::requeue_expired(&mut tx, now() + Duration::seconds(29))
             .await
-            .unwrap(),
+            .unwrap()
+            .requeued,
         0,
         "leases still run"
     );
     assert_eq!(
-        messages::requeue_expired(conn.conn(), now() + Duration::seconds(30))
+        messages::requeue_expired(&mut tx, now() + Duration::seconds(30))
             .await
-            .unwrap(),
+            .unwrap()
+            .requeued,
         3
     );
-    drop(conn);
+    tx.commit().await.unwrap();
     let again = claim(&db, sender_id, now() + Duration::seconds(31), 10).await;
     let ids = |batch: &[messages::Claimed]| batch.iter().map(|m| m.id).collect::<Vec<_>>();
     assert_eq!(
@@ -1301,8 +1304,10 @@ async fn claims_are_renewed_and_released_only_by_their_own_claim(db: TestDb) {
     let requeue = |at: DateTime<Utc>| {
         let db = &db;
         async move {
-            let mut conn = db.write().await.unwrap();
-            messages::requeue_expired(conn.conn(), at).await.unwrap()
+            let mut tx = db.begin().await.unwrap();
+            let expired = messages::requeue_expired(&mut tx, at).await.unwrap();
+            tx.commit().await.unwrap();
+            expired.requeued
         }
     };
 
@@ -1525,10 +1530,33 @@ async fn random_sends(
         }
         outcomes.push((message.id, outcome));
     }
+    // As a lane on SQLite does, a third of the time: the sends logged, the rest recorded, and
+    // the log applied now or left to the requeue once the claims run out.
+    let mut logged = LoggedGroup {
+        at: clock,
+        sends: Vec::new(),
+    };
+    if rng.random_bool(0.33) {
+        outcomes.retain(|(id, outcome)| match outcome {
+            Outcome::Sent {
+                provider_message_id,
+            } => {
+                logged.sends.push((*id, provider_message_id.clone()));
+                false
+            }
+            _ => true,
+        });
+    }
+    let mut conn = db.write().await.unwrap();
+    logged_sends::log(conn.conn(), &logged).await.unwrap();
+    drop(conn);
     let mut tx = db.begin().await.unwrap();
     messages::record_outcomes(&mut tx, &outcomes, clock)
         .await
         .unwrap();
+    if rng.random_bool(0.5) {
+        logged_sends::apply(&mut tx, &[logged]).await.unwrap();
+    }
     tx.commit().await.unwrap();
 }
 
@@ -1602,8 +1630,9 @@ async fn counters_equal_the_messages_after_random_transitions(db: TestDb) {
                 .await
             }
             6 => {
-                let mut conn = db.write().await.unwrap();
-                messages::requeue_expired(conn.conn(), clock).await.unwrap();
+                let mut tx = db.begin().await.unwrap();
+                messages::requeue_expired(&mut tx, clock).await.unwrap();
+                tx.commit().await.unwrap();
             }
             7 if step > 150 => {
                 let mut tx = db.begin().await.unwrap();
@@ -1679,8 +1708,9 @@ async fn rollups_equal_the_messages_after_random_transitions(db: TestDb) {
                 random_reports(&db, &mut rng, sender_id, clock, Duration::hours(2), &known).await
             }
             5 => {
-                let mut conn = db.write().await.unwrap();
-                messages::requeue_expired(conn.conn(), clock).await.unwrap();
+                let mut tx = db.begin().await.unwrap();
+                messages::requeue_expired(&mut tx, clock).await.unwrap();
+                tx.commit().await.unwrap();
             }
             6 | 7 => {
                 let n = rng.random_range(0..60);
@@ -2350,7 +2380,168 @@ async fn a_sender_and_a_message_for_it_never_both_commit(db: TestDb) {
     );
 }
 
+/// Statuses, provider ids and sent times of these messages, in order.
+async fn progress_of(
+    db: &TestDb,
+    ws: WorkspaceId,
+    ids: &[MessageId],
+) -> Vec<(MessageStatus, Option<String>, Option<DateTime<Utc>>)> {
+    let mut conn = db.read().await.unwrap();
+    let mut progress = Vec::new();
+    for id in ids {
+        let message = messages::get(conn.conn(), ws, *id).await.unwrap();
+        progress.push((message.status, message.provider_message_id, message.sent_at));
+    }
+    progress
+}
+
+async fn logged_count(db: &TestDb) -> i64 {
+    let mut conn = db.read().await.unwrap();
+    match conn.conn() {
+        herald::store::Conn::Sqlite(c) => sqlx::query_scalar("SELECT COUNT(*) FROM logged_sends")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap(),
+        herald::store::Conn::Postgres(c) => sqlx::query_scalar("SELECT COUNT(*) FROM logged_sends")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap(),
+    }
+}
+
+/// A lane that dies after logging sends and before applying them: once their claims run out,
+/// the logged ones are recorded as sent, at the time they were logged, and only the others go
+/// back to the queue to be sent again.
+async fn logged_sends_are_recorded_not_requeued_when_their_claims_run_out(db: TestDb) {
+    let Claiming {
+        ws,
+        sender_id,
+        campaign: id,
+        claimed,
+    } = launched_and_claimed(&db, 4, 10).await;
+    let ids: Vec<MessageId> = claimed.iter().map(|m| m.id).collect();
+    let logged_at = now() + Duration::seconds(2);
+    let group = LoggedGroup {
+        at: logged_at,
+        sends: vec![(ids[0], Some("wamid.0".into())), (ids[2], None)],
+    };
+    let mut conn = db.write().await.unwrap();
+    logged_sends::log(conn.conn(), &group).await.unwrap();
+    // A lane that lost its lease logs a send its successor logged too: the first row stays.
+    let again = LoggedGroup {
+        at: logged_at + Duration::seconds(1),
+        sends: vec![(ids[0], Some("wamid.again".into()))],
+    };
+    logged_sends::log(conn.conn(), &again).await.unwrap();
+    drop(conn);
+    assert_eq!(logged_count(&db).await, 2);
+
+    let mut tx = db.begin().await.unwrap();
+    let early = messages::requeue_expired(&mut tx, now() + Duration::seconds(29))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(early, messages::Expired::default(), "the claims still hold");
+    assert_eq!(
+        progress_of(&db, ws, &ids[..1]).await[0].0,
+        MessageStatus::Sending
+    );
+
+    let mut tx = db.begin().await.unwrap();
+    let expired = messages::requeue_expired(&mut tx, now() + Duration::seconds(30))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        expired,
+        messages::Expired {
+            recorded: 2,
+            requeued: 2
+        }
+    );
+    assert_eq!(
+        progress_of(&db, ws, &ids).await,
+        vec![
+            (MessageStatus::Sent, Some("wamid.0".into()), Some(logged_at)),
+            (MessageStatus::Pending, None, None),
+            (MessageStatus::Sent, None, Some(logged_at)),
+            (MessageStatus::Pending, None, None),
+        ]
+    );
+    assert_eq!(logged_count(&db).await, 0, "recorded sends leave the log");
+    let counters = stored_counters(&db, ws, id).await;
+    assert_eq!((counters.sent, counters.pending), (2, 2));
+    assert_eq!(counters, true_counters(&db, id).await);
+    let again = claim(&db, sender_id, now() + Duration::seconds(31), 10).await;
+    assert_eq!(
+        again.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[1], ids[3]],
+        "only the sends never logged go out again"
+    );
+}
+
+/// Applying logged sends records them in full (status, counters, events) and empties the log;
+/// applying them a second time (a lane that lost its lease, after the requeue recorded them)
+/// changes nothing. The sweep drops rows whose message is no longer in flight, and only those.
+async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
+    let Claiming {
+        ws,
+        campaign: id,
+        claimed,
+        ..
+    } = launched_and_claimed(&db, 3, 3).await;
+    let ids: Vec<MessageId> = claimed.iter().map(|m| m.id).collect();
+    let group = LoggedGroup {
+        at: now(),
+        sends: vec![(ids[0], Some("p-0".into())), (ids[1], Some("p-1".into()))],
+    };
+    let mut conn = db.write().await.unwrap();
+    logged_sends::log(conn.conn(), &group).await.unwrap();
+    drop(conn);
+    for _ in 0..2 {
+        let mut tx = db.begin().await.unwrap();
+        logged_sends::apply(&mut tx, std::slice::from_ref(&group))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let counters = stored_counters(&db, ws, id).await;
+        assert_eq!((counters.sent, counters.pending), (2, 1));
+        assert_eq!(counters, true_counters(&db, id).await);
+        assert_eq!(logged_count(&db).await, 0);
+    }
+    let mut conn = db.read().await.unwrap();
+    let (events, _) = herald::store::events::read_after(conn.conn(), 0, 100)
+        .await
+        .unwrap();
+    let sent_events = events
+        .iter()
+        .filter(|event| event.kind == herald::domain::event::EventType::MessageSent)
+        .count();
+    drop(conn);
+    assert_eq!(
+        sent_events, 2,
+        "one event a send, however often it is applied"
+    );
+
+    // A row left for an applied message, and one for a message still in flight.
+    let stale = LoggedGroup {
+        at: now(),
+        sends: vec![(ids[0], None), (ids[2], None)],
+    };
+    let mut conn = db.write().await.unwrap();
+    logged_sends::log(conn.conn(), &stale).await.unwrap();
+    assert_eq!(logged_sends::sweep(conn.conn()).await.unwrap(), 1);
+    drop(conn);
+    assert_eq!(
+        logged_count(&db).await,
+        1,
+        "the send in flight keeps its row"
+    );
+}
+
 dialect_tests!(
+    logged_sends_are_recorded_not_requeued_when_their_claims_run_out,
+    applied_logged_sends_are_recorded_once_and_leave_the_log,
     messages_name_only_campaigns_and_senders_that_exist,
     a_sender_and_a_message_for_it_never_both_commit,
     processes_are_counted_while_they_say_they_are_alive,

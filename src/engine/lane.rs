@@ -8,8 +8,10 @@
 //! outcome as it arrives: a recorder commits whatever has completed while the next sends are out,
 //! and a send's slot is given back only once its outcome is committed. So at any instant the sends
 //! that happened but are not recorded are at most the lane's concurrency, and that bounds what a
-//! `kill -9` can repeat (invariant 1). No transaction or pooled connection is held while it waits
-//! or sends.
+//! `kill -9` can repeat (invariant 1). On SQLite, plain sends are committed to a log of sends
+//! (`store::logged_sends`, one small append per group) and applied to their messages in bulk a
+//! few times a second; the requeue of a dead lane's claims records what it logged. No
+//! transaction or pooled connection is held while it waits or sends.
 //!
 //! The lane is fenced by its lease: every claim checks, in its own transaction, that this process
 //! still holds the sender, and while a batch is out a heartbeat renews the lease at least every
@@ -47,6 +49,7 @@ use crate::domain::whatsapp::RenderedWhatsApp;
 use crate::metrics::{self, Gate};
 use crate::providers::{self, Outbound, Provider, SendError};
 use crate::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
+use crate::store::logged_sends::LoggedGroup;
 use crate::store::messages::{Claimed, HeldClaim, Outcome};
 use crate::store::senders::Sender;
 use crate::store::withdrawals::{self, Subscription};
@@ -203,6 +206,8 @@ pub(super) struct Lane {
     leave: watch::Receiver<bool>,
     /// Consent withdrawn in this process since the lane last held no claim.
     consent: Subscription,
+    /// Sends logged as they completed and not yet applied to their messages.
+    logged: Logged,
 }
 
 impl Lane {
@@ -250,6 +255,7 @@ impl Lane {
             claimed_ahead: None,
             leave,
             consent,
+            logged: Logged::default(),
         })
     }
 
@@ -267,6 +273,10 @@ impl Lane {
     pub(super) async fn run(&mut self) -> Result<(), LaneError> {
         let ran = self.send_while_there_is_work().await;
         self.hand_back_claimed_ahead().await;
+        if let Err(error) = apply_logged(&self.shared, self.sender.id, &mut self.logged).await {
+            // They are durable: the requeue records them when their claims run out.
+            tracing::warn!(sender_id = %self.sender.id, %error, "logged sends not applied; they are recorded when their claims run out");
+        }
         ran
     }
 
@@ -427,6 +437,9 @@ impl Lane {
             &consent,
             completed.clone(),
         );
+        // A paced lane records each outcome in full (it logs none), and so first what the
+        // lane logged before.
+        let mut logged = std::mem::take(&mut self.logged);
         let recording = record_as_completed(
             &shared,
             self.sender.id,
@@ -434,11 +447,13 @@ impl Lane {
             HashSet::new(),
             &stop,
             true,
+            &mut logged,
         );
         // Ending, the turns drop their ends of both channels: the sends out finish, then their
         // records.
         let turns = self.paced_turns(&stop, &slots, to_start, completed);
         let (after, (), recorded) = tokio::join!(turns, sending, recording);
+        self.logged = logged;
         recorded?;
         self.hold_if_throttled(&stop);
         stop.ended()?;
@@ -705,6 +720,7 @@ impl Lane {
             &consent,
             completed,
         );
+        let mut logged = std::mem::take(&mut self.logged);
         let recording = record_as_completed(
             &shared,
             self.sender.id,
@@ -712,6 +728,7 @@ impl Lane {
             unrecorded,
             &stop,
             false,
+            &mut logged,
         );
         let claim_ahead = self.may_claim_ahead();
         let wanted = self.batch_size;
@@ -722,7 +739,13 @@ impl Lane {
             }
         };
         let ((), recorded, ()) = tokio::join!(sending, recording, ahead);
+        self.logged = logged;
         recorded?;
+        // The logged sends ride along into the next batch, applied while it is out; with none
+        // ahead, they are applied now.
+        if !matches!(&self.claimed_ahead, Some(Ok(Claim::Messages(next))) if !next.is_empty()) {
+            apply_logged(&shared, self.sender.id, &mut self.logged).await?;
+        }
         self.hold_if_throttled(&stop);
         stop.ended()
     }
@@ -1293,11 +1316,14 @@ fn outcome_of(
     (outcome, throttled_until)
 }
 
-/// Records outcomes as they arrive: whatever has completed (up to [`GROUP`]) is committed in
-/// one transaction while the next sends are out, then those sends' slots are freed. While
-/// `unrecorded` claims of a batch are out, renews the lane's lease and their claims (a paced
-/// lane passes none: each of its claims is fresh when its send starts, and the lane renews its
-/// lease between sends). Returns once every send is recorded.
+/// Records outcomes as they arrive: whatever has completed (up to [`GROUP`]) is made durable in
+/// one commit while the next sends are out, then those sends' slots are freed. Plain sends of an
+/// unpaced lane are logged ([`store::logged_sends`]) and applied to their messages in bulk
+/// (every [`APPLY_LOGGED_AT`] sends or [`APPLY_LOGGED_WITHIN`]); anything else is recorded in
+/// full at once, with what was logged before it. While `unrecorded` claims of a batch are out,
+/// renews the lane's lease and their claims (a paced lane passes none: each of its claims is
+/// fresh when its send starts, and the lane renews its lease between sends). Returns once every
+/// send is durable.
 async fn record_as_completed(
     shared: &Shared,
     sender: SenderId,
@@ -1305,10 +1331,12 @@ async fn record_as_completed(
     mut unrecorded: HashSet<HeldClaim>,
     stop: &Stop,
     spaced: bool,
+    logged: &mut Logged,
 ) -> Result<(), StoreError> {
     let every = to_chrono(heartbeat_every(&shared.config));
     let mut heartbeat_at = shared.clock.now() + every;
     let mut sleep = shared.clock.sleep_until(heartbeat_at);
+    let mut apply_by = logged.apply_by.map(|at| shared.clock.sleep_until(at));
     let mut group = Vec::with_capacity(GROUP);
     loop {
         let first = tokio::select! {
@@ -1317,6 +1345,11 @@ async fn record_as_completed(
                 heartbeat(shared, sender, stop, &unrecorded).await;
                 heartbeat_at = shared.clock.now() + every;
                 sleep = shared.clock.sleep_until(heartbeat_at);
+                continue;
+            }
+            () = until_due(&mut apply_by) => {
+                apply_logged(shared, sender, logged).await.inspect_err(|error| stop_recording(stop, sender, error, logged.sends))?;
+                apply_by = None;
                 continue;
             }
         };
@@ -1329,17 +1362,125 @@ async fn record_as_completed(
         {
             group.push(more);
         }
-        if let Err(error) = record_group(shared, sender, &group, stop, spaced).await {
-            stop.store_failed.store(true, Ordering::Release);
-            tracing::error!(sender_id = %sender, %error, unrecorded = group.len(), "sends could not be recorded; the lane stops sending");
-            return Err(error);
+        let durable =
+            if !spaced && shared.db.logs_sends() && group.iter().all(Completion::is_plain_send) {
+                log_group(shared, sender, &group, logged).await
+            } else {
+                record_group(shared, sender, &group, stop, spaced, logged).await
+            };
+        durable.inspect_err(|error| stop_recording(stop, sender, error, group.len()))?;
+        if logged.sends >= APPLY_LOGGED_AT {
+            apply_logged(shared, sender, logged)
+                .await
+                .inspect_err(|error| stop_recording(stop, sender, error, logged.sends))?;
         }
+        apply_by = match (logged.apply_by, apply_by.take()) {
+            (None, _) => None,
+            (Some(_), Some(waiting)) => Some(waiting),
+            (Some(at), None) => Some(shared.clock.sleep_until(at)),
+        };
         for completion in &group {
             unrecorded.remove(&completion.claim);
         }
         // Dropping the completions frees their slots for the next sends.
         group.clear();
     }
+}
+
+/// Resolves when the sleep is due; never without one.
+async fn until_due(sleep: &mut Option<crate::clock::Sleep>) {
+    match sleep {
+        Some(sleep) => sleep.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A store that cannot take the lane's outcomes stops it from sending: what it could not make
+/// durable is sent again once its claims run out.
+fn stop_recording(stop: &Stop, sender: SenderId, error: &StoreError, unrecorded: usize) {
+    stop.store_failed.store(true, Ordering::Release);
+    tracing::error!(sender_id = %sender, %error, unrecorded, "sends could not be recorded; the lane stops sending");
+}
+
+/// Logged sends are applied to their messages once this many wait...
+const APPLY_LOGGED_AT: usize = 256;
+/// ... or this long after the first of them was logged: how long a message may still read
+/// `sending` (and its campaign's counters, events and rollups lag) after its send was logged.
+const APPLY_LOGGED_WITHIN: Duration = Duration::from_millis(250);
+
+/// Sends logged as they completed, not yet applied to their messages.
+#[derive(Debug, Default)]
+struct Logged {
+    groups: Vec<LoggedGroup>,
+    sends: usize,
+    /// When they are to be applied, at the latest.
+    apply_by: Option<DateTime<Utc>>,
+}
+
+impl Completion {
+    /// A send the provider took, with nothing else to record: what the lane logs.
+    fn is_plain_send(&self) -> bool {
+        matches!(self.end, End::Outcome(Outcome::Sent { .. })) && self.unreserve.is_none()
+    }
+}
+
+/// Makes a group of plain sends durable with one append to the log, and keeps them to apply.
+async fn log_group(
+    shared: &Shared,
+    sender: SenderId,
+    group: &[Completion],
+    logged: &mut Logged,
+) -> Result<(), StoreError> {
+    let at = shared.clock.now();
+    let sends = group
+        .iter()
+        .filter_map(|completion| match &completion.end {
+            End::Outcome(Outcome::Sent {
+                provider_message_id,
+            }) => Some((completion.claim.id, provider_message_id.clone())),
+            _ => None,
+        })
+        .collect();
+    let group_logged = LoggedGroup { at, sends };
+    super::retrying("logging sends", sender, || async {
+        let mut conn = shared.db.write().await?;
+        store::logged_sends::log(conn.conn(), &group_logged).await
+    })
+    .await?;
+    shared.activity.recorded(group_logged.sends.len());
+    crate::metrics::sends_recorded(
+        sender,
+        group.iter().filter_map(|completion| match &completion.end {
+            End::Outcome(outcome) => Some(outcome),
+            End::Unsent => None,
+        }),
+    );
+    logged.sends += group_logged.sends.len();
+    logged
+        .apply_by
+        .get_or_insert(at + to_chrono(APPLY_LOGGED_WITHIN));
+    logged.groups.push(group_logged);
+    Ok(())
+}
+
+/// Applies the logged sends to their messages (their counters, events and rollups), in one
+/// transaction that deletes their log rows.
+async fn apply_logged(
+    shared: &Shared,
+    sender: SenderId,
+    logged: &mut Logged,
+) -> Result<(), StoreError> {
+    if logged.groups.is_empty() {
+        return Ok(());
+    }
+    super::retrying("applying logged sends", sender, || async {
+        let mut tx = shared.db.begin().await?;
+        store::logged_sends::apply(&mut tx, &logged.groups).await?;
+        tx.commit().await
+    })
+    .await?;
+    *logged = Logged::default();
+    Ok(())
 }
 
 /// How often a lane renews its lease while a batch is out: often enough that a lane whose lease
@@ -1397,6 +1538,7 @@ async fn record_group(
     group: &[Completion],
     stop: &Stop,
     spaced: bool,
+    logged: &mut Logged,
 ) -> Result<(), StoreError> {
     let mut outcomes = Vec::with_capacity(group.len());
     let mut unsent = Vec::new();
@@ -1427,6 +1569,8 @@ async fn record_group(
             }
             _ => true,
         };
+        // What was logged before this group is recorded with it, in order.
+        store::logged_sends::apply(&mut tx, &logged.groups).await?;
         store::messages::record_outcomes(&mut tx, &outcomes, now).await?;
         store::messages::release_unsent(tx.conn(), &unsent, now).await?;
         // What was reserved and not sent after all is no send of its day.
@@ -1437,8 +1581,9 @@ async fn record_group(
         Ok(still_held)
     })
     .await?;
+    *logged = Logged::default();
     shared.activity.recorded(outcomes.len());
-    crate::metrics::sends_recorded(sender, &outcomes);
+    crate::metrics::sends_recorded(sender, outcomes.iter().map(|(_, outcome)| outcome));
     // The sends happened all the same: they are recorded, said so, and nothing more starts (the
     // lease was found lost by this commit, the heartbeat or a claim).
     if !still_held {

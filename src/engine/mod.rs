@@ -565,8 +565,13 @@ async fn tick(
     let now = shared.clock.now();
     lanes.reap(now).await;
     if now >= *next_requeue {
-        let mut conn = shared.db.write().await?;
-        let requeued = store::messages::requeue_expired(conn.conn(), now).await?;
+        let mut tx = shared.db.begin().await?;
+        let store::messages::Expired { recorded, requeued } =
+            store::messages::requeue_expired(&mut tx, now).await?;
+        tx.commit().await?;
+        if recorded > 0 {
+            tracing::warn!(recorded, "sends logged by a lane that stopped are recorded");
+        }
         if requeued > 0 {
             tracing::warn!(requeued, "claims whose lease ran out are back in the queue");
         }
@@ -582,6 +587,10 @@ async fn tick(
             let mut conn = shared.db.write().await?;
             store::idempotency::purge_expired(conn.conn(), now).await?
         };
+        {
+            let mut conn = shared.db.write().await?;
+            store::logged_sends::sweep(conn.conn()).await?;
+        }
         if purged > 0 {
             tracing::debug!(purged, "expired idempotency keys purged");
         }

@@ -11,7 +11,7 @@ use sqlx::FromRow;
 use super::events::{self, NewEvent};
 use super::sql::{Param, SqlBuilder, bind_params, fetch_page, fetch_rows, rows_per_statement};
 use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
-use super::{analytics, campaigns};
+use super::{analytics, campaigns, logged_sends};
 use crate::domain::event::{EventType, InboundEvent};
 use crate::domain::ids::{CampaignId, ContactId, MessageId, SenderId, WorkspaceId};
 use crate::domain::message::{Counters, Direction, Event, MessageStatus, Progress};
@@ -386,17 +386,29 @@ async fn claim_from(
     Ok(claimed)
 }
 
-/// Frees claims whose lease ran out (their process died): they become pending again and keep
-/// their id, which providers see as the idempotency key of the retry.
-pub async fn requeue_expired(conn: Conn<'_>, now: DateTime<Utc>) -> Result<u64> {
-    on_conn!(conn, c => Ok(sqlx::query(
+/// What [`requeue_expired`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Claims whose sends were logged as they completed: recorded as sent, not sent again.
+    pub recorded: usize,
+    /// Claims that are pending again.
+    pub requeued: u64,
+}
+
+/// Frees claims whose lease ran out (their process died): the sends their lane logged are
+/// recorded ([`logged_sends::record_expired`]), the others become pending again and keep their
+/// id, which providers see as the idempotency key of the retry.
+pub async fn requeue_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<Expired> {
+    let recorded = logged_sends::record_expired(tx, now).await?;
+    let requeued = on_conn!(tx.conn(), c => sqlx::query(
         "UPDATE messages SET status = 'pending', lease_expires_at = NULL, updated_at = $1
          WHERE status = 'sending' AND lease_expires_at <= $1",
     )
     .bind(now)
     .execute(&mut *c)
     .await?
-    .rows_affected()))
+    .rows_affected());
+    Ok(Expired { recorded, requeued })
 }
 
 /// Extends `claims`, where they still hold, until `until`: a lane whose batch

@@ -37,6 +37,7 @@ pub mod groups;
 pub mod idempotency;
 pub mod imports;
 pub mod lanes;
+pub mod logged_sends;
 pub mod messages;
 mod nodelay;
 pub mod processes;
@@ -245,6 +246,15 @@ impl Db {
             Db::Sqlite { .. } => Dialect::Sqlite,
             Db::Postgres(_) => Dialect::Postgres,
         }
+    }
+
+    /// Whether a lane logs its sends as they complete and applies them in bulk
+    /// ([`logged_sends`]) rather than recording each group in full. SQLite commits on one
+    /// writer, so a commit per 64 sends that rewrites their rows, indexes, events, counters and
+    /// rollups holds every other write back; PostgreSQL commits concurrently, and there the log's
+    /// extra insert and delete per send cost more than they save (~−20 % in the sandbox).
+    pub fn logs_sends(&self) -> bool {
+        self.dialect() == Dialect::Sqlite
     }
 
     pub async fn migrate(&self) -> Result<()> {
