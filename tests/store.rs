@@ -2396,17 +2396,7 @@ async fn progress_of(
 }
 
 async fn logged_count(db: &TestDb) -> i64 {
-    let mut conn = db.read().await.unwrap();
-    match conn.conn() {
-        herald::store::Conn::Sqlite(c) => sqlx::query_scalar("SELECT COUNT(*) FROM logged_sends")
-            .fetch_one(&mut *c)
-            .await
-            .unwrap(),
-        herald::store::Conn::Postgres(c) => sqlx::query_scalar("SELECT COUNT(*) FROM logged_sends")
-            .fetch_one(&mut *c)
-            .await
-            .unwrap(),
-    }
+    common::count(db, "SELECT COUNT(*) FROM logged_sends").await
 }
 
 /// A lane that dies after logging sends and before applying them: once their claims run out,

@@ -203,21 +203,11 @@ async fn succeeded_when(db: &herald::store::Db, count: i64) -> i64 {
 }
 
 async fn succeeded(db: &herald::store::Db) -> i64 {
-    let mut conn = db.read().await.unwrap();
-    match conn.conn() {
-        herald::store::Conn::Sqlite(c) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'succeeded'")
-                .fetch_one(&mut *c)
-                .await
-                .unwrap()
-        }
-        herald::store::Conn::Postgres(c) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'succeeded'")
-                .fetch_one(&mut *c)
-                .await
-                .unwrap()
-        }
-    }
+    common::count(
+        db,
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'succeeded'",
+    )
+    .await
 }
 
 async fn a_killed_dispatcher_loses_no_delivery(db: common::TestDb) {

@@ -1336,7 +1336,7 @@ async fn record_as_completed(
     let every = to_chrono(heartbeat_every(&shared.config));
     let mut heartbeat_at = shared.clock.now() + every;
     let mut sleep = shared.clock.sleep_until(heartbeat_at);
-    let mut apply_by = logged.apply_by.map(|at| shared.clock.sleep_until(at));
+    let mut apply_by = logged.apply_by().map(|at| shared.clock.sleep_until(at));
     let mut group = Vec::with_capacity(GROUP);
     loop {
         let first = tokio::select! {
@@ -1348,7 +1348,7 @@ async fn record_as_completed(
                 continue;
             }
             () = until_due(&mut apply_by) => {
-                apply_logged(shared, sender, logged).await.inspect_err(|error| stop_recording(stop, sender, error, logged.sends))?;
+                apply_logged(shared, sender, logged).await.inspect_err(|error| stop_recording(stop, sender, error, logged.sends()))?;
                 apply_by = None;
                 continue;
             }
@@ -1369,16 +1369,16 @@ async fn record_as_completed(
                 record_group(shared, sender, &group, stop, spaced, logged).await
             };
         durable.inspect_err(|error| stop_recording(stop, sender, error, group.len()))?;
-        if logged.sends >= APPLY_LOGGED_AT {
+        if logged.sends() >= APPLY_LOGGED_AT {
             apply_logged(shared, sender, logged)
                 .await
-                .inspect_err(|error| stop_recording(stop, sender, error, logged.sends))?;
+                .inspect_err(|error| stop_recording(stop, sender, error, logged.sends()))?;
         }
-        apply_by = match (logged.apply_by, apply_by.take()) {
-            (None, _) => None,
-            (Some(_), Some(waiting)) => Some(waiting),
-            (Some(at), None) => Some(shared.clock.sleep_until(at)),
-        };
+        match logged.apply_by() {
+            None => apply_by = None,
+            Some(at) if apply_by.is_none() => apply_by = Some(shared.clock.sleep_until(at)),
+            Some(_) => {}
+        }
         for completion in &group {
             unrecorded.remove(&completion.claim);
         }
@@ -1408,19 +1408,28 @@ const APPLY_LOGGED_AT: usize = 256;
 /// `sending` (and its campaign's counters, events and rollups lag) after its send was logged.
 const APPLY_LOGGED_WITHIN: Duration = Duration::from_millis(250);
 
-/// Sends logged as they completed, not yet applied to their messages.
+/// Sends logged as they completed, not yet applied to their messages, in the order logged.
 #[derive(Debug, Default)]
 struct Logged {
     groups: Vec<LoggedGroup>,
-    sends: usize,
+}
+
+impl Logged {
+    fn sends(&self) -> usize {
+        self.groups.iter().map(|group| group.sends.len()).sum()
+    }
+
     /// When they are to be applied, at the latest.
-    apply_by: Option<DateTime<Utc>>,
+    fn apply_by(&self) -> Option<DateTime<Utc>> {
+        let first = self.groups.first()?;
+        Some(first.at + to_chrono(APPLY_LOGGED_WITHIN))
+    }
 }
 
 impl Completion {
-    /// A send the provider took, with nothing else to record: what the lane logs.
+    /// A send the provider took: what the lane logs (a send gives no reservation back).
     fn is_plain_send(&self) -> bool {
-        matches!(self.end, End::Outcome(Outcome::Sent { .. })) && self.unreserve.is_none()
+        matches!(self.end, End::Outcome(Outcome::Sent { .. }))
     }
 }
 
@@ -1455,10 +1464,6 @@ async fn log_group(
             End::Unsent => None,
         }),
     );
-    logged.sends += group_logged.sends.len();
-    logged
-        .apply_by
-        .get_or_insert(at + to_chrono(APPLY_LOGGED_WITHIN));
     logged.groups.push(group_logged);
     Ok(())
 }

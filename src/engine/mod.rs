@@ -587,12 +587,12 @@ async fn tick(
             let mut conn = shared.db.write().await?;
             store::idempotency::purge_expired(conn.conn(), now).await?
         };
+        if purged > 0 {
+            tracing::debug!(purged, "expired idempotency keys purged");
+        }
         {
             let mut conn = shared.db.write().await?;
             store::logged_sends::sweep(conn.conn()).await?;
-        }
-        if purged > 0 {
-            tracing::debug!(purged, "expired idempotency keys purged");
         }
         {
             let mut conn = shared.db.write().await?;

@@ -101,6 +101,16 @@ pub async fn execute(conn: herald::store::Conn<'_>, sql: &str) {
     done.unwrap_or_else(|error| panic!("{error}"));
 }
 
+/// The one integer a test's query answers (a `COUNT(*)`), in either dialect.
+pub async fn count(db: &Db, sql: &'static str) -> i64 {
+    let mut conn = db.read().await.unwrap();
+    let counted = match conn.conn() {
+        herald::store::Conn::Postgres(c) => sqlx::query_scalar(sql).fetch_one(&mut *c).await,
+        herald::store::Conn::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(&mut *c).await,
+    };
+    counted.unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
 /// `admin_url` with its database name replaced.
 fn with_database(admin_url: &str, database: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {
