@@ -1206,9 +1206,8 @@ async fn expired_claims_return_to_the_queue(db: TestDb) {
     } = launched_and_claimed(&db, 3, 10).await;
     assert_eq!(claimed.len(), 3);
 
-    let mut tx = db.begin().await.unwrap();
     assert_eq!(
-        messages::requeue_expired(&mut tx, now() + Duration::seconds(29))
+        messages::requeue_expired(&db, now() + Duration::seconds(29))
             .await
             .unwrap()
             .requeued,
@@ -1216,13 +1215,12 @@ async fn expired_claims_return_to_the_queue(db: TestDb) {
         "leases still run"
     );
     assert_eq!(
-        messages::requeue_expired(&mut tx, now() + Duration::seconds(30))
+        messages::requeue_expired(&db, now() + Duration::seconds(30))
             .await
             .unwrap()
             .requeued,
         3
     );
-    tx.commit().await.unwrap();
     let again = claim(&db, sender_id, now() + Duration::seconds(31), 10).await;
     let ids = |batch: &[messages::Claimed]| batch.iter().map(|m| m.id).collect::<Vec<_>>();
     assert_eq!(
@@ -1304,9 +1302,7 @@ async fn claims_are_renewed_and_released_only_by_their_own_claim(db: TestDb) {
     let requeue = |at: DateTime<Utc>| {
         let db = &db;
         async move {
-            let mut tx = db.begin().await.unwrap();
-            let expired = messages::requeue_expired(&mut tx, at).await.unwrap();
-            tx.commit().await.unwrap();
+            let expired = messages::requeue_expired(db, at).await.unwrap();
             expired.requeued
         }
     };
@@ -1536,7 +1532,7 @@ async fn random_sends(
         at: clock,
         sends: Vec::new(),
     };
-    if rng.random_bool(0.33) {
+    if db.logs_sends() && rng.random_bool(0.33) {
         outcomes.retain(|(id, outcome)| match outcome {
             Outcome::Sent {
                 provider_message_id,
@@ -1547,17 +1543,25 @@ async fn random_sends(
             _ => true,
         });
     }
-    let mut conn = db.write().await.unwrap();
-    logged_sends::log(conn.conn(), &logged).await.unwrap();
-    drop(conn);
+    if !logged.sends.is_empty() {
+        let mut conn = db.log().await.unwrap();
+        logged_sends::log(conn.conn(), &logged).await.unwrap();
+    }
+    let apply_now = !logged.sends.is_empty() && rng.random_bool(0.5);
     let mut tx = db.begin().await.unwrap();
     messages::record_outcomes(&mut tx, &outcomes, clock)
         .await
         .unwrap();
-    if rng.random_bool(0.5) {
-        logged_sends::apply(&mut tx, &[logged]).await.unwrap();
+    if apply_now {
+        logged_sends::apply(&mut tx, std::slice::from_ref(&logged))
+            .await
+            .unwrap();
     }
     tx.commit().await.unwrap();
+    if apply_now {
+        let mut conn = db.log().await.unwrap();
+        logged_sends::forget(conn.conn(), &[logged]).await.unwrap();
+    }
 }
 
 /// A few provider reports (delivered, read, failed) about sends in `known`, by either id, dated
@@ -1630,9 +1634,7 @@ async fn counters_equal_the_messages_after_random_transitions(db: TestDb) {
                 .await
             }
             6 => {
-                let mut tx = db.begin().await.unwrap();
-                messages::requeue_expired(&mut tx, clock).await.unwrap();
-                tx.commit().await.unwrap();
+                messages::requeue_expired(&db, clock).await.unwrap();
             }
             7 if step > 150 => {
                 let mut tx = db.begin().await.unwrap();
@@ -1708,9 +1710,7 @@ async fn rollups_equal_the_messages_after_random_transitions(db: TestDb) {
                 random_reports(&db, &mut rng, sender_id, clock, Duration::hours(2), &known).await
             }
             5 => {
-                let mut tx = db.begin().await.unwrap();
-                messages::requeue_expired(&mut tx, clock).await.unwrap();
-                tx.commit().await.unwrap();
+                messages::requeue_expired(&db, clock).await.unwrap();
             }
             6 | 7 => {
                 let n = rng.random_range(0..60);
@@ -2396,7 +2396,7 @@ async fn progress_of(
 }
 
 async fn logged_count(db: &TestDb) -> i64 {
-    common::count(db, "SELECT COUNT(*) FROM logged_sends").await
+    common::count(db, "SELECT COUNT(*) FROM sends.logged_sends").await
 }
 
 /// A lane that dies after logging sends and before applying them: once their claims run out,
@@ -2415,7 +2415,7 @@ async fn logged_sends_are_recorded_not_requeued_when_their_claims_run_out(db: Te
         at: logged_at,
         sends: vec![(ids[0], Some("wamid.0".into())), (ids[2], None)],
     };
-    let mut conn = db.write().await.unwrap();
+    let mut conn = db.log().await.unwrap();
     logged_sends::log(conn.conn(), &group).await.unwrap();
     // A lane that lost its lease logs a send its successor logged too: the first row stays.
     let again = LoggedGroup {
@@ -2426,22 +2426,18 @@ async fn logged_sends_are_recorded_not_requeued_when_their_claims_run_out(db: Te
     drop(conn);
     assert_eq!(logged_count(&db).await, 2);
 
-    let mut tx = db.begin().await.unwrap();
-    let early = messages::requeue_expired(&mut tx, now() + Duration::seconds(29))
+    let early = messages::requeue_expired(&db, now() + Duration::seconds(29))
         .await
         .unwrap();
-    tx.commit().await.unwrap();
     assert_eq!(early, messages::Expired::default(), "the claims still hold");
     assert_eq!(
         progress_of(&db, ws, &ids[..1]).await[0].0,
         MessageStatus::Sending
     );
 
-    let mut tx = db.begin().await.unwrap();
-    let expired = messages::requeue_expired(&mut tx, now() + Duration::seconds(30))
+    let expired = messages::requeue_expired(&db, now() + Duration::seconds(30))
         .await
         .unwrap();
-    tx.commit().await.unwrap();
     assert_eq!(
         expired,
         messages::Expired {
@@ -2485,7 +2481,7 @@ async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
         at: now(),
         sends: vec![(ids[0], Some("p-0".into())), (ids[1], Some("p-1".into()))],
     };
-    let mut conn = db.write().await.unwrap();
+    let mut conn = db.log().await.unwrap();
     logged_sends::log(conn.conn(), &group).await.unwrap();
     drop(conn);
     for _ in 0..2 {
@@ -2494,6 +2490,11 @@ async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
             .await
             .unwrap();
         tx.commit().await.unwrap();
+        let mut conn = db.log().await.unwrap();
+        logged_sends::forget(conn.conn(), std::slice::from_ref(&group))
+            .await
+            .unwrap();
+        drop(conn);
         let counters = stored_counters(&db, ws, id).await;
         assert_eq!((counters.sent, counters.pending), (2, 1));
         assert_eq!(counters, true_counters(&db, id).await);
@@ -2518,7 +2519,7 @@ async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
         at: now(),
         sends: vec![(ids[0], None), (ids[2], None)],
     };
-    let mut conn = db.write().await.unwrap();
+    let mut conn = db.log().await.unwrap();
     logged_sends::log(conn.conn(), &stale).await.unwrap();
     assert_eq!(logged_sends::sweep(conn.conn()).await.unwrap(), 1);
     drop(conn);
@@ -2529,9 +2530,26 @@ async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
     );
 }
 
+/// SQLite's log of sends (PostgreSQL keeps none: its lanes record each group in full).
+mod send_log {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logged_sends_are_recorded_not_requeued_when_their_claims_run_out() {
+        super::logged_sends_are_recorded_not_requeued_when_their_claims_run_out(
+            crate::common::sqlite().await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn applied_logged_sends_are_recorded_once_and_leave_the_log() {
+        super::applied_logged_sends_are_recorded_once_and_leave_the_log(
+            crate::common::sqlite().await,
+        )
+        .await;
+    }
+}
+
 dialect_tests!(
-    logged_sends_are_recorded_not_requeued_when_their_claims_run_out,
-    applied_logged_sends_are_recorded_once_and_leave_the_log,
     messages_name_only_campaigns_and_senders_that_exist,
     a_sender_and_a_message_for_it_never_both_commit,
     processes_are_counted_while_they_say_they_are_alive,

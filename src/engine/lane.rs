@@ -9,9 +9,10 @@
 //! and a send's slot is given back only once its outcome is committed. So at any instant the sends
 //! that happened but are not recorded are at most the lane's concurrency, and that bounds what a
 //! `kill -9` can repeat (invariant 1). On SQLite, plain sends are committed to a log of sends
-//! (`store::logged_sends`, one small append per group) and applied to their messages in bulk a
-//! few times a second; the requeue of a dead lane's claims records what it logged. No
-//! transaction or pooled connection is held while it waits or sends.
+//! (`store::logged_sends`: one small append per group, to a file with a writer of its own) and
+//! applied to their messages in bulk a few times a second, on a task of their own that neither
+//! the sends nor the next batch wait for; the requeue of a dead lane's claims records what it
+//! logged. No transaction or pooled connection is held while it waits or sends.
 //!
 //! The lane is fenced by its lease: every claim checks, in its own transaction, that this process
 //! still holds the sender, and while a batch is out a heartbeat renews the lease at least every
@@ -273,7 +274,7 @@ impl Lane {
     pub(super) async fn run(&mut self) -> Result<(), LaneError> {
         let ran = self.send_while_there_is_work().await;
         self.hand_back_claimed_ahead().await;
-        if let Err(error) = apply_logged(&self.shared, self.sender.id, &mut self.logged).await {
+        if let Err(error) = self.logged.apply_all(&self.shared, self.sender.id).await {
             // They are durable: the requeue records them when their claims run out.
             tracing::warn!(sender_id = %self.sender.id, %error, "logged sends not applied; they are recorded when their claims run out");
         }
@@ -744,7 +745,7 @@ impl Lane {
         // The logged sends ride along into the next batch, applied while it is out; with none
         // ahead, they are applied now.
         if !matches!(&self.claimed_ahead, Some(Ok(Claim::Messages(next))) if !next.is_empty()) {
-            apply_logged(&shared, self.sender.id, &mut self.logged).await?;
+            self.logged.apply_all(&shared, self.sender.id).await?;
         }
         self.hold_if_throttled(&stop);
         stop.ended()
@@ -1325,7 +1326,7 @@ fn outcome_of(
 /// fresh when its send starts, and the lane renews its lease between sends). Returns once every
 /// send is durable.
 async fn record_as_completed(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     sender: SenderId,
     mut completions: mpsc::UnboundedReceiver<Completion>,
     mut unrecorded: HashSet<HeldClaim>,
@@ -1347,12 +1348,24 @@ async fn record_as_completed(
                 sleep = shared.clock.sleep_until(heartbeat_at);
                 continue;
             }
-            () = until_due(&mut apply_by) => {
-                apply_logged(shared, sender, logged).await.inspect_err(|error| stop_recording(stop, sender, error, logged.sends()))?;
+            applied = logged.applied(), if logged.is_applying() => {
+                applied.map_err(|(error, unapplied)| {
+                    stop_recording(stop, sender, &error, unapplied);
+                    error
+                })?;
+                if logged.sends() >= APPLY_LOGGED_AT {
+                    logged.start_applying(shared, sender);
+                }
+                apply_by = logged.apply_by().map(|at| shared.clock.sleep_until(at));
+                continue;
+            }
+            () = until_due(&mut apply_by), if !logged.is_applying() => {
+                logged.start_applying(shared, sender);
                 apply_by = None;
                 continue;
             }
         };
+        // The sends of the batch are all durable; what was logged is applied on its own time.
         let Some(first) = first else {
             return Ok(());
         };
@@ -1369,21 +1382,19 @@ async fn record_as_completed(
                 record_group(shared, sender, &group, stop, spaced, logged).await
             };
         durable.inspect_err(|error| stop_recording(stop, sender, error, group.len()))?;
+        for completion in &group {
+            unrecorded.remove(&completion.claim);
+        }
+        // Durable: dropping the completions frees their slots for the next sends.
+        group.clear();
         if logged.sends() >= APPLY_LOGGED_AT {
-            apply_logged(shared, sender, logged)
-                .await
-                .inspect_err(|error| stop_recording(stop, sender, error, logged.sends()))?;
+            logged.start_applying(shared, sender);
         }
         match logged.apply_by() {
             None => apply_by = None,
             Some(at) if apply_by.is_none() => apply_by = Some(shared.clock.sleep_until(at)),
             Some(_) => {}
         }
-        for completion in &group {
-            unrecorded.remove(&completion.claim);
-        }
-        // Dropping the completions frees their slots for the next sends.
-        group.clear();
     }
 }
 
@@ -1408,21 +1419,81 @@ const APPLY_LOGGED_AT: usize = 256;
 /// `sending` (and its campaign's counters, events and rollups lag) after its send was logged.
 const APPLY_LOGGED_WITHIN: Duration = Duration::from_millis(250);
 
-/// Sends logged as they completed, not yet applied to their messages, in the order logged.
+/// Sends logged as they completed and not yet applied to their messages: the groups waiting,
+/// in the order logged, and the apply under way. That runs on a task of its own, so neither the
+/// recorder (which frees slots) nor the end of a batch waits for it; one at a time, since each
+/// holds SQLite's single writer.
 #[derive(Debug, Default)]
 struct Logged {
     groups: Vec<LoggedGroup>,
+    applying: Option<Applying>,
+}
+
+#[derive(Debug)]
+struct Applying {
+    sends: usize,
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
 }
 
 impl Logged {
+    /// Sends waiting to be applied (not counting those of the apply under way).
     fn sends(&self) -> usize {
         self.groups.iter().map(|group| group.sends.len()).sum()
     }
 
-    /// When they are to be applied, at the latest.
+    /// When the waiting sends are to be applied, at the latest.
     fn apply_by(&self) -> Option<DateTime<Utc>> {
         let first = self.groups.first()?;
         Some(first.at + to_chrono(APPLY_LOGGED_WITHIN))
+    }
+
+    fn is_applying(&self) -> bool {
+        self.applying.is_some()
+    }
+
+    /// Starts applying the waiting sends, unless an apply is under way (they go next).
+    fn start_applying(&mut self, shared: &Arc<Shared>, sender: SenderId) {
+        if self.applying.is_some() || self.groups.is_empty() {
+            return;
+        }
+        let groups = std::mem::take(&mut self.groups);
+        let sends = groups.iter().map(|group| group.sends.len()).sum();
+        let shared = shared.clone();
+        let task = tokio::spawn(async move { apply_logged(&shared, sender, &groups).await });
+        self.applying = Some(Applying { sends, task });
+    }
+
+    /// The end of the apply under way, with how many sends it failed to apply; pending without
+    /// one.
+    async fn applied(&mut self) -> Result<(), (StoreError, usize)> {
+        let Some(applying) = &mut self.applying else {
+            return std::future::pending().await;
+        };
+        let ended = (&mut applying.task).await;
+        let sends = applying.sends;
+        self.applying = None;
+        match ended {
+            Ok(applied) => applied.map_err(|error| (error, sends)),
+            Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+            // The runtime is shutting down: the sends stay logged, recorded by the requeue.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Applies every logged send: waits for the apply under way, then applies the rest.
+    async fn apply_all(
+        &mut self,
+        shared: &Arc<Shared>,
+        sender: SenderId,
+    ) -> Result<(), StoreError> {
+        if self.is_applying() {
+            self.applied().await.map_err(|(error, _)| error)?;
+        }
+        self.start_applying(shared, sender);
+        if self.is_applying() {
+            self.applied().await.map_err(|(error, _)| error)?;
+        }
+        Ok(())
     }
 }
 
@@ -1452,7 +1523,7 @@ async fn log_group(
         .collect();
     let group_logged = LoggedGroup { at, sends };
     super::retrying("logging sends", sender, || async {
-        let mut conn = shared.db.write().await?;
+        let mut conn = shared.db.log().await?;
         store::logged_sends::log(conn.conn(), &group_logged).await
     })
     .await?;
@@ -1468,24 +1539,35 @@ async fn log_group(
     Ok(())
 }
 
-/// Applies the logged sends to their messages (their counters, events and rollups), in one
-/// transaction that deletes their log rows.
+/// Applies logged sends to their messages (their counters, events and rollups) in one
+/// transaction, then deletes their rows from the log.
 async fn apply_logged(
     shared: &Shared,
     sender: SenderId,
-    logged: &mut Logged,
+    groups: &[LoggedGroup],
 ) -> Result<(), StoreError> {
-    if logged.groups.is_empty() {
-        return Ok(());
-    }
     super::retrying("applying logged sends", sender, || async {
         let mut tx = shared.db.begin().await?;
-        store::logged_sends::apply(&mut tx, &logged.groups).await?;
+        store::logged_sends::apply(&mut tx, groups).await?;
         tx.commit().await
     })
     .await?;
-    *logged = Logged::default();
+    forget_logged(shared, sender, groups).await;
     Ok(())
+}
+
+/// Deletes the rows of applied sends from the log. Never fatal: a row left behind is swept.
+async fn forget_logged(shared: &Shared, sender: SenderId, groups: &[LoggedGroup]) {
+    if groups.is_empty() {
+        return;
+    }
+    let forgotten = async {
+        let mut conn = shared.db.log().await?;
+        store::logged_sends::forget(conn.conn(), groups).await
+    };
+    if let Err(error) = forgotten.await {
+        tracing::warn!(sender_id = %sender, %error, "applied sends left in the log; the sweep deletes them");
+    }
 }
 
 /// How often a lane renews its lease while a batch is out: often enough that a lane whose lease
@@ -1586,7 +1668,7 @@ async fn record_group(
         Ok(still_held)
     })
     .await?;
-    *logged = Logged::default();
+    forget_logged(shared, sender, &std::mem::take(&mut logged.groups)).await;
     shared.activity.recorded(outcomes.len());
     crate::metrics::sends_recorded(sender, outcomes.iter().map(|(_, outcome)| outcome));
     // The sends happened all the same: they are recorded, said so, and nothing more starts (the

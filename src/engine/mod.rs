@@ -565,10 +565,8 @@ async fn tick(
     let now = shared.clock.now();
     lanes.reap(now).await;
     if now >= *next_requeue {
-        let mut tx = shared.db.begin().await?;
         let store::messages::Expired { recorded, requeued } =
-            store::messages::requeue_expired(&mut tx, now).await?;
-        tx.commit().await?;
+            store::messages::requeue_expired(&shared.db, now).await?;
         if recorded > 0 {
             tracing::warn!(recorded, "sends logged by a lane that stopped are recorded");
         }
@@ -591,7 +589,7 @@ async fn tick(
             tracing::debug!(purged, "expired idempotency keys purged");
         }
         {
-            let mut conn = shared.db.write().await?;
+            let mut conn = shared.db.log().await?;
             store::logged_sends::sweep(conn.conn()).await?;
         }
         {

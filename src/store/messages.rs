@@ -397,9 +397,15 @@ pub struct Expired {
 
 /// Frees claims whose lease ran out (their process died): the sends their lane logged are
 /// recorded ([`logged_sends::record_expired`]), the others become pending again and keep their
-/// id, which providers see as the idempotency key of the retry.
-pub async fn requeue_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<Expired> {
-    let recorded = logged_sends::record_expired(tx, now).await?;
+/// id, which providers see as the idempotency key of the retry. Then sweeps the log.
+pub async fn requeue_expired(db: &super::Db, now: DateTime<Utc>) -> Result<Expired> {
+    // Read before the transaction: on SQLite the log is a file its writer does not attach.
+    let logged = {
+        let mut conn = db.read().await?;
+        logged_sends::read(conn.conn()).await?
+    };
+    let mut tx = db.begin().await?;
+    let recorded = logged_sends::record_expired(&mut tx, logged, now).await?;
     let requeued = on_conn!(tx.conn(), c => sqlx::query(
         "UPDATE messages SET status = 'pending', lease_expires_at = NULL, updated_at = $1
          WHERE status = 'sending' AND lease_expires_at <= $1",
@@ -408,6 +414,11 @@ pub async fn requeue_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<Expired>
     .execute(&mut *c)
     .await?
     .rows_affected());
+    tx.commit().await?;
+    if recorded > 0 {
+        let mut conn = db.log().await?;
+        logged_sends::sweep(conn.conn()).await?;
+    }
     Ok(Expired { recorded, requeued })
 }
 

@@ -140,6 +140,10 @@ pub enum Db {
         /// Ends the background checkpoints (see [`checkpoint_in_background`]) when the last
         /// handle on the database is dropped.
         checkpoints: Option<Arc<watch::Sender<()>>>,
+        /// Appends to the log of sends (see [`Db::log`]): a connection of its own, since the log
+        /// is a file of its own with a writer of its own. None in memory, where the writer
+        /// holds the log too.
+        logger: Option<SqlitePool>,
     },
     Postgres(PgPool),
 }
@@ -210,34 +214,55 @@ impl Db {
         let in_memory = connect.get_filename().to_string_lossy() == ":memory:";
         // An embedded database has no server to drop a connection: checking each connection
         // before handing it out (sqlx's default) would cost a round trip per acquire for nothing.
-        let pool = |connections: u32| {
+        let pool = |connections: u32, send_log: SendLog| {
             SqlitePoolOptions::new()
                 .max_connections(connections)
                 .test_before_acquire(false)
                 .acquire_timeout(options.acquire_timeout)
+                .after_connect(move |conn, _| {
+                    let send_log = send_log.clone();
+                    Box::pin(async move { send_log.attach_to(conn).await })
+                })
         };
-        // An in-memory database exists once per connection: every pool must share the writer's.
+        // An in-memory database exists once per connection: every pool must share the writer's,
+        // which holds the log of sends too.
         if in_memory {
-            let writer = pool(1).connect_with(connect).await?;
+            let writer = pool(1, SendLog::Create(":memory:".into()))
+                .connect_with(connect)
+                .await?;
             return Ok(Db::Sqlite {
                 reader: writer.clone(),
                 writer,
                 checkpoints: None,
+                logger: None,
             });
         }
-        let writer = pool(1).connect_with(connect.clone()).await?;
+        // The writer never attaches the log: `BEGIN IMMEDIATE` would take the log's write lock
+        // along with the main file's, and every log commit would wait for the writer again.
+        let send_log: Arc<str> = format!("{}-sends", connect.get_filename().display()).into();
+        let writer = pool(1, SendLog::None).connect_with(connect.clone()).await?;
+        let logger = pool(1, SendLog::Create(send_log.clone()))
+            .connect_with(connect.clone())
+            .await?;
         // Readers hand rows over 1,024 at a time, not sqlx's 50: a long read (an analytics
         // period, a page of an export) then costs a few hand-offs between SQLite's thread and
         // the caller's instead of one every 50 rows (a 90-day activity: −1 ms of CPU).
-        let reader = pool(options.max_connections.max(1))
-            .connect_with(connect.clone().read_only(true).row_buffer_size(1024))
+        let reader = pool(
+            options.max_connections.max(1),
+            SendLog::Attach(send_log.clone()),
+        )
+        .connect_with(connect.clone().read_only(true).row_buffer_size(1024))
+        .await?;
+        // Its passive checkpoints cover every attached file: the log's too.
+        let checkpointer = pool(1, SendLog::Attach(send_log))
+            .connect_with(connect)
             .await?;
-        let checkpointer = pool(1).connect_with(connect).await?;
         let checkpoints = checkpoint_in_background(checkpointer);
         Ok(Db::Sqlite {
             reader,
             writer,
             checkpoints: Some(checkpoints),
+            logger: Some(logger),
         })
     }
 
@@ -259,8 +284,34 @@ impl Db {
 
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Db::Sqlite { writer, .. } => migrator(&SQLITE_MIGRATOR).run(writer).await?,
+            Db::Sqlite { writer, .. } => {
+                self.keep_sends_logged_in_the_main_file().await?;
+                migrator(&SQLITE_MIGRATOR).run(writer).await?
+            }
             Db::Postgres(pool) => migrator(&POSTGRES_MIGRATOR).run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Before migration 0026 drops the log of sends from the main file, copies what a process
+    /// left in it into the log's own file: those sends are recorded when their claims run out.
+    async fn keep_sends_logged_in_the_main_file(&self) -> Result<()> {
+        let mut conn = self.log().await?;
+        let Conn::Sqlite(c) = conn.conn() else {
+            return Ok(());
+        };
+        let in_main: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM main.sqlite_schema WHERE type = 'table' AND name = 'logged_sends'",
+        )
+        .fetch_one(&mut *c)
+        .await?;
+        if in_main > 0 {
+            sqlx::query(
+                "INSERT OR IGNORE INTO sends.logged_sends (message_id, provider_message_id, sent_at)
+                 SELECT message_id, provider_message_id, sent_at FROM main.logged_sends",
+            )
+            .execute(&mut *c)
+            .await?;
         }
         Ok(())
     }
@@ -274,6 +325,21 @@ impl Db {
     }
 
     /// A connection for a single write statement.
+    /// The connection that appends to the log of sends ([`logged_sends`]) and deletes from it.
+    /// On SQLite the log is a database file of its own (`<database>-sends`, attached to every
+    /// connection as `sends`), so its commits never wait for the main file's writer; it writes
+    /// nothing else (its statements run outside transactions, and so lock only the file they
+    /// write). On PostgreSQL, and in memory, it is the writer.
+    pub async fn log(&self) -> Result<Pooled> {
+        match self {
+            Db::Sqlite {
+                logger: Some(logger),
+                ..
+            } => Ok(Pooled::Sqlite(logger.acquire().await?)),
+            _ => self.write().await,
+        }
+    }
+
     pub async fn write(&self) -> Result<Pooled> {
         Ok(match self {
             Db::Sqlite { writer, .. } => Pooled::Sqlite(writer.acquire().await?),
@@ -305,9 +371,13 @@ impl Db {
                 reader,
                 writer,
                 checkpoints,
+                logger,
             } => {
                 if let Some(checkpoints) = checkpoints {
                     checkpoints.send_replace(());
+                }
+                if let Some(logger) = logger {
+                    logger.close().await;
                 }
                 reader.close().await;
                 writer.close().await;
@@ -328,6 +398,51 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// nor blocks the writer or the readers, and the log restarts from its beginning once all of it
 /// is in the database. A crash loses nothing: the log is the durable copy until then. Returns
 /// the handle whose last drop (or [`Db::close`]) ends it.
+/// How a SQLite connection sees the log of sends ([`logged_sends`]), a database file of its own.
+#[derive(Clone)]
+enum SendLog {
+    None,
+    /// Attached as `sends`.
+    Attach(Arc<str>),
+    /// Attached as `sends`, and made as the lanes need it: in write-ahead-log mode, synced as
+    /// the main file is, one narrow row per logged send. No foreign key: the message is in
+    /// another file; the sweep drops the rows of messages that moved on or are gone.
+    Create(Arc<str>),
+}
+
+impl SendLog {
+    async fn attach_to(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+        let (SendLog::Attach(path) | SendLog::Create(path)) = self else {
+            return Ok(());
+        };
+        sqlx::query("ATTACH DATABASE $1 AS sends")
+            .bind(&**path)
+            .execute(&mut *conn)
+            .await?;
+        if let SendLog::Attach(_) = self {
+            return Ok(());
+        }
+        if &**path != ":memory:" {
+            sqlx::query("PRAGMA sends.journal_mode = WAL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query("PRAGMA sends.synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS sends.logged_sends (
+                 message_id           BLOB PRIMARY KEY,
+                 provider_message_id  TEXT,
+                 sent_at              TEXT NOT NULL
+             ) WITHOUT ROWID",
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
 fn checkpoint_in_background(checkpointer: SqlitePool) -> Arc<watch::Sender<()>> {
     let (stop, mut stopped) = watch::channel(());
     tokio::spawn(async move {
