@@ -2532,6 +2532,61 @@ async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
 
 /// SQLite's log of sends (PostgreSQL keeps none: its lanes record each group in full).
 mod send_log {
+    use sqlx::Connection;
+
+    /// A database whose process stopped with sends in the log, when the log was a table of the
+    /// main file (migration 0025): upgraded, the log's own file holds them, for the requeue to
+    /// record, and the main file's table is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_logged_before_the_log_had_a_file_of_its_own_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|migration| migration.version <= 25)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.dangerous_set_table_name("herald_migrations");
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let mut old = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
+            .await
+            .unwrap();
+        before.run(&mut old).await.unwrap();
+        let id = super::MessageId::generate();
+        let at = super::now();
+        sqlx::query(
+            "INSERT INTO logged_sends (message_id, provider_message_id, sent_at) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind("wamid.left")
+        .bind(at)
+        .execute(&mut old)
+        .await
+        .unwrap();
+        old.close().await.unwrap();
+
+        let db = herald::store::Db::connect(&url, &herald::store::DbOptions::default())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let mut conn = db.read().await.unwrap();
+        assert_eq!(
+            super::logged_sends::read(conn.conn()).await.unwrap(),
+            vec![(id, Some("wamid.left".to_owned()), at)]
+        );
+        drop(conn);
+        let in_main = crate::common::count(
+            &db,
+            "SELECT COUNT(*) FROM main.sqlite_schema WHERE name = 'logged_sends'",
+        )
+        .await;
+        assert_eq!(in_main, 0, "the main file's log is dropped");
+        db.close().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn logged_sends_are_recorded_not_requeued_when_their_claims_run_out() {
         super::logged_sends_are_recorded_not_requeued_when_their_claims_run_out(
