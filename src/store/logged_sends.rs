@@ -9,13 +9,14 @@
 //! a dead lane logged and did not apply is recorded by [`record_expired`] before its claims are
 //! requeued, never sent again.
 //!
-//! The log is a database file of its own (`<database>-sends`, attached to every connection as
-//! `sends`; migration 0026), written through [`Db::log`](super::Db::log): SQLite has one writer
-//! per file, and a log commit that waited behind the main file's claims and applies held the
-//! lane's sends with it. No transaction writes both files, since SQLite commits each file of a
-//! transaction on its own in WAL mode: a send is applied to `messages` first, and its row deleted
-//! after, so a crash between the two leaves a row to sweep, never a send unrecorded. PostgreSQL
-//! commits concurrently and logs nothing ([`Db::logs_sends`](super::Db::logs_sends)).
+//! The log is a database file of its own (`<database>-sends`, attached as `sends` to the
+//! connections that read it, never to the main writer; migration 0026), written through
+//! [`Db::log`](super::Db::log): SQLite has one writer per file, and a log commit that waited
+//! behind the main file's claims and applies held the lane's sends with it. No transaction writes
+//! both files, since SQLite commits each file of a transaction on its own in WAL mode: a send is
+//! applied to `messages` first, and its row deleted after, so a crash between the two leaves a
+//! row to sweep, never a send unrecorded. PostgreSQL commits concurrently and logs nothing
+//! ([`Db::logs_sends`](super::Db::logs_sends)).
 
 use std::collections::{BTreeMap, HashSet};
 

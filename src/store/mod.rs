@@ -324,12 +324,11 @@ impl Db {
         })
     }
 
-    /// A connection for a single write statement.
     /// The connection that appends to the log of sends ([`logged_sends`]) and deletes from it.
-    /// On SQLite the log is a database file of its own (`<database>-sends`, attached to every
-    /// connection as `sends`), so its commits never wait for the main file's writer; it writes
-    /// nothing else (its statements run outside transactions, and so lock only the file they
-    /// write). On PostgreSQL, and in memory, it is the writer.
+    /// On SQLite the log is a database file of its own (`<database>-sends`, attached as `sends`
+    /// to the connections that read it, never to the main writer), so its commits never wait for
+    /// the main file's writer; it writes nothing else (its statements run outside transactions,
+    /// and so lock only the file they write). In memory, it is the writer.
     pub async fn log(&self) -> Result<Pooled> {
         match self {
             Db::Sqlite {
@@ -340,6 +339,7 @@ impl Db {
         }
     }
 
+    /// A connection for a single write statement.
     pub async fn write(&self) -> Result<Pooled> {
         Ok(match self {
             Db::Sqlite { writer, .. } => Pooled::Sqlite(writer.acquire().await?),
@@ -387,17 +387,6 @@ impl Db {
     }
 }
 
-/// How often the background checkpoint copies SQLite's write-ahead log into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// SQLite copies its write-ahead log back into the database file (a checkpoint) on the
-/// connection whose commit takes the log past 1,000 pages: with 16 KiB pages, a stall of ~40 ms
-/// of the single writer every few hundred small commits, which a paced lane's next claim waited
-/// out (it cost the WhatsApp run 3 % of its 80/s). The writer therefore never checkpoints; a
-/// connection of its own does, every [`CHECKPOINT_EVERY`], in PASSIVE mode: it neither waits for
-/// nor blocks the writer or the readers, and the log restarts from its beginning once all of it
-/// is in the database. A crash loses nothing: the log is the durable copy until then. Returns
-/// the handle whose last drop (or [`Db::close`]) ends it.
 /// How a SQLite connection sees the log of sends ([`logged_sends`]), a database file of its own.
 #[derive(Clone)]
 enum SendLog {
@@ -443,6 +432,17 @@ impl SendLog {
     }
 }
 
+/// How often the background checkpoint copies SQLite's write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// SQLite copies its write-ahead log back into the database file (a checkpoint) on the
+/// connection whose commit takes the log past 1,000 pages: with 16 KiB pages, a stall of ~40 ms
+/// of the single writer every few hundred small commits, which a paced lane's next claim waited
+/// out (it cost the WhatsApp run 3 % of its 80/s). The writer therefore never checkpoints; a
+/// connection of its own does, every [`CHECKPOINT_EVERY`], in PASSIVE mode: it neither waits for
+/// nor blocks the writer or the readers, and the log restarts from its beginning once all of it
+/// is in the database. A crash loses nothing: the log is the durable copy until then. Returns
+/// the handle whose last drop (or [`Db::close`]) ends it.
 fn checkpoint_in_background(checkpointer: SqlitePool) -> Arc<watch::Sender<()>> {
     let (stop, mut stopped) = watch::channel(());
     tokio::spawn(async move {
