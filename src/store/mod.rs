@@ -376,11 +376,13 @@ impl Db {
                 if let Some(checkpoints) = checkpoints {
                     checkpoints.send_replace(());
                 }
+                reader.close().await;
+                writer.close().await;
+                // Last, as the log's one writer: SQLite folds a file's write-ahead log into it,
+                // and deletes it, when its last connection that may write closes.
                 if let Some(logger) = logger {
                     logger.close().await;
                 }
-                reader.close().await;
-                writer.close().await;
             }
             Db::Postgres(pool) => pool.close().await,
         }
