@@ -140,7 +140,7 @@ async fn the_send_paths_statements_never_scan_messages() {
             let query = plan["Query Text"].as_str().unwrap_or("");
             let kind = if query.contains("SET status = 'sending'") {
                 "claim"
-            } else if query.contains("unnest($1::uuid[], $2::text[])") {
+            } else if query.contains("unnest($1::uuid[], $2::text[], $3::timestamptz[])") {
                 "record"
             } else if query.contains("FROM contacts WHERE id = ANY") {
                 "render"

@@ -2530,6 +2530,46 @@ async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
     );
 }
 
+/// Groups logged at different times and applied in one go: each send keeps the time its group
+/// was logged, and the rollups count each in its own minute.
+async fn logged_groups_applied_together_keep_each_its_own_time(db: TestDb) {
+    let Claiming {
+        ws,
+        campaign: id,
+        claimed,
+        ..
+    } = launched_and_claimed(&db, 3, 3).await;
+    let ids: Vec<MessageId> = claimed.iter().map(|m| m.id).collect();
+    let first = now() + Duration::seconds(61);
+    let second = now() + Duration::seconds(185);
+    let groups = [
+        LoggedGroup {
+            at: first,
+            sends: vec![(ids[0], Some("p-0".into()))],
+        },
+        LoggedGroup {
+            at: second,
+            sends: vec![(ids[1], Some("p-1".into())), (ids[2], None)],
+        },
+    ];
+    let mut tx = db.begin().await.unwrap();
+    logged_sends::apply(&mut tx, &groups).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        progress_of(&db, ws, &ids).await,
+        vec![
+            (MessageStatus::Sent, Some("p-0".into()), Some(first)),
+            (MessageStatus::Sent, Some("p-1".into()), Some(second)),
+            (MessageStatus::Sent, None, Some(second)),
+        ]
+    );
+    let counters = stored_counters(&db, ws, id).await;
+    assert_eq!((counters.sent, counters.pending), (3, 0));
+    assert_eq!(counters, true_counters(&db, id).await);
+    let (stored, truth) = rollups(&db, ws).await;
+    assert_eq!(stored, truth);
+}
+
 /// SQLite's log of sends (PostgreSQL keeps none: its lanes record each group in full).
 mod send_log {
     use sqlx::Connection;
@@ -2593,6 +2633,12 @@ mod send_log {
             crate::common::sqlite().await,
         )
         .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logged_groups_applied_together_keep_each_its_own_time() {
+        super::logged_groups_applied_together_keep_each_its_own_time(crate::common::sqlite().await)
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -447,7 +447,7 @@ impl Lane {
             completions,
             HashSet::new(),
             &stop,
-            true,
+            Recording::Spaced,
             &mut logged,
         );
         // Ending, the turns drop their ends of both channels: the sends out finish, then their
@@ -721,6 +721,8 @@ impl Lane {
             &consent,
             completed,
         );
+        let claim_ahead = self.may_claim_ahead();
+        let (claiming, claim_under_way) = watch::channel(claim_ahead);
         let mut logged = std::mem::take(&mut self.logged);
         let recording = record_as_completed(
             &shared,
@@ -728,16 +730,16 @@ impl Lane {
             completions,
             unrecorded,
             &stop,
-            false,
+            Recording::Batch { claim_under_way },
             &mut logged,
         );
-        let claim_ahead = self.may_claim_ahead();
         let wanted = self.batch_size;
         // While the provider works, the next batch is claimed and rendered.
         let ahead = async {
             if claim_ahead {
                 self.claimed_ahead = Some(self.claim(wanted).await);
             }
+            drop(claiming);
         };
         let ((), recorded, ()) = tokio::join!(sending, recording, ahead);
         self.logged = logged;
@@ -1331,9 +1333,19 @@ async fn record_as_completed(
     mut completions: mpsc::UnboundedReceiver<Completion>,
     mut unrecorded: HashSet<HeldClaim>,
     stop: &Stop,
-    spaced: bool,
+    recording: Recording,
     logged: &mut Logged,
 ) -> Result<(), StoreError> {
+    let spaced = matches!(recording, Recording::Spaced);
+    let (mut claim_under_way, mut claiming) = match recording {
+        Recording::Spaced => (watch::channel(false).1, false),
+        Recording::Batch {
+            mut claim_under_way,
+        } => {
+            let claiming = *claim_under_way.borrow_and_update();
+            (claim_under_way, claiming)
+        }
+    };
     let every = to_chrono(heartbeat_every(&shared.config));
     let mut heartbeat_at = shared.clock.now() + every;
     let mut sleep = shared.clock.sleep_until(heartbeat_at);
@@ -1353,6 +1365,15 @@ async fn record_as_completed(
                     stop_recording(stop, sender, &error, unapplied);
                     error
                 })?;
+                if !claiming && logged.sends() >= APPLY_LOGGED_AT {
+                    logged.start_applying(shared, sender);
+                }
+                apply_by = logged.apply_by().map(|at| shared.clock.sleep_until(at));
+                continue;
+            }
+            // It changes once, or its sender drops: either way the claim has ended.
+            _ = claim_under_way.changed(), if claiming => {
+                claiming = false;
                 if logged.sends() >= APPLY_LOGGED_AT {
                     logged.start_applying(shared, sender);
                 }
@@ -1387,7 +1408,7 @@ async fn record_as_completed(
         }
         // Durable: dropping the completions frees their slots for the next sends.
         group.clear();
-        if logged.sends() >= APPLY_LOGGED_AT {
+        if !claiming && logged.sends() >= APPLY_LOGGED_AT {
             logged.start_applying(shared, sender);
         }
         match logged.apply_by() {
@@ -1396,6 +1417,19 @@ async fn record_as_completed(
             Some(_) => {}
         }
     }
+}
+
+/// How a lane's recorder makes its outcomes durable.
+enum Recording {
+    /// Each outcome in full, with the lane's last send time: a paced lane.
+    Spaced,
+    /// A batch's: plain sends are logged where the store logs them. The claim of the next
+    /// batch and an apply of logged sends both want the one writer, and the next batch waits
+    /// for its claim: an apply that is not yet due waits while `claim_under_way` holds true
+    /// (its sender drops when the claim ends).
+    Batch {
+        claim_under_way: watch::Receiver<bool>,
+    },
 }
 
 /// Resolves when the sleep is due; never without one.

@@ -537,6 +537,39 @@ pub async fn record_outcomes(
         .iter()
         .map(|(id, outcome)| outcome.change(*id, now))
         .collect();
+    record_changes(tx, changes, now).await?;
+    for (id, outcome) in outcomes {
+        match outcome {
+            Outcome::Unwanted { .. } => opt_out_recipient(tx, *id, now).await?,
+            Outcome::CampaignBlocked { reason } => pause_campaign_of(tx, *id, reason, now).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Records sends the provider took, each sent at its own time (its `provider_message_id`, if
+/// the provider gave one), as [`record_outcomes`] records them.
+pub async fn record_sends(
+    tx: &mut Tx,
+    sends: Vec<(MessageId, Option<String>, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let changes = sends
+        .into_iter()
+        .map(|(id, provider_message_id, at)| {
+            Outcome::Sent {
+                provider_message_id,
+            }
+            .change(id, at)
+        })
+        .collect();
+    record_changes(tx, changes, now).await
+}
+
+/// Writes `changes`: sends of messages still as they were claimed in bulk, the rest one
+/// message at a time.
+async fn record_changes(tx: &mut Tx, changes: Vec<Change>, now: DateTime<Utc>) -> Result<()> {
     let sends: Vec<&Change> = changes
         .iter()
         .filter(|change| matches!(change.event, Event::Sent { .. }))
@@ -552,15 +585,7 @@ pub async fn record_outcomes(
             !(matches!(change.event, Event::Sent { .. }) && recorded.remove(&change.id))
         })
         .collect();
-    apply_changes(tx.conn(), &rest, now).await?;
-    for (id, outcome) in outcomes {
-        match outcome {
-            Outcome::Unwanted { .. } => opt_out_recipient(tx, *id, now).await?,
-            Outcome::CampaignBlocked { reason } => pause_campaign_of(tx, *id, reason, now).await?,
-            _ => {}
-        }
-    }
-    Ok(())
+    apply_changes(tx.conn(), &rest, now).await
 }
 
 /// Opts out the contact a message went to (its `contact.opted_out` event included).
@@ -614,32 +639,41 @@ async fn record_plain_sends(
     let Some(claimed) = Progress::pending().apply(Event::Claimed) else {
         return Ok(recorded);
     };
-    let Some(sent) = claimed.apply(Event::Sent { at: now }) else {
+    // Sends differ only in when they were sent: one `after` but for its `sent_at`, which each
+    // row carries, and one counter change.
+    let sent_at = |change: &Change| match change.event {
+        Event::Sent { at } => at,
+        _ => now,
+    };
+    let sent = |at| claimed.apply(Event::Sent { at });
+    let Some(sent_now) = sent(now) else {
         return Ok(recorded);
     };
+    let each = Counters::change(&claimed, &sent_now);
     if sends.is_empty() {
         return Ok(recorded);
     }
-    let each = Counters::change(&claimed, &sent);
     let mut per_campaign: HashMap<Option<CampaignId>, i64> = HashMap::new();
     let mut steps = Vec::with_capacity(sends.len());
-    // PostgreSQL takes the whole group as two arrays: one statement of one shape, planned
-    // once; SQLite takes a list of values, a statement's worth at a time.
+    // PostgreSQL takes the whole group as three arrays: one statement of one shape, planned
+    // once; SQLite takes a list of values, at most a lane's group at a time, so that the
+    // statement's few shapes stay prepared.
     let dialect = tx.conn().dialect();
     let rows_at_once = match dialect {
         Dialect::Postgres => sends.len(),
-        Dialect::Sqlite => rows_per_statement(2),
+        Dialect::Sqlite => PLAIN_SENDS_PER_STATEMENT,
     };
     for chunk in sends.chunks(rows_at_once) {
         let mut update = match dialect {
             Dialect::Postgres => SqlBuilder::after_placeholders(
-                2,
-                "WITH v (id, provider_message_id) AS
-                     (SELECT * FROM unnest($1::uuid[], $2::text[]))
+                3,
+                "WITH v (id, provider_message_id, sent_at) AS
+                     (SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]))
                  UPDATE messages SET ",
             ),
             Dialect::Sqlite => {
-                let mut update = SqlBuilder::new("WITH v (id, provider_message_id) AS (VALUES ");
+                let mut update =
+                    SqlBuilder::new("WITH v (id, provider_message_id, sent_at) AS (VALUES ");
                 for (index, change) in chunk.iter().enumerate() {
                     if index > 0 {
                         update.push(", ");
@@ -647,13 +681,14 @@ async fn record_plain_sends(
                     update.bind_list([
                         Param::Id(change.id.0),
                         Param::OptText(change.details.provider_message_id.clone()),
+                        Param::Time(sent_at(change)),
                     ]);
                 }
                 update.push(")\n UPDATE messages SET ");
                 update
             }
         };
-        set_progress(&mut update, &sent);
+        set_progress(&mut update, &sent_now, "v.sent_at");
         update
             .push(
                 ", provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id),
@@ -672,9 +707,12 @@ async fn record_plain_sends(
                     .iter()
                     .map(|change| change.details.provider_message_id.clone())
                     .collect();
+                let times: Vec<DateTime<Utc>> =
+                    chunk.iter().map(|change| sent_at(change)).collect();
                 let query = sqlx::query_as(super::sql::built(&update, &*c))
                     .bind(ids)
-                    .bind(provider_ids);
+                    .bind(provider_ids)
+                    .bind(times);
                 bind_params!(query, &update.params)
                     .fetch_all(&mut *c)
                     .await?
@@ -688,13 +726,20 @@ async fn record_plain_sends(
                 .await?
             }
         };
+        let sent_at_of: HashMap<MessageId, DateTime<Utc>> = chunk
+            .iter()
+            .map(|change| (change.id, sent_at(change)))
+            .collect();
         for (id, campaign, workspace, sender) in rows {
-            if recorded.insert(id) {
+            let after = sent_at_of.get(&id).and_then(|at| sent(*at));
+            if let Some(after) = after
+                && recorded.insert(id)
+            {
                 *per_campaign.entry(campaign).or_default() += 1;
                 steps.extend(analytics::steps_between(
                     (workspace, sender, campaign),
                     &claimed,
-                    &sent,
+                    &after,
                 ));
             }
         }
@@ -707,6 +752,10 @@ async fn record_plain_sends(
     Ok(recorded)
 }
 
+/// Rows of one `UPDATE` of plain sends on SQLite: a lane's group commit, so that a group is one
+/// statement, and an apply of many groups a few statements of the same shape.
+const PLAIN_SENDS_PER_STATEMENT: usize = 64;
+
 /// A progress's times, each with the column it is kept in.
 fn times_of(progress: &Progress) -> [(&'static str, Option<DateTime<Utc>>); 4] {
     [
@@ -717,15 +766,17 @@ fn times_of(progress: &Progress) -> [(&'static str, Option<DateTime<Utc>>); 4] {
     ]
 }
 
-/// `status = …, sent_at = …, …`: a message's whole progress, as the domain computed it. The
-/// status is a literal (a name of the domain's closed set), so the planner sees what a
-/// hand-written statement would show it.
-fn set_progress(update: &mut SqlBuilder, progress: &Progress) {
+/// `status = …, sent_at = …, …`: a message's whole progress, as the domain computed it, but
+/// for its `sent_at`, which is `sent_at` (an expression: each row's own time). The status is a
+/// literal (a name of the domain's closed set), so the planner sees what a hand-written
+/// statement would show it.
+fn set_progress(update: &mut SqlBuilder, progress: &Progress, sent_at: &str) {
     update.push(&format!("status = '{}'", progress.status.as_str()));
     for (column, at) in times_of(progress) {
-        match at {
-            None => update.push(&format!(", {column} = NULL")),
-            Some(at) => update.push(&format!(", {column} = ")).bind(Param::Time(at)),
+        match (column, at) {
+            ("sent_at", _) => update.push(&format!(", sent_at = {sent_at}")),
+            (_, None) => update.push(&format!(", {column} = NULL")),
+            (_, Some(at)) => update.push(&format!(", {column} = ")).bind(Param::Time(at)),
         };
     }
 }
