@@ -69,9 +69,9 @@ pub async fn log(conn: Conn<'_>, group: &LoggedGroup) -> Result<()> {
 }
 
 /// Records logged sends on their messages, each at the time its group was logged, in the
-/// caller's transaction; their rows stay until [`forget`] (after the commit) or the sweep. Sends
-/// whose message moved on meanwhile are taken as [`super::messages::record_outcomes`] takes any send, so applying
-/// twice changes nothing.
+/// caller's transaction; their rows stay until [`forget`] (after the commit) or the sweep.
+/// Sends whose message moved on meanwhile are taken as
+/// [`super::messages::record_outcomes`] takes any send, so applying twice changes nothing.
 pub async fn apply(tx: &mut Tx, groups: &[LoggedGroup]) -> Result<()> {
     let Some(latest) = groups.iter().map(|group| group.at).max() else {
         return Ok(());
