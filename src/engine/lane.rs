@@ -1365,18 +1365,14 @@ async fn record_as_completed(
                     stop_recording(stop, sender, &error, unapplied);
                     error
                 })?;
-                if !claiming && logged.sends() >= APPLY_LOGGED_AT {
-                    logged.start_applying(shared, sender);
-                }
+                logged.apply_if_enough(shared, sender, claiming);
                 apply_by = logged.apply_by().map(|at| shared.clock.sleep_until(at));
                 continue;
             }
             // It changes once, or its sender drops: either way the claim has ended.
             _ = claim_under_way.changed(), if claiming => {
                 claiming = false;
-                if logged.sends() >= APPLY_LOGGED_AT {
-                    logged.start_applying(shared, sender);
-                }
+                logged.apply_if_enough(shared, sender, claiming);
                 apply_by = logged.apply_by().map(|at| shared.clock.sleep_until(at));
                 continue;
             }
@@ -1408,9 +1404,7 @@ async fn record_as_completed(
         }
         // Durable: dropping the completions frees their slots for the next sends.
         group.clear();
-        if !claiming && logged.sends() >= APPLY_LOGGED_AT {
-            logged.start_applying(shared, sender);
-        }
+        logged.apply_if_enough(shared, sender, claiming);
         match logged.apply_by() {
             None => apply_by = None,
             Some(at) if apply_by.is_none() => apply_by = Some(shared.clock.sleep_until(at)),
@@ -1483,6 +1477,14 @@ impl Logged {
 
     fn is_applying(&self) -> bool {
         self.applying.is_some()
+    }
+
+    /// Starts applying once enough sends wait, unless the lane is claiming its next batch
+    /// (the batch waits for that claim, and both want the one writer).
+    fn apply_if_enough(&mut self, shared: &Arc<Shared>, sender: SenderId, claiming: bool) {
+        if !claiming && self.sends() >= APPLY_LOGGED_AT {
+            self.start_applying(shared, sender);
+        }
     }
 
     /// Starts applying the waiting sends, unless an apply is under way (they go next).
