@@ -1543,10 +1543,11 @@ async fn random_sends(
             _ => true,
         });
     }
-    if !logged.sends.is_empty() {
-        let mut conn = db.log().await.unwrap();
-        logged_sends::log(conn.conn(), &logged).await.unwrap();
-    }
+    let segment = (!logged.sends.is_empty()).then(|| {
+        let mut segment = send_log(db).segment().unwrap();
+        segment.append(&logged).unwrap();
+        segment
+    });
     let apply_now = !logged.sends.is_empty() && rng.random_bool(0.5);
     let mut tx = db.begin().await.unwrap();
     messages::record_outcomes(&mut tx, &outcomes, clock)
@@ -1558,9 +1559,11 @@ async fn random_sends(
             .unwrap();
     }
     tx.commit().await.unwrap();
-    if apply_now {
-        let mut conn = db.log().await.unwrap();
-        logged_sends::forget(conn.conn(), &[logged]).await.unwrap();
+    // Otherwise dropped as a dead lane's: no lane holds it any more.
+    if let Some(segment) = segment
+        && apply_now
+    {
+        segment.discard().unwrap();
     }
 }
 
@@ -2395,8 +2398,12 @@ async fn progress_of(
     progress
 }
 
-async fn logged_count(db: &TestDb) -> i64 {
-    common::count(db, "SELECT COUNT(*) FROM sends.logged_sends").await
+fn send_log(db: &herald::store::Db) -> &logged_sends::SendLog {
+    db.send_log().expect("SQLite keeps a log of sends")
+}
+
+fn logged_count(db: &TestDb) -> usize {
+    send_log(db).read().unwrap().len()
 }
 
 /// A lane that dies after logging sends and before applying them: once their claims run out,
@@ -2415,16 +2422,18 @@ async fn logged_sends_are_recorded_not_requeued_when_their_claims_run_out(db: Te
         at: logged_at,
         sends: vec![(ids[0], Some("wamid.0".into())), (ids[2], None)],
     };
-    let mut conn = db.log().await.unwrap();
-    logged_sends::log(conn.conn(), &group).await.unwrap();
-    // A lane that lost its lease logs a send its successor logged too: the first row stays.
+    let mut dead_lane = send_log(&db).segment().unwrap();
+    dead_lane.append(&group).unwrap();
+    drop(dead_lane);
+    // A lane that lost its lease logs a send its successor logged too: the first logging stays.
     let again = LoggedGroup {
         at: logged_at + Duration::seconds(1),
         sends: vec![(ids[0], Some("wamid.again".into()))],
     };
-    logged_sends::log(conn.conn(), &again).await.unwrap();
-    drop(conn);
-    assert_eq!(logged_count(&db).await, 2);
+    let mut successor = send_log(&db).segment().unwrap();
+    successor.append(&again).unwrap();
+    drop(successor);
+    assert_eq!(logged_count(&db), 2);
 
     let early = messages::requeue_expired(&db, now() + Duration::seconds(29))
         .await
@@ -2454,7 +2463,7 @@ async fn logged_sends_are_recorded_not_requeued_when_their_claims_run_out(db: Te
             (MessageStatus::Pending, None, None),
         ]
     );
-    assert_eq!(logged_count(&db).await, 0, "recorded sends leave the log");
+    assert_eq!(logged_count(&db), 0, "recorded sends leave the log");
     let counters = stored_counters(&db, ws, id).await;
     assert_eq!((counters.sent, counters.pending), (2, 2));
     assert_eq!(counters, true_counters(&db, id).await);
@@ -2481,24 +2490,19 @@ async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
         at: now(),
         sends: vec![(ids[0], Some("p-0".into())), (ids[1], Some("p-1".into()))],
     };
-    let mut conn = db.log().await.unwrap();
-    logged_sends::log(conn.conn(), &group).await.unwrap();
-    drop(conn);
     for _ in 0..2 {
+        let mut segment = send_log(&db).segment().unwrap();
+        segment.append(&group).unwrap();
         let mut tx = db.begin().await.unwrap();
         logged_sends::apply(&mut tx, std::slice::from_ref(&group))
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let mut conn = db.log().await.unwrap();
-        logged_sends::forget(conn.conn(), std::slice::from_ref(&group))
-            .await
-            .unwrap();
-        drop(conn);
+        segment.discard().unwrap();
         let counters = stored_counters(&db, ws, id).await;
         assert_eq!((counters.sent, counters.pending), (2, 1));
         assert_eq!(counters, true_counters(&db, id).await);
-        assert_eq!(logged_count(&db).await, 0);
+        assert_eq!(logged_count(&db), 0);
     }
     let mut conn = db.read().await.unwrap();
     let (events, _) = herald::store::events::read_after(conn.conn(), 0, 100)
@@ -2514,20 +2518,38 @@ async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
         "one event a send, however often it is applied"
     );
 
-    // A row left for an applied message, and one for a message still in flight.
-    let stale = LoggedGroup {
+    // Segments no lane holds: one of applied sends only, one with a send still in flight; and
+    // one of applied sends that its lane still holds.
+    let applied = LoggedGroup {
         at: now(),
-        sends: vec![(ids[0], None), (ids[2], None)],
+        sends: vec![(ids[0], None)],
     };
-    let mut conn = db.log().await.unwrap();
-    logged_sends::log(conn.conn(), &stale).await.unwrap();
-    assert_eq!(logged_sends::sweep(conn.conn()).await.unwrap(), 1);
-    drop(conn);
+    let in_flight = LoggedGroup {
+        at: now(),
+        sends: vec![(ids[1], None), (ids[2], None)],
+    };
+    let log = send_log(&db);
+    for group in [&applied, &in_flight] {
+        let mut segment = log.segment().unwrap();
+        segment.append(group).unwrap();
+    }
+    let mut held = log.segment().unwrap();
+    held.append(&applied).unwrap();
+    assert_eq!(logged_sends::sweep(&db).await.unwrap(), 1);
     assert_eq!(
-        logged_count(&db).await,
-        1,
-        "the send in flight keeps its row"
+        logged_count(&db),
+        3,
+        "the send in flight keeps its segment, and a lane's own segment is its own"
     );
+    drop(held);
+    assert_eq!(logged_sends::sweep(&db).await.unwrap(), 1);
+    let left: Vec<MessageId> = log
+        .read()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(left, vec![ids[1], ids[2]]);
 }
 
 /// Groups logged at different times and applied in one go: each send keeps the time its group
@@ -2612,12 +2634,10 @@ mod send_log {
             .await
             .unwrap();
         db.migrate().await.unwrap();
-        let mut conn = db.read().await.unwrap();
         assert_eq!(
-            super::logged_sends::read(conn.conn()).await.unwrap(),
+            super::send_log(&db).read().unwrap(),
             vec![(id, Some("wamid.left".to_owned()), at)]
         );
-        drop(conn);
         let in_main = crate::common::count(
             &db,
             "SELECT COUNT(*) FROM main.sqlite_schema WHERE name = 'logged_sends'",
@@ -2625,6 +2645,69 @@ mod send_log {
         .await;
         assert_eq!(in_main, 0, "the main file's log is dropped");
         db.close().await;
+    }
+
+    /// A database whose process stopped with sends in the log when the log was a SQLite file
+    /// of its own (`<database>-sends`): reopened, the log holds them, for the requeue to record,
+    /// and the old file is gone; reopened again, they are still there once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_logged_in_the_log_file_of_the_version_before_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let earlier = dir.path().join("herald.db-sends");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&earlier)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let mut old = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE logged_sends (
+                 message_id BLOB PRIMARY KEY, provider_message_id TEXT, sent_at TEXT NOT NULL
+             ) WITHOUT ROWID",
+        )
+        .execute(&mut old)
+        .await
+        .unwrap();
+        let at = super::now();
+        let mut left = vec![
+            (
+                super::MessageId::generate(),
+                Some("wamid.left".to_owned()),
+                at,
+            ),
+            (
+                super::MessageId::generate(),
+                None,
+                at + super::Duration::seconds(1),
+            ),
+        ];
+        for (id, provider_message_id, sent_at) in &left {
+            sqlx::query(
+                "INSERT INTO logged_sends (message_id, provider_message_id, sent_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(provider_message_id)
+            .bind(sent_at)
+            .execute(&mut old)
+            .await
+            .unwrap();
+        }
+        old.close().await.unwrap();
+        left.sort_by_key(|(id, _, _)| *id);
+
+        for _ in 0..2 {
+            let db = herald::store::Db::connect(&url, &herald::store::DbOptions::default())
+                .await
+                .unwrap();
+            db.migrate().await.unwrap();
+            let mut kept = super::send_log(&db).read().unwrap();
+            kept.sort_by_key(|(id, _, _)| *id);
+            assert_eq!(kept, left);
+            assert!(!earlier.exists(), "the old log's file is deleted");
+            db.close().await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

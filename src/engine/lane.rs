@@ -9,7 +9,7 @@
 //! and a send's slot is given back only once its outcome is committed. So at any instant the sends
 //! that happened but are not recorded are at most the lane's concurrency, and that bounds what a
 //! `kill -9` can repeat (invariant 1). On SQLite, plain sends are committed to a log of sends
-//! (`store::logged_sends`: one small append per group, to a file with a writer of its own) and
+//! (`store::logged_sends`: one `write` per group, to a file of the lane's own) and
 //! applied to their messages in bulk a few times a second, on a task of their own that neither
 //! the sends nor the next batch wait for; the requeue of a dead lane's claims records what it
 //! logged. No transaction or pooled connection is held while it waits or sends.
@@ -50,7 +50,7 @@ use crate::domain::whatsapp::RenderedWhatsApp;
 use crate::metrics::{self, Gate};
 use crate::providers::{self, Outbound, Provider, SendError};
 use crate::render::{CampaignCache, CompiledCampaign, ContactIndex, render};
-use crate::store::logged_sends::LoggedGroup;
+use crate::store::logged_sends::{LoggedGroup, Segment, SendLog};
 use crate::store::messages::{Claimed, HeldClaim, Outcome};
 use crate::store::senders::Sender;
 use crate::store::withdrawals::{self, Subscription};
@@ -1448,12 +1448,13 @@ const APPLY_LOGGED_AT: usize = 256;
 const APPLY_LOGGED_WITHIN: Duration = Duration::from_millis(250);
 
 /// Sends logged as they completed and not yet applied to their messages: the groups waiting,
-/// in the order logged, and the apply under way. That runs on a task of its own, so neither the
-/// recorder (which frees slots) nor the end of a batch waits for it; one at a time, since each
-/// holds SQLite's single writer.
+/// in the order logged, the segment of the log that holds them (and nothing else), and the
+/// apply under way. That runs on a task of its own, so neither the recorder (which frees slots)
+/// nor the end of a batch waits for it; one at a time, since each holds SQLite's single writer.
 #[derive(Debug, Default)]
 struct Logged {
     groups: Vec<LoggedGroup>,
+    segment: Option<Segment>,
     applying: Option<Applying>,
 }
 
@@ -1493,9 +1494,11 @@ impl Logged {
             return;
         }
         let groups = std::mem::take(&mut self.groups);
+        let segment = self.segment.take();
         let sends = groups.iter().map(|group| group.sends.len()).sum();
         let shared = shared.clone();
-        let task = tokio::spawn(async move { apply_logged(&shared, sender, &groups).await });
+        let task =
+            tokio::spawn(async move { apply_logged(&shared, sender, &groups, segment).await });
         self.applying = Some(Applying { sends, task });
     }
 
@@ -1540,7 +1543,8 @@ impl Completion {
     }
 }
 
-/// Makes a group of plain sends durable with one append to the log, and keeps them to apply.
+/// Makes a group of plain sends durable with one append to the lane's segment of the log, and
+/// keeps them to apply.
 async fn log_group(
     shared: &Shared,
     sender: SenderId,
@@ -1558,9 +1562,13 @@ async fn log_group(
         })
         .collect();
     let group_logged = LoggedGroup { at, sends };
-    super::retrying("logging sends", sender, || async {
-        let mut conn = shared.db.log().await?;
-        store::logged_sends::log(conn.conn(), &group_logged).await
+    let Some(send_log) = shared.db.send_log() else {
+        return Err(StoreError::Corrupt(
+            "this store keeps no log of sends".into(),
+        ));
+    };
+    super::retrying("logging sends", sender, || {
+        std::future::ready(append(send_log, &mut logged.segment, &group_logged))
     })
     .await?;
     shared.activity.recorded(group_logged.sends.len());
@@ -1575,12 +1583,33 @@ async fn log_group(
     Ok(())
 }
 
+/// Appends `group` to the lane's segment of the log, starting one when it has none. A segment
+/// whose append failed may end with part of a group: the next append starts another, and the
+/// groups already in it stay there, applied with the others (the sweep deletes it then).
+fn append(
+    send_log: &SendLog,
+    segment: &mut Option<Segment>,
+    group: &LoggedGroup,
+) -> Result<(), StoreError> {
+    let appended = match segment {
+        Some(segment) => segment.append(group),
+        None => send_log
+            .segment()
+            .and_then(|started| segment.insert(started).append(group)),
+    };
+    if appended.is_err() {
+        *segment = None;
+    }
+    Ok(appended?)
+}
+
 /// Applies logged sends to their messages (their counters, events and rollups) in one
-/// transaction, then deletes their rows from the log.
+/// transaction, then deletes their segment of the log.
 async fn apply_logged(
     shared: &Shared,
     sender: SenderId,
     groups: &[LoggedGroup],
+    segment: Option<Segment>,
 ) -> Result<(), StoreError> {
     super::retrying("applying logged sends", sender, || async {
         let mut tx = shared.db.begin().await?;
@@ -1588,20 +1617,14 @@ async fn apply_logged(
         tx.commit().await
     })
     .await?;
-    forget_logged(shared, sender, groups).await;
+    discard(segment, sender);
     Ok(())
 }
 
-/// Deletes the rows of applied sends from the log. Never fatal: a row left behind is swept.
-async fn forget_logged(shared: &Shared, sender: SenderId, groups: &[LoggedGroup]) {
-    if groups.is_empty() {
-        return;
-    }
-    let forgotten = async {
-        let mut conn = shared.db.log().await?;
-        store::logged_sends::forget(conn.conn(), groups).await
-    };
-    if let Err(error) = forgotten.await {
+/// Deletes a segment of the log whose sends are applied. Never fatal: a segment left behind is
+/// swept.
+fn discard(segment: Option<Segment>, sender: SenderId) {
+    if let Some(Err(error)) = segment.map(Segment::discard) {
         tracing::warn!(sender_id = %sender, %error, "applied sends left in the log; the sweep deletes them");
     }
 }
@@ -1704,7 +1727,8 @@ async fn record_group(
         Ok(still_held)
     })
     .await?;
-    forget_logged(shared, sender, &std::mem::take(&mut logged.groups)).await;
+    logged.groups.clear();
+    discard(logged.segment.take(), sender);
     shared.activity.recorded(outcomes.len());
     crate::metrics::sends_recorded(sender, outcomes.iter().map(|(_, outcome)| outcome));
     // The sends happened all the same: they are recorded, said so, and nothing more starts (the

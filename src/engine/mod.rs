@@ -588,10 +588,7 @@ async fn tick(
         if purged > 0 {
             tracing::debug!(purged, "expired idempotency keys purged");
         }
-        {
-            let mut conn = shared.db.log().await?;
-            store::logged_sends::sweep(conn.conn()).await?;
-        }
+        store::logged_sends::sweep(&shared.db).await?;
         {
             let mut conn = shared.db.write().await?;
             let gone_before = now - pacing::to_chrono(shared.config.lease * 10);

@@ -399,10 +399,9 @@ pub struct Expired {
 /// recorded ([`logged_sends::record_expired`]), the others become pending again and keep their
 /// id, which providers see as the idempotency key of the retry. Then sweeps the log.
 pub async fn requeue_expired(db: &super::Db, now: DateTime<Utc>) -> Result<Expired> {
-    // Read before the transaction: on SQLite the log is a file its writer does not attach.
-    let logged = {
-        let mut conn = db.read().await?;
-        logged_sends::read(conn.conn()).await?
+    let logged = match db.send_log() {
+        Some(send_log) => send_log.read()?,
+        None => Vec::new(),
     };
     let mut tx = db.begin().await?;
     let recorded = logged_sends::record_expired(&mut tx, logged, now).await?;
@@ -416,8 +415,7 @@ pub async fn requeue_expired(db: &super::Db, now: DateTime<Utc>) -> Result<Expir
     .rows_affected());
     tx.commit().await?;
     if recorded > 0 {
-        let mut conn = db.log().await?;
-        logged_sends::sweep(conn.conn()).await?;
+        logged_sends::sweep(db).await?;
     }
     Ok(Expired { recorded, requeued })
 }

@@ -93,6 +93,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The log of sends could not be read or written (a full disk, a directory not writable).
+    #[error("log of sends: {0}")]
+    SendLog(#[from] std::io::Error),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -140,10 +143,9 @@ pub enum Db {
         /// Ends the background checkpoints (see [`checkpoint_in_background`]) when the last
         /// handle on the database is dropped.
         checkpoints: Option<Arc<watch::Sender<()>>>,
-        /// Appends to the log of sends (see [`Db::log`]): a connection of its own, since the log
-        /// is a file of its own with a writer of its own. None in memory, where the writer
-        /// holds the log too.
-        logger: Option<SqlitePool>,
+        /// The log of sends ([`logged_sends`]): a directory beside the database file. None in
+        /// memory, where lanes record each group of sends in full.
+        send_log: Option<Arc<logged_sends::SendLog>>,
     },
     Postgres(PgPool),
 }
@@ -214,60 +216,42 @@ impl Db {
         let in_memory = connect.get_filename().to_string_lossy() == ":memory:";
         // An embedded database has no server to drop a connection: checking each connection
         // before handing it out (sqlx's default) would cost a round trip per acquire for nothing.
-        let pool = |connections: u32, send_log: SendLog| {
+        let pool = |connections: u32| {
             SqlitePoolOptions::new()
                 .max_connections(connections)
                 .test_before_acquire(false)
                 .acquire_timeout(options.acquire_timeout)
-                .after_connect(move |conn, _| {
-                    let send_log = send_log.clone();
-                    Box::pin(async move { send_log.attach_to(conn).await })
-                })
         };
-        // An in-memory database exists once per connection: every pool must share the writer's,
-        // which holds the log of sends too.
+        // An in-memory database exists once per connection: every pool must share the writer's.
         if in_memory {
-            let writer = pool(1, SendLog::Create(":memory:".into()))
-                .connect_with(connect)
-                .await?;
+            let writer = pool(1).connect_with(connect).await?;
             return Ok(Db::Sqlite {
                 reader: writer.clone(),
                 writer,
                 checkpoints: None,
-                logger: None,
+                send_log: None,
             });
         }
-        // The writer never attaches the log: `BEGIN IMMEDIATE` would take the log's write lock
-        // along with the main file's, and every log commit would wait for the writer again.
-        let send_log: Arc<str> = format!("{}-sends", connect.get_filename().display()).into();
+        let send_log = logged_sends::SendLog::beside(connect.get_filename())?;
         // The writer hands rows over 1,024 at a time too (see the readers): a claim returns a
         // whole batch, and with sqlx's 50 SQLite's thread stopped every 50 rows, holding the
         // write lock, until a busy worker took them (sandbox +14 %, http +0.035 of loopback).
-        let writer = pool(1, SendLog::None)
+        let writer = pool(1)
             .connect_with(connect.clone().row_buffer_size(1024))
-            .await?;
-        let logger = pool(1, SendLog::Create(send_log.clone()))
-            .connect_with(connect.clone())
             .await?;
         // Readers hand rows over 1,024 at a time, not sqlx's 50: a long read (an analytics
         // period, a page of an export) then costs a few hand-offs between SQLite's thread and
         // the caller's instead of one every 50 rows (a 90-day activity: −1 ms of CPU).
-        let reader = pool(
-            options.max_connections.max(1),
-            SendLog::Attach(send_log.clone()),
-        )
-        .connect_with(connect.clone().read_only(true).row_buffer_size(1024))
-        .await?;
-        // Its passive checkpoints cover every attached file: the log's too.
-        let checkpointer = pool(1, SendLog::Attach(send_log))
-            .connect_with(connect)
+        let reader = pool(options.max_connections.max(1))
+            .connect_with(connect.clone().read_only(true).row_buffer_size(1024))
             .await?;
+        let checkpointer = pool(1).connect_with(connect).await?;
         let checkpoints = checkpoint_in_background(checkpointer);
         Ok(Db::Sqlite {
             reader,
             writer,
             checkpoints: Some(checkpoints),
-            logger: Some(logger),
+            send_log: Some(Arc::new(send_log)),
         })
     }
 
@@ -284,13 +268,25 @@ impl Db {
     /// rollups holds every other write back; PostgreSQL commits concurrently, and there the log's
     /// extra insert and delete per send cost more than they save (~−20 % in the sandbox).
     pub fn logs_sends(&self) -> bool {
-        self.dialect() == Dialect::Sqlite
+        self.send_log().is_some()
+    }
+
+    /// The log of sends ([`logged_sends`]): SQLite's, in files beside the database; none on
+    /// PostgreSQL or in memory.
+    pub fn send_log(&self) -> Option<&logged_sends::SendLog> {
+        match self {
+            Db::Sqlite {
+                send_log: Some(send_log),
+                ..
+            } => Some(send_log),
+            _ => None,
+        }
     }
 
     pub async fn migrate(&self) -> Result<()> {
         match self {
             Db::Sqlite { writer, .. } => {
-                self.keep_sends_logged_in_the_main_file().await?;
+                self.keep_sends_logged_by_earlier_versions().await?;
                 migrator(&SQLITE_MIGRATOR).run(writer).await?
             }
             Db::Postgres(pool) => migrator(&POSTGRES_MIGRATOR).run(pool).await?,
@@ -298,25 +294,52 @@ impl Db {
         Ok(())
     }
 
-    /// Before migration 0026 drops the log of sends from the main file, copies what a process
-    /// left in it into the log's own file: those sends are recorded when their claims run out.
-    async fn keep_sends_logged_in_the_main_file(&self) -> Result<()> {
-        let mut conn = self.log().await?;
-        let Conn::Sqlite(c) = conn.conn() else {
+    /// Keeps the sends an earlier version left in its log, for the requeue to record: the log
+    /// was a table of the main file until migration 0026 (which drops it), then a SQLite file
+    /// of its own (`<database>-sends`, deleted here). Both are copied into a segment of the log
+    /// that no lane holds; a crash before they are dropped copies them again, and the log reads
+    /// each message once.
+    async fn keep_sends_logged_by_earlier_versions(&self) -> Result<()> {
+        let Db::Sqlite {
+            writer,
+            send_log: Some(send_log),
+            ..
+        } = self
+        else {
             return Ok(());
         };
-        let in_main: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM main.sqlite_schema WHERE type = 'table' AND name = 'logged_sends'",
-        )
-        .fetch_one(&mut *c)
-        .await?;
-        if in_main > 0 {
-            sqlx::query(
-                "INSERT OR IGNORE INTO sends.logged_sends (message_id, provider_message_id, sent_at)
-                 SELECT message_id, provider_message_id, sent_at FROM main.logged_sends",
-            )
-            .execute(&mut *c)
-            .await?;
+        const LOGGED: &str = "SELECT message_id, provider_message_id, sent_at FROM logged_sends";
+        const HAS_LOG: &str =
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'logged_sends'";
+        let mut kept: Vec<logged_sends::LoggedSend> = Vec::new();
+        let mut conn = writer.acquire().await?;
+        if sqlx::query_scalar::<_, i64>(HAS_LOG)
+            .fetch_one(&mut *conn)
+            .await?
+            > 0
+        {
+            kept.extend(sqlx::query_as(LOGGED).fetch_all(&mut *conn).await?);
+        }
+        drop(conn);
+        let earlier_file = send_log.earlier_file();
+        if earlier_file.exists() {
+            let options = SqliteConnectOptions::new().filename(&earlier_file);
+            let mut earlier =
+                <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options).await?;
+            if sqlx::query_scalar::<_, i64>(HAS_LOG)
+                .fetch_one(&mut earlier)
+                .await?
+                > 0
+            {
+                kept.extend(sqlx::query_as(LOGGED).fetch_all(&mut earlier).await?);
+            }
+            sqlx::Connection::close(earlier).await?;
+        }
+        send_log.keep(&kept)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = earlier_file.clone().into_os_string();
+            path.push(suffix);
+            logged_sends::remove_if_there(std::path::Path::new(&path))?;
         }
         Ok(())
     }
@@ -327,21 +350,6 @@ impl Db {
             Db::Sqlite { reader, .. } => Pooled::Sqlite(reader.acquire().await?),
             Db::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
         })
-    }
-
-    /// The connection that appends to the log of sends ([`logged_sends`]) and deletes from it.
-    /// On SQLite the log is a database file of its own (`<database>-sends`, attached as `sends`
-    /// to the connections that read it, never to the main writer), so its commits never wait for
-    /// the main file's writer; it writes nothing else (its statements run outside transactions,
-    /// and so lock only the file they write). In memory, it is the writer.
-    pub async fn log(&self) -> Result<Pooled> {
-        match self {
-            Db::Sqlite {
-                logger: Some(logger),
-                ..
-            } => Ok(Pooled::Sqlite(logger.acquire().await?)),
-            _ => self.write().await,
-        }
     }
 
     /// A connection for a single write statement.
@@ -376,66 +384,16 @@ impl Db {
                 reader,
                 writer,
                 checkpoints,
-                logger,
+                send_log: _,
             } => {
                 if let Some(checkpoints) = checkpoints {
                     checkpoints.send_replace(());
                 }
                 reader.close().await;
                 writer.close().await;
-                // Last, as the log's one writer: SQLite folds a file's write-ahead log into it,
-                // and deletes it, when its last connection that may write closes.
-                if let Some(logger) = logger {
-                    logger.close().await;
-                }
             }
             Db::Postgres(pool) => pool.close().await,
         }
-    }
-}
-
-/// How a SQLite connection sees the log of sends ([`logged_sends`]), a database file of its own.
-#[derive(Clone)]
-enum SendLog {
-    None,
-    /// Attached as `sends`.
-    Attach(Arc<str>),
-    /// Attached as `sends`, and made as the lanes need it: in write-ahead-log mode, synced as
-    /// the main file is, one narrow row per logged send. No foreign key: the message is in
-    /// another file; the sweep drops the rows of messages that moved on or are gone.
-    Create(Arc<str>),
-}
-
-impl SendLog {
-    async fn attach_to(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
-        let (SendLog::Attach(path) | SendLog::Create(path)) = self else {
-            return Ok(());
-        };
-        sqlx::query("ATTACH DATABASE $1 AS sends")
-            .bind(&**path)
-            .execute(&mut *conn)
-            .await?;
-        if let SendLog::Attach(_) = self {
-            return Ok(());
-        }
-        if &**path != ":memory:" {
-            sqlx::query("PRAGMA sends.journal_mode = WAL")
-                .execute(&mut *conn)
-                .await?;
-        }
-        sqlx::query("PRAGMA sends.synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS sends.logged_sends (
-                 message_id           BLOB PRIMARY KEY,
-                 provider_message_id  TEXT,
-                 sent_at              TEXT NOT NULL
-             ) WITHOUT ROWID",
-        )
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
     }
 }
 
