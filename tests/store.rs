@@ -2477,7 +2477,8 @@ async fn logged_sends_are_recorded_not_requeued_when_their_claims_run_out(db: Te
 
 /// Applying logged sends records them in full (status, counters, events) and empties the log;
 /// applying them a second time (a lane that lost its lease, after the requeue recorded them)
-/// changes nothing. The sweep drops rows whose message is no longer in flight, and only those.
+/// changes nothing. The sweep deletes the segments no lane holds whose messages are no longer
+/// in flight, and only those.
 async fn applied_logged_sends_are_recorded_once_and_leave_the_log(db: TestDb) {
     let Claiming {
         ws,
