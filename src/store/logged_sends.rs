@@ -82,17 +82,9 @@ impl SendLog {
         if sends.is_empty() {
             return Ok(());
         }
-        let mut by_time: BTreeMap<DateTime<Utc>, Vec<(MessageId, Option<String>)>> =
-            BTreeMap::new();
-        for (id, provider_message_id, at) in sends {
-            by_time
-                .entry(*at)
-                .or_default()
-                .push((*id, provider_message_id.clone()));
-        }
         let mut segment = self.segment()?;
-        for (at, sends) in by_time {
-            segment.append(&LoggedGroup { at, sends })?;
+        for group in groups_by_time(sends.iter().cloned()) {
+            segment.append(&group)?;
         }
         segment.file.sync_all()
     }
@@ -329,23 +321,28 @@ pub async fn record_expired(
     .await?
     .into_iter()
     .collect();
+    let recorded: Vec<LoggedSend> = logged
+        .into_iter()
+        .filter(|(id, _, _)| expired.contains(id))
+        .collect();
+    let count = recorded.len();
+    apply(tx, &groups_by_time(recorded)).await?;
+    Ok(count)
+}
+
+/// Sends as groups of one time each, in the order of their times.
+fn groups_by_time(sends: impl IntoIterator<Item = LoggedSend>) -> Vec<LoggedGroup> {
     let mut by_time: BTreeMap<DateTime<Utc>, Vec<(MessageId, Option<String>)>> = BTreeMap::new();
-    let mut count = 0;
-    for (id, provider_message_id, at) in logged {
-        if expired.contains(&id) {
-            count += 1;
-            by_time
-                .entry(at)
-                .or_default()
-                .push((id, provider_message_id));
-        }
+    for (id, provider_message_id, at) in sends {
+        by_time
+            .entry(at)
+            .or_default()
+            .push((id, provider_message_id));
     }
-    let groups: Vec<LoggedGroup> = by_time
+    by_time
         .into_iter()
         .map(|(at, sends)| LoggedGroup { at, sends })
-        .collect();
-    apply(tx, &groups).await?;
-    Ok(count)
+        .collect()
 }
 
 /// Deletes the segments no lane holds once none of their messages is still `sending` (applied
