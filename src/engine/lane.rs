@@ -1392,12 +1392,12 @@ async fn record_as_completed(
         {
             group.push(more);
         }
-        let durable =
-            if !spaced && shared.db.logs_sends() && group.iter().all(Completion::is_plain_send) {
-                log_group(shared, sender, &group, logged).await
-            } else {
-                record_group(shared, sender, &group, stop, spaced, logged).await
-            };
+        let durable = match shared.db.send_log() {
+            Some(send_log) if !spaced && group.iter().all(Completion::is_plain_send) => {
+                log_group(shared, send_log, sender, &group, logged).await
+            }
+            _ => record_group(shared, sender, &group, stop, spaced, logged).await,
+        };
         durable.inspect_err(|error| stop_recording(stop, sender, error, group.len()))?;
         for completion in &group {
             unrecorded.remove(&completion.claim);
@@ -1547,6 +1547,7 @@ impl Completion {
 /// keeps them to apply.
 async fn log_group(
     shared: &Shared,
+    send_log: &SendLog,
     sender: SenderId,
     group: &[Completion],
     logged: &mut Logged,
@@ -1562,11 +1563,6 @@ async fn log_group(
         })
         .collect();
     let group_logged = LoggedGroup { at, sends };
-    let Some(send_log) = shared.db.send_log() else {
-        return Err(StoreError::Corrupt(
-            "this store keeps no log of sends".into(),
-        ));
-    };
     super::retrying("logging sends", sender, || {
         std::future::ready(append(send_log, &mut logged.segment, &group_logged))
     })
