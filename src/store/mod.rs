@@ -45,6 +45,7 @@ pub mod senders;
 /// Dashboard sessions, held by digest.
 pub mod sessions;
 mod sql;
+mod stable_plans;
 pub mod templates;
 mod types;
 pub mod usage;
@@ -221,6 +222,7 @@ impl Db {
                 .max_connections(connections)
                 .test_before_acquire(false)
                 .acquire_timeout(options.acquire_timeout)
+                .after_connect(|conn, _| Box::pin(stable_plans::keep_on(conn)))
         };
         // An in-memory database exists once per connection: every pool must share the writer's.
         if in_memory {
