@@ -248,7 +248,7 @@ impl Db {
             .connect_with(connect.clone().read_only(true).row_buffer_size(1024))
             .await?;
         let checkpointer = pool(1).connect_with(connect).await?;
-        let checkpoints = checkpoint_in_background(checkpointer);
+        let checkpoints = checkpoint_in_background(checkpointer, writer.clone());
         Ok(Db::Sqlite {
             reader,
             writer,
@@ -400,18 +400,31 @@ impl Db {
 }
 
 /// How often the background checkpoint copies SQLite's write-ahead log into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// SQLite copies its write-ahead log back into the database file (a checkpoint) on the
-/// connection whose commit takes the log past 1,000 pages: with 16 KiB pages, a stall of ~40 ms
-/// of the single writer every few hundred small commits, which a paced lane's next claim waited
-/// out (it cost the WhatsApp run 3 % of its 80/s). A connection of its own therefore
-/// checkpoints every [`CHECKPOINT_EVERY`], in PASSIVE mode: it neither waits for nor blocks the
-/// writer or the readers, and the log restarts from its beginning once all of it is in the
-/// database. The writers' own checkpoints stay as the backstop (a passive checkpoint alone
-/// never caught up under sustained writes), and find little left to copy. A crash loses nothing: the log is the durable copy until then. Returns
-/// the handle whose last drop (or [`Db::close`]) ends it.
-fn checkpoint_in_background(checkpointer: SqlitePool) -> Arc<watch::Sender<()>> {
+/// connection whose commit takes the log past 1,000 pages, and the log starts over from its
+/// beginning only when a write transaction begins with all of it copied. Left to the writer,
+/// the copy and its `fsync` stall the single writer: a paced lane's next claim waited ~40 ms
+/// out (the WhatsApp run lost 3 % of its 80/s); while the http benchmark sends, the writer's
+/// thread spent ~3 % of its time copying pages, and one of its `fsync`s took 51 ms, which the
+/// lane's claims queued behind.
+///
+/// A connection of its own therefore checkpoints every [`CHECKPOINT_EVERY`], in two steps:
+/// - PASSIVE, alongside the writer: it neither waits for nor blocks the writer or the readers,
+///   and copies nearly all of the log;
+/// - then PASSIVE again while it holds the writer's connection, idle: it copies what the writer
+///   added meanwhile (a few pages), so that the writer's next transaction finds the log all
+///   copied and starts it over. Without this step, a passive checkpoint never catches up with
+///   a writer that commits without pause, and the log grows without end.
+///
+/// The writer's own checkpoints stay as the backstop, for a log that a long read keeps from
+/// starting over. A crash loses nothing: the log is the durable copy until then. Returns the
+/// handle whose last drop (or [`Db::close`]) ends it.
+fn checkpoint_in_background(
+    checkpointer: SqlitePool,
+    writer: SqlitePool,
+) -> Arc<watch::Sender<()>> {
     let (stop, mut stopped) = watch::channel(());
     tokio::spawn(async move {
         let mut every = tokio::time::interval(CHECKPOINT_EVERY);
@@ -422,17 +435,30 @@ fn checkpoint_in_background(checkpointer: SqlitePool) -> Arc<watch::Sender<()>> 
                 // A close, or every handle dropped.
                 _ = stopped.changed() => break,
             }
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&checkpointer)
-                .await
-            {
-                tracing::warn!(%error, "write-ahead log checkpoint failed");
+            match checkpoint(&checkpointer, &writer).await {
+                Ok(()) => {}
+                // Closed while this round waited for the writer: the close follows.
+                Err(StoreError::Database(sqlx::Error::PoolClosed)) => break,
+                Err(error) => tracing::warn!(%error, "write-ahead log checkpoint failed"),
             }
         }
         // The last connection to close checkpoints the whole log.
         checkpointer.close().await;
     });
     Arc::new(stop)
+}
+
+/// One round of [`checkpoint_in_background`].
+async fn checkpoint(checkpointer: &SqlitePool, writer: &SqlitePool) -> Result<()> {
+    // (busy, pages in the log, pages of it copied into the database)
+    let passive = "PRAGMA wal_checkpoint(PASSIVE)";
+    let (_, in_log, _): (i64, i64, i64) = sqlx::query_as(passive).fetch_one(checkpointer).await?;
+    if in_log > 0 {
+        let idle_writer = writer.acquire().await?;
+        sqlx::query(passive).execute(checkpointer).await?;
+        drop(idle_writer);
+    }
+    Ok(())
 }
 
 fn migrator(embedded: &'static sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
@@ -564,6 +590,76 @@ mod tests {
                 "{statement} builds a temporary index per row: {opcodes:?}"
             );
         }
+    }
+
+    /// A writer that keeps a transaction open nearly all the time: a passive checkpoint alone
+    /// never finds the whole log copied when the writer begins, so the log would grow with every
+    /// commit. The checkpointer's second step, with the writer held idle, lets it start over:
+    /// the log's file stays smaller than what was written through it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_starts_over_under_a_writer_that_never_pauses() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("herald.db");
+        let url = format!("sqlite://{}", path.display());
+        let db = Db::connect(&url, &DbOptions::default())
+            .await
+            .expect("the database opens");
+        let Db::Sqlite { writer, .. } = &db else {
+            unreachable!("a sqlite: URL opens SQLite")
+        };
+        let writer = writer.clone();
+        sqlx::query("CREATE TABLE filler (bytes BLOB NOT NULL)")
+            .execute(&writer)
+            .await
+            .expect("a table");
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&writer)
+            .await
+            .expect("an empty log to start from");
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("a checkpointing connection");
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy_writer = tokio::spawn({
+            let (writer, stop) = (writer.clone(), stop.clone());
+            async move {
+                let mut written = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut tx = writer.begin().await.expect("a transaction");
+                    let rows = "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 16)
+                                INSERT INTO filler SELECT randomblob(1024) FROM n";
+                    sqlx::query(rows).execute(&mut *tx).await.expect("rows");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    tx.commit().await.expect("a commit");
+                    written += 16 * 1024;
+                }
+                written
+            }
+        });
+        for _ in 0..30 {
+            checkpoint(&checkpointer, &writer)
+                .await
+                .expect("a checkpoint");
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = busy_writer.await.expect("the writer ends");
+
+        let log = std::fs::metadata(dir.path().join("herald.db-wal"))
+            .expect("the log's file")
+            .len();
+        assert!(written >= 256 * 1024, "the writer wrote {written} bytes");
+        // Each commit writes whole 16 KiB pages for its 16 KiB of rows: a log that never started
+        // over holds more than was written (~2.6 times here), one that did a fraction of it.
+        assert!(
+            log < written,
+            "the log's file grew to {log} bytes for {written} bytes written: it never started over"
+        );
+        checkpointer.close().await;
+        db.close().await;
     }
 
     #[tokio::test]
