@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use super::events::{self, NewEvent};
-use super::sql::{Param, SqlBuilder, bind_params, fetch_page, fetch_rows, rows_per_statement};
+use super::sql::{
+    Param, SqlBuilder, bind_params, fetch_page, fetch_rows, rows_per_statement, update_rows,
+};
 use super::{Conn, Dialect, Page, Result, StoreError, Tx, on_conn};
 use super::{analytics, campaigns, logged_sends};
 use crate::domain::event::{EventType, InboundEvent};
@@ -281,7 +283,7 @@ pub async fn claim(
     lease_until: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<Claimed>> {
-    let mut claimed = claim_from(tx.conn(), sender, None, now, lease_until, limit).await?;
+    let mut claimed = claim_from(tx, sender, None, now, lease_until, limit).await?;
     if claimed.len() as u32 >= limit {
         return Ok(claimed);
     }
@@ -304,8 +306,7 @@ pub async fn claim(
         if room == 0 {
             break;
         }
-        claimed
-            .extend(claim_from(tx.conn(), sender, Some(campaign), now, lease_until, room).await?);
+        claimed.extend(claim_from(tx, sender, Some(campaign), now, lease_until, room).await?);
     }
     Ok(claimed)
 }
@@ -314,8 +315,10 @@ const RUNNING_CAMPAIGNS: &str =
     "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id";
 const RUNNING_CAMPAIGNS_LOCKED: &str = "SELECT id FROM campaigns WHERE sender_id = $1 AND status = 'running' ORDER BY started_at, id FOR KEY SHARE";
 
+/// Claims in the caller's transaction, which a failure of the claim's `UPDATE` ends (see
+/// [`update_rows`]).
 async fn claim_from(
-    conn: Conn<'_>,
+    tx: &mut Tx,
     sender: SenderId,
     campaign: Option<CampaignId>,
     now: DateTime<Utc>,
@@ -331,7 +334,7 @@ async fn claim_from(
     // other's locked rows instead of waiting on them. PostgreSQL gets the ids as an array, so
     // that it finds each by its key: given `IN (subquery)`, its planner may join the claimed
     // ids to a sequential scan of every message (it did at 20,000).
-    let (ids_from, ids_end, lock) = match conn.dialect() {
+    let (ids_from, ids_end, lock) = match tx.conn().dialect() {
         Dialect::Sqlite => ("id IN (", ")", ""),
         Dialect::Postgres => ("id = ANY(ARRAY(", "))", " FOR UPDATE SKIP LOCKED"),
     };
@@ -342,8 +345,9 @@ async fn claim_from(
     } else {
         "id, campaign_id, contact_id, phone, body, media_url, whatsapp, attempts"
     };
+    let update = update_rows(tx.conn().dialect());
     let sql = format!(
-        "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_expires_at = $3,
+        "{update} messages SET status = 'sending', attempts = attempts + 1, lease_expires_at = $3,
                              updated_at = $2
          WHERE {ids_from}SELECT id FROM messages
                       WHERE sender_id = $1 AND {queue} AND status = 'pending' AND not_before <= $2
@@ -351,7 +355,7 @@ async fn claim_from(
          RETURNING {returning}"
     );
     let mut claimed: Vec<Claimed> = match campaign {
-        None => on_conn!(conn, c => sqlx::query_as(super::sql::trusted(&sql))
+        None => on_conn!(tx.conn(), c => sqlx::query_as(super::sql::trusted(&sql))
             .bind(sender)
             .bind(now)
             .bind(lease_until)
@@ -359,7 +363,7 @@ async fn claim_from(
             .fetch_all(&mut *c)
             .await?),
         Some(campaign_id) => {
-            let rows: Vec<ClaimedOfCampaign> = on_conn!(conn, c => sqlx::query_as(super::sql::trusted(&sql))
+            let rows: Vec<ClaimedOfCampaign> = on_conn!(tx.conn(), c => sqlx::query_as(super::sql::trusted(&sql))
                 .bind(sender)
                 .bind(now)
                 .bind(lease_until)
@@ -682,7 +686,7 @@ async fn record_plain_sends(
                         Param::Time(sent_at(change)),
                     ]);
                 }
-                update.push(")\n UPDATE messages SET ");
+                update.push(&format!(")\n {} messages SET ", update_rows(dialect)));
                 update
             }
         };

