@@ -551,6 +551,16 @@ mod tests {
 
     use super::*;
 
+    /// A database in a file of its own, with its URL; the file goes with the directory.
+    pub(super) async fn on_a_file() -> (tempfile::TempDir, String, Db) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let db = Db::connect(&url, &DbOptions::default())
+            .await
+            .expect("the database opens");
+        (dir, url, db)
+    }
+
     async fn in_memory() -> (Db, SqlitePool) {
         let db = Db::connect("sqlite::memory:", &DbOptions::default())
             .await
@@ -598,12 +608,7 @@ mod tests {
     /// the log's file stays smaller than what was written through it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_log_starts_over_under_a_writer_that_never_pauses() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("herald.db");
-        let url = format!("sqlite://{}", path.display());
-        let db = Db::connect(&url, &DbOptions::default())
-            .await
-            .expect("the database opens");
+        let (dir, url, db) = on_a_file().await;
         let Db::Sqlite { writer, .. } = &db else {
             unreachable!("a sqlite: URL opens SQLite")
         };
@@ -664,11 +669,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_database_has_sixteen_kib_pages() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
-        let db = Db::connect(&url, &DbOptions::default())
-            .await
-            .expect("the database opens");
+        let (_dir, _, db) = on_a_file().await;
         db.migrate().await.expect("migrations run");
         let mut conn = db.read().await.expect("a reader");
         let Conn::Sqlite(reader) = conn.conn() else {

@@ -54,17 +54,13 @@ async fn guarantee(conn: &mut SqliteConnection, setting: c_int) -> Result<bool, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Conn, Db, DbOptions};
+    use crate::store::Conn;
 
     /// Every connection the store opens on a SQLite file keeps its plans: the writer, which
     /// claims and records sends, and the readers.
     #[tokio::test]
     async fn every_connection_keeps_its_plans() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
-        let db = Db::connect(&url, &DbOptions::default())
-            .await
-            .expect("the database opens");
+        let (_dir, _, db) = crate::store::tests::on_a_file().await;
         let mut tx = db.begin().await.expect("the writer");
         let Conn::Sqlite(writer) = tx.conn() else {
             unreachable!("a sqlite: URL opens SQLite")
