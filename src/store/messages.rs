@@ -334,7 +334,8 @@ async fn claim_from(
     // other's locked rows instead of waiting on them. PostgreSQL gets the ids as an array, so
     // that it finds each by its key: given `IN (subquery)`, its planner may join the claimed
     // ids to a sequential scan of every message (it did at 20,000).
-    let (ids_from, ids_end, lock) = match tx.conn().dialect() {
+    let dialect = tx.conn().dialect();
+    let (ids_from, ids_end, lock) = match dialect {
         Dialect::Sqlite => ("id IN (", ")", ""),
         Dialect::Postgres => ("id = ANY(ARRAY(", "))", " FOR UPDATE SKIP LOCKED"),
     };
@@ -345,7 +346,7 @@ async fn claim_from(
     } else {
         "id, campaign_id, contact_id, phone, body, media_url, whatsapp, attempts"
     };
-    let update = update_rows(tx.conn().dialect());
+    let update = update_rows(dialect);
     let sql = format!(
         "{update} messages SET status = 'sending', attempts = attempts + 1, lease_expires_at = $3,
                              updated_at = $2
